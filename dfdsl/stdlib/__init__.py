@@ -1,0 +1,1 @@
+"""The bundled standard library of layers, importable from .dfl files as `std.NAME`."""

@@ -1,0 +1,1 @@
+"""The `df` and `rdu` dialects and the shape rules they share."""

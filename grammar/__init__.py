@@ -1,0 +1,1 @@
+"""The bundled grammar of the .dfl language (dfl.lark)."""

@@ -1,0 +1,1 @@
+"""The SN40L timing interpreter and the hardware descriptions it reads."""

@@ -1,0 +1,1 @@
+"""Hardware descriptions as data: one TOML file per target."""
