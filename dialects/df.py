@@ -260,7 +260,8 @@ class GraphOp(IRDLOperation):
     """One decode step of a model, with the run it was written for.
 
     `sockets` is the tensor-parallel degree asked for; `tp` the degree the graph is sharded to
-    (1 until `shard-tensor-parallel` runs). Tensor types inside are per socket.
+    (1 until `shard-tensor-parallel` runs). Tensor types inside are per socket. `activations`
+    is the tier of the activations passed between kernel calls.
     """
 
     name = "df.graph"
@@ -271,13 +272,15 @@ class GraphOp(IRDLOperation):
     sockets = prop_def(IntegerAttr[I64])
     tp = prop_def(IntegerAttr[I64])
     target = prop_def(StringAttr)
+    activations = prop_def(StringAttr)
     body = region_def("single_block")
     traits = traits_def(NoTerminator(), SymbolOpInterface())
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$sym_name attr-dict-with-keyword $body"
 
     def __init__(self, name: str, *, batch: int, context: int, tokens: int, sockets: int,
-                 target: str, tp: int = 1, region: Region | None = None):
+                 target: str, activations: str = "sram", tp: int = 1,
+                 region: Region | None = None):
         super().__init__(
             properties={
                 "sym_name": StringAttr(name),
@@ -287,6 +290,7 @@ class GraphOp(IRDLOperation):
                 "sockets": IntegerAttr(sockets, 64),
                 "tp": IntegerAttr(tp, 64),
                 "target": StringAttr(target),
+                "activations": StringAttr(activations),
             },
             regions=[region or Region(Block())],
         )
@@ -295,6 +299,8 @@ class GraphOp(IRDLOperation):
         for key in ("batch", "context", "tokens", "sockets", "tp"):
             if self.properties[key].value.data <= 0:  # type: ignore[union-attr]
                 raise VerifyException(f"df.graph: {key} must be positive")
+        if self.activations.data not in TIERS:
+            raise VerifyException(f"df.graph: unknown tier {self.activations.data!r} for activations")
 
 
 @irdl_op_definition
