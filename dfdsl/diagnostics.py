@@ -1,0 +1,131 @@
+"""Diagnostics for people who write `.dfl` files: located, coded, rendered as rustc and clang do.
+
+A `Diagnostic` names a file, a line and column, a stable code (documented in docs/errors.md) and a
+message; it may carry a `help` line. `render` prints
+
+    model.dfl:3:12: error: unknown name `hiden` [E003]
+      3 |   hidden = hiden * 2
+        |            ^^^^^
+    help: did you mean `hidden`?
+
+Front-end stages collect diagnostics and raise them together as a `DfslError`, so one run reports
+every independent error.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from dfdsl.ast import Span
+
+ERROR_CODES: dict[str, str] = {
+    "E001": "syntax error",
+    "E002": "file cannot be read",
+    "E003": "unknown name",
+    "E004": "duplicate name",
+    "E005": "wrong kind of value",
+    "E006": "arithmetic error",
+    "E007": "size must be positive",
+    "E008": "shape or dtype mismatch",
+    "E009": "unknown operator or layer",
+    "E010": "bad arguments to an operator or layer",
+    "E011": "unknown memory tier or tensor class",
+    "E012": "bad loop bounds",
+    "E013": "import not found",
+    "E014": "import cycle",
+    "E015": "import outside the allowed folders",
+    "E016": "bad model or run",
+    "E017": "limit exceeded",
+    "E018": "layer structure error",
+    "E019": "run setting out of range",
+}
+"""Every code the front end emits, with a one-line title (the docs hold examples and fixes)."""
+
+
+@attrs.frozen
+class Diagnostic:
+    code: str
+    message: str
+    span: Span | None = None
+    help: str | None = None
+    severity: str = "error"
+
+    def __attrs_post_init__(self) -> None:
+        assert self.code in ERROR_CODES, self.code
+
+    def location(self) -> str:
+        if self.span is None:
+            return "dfdsl"
+        return f"{self.span.path}:{self.span.line}:{self.span.column}"
+
+    def render(self, source: str | None = None) -> str:
+        lines = [f"{self.location()}: {self.severity}: {self.message} [{self.code}]"]
+        if self.span is not None and source is not None:
+            text_lines = source.splitlines()
+            if 1 <= self.span.line <= len(text_lines):
+                text = text_lines[self.span.line - 1].replace("\t", " ")
+                number = str(self.span.line)
+                pad = " " * len(number)
+                if self.span.end_line == self.span.line:
+                    width = max(1, self.span.end_column - self.span.column)
+                else:
+                    width = max(1, len(text) - self.span.column + 1)
+                lines.append(f"  {number} | {text}")
+                lines.append(f"  {pad} | {' ' * (self.span.column - 1)}{'^' * width}")
+        if self.help:
+            lines.append(f"help: {self.help}")
+        return "\n".join(lines)
+
+
+class DfslError(Exception):
+    """Bad input: one or more diagnostics. The CLI prints them and exits with code 2."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+    def render(self, sources: dict[Path, str] | None = None) -> str:
+        sources = sources or {}
+        out = []
+        for d in self.diagnostics:
+            source = None
+            if d.span is not None:
+                source = sources.get(d.span.path)
+                if source is None:
+                    source = _read_quietly(d.span.path)
+            out.append(d.render(source))
+        errors = sum(d.severity == "error" for d in self.diagnostics)
+        if errors > 1:
+            out.append(f"{errors} errors")
+        return "\n".join(out)
+
+
+def _read_quietly(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A `help:` line for a misspelt name, or None when nothing is close."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+class Collector:
+    """Gathers diagnostics during one stage; `check()` raises them all at once."""
+
+    def __init__(self) -> None:
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, help))
+
+    def check(self) -> None:
+        if self.diagnostics:
+            raise DfslError(self.diagnostics)

@@ -1,0 +1,725 @@
+"""Semantic checks: evaluates a loaded program into a `ResolvedModel` with every shape known.
+
+Elaboration binds the model's values to its graph's parameters, evaluates constants and
+dimensions, unrolls loops, instantiates each layer once per distinct set of parameter values
+(inlining layers that call layers), infers every operator's result with the shared shape rules,
+and applies the placement. Every problem becomes a located diagnostic; elaboration goes on after
+an error where it can, so one run reports all independent errors.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import attrs
+
+from dfdsl import ast
+from dfdsl.dialects import shapes
+from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, TensorShape
+from dfdsl.diagnostics import Collector, DfslError, did_you_mean
+from dfdsl.loader import Program, load
+
+MAX_LAYER_CALLS = 4096
+"""Layer instances in one model, after unrolling (E017): 10x the deepest real model."""
+MAX_INT = 2**62
+"""Integers past this are refused (E006): no real size comes near it."""
+RUN_LIMITS: dict[str, tuple[int, int]] = {
+    "batch": (1, 65536),
+    "context": (1, 1 << 24),
+    "tokens": (1, 1 << 20),
+    "sockets": (1, 1024),
+}
+"""Bounds on run settings (E019), wide enough for any real deployment."""
+TENSOR_CLASSES = ("weights", "kv_cache", "activations", "inputs")
+DEFAULT_PLACEMENT = {"weights": "hbm", "kv_cache": "hbm", "activations": "sram", "inputs": "hbm"}
+DECL_CLASS = {"in": "inputs", "weight": "weights", "cache": "kv_cache"}
+DEFAULT_RUN = {"batch": 1, "context": 4096, "tokens": 128, "sockets": 8, "target": "sn40l"}
+
+
+@attrs.frozen
+class DType:
+    name: str
+
+
+@attrs.frozen
+class Target:
+    name: str
+    sockets: int | None
+
+
+@attrs.frozen
+class Tensor:
+    """A tensor value during elaboration: its SSA name in the resolved graph and its type."""
+
+    ref: str
+    type: TensorShape
+
+
+class _Poison:
+    """The value of a name whose definition had an error: using it reports nothing more."""
+
+
+POISON = _Poison()
+Value = int | str | DType | Target | Tensor | _Poison  # str: the symbolic dims "B" and "S"
+
+
+@attrs.frozen
+class ResolvedDecl:
+    kind: str  # "in", "weight", "cache"
+    ref: str  # the SSA name
+    name: str  # the tensor's full name (layers.3.wq)
+    type: TensorShape
+    tier: str
+
+
+@attrs.frozen
+class ResolvedOp:
+    op: str
+    operands: tuple[str, ...]
+    attrs: tuple[tuple[str, int], ...]
+    ref: str
+    type: TensorShape
+
+
+@attrs.frozen
+class ResolvedLayer:
+    """One instantiation of a layer: arguments in order (inputs, weights, caches) and operators."""
+
+    symbol: str
+    inputs: tuple[ResolvedDecl, ...]
+    weights: tuple[ResolvedDecl, ...]
+    caches: tuple[ResolvedDecl, ...]
+    ops: tuple[ResolvedOp, ...]
+    output: str
+    output_type: TensorShape
+
+
+@attrs.frozen
+class LayerCall:
+    symbol: str
+    args: tuple[str, ...]
+    ref: str
+    type: TensorShape
+
+
+Step = ResolvedDecl | ResolvedOp | LayerCall
+
+
+@attrs.frozen
+class RunConfig:
+    batch: int
+    context: int
+    tokens: int
+    sockets: int
+    target: str
+
+
+@attrs.frozen
+class ResolvedModel:
+    name: str
+    layers: tuple[ResolvedLayer, ...]
+    steps: tuple[Step, ...]
+    output: str
+    output_type: TensorShape
+    run: RunConfig
+    activations_tier: str
+    explicit_classes: tuple[str, ...]
+    """Tensor classes whose tier the file set explicitly (place-memory will not spill those)."""
+
+
+class _Abort(Exception):
+    """Stops elaborating one statement after its error was recorded."""
+
+
+class _Scope:
+    def __init__(self, parent: _Scope | None = None):
+        self.parent = parent
+        self.values: dict[str, Value] = {}
+
+    def lookup(self, name: str) -> Value | None:
+        scope: _Scope | None = self
+        while scope is not None:
+            if name in scope.values:
+                return scope.values[name]
+            scope = scope.parent
+        return None
+
+    def names(self) -> Iterator[str]:
+        scope: _Scope | None = self
+        while scope is not None:
+            yield from scope.values
+            scope = scope.parent
+
+
+class _LayerBuilder:
+    """Collects one layer instance's arguments and operators while its body is elaborated."""
+
+    def __init__(self) -> None:
+        self.inputs: list[ResolvedDecl] = []
+        self.weights: list[ResolvedDecl] = []
+        self.caches: list[ResolvedDecl] = []
+        self.ops: list[ResolvedOp] = []
+        self.prefixes: set[str] = set()
+
+
+class Elaborator:
+    def __init__(self, program: Program, overrides: Mapping[str, int | str] | None = None):
+        self.program = program
+        self.overrides = dict(overrides or {})
+        self.errors = Collector()
+        self.counter = 0
+        self.instances: dict[tuple, ResolvedLayer] = {}
+        self.layers: dict[tuple, ResolvedLayer] = {}
+        self.symbols: set[str] = set()
+        self.steps: list[Step] = []
+        self.decl_names: dict[str, ast.Span] = {}
+        self.layer_calls = 0
+        self.place_rules: list[ast.PlaceRule] = []
+        self.placement = dict(DEFAULT_PLACEMENT)
+        self.explicit: set[str] = set()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def fresh(self, hint: str) -> str:
+        self.counter += 1
+        return f"{hint}_{self.counter}"
+
+    def fail(self, code: str, message: str, span: ast.Span | None, help: str | None = None):
+        self.errors.error(code, message, span, help)
+        raise _Abort
+
+    # -- expressions ---------------------------------------------------------------------
+
+    def eval(self, expr: ast.Expr, scope: _Scope) -> Value:
+        if isinstance(expr, ast.Int):
+            if expr.value > MAX_INT:
+                self.fail("E006", f"{expr.value} is too large (the limit is 2^62)", expr.span)
+            return expr.value
+        if isinstance(expr, ast.Name):
+            value = scope.lookup(expr.name)
+            if value is None:
+                self.fail("E003", f"unknown name `{expr.name}`", expr.span,
+                          did_you_mean(expr.name, scope.names()))
+            if value is POISON:
+                raise _Abort
+            return value
+        if isinstance(expr, ast.Neg):
+            return -self.eval_int(expr.operand, scope, "a negation")
+        if isinstance(expr, ast.BinOp):
+            left = self.eval_int(expr.left, scope, f"`{expr.op}`")
+            right = self.eval_int(expr.right, scope, f"`{expr.op}`")
+            if expr.op in "/%" and right == 0:
+                self.fail("E006", "division by zero", expr.span)
+            if expr.op == "/" and left % right:
+                self.fail("E006", f"{left} / {right} is not a whole number", expr.span,
+                          "sizes are integers: check the operands, or use `%` to see the remainder")
+            result = {
+                "+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right,
+                "/": lambda: left // right, "%": lambda: left % right,
+            }[expr.op]()
+            if abs(result) > MAX_INT:
+                self.fail("E006", f"{left} {expr.op} {right} is too large (the limit is 2^62)", expr.span)
+            return result
+        if isinstance(expr, ast.Call):
+            return self.eval_target(expr, scope)
+        raise AssertionError(expr)
+
+    def eval_int(self, expr: ast.Expr, scope: _Scope, what: str) -> int:
+        value = self.eval(expr, scope)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail("E005", f"{what} needs an integer, got {_describe(value)}", expr.span)
+        return value
+
+    def eval_target(self, call: ast.Call, scope: _Scope) -> Target:
+        if call.args:
+            self.fail("E010", f"`{call.callee}(...)` takes only `sockets = N`", call.span)
+        sockets = None
+        for kw in call.kwargs:
+            if kw.name != "sockets":
+                self.fail("E010", f"a target takes `sockets`, not `{kw.name}`", kw.span,
+                          did_you_mean(kw.name, ["sockets"]))
+            sockets = self.eval_int(kw.value, scope, "`sockets`")
+        return Target(call.callee, sockets)
+
+    def eval_dim(self, expr: ast.Expr, scope: _Scope) -> int | str:
+        value = self.eval(expr, scope)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail("E005", f"a dimension must be an integer, B or S; got {_describe(value)}", expr.span)
+        if value <= 0:
+            self.fail("E007", f"dimension is {value}; sizes must be positive", expr.span)
+        return value
+
+    def eval_type(self, texpr: ast.TensorTypeExpr, scope: _Scope) -> TensorShape:
+        dtype = self.eval(texpr.dtype, scope)
+        if not isinstance(dtype, DType):
+            self.fail("E005", f"`{texpr.dtype.name}` is not a dtype", texpr.dtype.span,
+                      "dtypes are " + ", ".join(DTYPE_BYTES))
+        dims = []
+        ok = True
+        for d in texpr.dims:
+            try:
+                dims.append(self.eval_dim(d, scope))
+            except _Abort:
+                ok = False
+        if not ok:
+            raise _Abort
+        return TensorShape(tuple(dims), dtype.name)
+
+    # -- statements -----------------------------------------------------------------------
+
+    def elaborate_body(self, body: tuple[ast.Stmt, ...], scope: _Scope, *, layer: _LayerBuilder | None,
+                       prefix: str, outputs: list[tuple[Tensor, ast.Span]]) -> None:
+        for stmt in body:
+            try:
+                self.elaborate_stmt(stmt, scope, layer=layer, prefix=prefix, outputs=outputs)
+            except _Abort:
+                for name in _defined_names(stmt):
+                    scope.values[name] = POISON
+
+    def define(self, scope: _Scope, name: str, value: Value, span: ast.Span, *, rebind_tensor: bool) -> None:
+        existing = scope.values.get(name)
+        if existing is not None and existing is not POISON:
+            if not (rebind_tensor and isinstance(existing, Tensor)):
+                self.fail("E004", f"`{name}` is already defined in this scope", span,
+                          "pick another name")
+        scope.values[name] = value
+
+    def elaborate_stmt(self, stmt: ast.Stmt, scope: _Scope, *, layer: _LayerBuilder | None,
+                       prefix: str, outputs: list[tuple[Tensor, ast.Span]]) -> None:
+        if isinstance(stmt, ast.Let):
+            self.define(scope, stmt.name, self.eval(stmt.value, scope), stmt.name_span, rebind_tensor=False)
+        elif isinstance(stmt, ast.Decl):
+            self.elaborate_decl(stmt, scope, layer, prefix)
+        elif isinstance(stmt, ast.Assign):
+            value = self.elaborate_call(stmt, scope, layer, prefix)
+            self.define(scope, stmt.target, value, stmt.target_span, rebind_tensor=True)
+        elif isinstance(stmt, ast.For):
+            self.elaborate_for(stmt, scope, layer, prefix, outputs)
+        elif isinstance(stmt, ast.Out):
+            value = scope.lookup(stmt.name)
+            if value is None:
+                self.fail("E003", f"unknown name `{stmt.name}`", stmt.span, did_you_mean(stmt.name, scope.names()))
+            if value is POISON:
+                raise _Abort
+            if not isinstance(value, Tensor):
+                self.fail("E005", f"`out` needs a tensor, `{stmt.name}` is {_describe(value)}", stmt.span)
+            outputs.append((value, stmt.span))
+
+    def elaborate_decl(self, decl: ast.Decl, scope: _Scope, layer: _LayerBuilder | None, prefix: str) -> None:
+        type_ = self.eval_type(decl.type, scope)
+        self.check_decl_type(decl, type_)
+        full_name = prefix + decl.name
+        ref = self.fresh(decl.name)
+        resolved = ResolvedDecl(decl.kind, ref, full_name, type_, self.tier_for(decl.kind, full_name))
+        if layer is not None:
+            {"in": layer.inputs, "weight": layer.weights, "cache": layer.caches}[decl.kind].append(resolved)
+        else:
+            if full_name in self.decl_names:
+                first = self.decl_names[full_name]
+                self.fail("E004", f"tensor `{full_name}` is declared twice (first at line {first.line})",
+                          decl.name_span, "loops over layers must not overlap: check their bounds")
+            self.decl_names[full_name] = decl.name_span
+            self.steps.append(resolved)
+        self.define(scope, decl.name, Tensor(ref, type_), decl.name_span, rebind_tensor=False)
+
+    def tier_for(self, kind: str, full_name: str) -> str:
+        tier = self.placement[DECL_CLASS[kind]]
+        for rule in self.place_rules:
+            if rule.is_pattern and fnmatch.fnmatchcase(full_name, rule.subject):
+                tier = rule.tier.name
+        return tier
+
+    def elaborate_for(self, stmt: ast.For, scope: _Scope, layer: _LayerBuilder | None, prefix: str,
+                      outputs: list[tuple[Tensor, ast.Span]]) -> None:
+        if layer is not None:
+            self.fail("E018", "loops belong in a graph, not inside a layer", stmt.span,
+                      "move the loop to the graph that calls this layer")
+        start = self.eval_int(stmt.start, scope, "a loop bound")
+        stop = self.eval_int(stmt.stop, scope, "a loop bound")
+        if start < 0 or stop <= start:
+            self.fail("E012", f"loop `{stmt.var} in {start}..{stop}` runs no iterations" if stop <= start
+                      else f"loop bounds must not be negative, got {start}", stmt.span,
+                      "a loop runs from its first bound up to, not including, its second: `0..layers`")
+        if stop - start + self.layer_calls > MAX_LAYER_CALLS:
+            self.fail("E017", f"the loop would unroll {stop - start:,} iterations; the limit is "
+                      f"{MAX_LAYER_CALLS:,} layer calls per model", stmt.span)
+        for i in range(start, stop):
+            inner = _Scope(scope)
+            inner.values[stmt.var] = i
+            before = len(self.errors.diagnostics)
+            self.elaborate_body(stmt.body, inner, layer=None, prefix=f"layers.{i}.", outputs=outputs)
+            # Tensors rebound in the loop body carry to the next iteration and out of the loop.
+            for name, value in inner.values.items():
+                if name != stmt.var and isinstance(value, Tensor) and isinstance(scope.lookup(name), Tensor):
+                    _assign_outer(scope, name, value)
+            if len(self.errors.diagnostics) > before:
+                break  # the same error would repeat in every iteration
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def elaborate_call(self, stmt: ast.Assign, scope: _Scope, layer: _LayerBuilder | None, prefix: str) -> Tensor:
+        call = stmt.call
+        if call.callee in shapes.RULES:
+            return self.elaborate_operator(stmt, scope, layer)
+        definition = self.program.definitions.get(call.callee)
+        if definition is None or definition.kind != "layer":
+            known = [*shapes.RULES, *(d.name for d in self.program.definitions.values() if d.kind == "layer")]
+            what = "a graph, not a layer" if definition is not None else "not an operator or a layer"
+            self.fail("E009", f"`{call.callee}` is {what}", call.callee_span, did_you_mean(call.callee, known)
+                      or "operators are " + ", ".join(shapes.RULES))
+        return self.elaborate_layer_call(stmt, definition, scope, layer, prefix)
+
+    def _tensor_args(self, call: ast.Call, scope: _Scope) -> list[Tensor]:
+        tensors: list[Tensor] = []
+        bad = False
+        for arg in call.args:
+            try:
+                value = self.eval(arg, scope)
+                if not isinstance(value, Tensor):
+                    self.fail("E005", f"`{call.callee}` takes tensors as positional arguments, got "
+                              f"{_describe(value)}", arg.span, "integer settings go by keyword: `heads = 32`")
+                tensors.append(value)
+            except _Abort:
+                bad = True
+        if bad:
+            raise _Abort
+        return tensors
+
+    def elaborate_operator(self, stmt: ast.Assign, scope: _Scope, layer: _LayerBuilder | None) -> Tensor:
+        call = stmt.call
+        tensors = self._tensor_args(call, scope)
+        allowed = shapes.OPERATOR_ATTRS.get(call.callee, ())
+        int_attrs: dict[str, int] = {}
+        for kw in call.kwargs:
+            if kw.name not in allowed:
+                hint = did_you_mean(kw.name, allowed) or (
+                    f"`{call.callee}` takes " + ", ".join(f"`{a}`" for a in allowed) if allowed
+                    else f"`{call.callee}` takes no settings")
+                self.fail("E010", f"`{call.callee}` has no setting `{kw.name}`", kw.span, hint)
+            int_attrs[kw.name] = self.eval_int(kw.value, scope, f"`{kw.name}`")
+        missing = [a for a in allowed if a not in int_attrs]
+        if missing:
+            self.fail("E010", f"`{call.callee}` needs " + ", ".join(f"`{m} = ...`" for m in missing),
+                      call.span)
+        try:
+            result = shapes.infer(call.callee, [t.type for t in tensors], int_attrs)
+        except shapes.ShapeError as err:
+            span = call.args[err.operand].span if err.operand is not None and err.operand < len(call.args) else call.span
+            self.fail("E008", err.message, span)
+        ref = self.fresh(stmt.target)
+        op = ResolvedOp(call.callee, tuple(t.ref for t in tensors), tuple(sorted(int_attrs.items())), ref, result)
+        (layer.ops if layer is not None else self.steps).append(op)
+        return Tensor(ref, result)
+
+    def bind_params(self, call: ast.Call, definition: ast.Definition, caller: _Scope) -> _Scope:
+        """A callee's parameters: keyword arguments first, else the caller's names of the same name."""
+        scope = self.root_scope()
+        params = [p.name for p in definition.params]
+        given: dict[str, Value] = {}
+        for kw in call.kwargs:
+            if kw.name not in params:
+                self.fail("E010", f"layer `{definition.name}` has no parameter `{kw.name}`", kw.span,
+                          did_you_mean(kw.name, params))
+            given[kw.name] = self.eval(kw.value, caller)
+        missing = []
+        for p in params:
+            value = given[p] if p in given else caller.lookup(p)
+            if value is None:
+                missing.append(p)
+            elif isinstance(value, Tensor):
+                self.fail("E005", f"parameter `{p}` of `{definition.name}` must be an integer or a dtype, "
+                          f"and the caller's `{p}` is a tensor", call.span, f"pass it explicitly: `{p} = ...`")
+            else:
+                scope.values[p] = value
+        if missing:
+            self.fail("E010", f"`{definition.name}` needs " + ", ".join(f"`{m}`" for m in missing)
+                      + "; the caller has no such names", call.span,
+                      "pass them as keyword arguments, or define them in the caller")
+        return scope
+
+    def elaborate_layer_call(self, stmt: ast.Assign, definition: ast.Definition, scope: _Scope,
+                             layer: _LayerBuilder | None, prefix: str) -> Tensor:
+        call = stmt.call
+        tensors = self._tensor_args(call, scope)
+        params = self.bind_params(call, definition, scope)
+        if layer is not None:
+            # A layer calling a layer: inline the callee's body into this instance.
+            inline_prefix = f"{prefix}{definition.name}."
+            n = 1
+            while inline_prefix in layer.prefixes:
+                n += 1
+                inline_prefix = f"{prefix}{definition.name}{n}."
+            layer.prefixes.add(inline_prefix)
+            return self.instantiate_into(definition, params, tensors, call, layer, prefix=inline_prefix)
+        self.layer_calls += 1
+        if self.layer_calls > MAX_LAYER_CALLS:
+            self.fail("E017", f"more than {MAX_LAYER_CALLS:,} layer calls in one model", call.span)
+        key = (definition.name, tuple(sorted((k, _key(v)) for k, v in params.values.items())),
+               tuple(t.type for t in tensors))
+        if key not in self.instances:
+            self.instances[key] = self.instantiate(definition, params, tensors, call)
+        template = self.instances[key]
+        names = prefix if prefix else f"{definition.name}."
+        decls = []
+        for d in (*template.weights, *template.caches):
+            full_name = names + d.name
+            if full_name in self.decl_names:
+                self.fail("E004", f"tensor `{full_name}` is declared twice", call.span,
+                          "loops over layers must not overlap: check their bounds")
+            self.decl_names[full_name] = call.span
+            decls.append(ResolvedDecl(d.kind, self.fresh(d.name), full_name, d.type,
+                                      self.tier_for(d.kind, full_name)))
+        # Layers whose tensors sit in different tiers are different layers (one signature each).
+        tiers = tuple(d.tier for d in decls)
+        if (key, tiers) not in self.layers:
+            self.layers[(key, tiers)] = self.with_tiers(template, tiers)
+        resolved = self.layers[(key, tiers)]
+        self.steps.extend(decls)
+        ref = self.fresh(stmt.target)
+        self.steps.append(LayerCall(resolved.symbol, (*(t.ref for t in tensors), *(d.ref for d in decls)),
+                                    ref, resolved.output_type))
+        return Tensor(ref, resolved.output_type)
+
+    def instantiate(self, definition: ast.Definition, params: _Scope, tensors: list[Tensor],
+                    call: ast.Call) -> ResolvedLayer:
+        """The layer's body for these parameters, its tensors not yet placed."""
+        builder = _LayerBuilder()
+        out = self.instantiate_into(definition, params, tensors, call, builder, prefix="")
+        return ResolvedLayer(definition.name, tuple(builder.inputs), tuple(builder.weights),
+                             tuple(builder.caches), tuple(builder.ops), out.ref, out.type)
+
+    def with_tiers(self, template: ResolvedLayer, tiers: tuple[str, ...]) -> ResolvedLayer:
+        """A placed copy of a layer instance, under a symbol of its own."""
+        symbol = template.symbol
+        n = 1
+        while symbol in self.symbols:
+            n += 1
+            symbol = f"{template.symbol}_{n}"
+        self.symbols.add(symbol)
+        placed = [attrs.evolve(d, tier=t) for d, t in zip((*template.weights, *template.caches), tiers)]
+        return attrs.evolve(template, symbol=symbol, weights=tuple(placed[: len(template.weights)]),
+                            caches=tuple(placed[len(template.weights):]))
+
+    def instantiate_into(self, definition: ast.Definition, params: _Scope, tensors: list[Tensor],
+                         call: ast.Call, builder: _LayerBuilder, prefix: str) -> Tensor:
+        scope = _Scope(params)
+        inputs = [s for s in definition.body if isinstance(s, ast.Decl) and s.kind == "in"]
+        if len(inputs) != len(tensors):
+            self.fail("E010", f"layer `{definition.name}` takes {len(inputs)} tensor input(s), "
+                      f"got {len(tensors)}", call.span)
+        outputs: list[tuple[Tensor, ast.Span]] = []
+        inner_prefix = prefix
+        inlined = bool(prefix)
+        errors_before = len(self.errors.diagnostics)
+        for stmt in definition.body:
+            try:
+                if isinstance(stmt, ast.Decl) and stmt.kind == "in":
+                    declared = self.eval_type(stmt.type, scope)
+                    given = tensors[inputs.index(stmt)]
+                    if declared != given.type:
+                        self.fail("E008", f"`{definition.name}` expects `{stmt.name}` to be {declared}, "
+                                  f"got {given.type}", call.args[inputs.index(stmt)].span)
+                    if inlined:
+                        scope.values[stmt.name] = given
+                    else:
+                        ref = self.fresh(stmt.name)
+                        builder.inputs.append(
+                            ResolvedDecl("in", ref, stmt.name, declared, self.placement["activations"]))
+                        scope.values[stmt.name] = Tensor(ref, declared)
+                    continue
+                if isinstance(stmt, ast.Decl):
+                    type_ = self.eval_type(stmt.type, scope)
+                    self.check_decl_type(stmt, type_)
+                    ref = self.fresh(stmt.name)
+                    decl = ResolvedDecl(stmt.kind, ref, inner_prefix + stmt.name, type_, "")
+                    (builder.weights if stmt.kind == "weight" else builder.caches).append(decl)
+                    self.define(scope, stmt.name, Tensor(ref, type_), stmt.name_span, rebind_tensor=False)
+                    continue
+                self.elaborate_stmt(stmt, scope, layer=builder, prefix=inner_prefix, outputs=outputs)
+            except _Abort:
+                for name in _defined_names(stmt):
+                    scope.values[name] = POISON
+        if len(self.errors.diagnostics) > errors_before:
+            raise _Abort
+        if len(outputs) != 1:
+            self.fail("E018", f"layer `{definition.name}` must end with exactly one `out`, found {len(outputs)}",
+                      definition.name_span, "add `out NAME` naming the layer's result")
+        return outputs[0][0]
+
+    def check_decl_type(self, stmt: ast.Decl, type_: TensorShape) -> None:
+        if stmt.kind == "weight" and set(type_.shape) & set(shapes.SYMBOLIC_DIMS):
+            self.fail("E005", f"weight `{stmt.name}` cannot depend on B or S", stmt.type.span,
+                      "weights are read once per step whatever the batch; use `cache` for per-sequence state")
+        if stmt.kind == "cache" and "S" not in type_.shape:
+            self.fail("E005", f"cache `{stmt.name}` needs a context dimension S", stmt.type.span,
+                      "a KV cache is `dtype[B, S, kv_heads, head_dim]`")
+
+    # -- the model ----------------------------------------------------------------------------
+
+    def root_scope(self) -> _Scope:
+        scope = _Scope()
+        for name in DTYPE_BYTES:
+            scope.values[name] = DType(name)
+        scope.values["B"] = "B"
+        scope.values["S"] = "S"
+        for const in self.program.consts:
+            try:
+                scope.values[const.name] = self.eval(const.value, scope)
+            except _Abort:
+                scope.values[const.name] = POISON
+        return scope
+
+    def elaborate_place(self, items: tuple[ast.Item, ...]) -> None:
+        places = [i for i in items if isinstance(i, ast.Place)]
+        for extra in places[1:]:
+            self.errors.error("E004", "a model has one `place` block", extra.span, "merge the rules into the first")
+        for rule in places[0].rules if places else ():
+            if rule.tier.name not in TIERS:
+                self.errors.error("E011", f"unknown memory tier `{rule.tier.name}`", rule.tier.span,
+                                  did_you_mean(rule.tier.name, TIERS) or "tiers are " + ", ".join(TIERS))
+                continue
+            if rule.is_pattern:
+                self.place_rules.append(rule)
+            elif rule.subject in TENSOR_CLASSES:
+                self.placement[rule.subject] = rule.tier.name
+                self.explicit.add(rule.subject)
+            else:
+                self.errors.error("E011", f"unknown tensor class `{rule.subject}`", rule.subject_span,
+                                  did_you_mean(rule.subject, TENSOR_CLASSES)
+                                  or 'classes are weights, kv_cache, activations, inputs; quote a name pattern: "layers.*.wq"')
+
+    def elaborate_run(self, items: tuple[ast.Item, ...], scope: _Scope) -> RunConfig:
+        runs = [i for i in items if isinstance(i, ast.Run)]
+        for extra in runs[1:]:
+            self.errors.error("E016", "a file has one `run` block", extra.span)
+        values: dict[str, int | str] = dict(DEFAULT_RUN)
+        spans: dict[str, ast.Span] = {}
+        for binding in runs[0].bindings if runs else ():
+            spans[binding.name] = binding.span
+            try:
+                if binding.name == "target":
+                    target = self.eval(binding.value, scope)
+                    if not isinstance(target, Target):
+                        self.fail("E005", "`target` names a machine: `target = sn40l(sockets = 8)`", binding.span)
+                    values["target"] = target.name
+                    if target.sockets is not None:
+                        values["sockets"] = target.sockets
+                elif binding.name in RUN_LIMITS:
+                    values[binding.name] = self.eval_int(binding.value, scope, f"`{binding.name}`")
+                else:
+                    self.fail("E016", f"a run has no setting `{binding.name}`", binding.name_span,
+                              did_you_mean(binding.name, [*RUN_LIMITS, "target"])
+                              or "settings are batch, context, tokens, sockets, target")
+            except _Abort:
+                pass
+        values.update({k: v for k, v in self.overrides.items() if v is not None})
+        for key, (lo, hi) in RUN_LIMITS.items():
+            value = values[key]
+            if not isinstance(value, int) or not lo <= value <= hi:
+                where = "on the command line" if key in self.overrides else None
+                self.errors.error("E019", f"`{key}` is {value}{' ' + where if where else ''}; it must be "
+                                  f"from {lo:,} to {hi:,}", spans.get(key))
+        return RunConfig(int(values["batch"]), int(values["context"]), int(values["tokens"]),
+                         int(values["sockets"]), str(values["target"]))
+
+    def run(self) -> ResolvedModel:
+        main = self.program.main
+        models = [i for i in main.items if isinstance(i, ast.Model)]
+        if not models:
+            self.errors.error("E016", f"{main.path} defines no model", None,
+                              "add `model NAME : GRAPH { ... }`, e.g. `model m : llama { hidden = 4096 ... }`")
+            self.errors.check()
+        for extra in models[1:]:
+            self.errors.error("E016", "a file defines one model", extra.name_span)
+        model = models[0]
+        self.elaborate_place(main.items)
+        scope = self.root_scope()
+        run = self.elaborate_run(main.items, scope)
+        graph = self.program.definitions.get(model.graph.name)
+        if graph is None or graph.kind != "graph":
+            graphs = [d.name for d in self.program.definitions.values() if d.kind == "graph"]
+            self.errors.error("E016", f"`{model.graph.name}` is not a graph" if graph else
+                              f"unknown graph `{model.graph.name}`", model.graph.span,
+                              did_you_mean(model.graph.name, graphs)
+                              or ("graphs: " + ", ".join(graphs) if graphs else "import one: `import std.llama`"))
+            self.errors.check()
+        assert graph is not None
+        params = {p.name for p in graph.params}
+        graph_scope = _Scope(scope)
+        for binding in model.bindings:
+            if binding.name not in params:
+                self.errors.error("E016", f"graph `{graph.name}` has no parameter `{binding.name}`",
+                                  binding.name_span, did_you_mean(binding.name, params))
+                continue
+            if binding.name in graph_scope.values:
+                self.errors.error("E004", f"`{binding.name}` is set twice", binding.name_span)
+                continue
+            try:
+                graph_scope.values[binding.name] = self.eval(binding.value, graph_scope)
+            except _Abort:
+                graph_scope.values[binding.name] = POISON
+        missing = [p.name for p in graph.params if p.name not in graph_scope.values]
+        if missing:
+            self.errors.error("E016", f"model `{model.name}` does not set " + ", ".join(f"`{m}`" for m in missing),
+                              model.name_span, f"graph `{graph.name}` needs: " + ", ".join(p.name for p in graph.params))
+            self.errors.check()
+        outputs: list[tuple[Tensor, ast.Span]] = []
+        self.elaborate_body(graph.body, graph_scope, layer=None, prefix="", outputs=outputs)
+        if not self.errors.diagnostics and len(outputs) != 1:
+            self.errors.error("E018", f"graph `{graph.name}` must have exactly one `out`, found {len(outputs)}",
+                              graph.name_span, "add `out next` naming the sampled tokens")
+        self.errors.check()
+        return ResolvedModel(
+            model.name, tuple(self.layers.values()), tuple(self.steps), outputs[0][0].ref,
+            outputs[0][0].type, run, self.placement["activations"], tuple(sorted(self.explicit)),
+        )
+
+
+def _assign_outer(scope: _Scope, name: str, value: Value) -> None:
+    s: _Scope | None = scope
+    while s is not None:
+        if name in s.values:
+            s.values[name] = value
+            return
+        s = s.parent
+
+
+def _defined_names(stmt: ast.Stmt) -> list[str]:
+    if isinstance(stmt, (ast.Let, ast.Decl)):
+        return [stmt.name]
+    if isinstance(stmt, ast.Assign):
+        return [stmt.target]
+    return []
+
+
+def _describe(value: Value) -> str:
+    if isinstance(value, Tensor):
+        return f"a tensor {value.type}"
+    if isinstance(value, DType):
+        return f"the dtype {value.name}"
+    if isinstance(value, Target):
+        return f"the target {value.name}"
+    if isinstance(value, str):
+        return f"the symbolic size {value}"
+    return f"the integer {value}"
+
+
+def _key(value: Value) -> object:
+    return value.name if isinstance(value, (DType, Target)) else value
+
+
+def elaborate(program: Program, overrides: Mapping[str, int | str] | None = None) -> ResolvedModel:
+    """Check a loaded program and resolve its model; raise `DfslError` with all problems."""
+    return Elaborator(program, overrides).run()
+
+
+def check_file(path: Path, overrides: Mapping[str, int | str] | None = None) -> ResolvedModel:
+    """Load, parse and check a `.dfl` file."""
+    return elaborate(load(path), overrides)
+
+
+__all__ = ["DfslError", "ResolvedModel", "check_file", "elaborate"]

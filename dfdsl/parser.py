@@ -1,0 +1,261 @@
+"""Text to AST: the lark LALR parser for grammar/dfl.lark and the one Transformer that builds the AST.
+
+Parse errors become `Diagnostic`s (code E001) pointing at the offending token, never raw lark text.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from dfdsl import ast
+from dfdsl.diagnostics import DfslError, Diagnostic
+
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+"""A model file is a few kilobytes; anything past this is refused before parsing (E017)."""
+
+
+@functools.cache
+def _lark() -> Lark:
+    grammar = resources.files("dfdsl.grammar").joinpath("dfl.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def _span(path: Path, meta) -> ast.Span:
+    return ast.Span(path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _token_span(path: Path, tok: Token) -> ast.Span:
+    return ast.Span(path, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+@v_args(meta=True, inline=True)
+class _ToAst(Transformer):
+    """One method per grammar rule; each returns the AST node for it."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def _s(self, meta) -> ast.Span:
+        return _span(self.path, meta)
+
+    def _t(self, tok: Token) -> ast.Span:
+        return _token_span(self.path, tok)
+
+    # expressions
+    def int(self, meta, tok):
+        return ast.Int(int(tok.replace("_", "")), self._s(meta))
+
+    def name(self, meta, tok):
+        return ast.Name(str(tok), self._s(meta))
+
+    def _bin(op):  # noqa: N805 - a factory used in the class body
+        def method(self, meta, left, right):
+            return ast.BinOp(op, left, right, self._s(meta))
+
+        return method
+
+    add = _bin("+")
+    sub = _bin("-")
+    mul = _bin("*")
+    div = _bin("/")
+    mod = _bin("%")
+
+    def neg(self, meta, operand):
+        return ast.Neg(operand, self._s(meta))
+
+    def keyword_arg(self, meta, name, value):
+        return ast.KeywordArg(str(name), value, self._s(meta))
+
+    def arg_list(self, meta, *args):
+        return list(args)
+
+    def call(self, meta, name, args):
+        args = args or []
+        positional = tuple(a for a in args if not isinstance(a, ast.KeywordArg))
+        keywords = tuple(a for a in args if isinstance(a, ast.KeywordArg))
+        return ast.Call(str(name), positional, keywords, self._s(meta), self._t(name))
+
+    # statements
+    def tensor_type(self, meta, dtype, *dims):
+        return ast.TensorTypeExpr(ast.Name(str(dtype), self._t(dtype)), tuple(dims), self._s(meta))
+
+    def _decl(kind):  # noqa: N805
+        def method(self, meta, name, type_):
+            return ast.Decl(kind, str(name), type_, self._s(meta), self._t(name))
+
+        return method
+
+    input_decl = _decl("in")
+    weight_decl = _decl("weight")
+    cache_decl = _decl("cache")
+
+    def let_stmt(self, meta, name, value):
+        return ast.Let(str(name), value, self._s(meta), self._t(name))
+
+    def assign_stmt(self, meta, target, call):
+        return ast.Assign(str(target), call, self._s(meta), self._t(target))
+
+    def for_stmt(self, meta, var, start, stop, body):
+        return ast.For(str(var), start, stop, body, self._s(meta), self._t(var))
+
+    def out_stmt(self, meta, name):
+        return ast.Out(str(name), self._t(name))
+
+    def body(self, meta, *stmts):
+        return tuple(s for s in stmts if s is not None)
+
+    # items
+    def dotted_name(self, meta, *parts):
+        return tuple(str(p) for p in parts)
+
+    def import_stmt(self, meta, module):
+        return ast.Import(module, self._s(meta))
+
+    def const_def(self, meta, name, value):
+        return ast.Const(str(name), value, self._s(meta), self._t(name))
+
+    def param_list(self, meta, *names):
+        return tuple(ast.Name(str(n), self._t(n)) for n in names)
+
+    def _definition(kind):  # noqa: N805
+        def method(self, meta, name, params, body):
+            return ast.Definition(kind, str(name), params or (), body, self._s(meta), self._t(name))
+
+        return method
+
+    layer_def = _definition("layer")
+    graph_def = _definition("graph")
+
+    def binding(self, meta, name, value):
+        return ast.Binding(str(name), value, self._s(meta), self._t(name))
+
+    def model_def(self, meta, name, graph, *bindings):
+        return ast.Model(
+            str(name), ast.Name(str(graph), self._t(graph)), bindings, self._s(meta), self._t(name)
+        )
+
+    def place_rule(self, meta, subject, tier):
+        is_pattern = subject.type == "STRING"
+        text = str(subject)[1:-1] if is_pattern else str(subject)
+        return ast.PlaceRule(
+            text, is_pattern, ast.Name(str(tier), self._t(tier)), self._s(meta), self._t(subject)
+        )
+
+    def place_def(self, meta, *rules):
+        return ast.Place(rules, self._s(meta))
+
+    def run_def(self, meta, name, *bindings):
+        return ast.Run(str(name), bindings, self._s(meta))
+
+    def start(self, meta, *items):
+        return tuple(i for i in items if i is not None)
+
+
+_FRIENDLY_TERMINALS = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "STRING": 'a "string"',
+    "$END": "the end of the file",
+}
+
+
+def _describe_expected(expected: set[str]) -> str:
+    lark = _lark()
+    names = []
+    for term in sorted(expected):
+        if term in _FRIENDLY_TERMINALS:
+            names.append(_FRIENDLY_TERMINALS[term])
+            continue
+        try:
+            pattern = lark.get_terminal(term).pattern
+        except KeyError:
+            names.append(term)
+            continue
+        names.append(f"`{pattern.value}`" if pattern.type == "str" else term)
+    names = sorted(set(names))
+    if len(names) > 6:
+        return ", ".join(names[:6]) + ", ..."
+    return ", ".join(names)
+
+
+def _syntax_diagnostic(path: Path, err: UnexpectedInput) -> Diagnostic:
+    line, column = max(err.line, 1), max(err.column, 1)
+    width = 1
+    if isinstance(err, UnexpectedToken) and err.token.type == "$END":
+        message = f"the file ends too early; expected {_describe_expected(err.expected)}"
+    elif isinstance(err, UnexpectedToken):
+        width = max(1, len(str(err.token)))
+        message = f"unexpected `{err.token}`; expected {_describe_expected(err.expected)}"
+    elif isinstance(err, UnexpectedCharacters):
+        message = f"unexpected character `{err.char}`"
+    elif isinstance(err, UnexpectedEOF):
+        message = f"the file ends too early; expected {_describe_expected(set(err.expected))}"
+    else:  # pragma: no cover - lark has no other kinds
+        message = "syntax error"
+    span = ast.Span(path, line, column, line, column + width)
+    return Diagnostic("E001", message, span, _syntax_help(err))
+
+
+def _syntax_help(err: UnexpectedInput) -> str | None:
+    if isinstance(err, UnexpectedToken) and err.token.type == "NAME" and "EQUAL" in err.expected:
+        return "a statement is `name = operator(...)`, or starts with a keyword such as `weight` or `for`"
+    if isinstance(err, UnexpectedCharacters) and err.char == "=":
+        return None
+    return None
+
+
+def decode_source(path: Path, data: bytes) -> str:
+    """The file's text, or a located E002 when it is not UTF-8 (or E017 when it is too large)."""
+    if len(data) > MAX_SOURCE_BYTES:
+        raise DfslError([Diagnostic(
+            "E017",
+            f"{path}: the file is {len(data):,} bytes; the limit is {MAX_SOURCE_BYTES:,}",
+            ast.Span(path, 1, 1, 1, 2),
+            "a model file is a few kilobytes: is this the right file?",
+        )])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DfslError([Diagnostic(
+            "E002",
+            f"the file is not valid UTF-8 (byte 0x{data[err.start]:02x})",
+            ast.Span(path, line, column, line, column + 1),
+            "save the file as UTF-8",
+        )]) from None
+
+
+def parse_text(source: str, path: Path) -> ast.File:
+    """Parse one file's text; raise `DfslError` with a located E001 on a syntax error."""
+    try:
+        tree = _lark().parse(source)
+    except UnexpectedInput as err:
+        raise DfslError([_syntax_diagnostic(path, err)]) from None
+    except RecursionError:
+        raise DfslError([Diagnostic(
+            "E017", "the file nests expressions too deeply", ast.Span(path, 1, 1, 1, 2),
+            "split the expression with `let` or `const`",
+        )]) from None
+    try:
+        items = _ToAst(path).transform(tree)
+    except RecursionError:
+        raise DfslError([Diagnostic(
+            "E017", "the file nests expressions too deeply", ast.Span(path, 1, 1, 1, 2),
+            "split the expression with `let` or `const`",
+        )]) from None
+    return ast.File(path, source, items)
+
+
+def parse_file(path: Path) -> ast.File:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DfslError([Diagnostic("E002", f"cannot read {path}: {err.strerror}", None)]) from None
+    return parse_text(decode_source(path, data), path)

@@ -1,0 +1,315 @@
+"""Megatron-style tensor parallelism: rewrite a `df` module to the types one socket of N holds.
+
+The split is decided by what each operator means. Attention is split by heads: the projections
+feeding q, k and v are column-split, the caches keep their socket's KV heads, and the projection
+reading the attention output is row-split and followed by a `df.all_reduce`. A gated MLP
+(`mul(silu(x @ w_gate), x @ w_up) @ w_down`) and routed experts are split along the FFN width,
+with an all-reduce after the row-split part. Latent attention (MLA) splits its heads but keeps the
+latent cache whole on every socket. The LM head is split over the vocabulary. Everything else is
+replicated. Weights are split where they are declared: a layer argument's new type is carried to
+the `df.weight`/`df.kv_cache` each `df.call` passes for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import FunctionType, IntegerAttr, ModuleOp
+from xdsl.ir import Block, BlockArgument, OpResult, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriter
+from xdsl.rewriter import InsertPoint
+from xdsl.traits import SymbolTable
+from xdsl.utils.exceptions import PassFailedException
+
+from dfdsl.dialects import df, shapes
+from dfdsl.dialects.shapes import Shape
+
+
+def _socket_counts(fits, limit: int) -> str:
+    """The socket counts up to `limit` for which `fits(n)` holds, as `1, 2 or 4`."""
+    counts = [str(n) for n in range(1, limit + 1) if fits(n)]
+    return ", ".join(counts[:-1]) + " or " + counts[-1] if len(counts) > 1 else counts[0]
+
+
+@dataclass
+class _Plan:
+    """What sharding changes in one block (a layer body or the graph), worked out before any
+    change is made so that an error leaves the module untouched."""
+
+    sockets: int
+    where: str
+    block: Block
+    new_types: dict[SSAValue, df.TensorType] = field(default_factory=dict)
+    new_attrs: dict[df.OperatorBase, dict[str, int]] = field(default_factory=dict)
+    reduced: list[df.OperatorBase] = field(default_factory=list)
+    """Operators whose partial results are summed across sockets by a new all-reduce."""
+
+    def fail(self, message: str) -> PassFailedException:
+        return PassFailedException(f"shard-tensor-parallel: {self.where}: {message}")
+
+    def retype(self, value: SSAValue, dims: Shape) -> None:
+        """Give a declared tensor (a block argument or a declaration) its per-socket shape."""
+        owner = value.owner
+        declared = isinstance(value, BlockArgument) and value.block is self.block
+        if not declared and not isinstance(owner, df.DECLS):
+            raise self.fail(
+                f"a split operand is computed by {owner.name}, not declared; tensor parallelism "  # type: ignore[union-attr]
+                "splits declared weights and caches"
+            )
+        new_type = value.type.with_dims(dims)  # type: ignore[attr-defined]
+        if self.new_types.setdefault(value, new_type).dims != dims:
+            raise self.fail(
+                f"a tensor of type {value.type} is shared by operators that split it differently"
+            )
+
+    def split(self, value: SSAValue, dim: int, what: str) -> None:
+        """Divide dimension `dim` of a declared tensor by the socket count."""
+        dims = value.type.dims  # type: ignore[attr-defined]
+        width = dims[dim]
+        if width % self.sockets:
+            raise self.fail(
+                f"{what} has width {width}, which does not divide over {self.sockets} sockets; "
+                f"use {_socket_counts(lambda n: width % n == 0, min(width, 64))} sockets"
+            )
+        self.retype(value, dims[:dim] + (width // self.sockets,) + dims[dim + 1 :])
+
+    def column_split(self, linear: df.OperatorBase, width: int) -> None:
+        """Keep `width` output columns of a projection (its weight's dim 1, and its bias)."""
+        weight = linear.inputs[1]
+        rows = weight.type.dims[0]  # type: ignore[attr-defined]
+        self.retype(weight, (rows, width))
+        if len(linear.inputs) == 3:
+            self.retype(linear.inputs[2], (width,))
+
+    def row_split(self, linear: df.OperatorBase, what: str) -> None:
+        """Split a projection's weight by rows and sum its partial products across sockets."""
+        if len(linear.inputs) == 3:
+            raise self.fail(
+                f"the {what} has a bias; a row-split projection would add it once per socket. "
+                "Fold the bias into the next operator or run with sockets=1"
+            )
+        self.split(linear.inputs[1], 0, f"the input of the {what}")
+        self.reduced.append(linear)
+
+
+def _producer(value: SSAValue, through: tuple[type[df.OperatorBase], ...]) -> df.OperatorBase | None:
+    """The `df.linear` computing `value`, looking through the single-input operators `through`."""
+    op = value.owner
+    while isinstance(op, through):
+        op = op.inputs[0].owner
+    return op if isinstance(op, df.LinearOp) else None
+
+
+def _only_consumer(value: SSAValue) -> df.OperatorBase | None:
+    """The `df.linear` that alone reads `value` as its input, if there is one."""
+    uses = list(value.uses)
+    if len(uses) == 1 and isinstance(uses[0].operation, df.LinearOp) and uses[0].index == 0:
+        return uses[0].operation
+    return None
+
+
+def _plan_attention(op: df.OperatorBase, plan: _Plan) -> None:
+    """Head-parallel attention; KV heads are replicated when there are fewer than sockets."""
+    n = plan.sockets
+    heads = op.int_attrs()["heads"]
+    kv_heads = op.int_attrs()["kv_heads"]
+
+    def fits(s: int) -> bool:
+        return heads % s == 0 and (kv_heads % s == 0 or s % kv_heads == 0)
+
+    if not fits(n):
+        raise plan.fail(
+            f"{n} sockets cannot split attention with {heads} heads and {kv_heads} KV heads: the "
+            "heads must divide evenly over the sockets, and the KV heads over the sockets or the "
+            f"sockets over the KV heads; use {_socket_counts(fits, heads)} sockets"
+        )
+    local_kv = kv_heads // n if kv_heads % n == 0 else 1
+    q, k, v, k_cache, v_cache = op.inputs
+    head_dim = k_cache.type.dims[3]  # type: ignore[attr-defined]
+    v_dim = v_cache.type.dims[3]  # type: ignore[attr-defined]
+    for value, width, what in (
+        (q, heads // n * head_dim, "query"),
+        (k, local_kv * head_dim, "key"),
+        (v, local_kv * v_dim, "value"),
+    ):
+        linear = _producer(value, (df.RopeOp,))
+        if linear is None:
+            raise plan.fail(f"the attention {what} is not computed by a df.linear, so it cannot be split by heads")
+        plan.column_split(linear, width)
+    for cache in (k_cache, v_cache):
+        plan.retype(cache, cache.type.dims[:2] + (local_kv,) + cache.type.dims[3:])  # type: ignore[attr-defined]
+    plan.new_attrs[op] = {"heads": heads // n, "kv_heads": local_kv}
+    _plan_output_projection(op, plan, "attention output projection")
+
+
+def _plan_mla_attention(op: df.OperatorBase, plan: _Plan) -> None:
+    """Head-parallel latent attention: the latent input and cache stay whole on every socket,
+    as in real MLA tensor parallelism, since every head reads all of the latent."""
+    n = plan.sockets
+    heads = op.int_attrs()["heads"]
+    if heads % n:
+        raise plan.fail(
+            f"{n} sockets cannot split latent attention with {heads} heads; "
+            f"use {_socket_counts(lambda s: heads % s == 0, heads)} sockets"
+        )
+    q_linear = _producer(op.inputs[0], (df.RopeOp,))
+    if q_linear is None:
+        raise plan.fail("the latent attention query is not computed by a df.linear, so it cannot be split by heads")
+    plan.column_split(q_linear, q_linear.inputs[1].type.dims[1] // n)  # type: ignore[attr-defined]
+    plan.split(op.inputs[2], 1, "the latent up-projection")
+    plan.new_attrs[op] = {"heads": heads // n}
+    _plan_output_projection(op, plan, "latent attention output projection")
+
+
+def _plan_output_projection(op: df.OperatorBase, plan: _Plan, what: str) -> None:
+    linear = _only_consumer(op.result)
+    if linear is None:
+        raise plan.fail(f"{op.name} must be read by one df.linear (the {what}) to be split by heads")
+    plan.row_split(linear, what)
+
+
+def _plan_gated_mlp(mul: df.OperatorBase, plan: _Plan) -> None:
+    """FFN-parallel `mul(act(x @ w_gate), x @ w_up) @ w_down`; any other product stays replicated."""
+    gate_up = [_producer(v, (df.SiluOp, df.GeluOp)) for v in mul.inputs]
+    down = _only_consumer(mul.result)
+    if None in gate_up or down is None:
+        return
+    ffn = mul.result.type.dims[-1]  # type: ignore[attr-defined]
+    if ffn % plan.sockets:
+        raise plan.fail(
+            f"the MLP width (ffn) {ffn} does not divide over {plan.sockets} sockets; "
+            f"use {_socket_counts(lambda s: ffn % s == 0, min(ffn, 64))} sockets"
+        )
+    for linear in gate_up:
+        plan.column_split(linear, ffn // plan.sockets)  # type: ignore[arg-type]
+    plan.row_split(down, "MLP down projection")
+
+
+def _plan_moe_experts(op: df.OperatorBase, plan: _Plan) -> None:
+    """Every expert split along its FFN width; the router stays replicated."""
+    _, _, gate, up, down = op.inputs
+    plan.split(gate, 2, "the experts' gate projection (expert ffn)")
+    plan.split(up, 2, "the experts' up projection (expert ffn)")
+    plan.split(down, 1, "the experts' down projection (expert ffn)")
+    plan.reduced.append(op)
+
+
+def _plan_lm_head(op: df.OperatorBase, plan: _Plan) -> None:
+    """Column-split over the vocabulary. `df.sample` then picks from the local shard; choosing
+    among the sockets' candidates is a reduction of B values, too small to model as an op."""
+    plan.split(op.inputs[1], 1, "the LM head (vocab)")
+
+
+_PLANNERS = {
+    df.AttentionOp: _plan_attention,
+    df.MlaAttentionOp: _plan_mla_attention,
+    df.MulOp: _plan_gated_mlp,
+    df.MoeExpertsOp: _plan_moe_experts,
+    df.LmHeadOp: _plan_lm_head,
+}
+
+
+def _plan_block(block: Block, sockets: int, where: str) -> _Plan:
+    plan = _Plan(sockets, where, block)
+    for op in block.ops:
+        if (planner := _PLANNERS.get(type(op))) is not None:
+            planner(op, plan)  # type: ignore[arg-type]
+    return plan
+
+
+def _plan_call_operands(graph: df.GraphOp, layer_plans: dict[str, _Plan], plan: _Plan) -> None:
+    """Carry each layer argument's new type to the declaration a call passes for it."""
+    for call in graph.body.block.ops:
+        if not isinstance(call, df.CallOp) or (layer := layer_plans.get(call.callee.string_value())) is None:
+            continue
+        for operand, arg in zip(call.args, layer.block.args):
+            if (new_type := layer.new_types.get(arg)) is not None:
+                plan.retype(operand, new_type.dims)
+
+
+def _apply(plan: _Plan, rewriter: PatternRewriter) -> None:
+    """Retype the declared tensors, set the new head counts, add the all-reduces, and re-derive
+    every operator's and call's result type from its operands."""
+    for value, new_type in plan.new_types.items():
+        rewriter.replace_value_with_new_type(value, new_type)
+    for op, attrs in plan.new_attrs.items():
+        for key, value in attrs.items():
+            op.properties[key] = IntegerAttr(value, 64)
+    for op in plan.reduced:
+        reduce = df.AllReduceOp.make([op.result], op.result.type)  # type: ignore[arg-type]
+        rewriter.insert(reduce, InsertPoint.after(op))
+        rewriter.replace_uses_with_if(op.result, reduce.result, lambda use: use.operation is not reduce)
+    for op in plan.block.ops:
+        if isinstance(op, df.OperatorBase):
+            _reinfer(op, plan, rewriter)
+        elif isinstance(op, df.CallOp):
+            layer = SymbolTable.lookup_symbol(op, op.callee)
+            if not isinstance(layer, df.LayerOp):
+                raise plan.fail(f"df.call of @{op.callee.string_value()}, which is not a df.layer")
+            for result, new_type in zip(op.res, layer.function_type.outputs.data):
+                rewriter.replace_value_with_new_type(result, new_type)
+
+
+def _reinfer(op: df.OperatorBase, plan: _Plan, rewriter: PatternRewriter) -> None:
+    operands = [t.tensor_shape() for t in op.inputs.types]  # type: ignore[attr-defined]
+    try:
+        inferred = shapes.infer(op.operator, operands, op.int_attrs())
+    except shapes.ShapeError as err:
+        raise plan.fail(f"after splitting, {op.name} no longer fits its operands: {err.message}") from err
+    if inferred.shape != op.result.type.dims:  # type: ignore[attr-defined]
+        rewriter.replace_value_with_new_type(op.result, op.result.type.with_dims(inferred.shape))  # type: ignore[attr-defined]
+
+
+def _refresh_signature(layer: df.LayerOp) -> None:
+    ret = layer.body.block.last_op
+    outputs = ret.operand_types if isinstance(ret, df.ReturnOp) else layer.function_type.outputs.data
+    layer.properties["function_type"] = FunctionType.from_lists(layer.body.block.arg_types, outputs)
+
+
+def _the_graph(module: ModuleOp) -> df.GraphOp:
+    graphs = [op for op in module.ops if isinstance(op, df.GraphOp)]
+    if len(graphs) != 1:
+        raise PassFailedException(
+            f"shard-tensor-parallel: expected one df.graph in the module, found {len(graphs)}"
+        )
+    return graphs[0]
+
+
+@dataclass(frozen=True)
+class ShardTensorParallel(ModulePass):
+    """Shard the module over `sockets` sockets (0: the graph's own `sockets`) and set `tp`."""
+
+    name = "shard-tensor-parallel"
+
+    sockets: int = 0
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        graph = _the_graph(op)
+        sockets = self.sockets or graph.sockets.value.data
+        if sockets < 1:
+            raise PassFailedException(f"shard-tensor-parallel: sockets must be positive, got {sockets}")
+        if (tp := graph.tp.value.data) != 1:
+            raise PassFailedException(
+                f"shard-tensor-parallel: graph @{graph.sym_name.data} is already sharded over {tp} "
+                "sockets (tp != 1); shard the unsharded module instead"
+            )
+        if sockets > 1:
+            _shard(op, graph, sockets)
+        graph.properties["tp"] = IntegerAttr(sockets, 64)
+
+
+def _shard(module: ModuleOp, graph: df.GraphOp, sockets: int) -> None:
+    layers = [layer for layer in module.ops if isinstance(layer, df.LayerOp)]
+    layer_plans = {
+        layer.sym_name.data: _plan_block(layer.body.block, sockets, f"layer @{layer.sym_name.data}")
+        for layer in layers
+    }
+    graph_plan = _plan_block(graph.body.block, sockets, f"graph @{graph.sym_name.data}")
+    _plan_call_operands(graph, layer_plans, graph_plan)
+    rewriter = PatternRewriter(graph)
+    for layer in layers:
+        _apply(layer_plans[layer.sym_name.data], rewriter)
+        _refresh_signature(layer)
+    _apply(graph_plan, rewriter)
