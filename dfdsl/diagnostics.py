@@ -53,6 +53,7 @@ class Diagnostic:
     span: Span | None = None
     help: str | None = None
     severity: str = "error"
+    notes: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         assert self.code in ERROR_CODES, self.code
@@ -76,6 +77,7 @@ class Diagnostic:
                     width = max(1, len(text) - self.span.column + 1)
                 lines.append(f"  {number} | {text}")
                 lines.append(f"  {pad} | {' ' * (self.span.column - 1)}{'^' * width}")
+        lines.extend(f"note: {note}" for note in self.notes)
         if self.help:
             lines.append(f"help: {self.help}")
         return "\n".join(lines)
@@ -123,8 +125,9 @@ class Collector:
     def __init__(self) -> None:
         self.diagnostics: list[Diagnostic] = []
 
-    def error(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
-        self.diagnostics.append(Diagnostic(code, message, span, help))
+    def error(self, code: str, message: str, span: Span | None, help: str | None = None,
+              notes: tuple[str, ...] = ()) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, help, notes=notes))
 
     def check(self) -> None:
         if self.diagnostics:

@@ -179,6 +179,8 @@ class Elaborator:
         self.place_rules: list[ast.PlaceRule] = []
         self.placement = dict(DEFAULT_PLACEMENT)
         self.explicit: set[str] = set()
+        self.context: list[str] = []
+        """Where the statement being elaborated was instantiated from, innermost last."""
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class Elaborator:
         return f"{hint}_{self.counter}"
 
     def fail(self, code: str, message: str, span: ast.Span | None, help: str | None = None):
-        self.errors.error(code, message, span, help)
+        self.errors.error(code, message, span, help, notes=tuple(reversed(self.context)))
         raise _Abort
 
     # -- expressions ---------------------------------------------------------------------
@@ -506,6 +508,18 @@ class Elaborator:
 
     def instantiate_into(self, definition: ast.Definition, params: _Scope, tensors: list[Tensor],
                          call: ast.Call, builder: _LayerBuilder, prefix: str) -> Tensor:
+        where = call.span
+        settings = ", ".join(f"{p.name} = {_key(params.values[p.name])}" for p in definition.params
+                             if p.name in params.values)
+        self.context.append(f"in layer `{definition.name}` ({settings}) called at "
+                            f"{where.path}:{where.line}:{where.column}")
+        try:
+            return self._instantiate_body(definition, params, tensors, call, builder, prefix)
+        finally:
+            self.context.pop()
+
+    def _instantiate_body(self, definition: ast.Definition, params: _Scope, tensors: list[Tensor],
+                          call: ast.Call, builder: _LayerBuilder, prefix: str) -> Tensor:
         scope = _Scope(params)
         inputs = [s for s in definition.body if isinstance(s, ast.Decl) and s.kind == "in"]
         if len(inputs) != len(tensors):
@@ -668,7 +682,10 @@ class Elaborator:
                               model.name_span, f"graph `{graph.name}` needs: " + ", ".join(p.name for p in graph.params))
             self.errors.check()
         outputs: list[tuple[Tensor, ast.Span]] = []
+        at = model.name_span
+        self.context.append(f"in graph `{graph.name}` of model `{model.name}` at {at.path}:{at.line}:{at.column}")
         self.elaborate_body(graph.body, graph_scope, layer=None, prefix="", outputs=outputs)
+        self.context.pop()
         if not self.errors.diagnostics and len(outputs) != 1:
             self.errors.error("E018", f"graph `{graph.name}` must have exactly one `out`, found {len(outputs)}",
                               graph.name_span, "add `out next` naming the sampled tokens")

@@ -10,7 +10,7 @@ Everything inside a program is per socket; `sockets` says how many run it side b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from xdsl.dialects.builtin import (
     I64,
@@ -541,6 +541,11 @@ class StageOp(IRDLOperation):
         """`pcus`, `pmus` or `sram_bytes` as an int."""
         return self.properties[key].value.data  # type: ignore[union-attr]
 
+    def assign(self, *, pcus: int, pmus: int, sram_bytes: int) -> None:
+        """Gives the stage its units (the enclosing kernel's totals then need `KernelOp.set_units`)."""
+        for key, value in (("pcus", pcus), ("pmus", pmus), ("sram_bytes", sram_bytes)):
+            self.properties[key] = IntegerAttr(value, 64)
+
     def work(self, key: str) -> Work:
         """`flops`, one of `TRAFFIC`, or `expert_read` (zero when absent)."""
         return self.properties.get(key, ZERO)  # type: ignore[return-value]
@@ -593,9 +598,9 @@ class AllReduceOp(IRDLOperation):
             raise VerifyException("rdu.all_reduce: a collective needs at least 2 sockets")
 
 
-def make_stage(stage_name: str, operators: Sequence[str], *, pcus: int, pmus: int, sram_bytes: int,
-               flops: Work, traffic: dict[str, Work], moe: tuple[int, int, Work, str] | None = None,
-               ) -> StageOp:
+def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffic: Mapping[str, Work],
+               moe: tuple[int, int, Work, str] | None = None, pcus: int = 1, pmus: int = 1,
+               sram_bytes: int = 0) -> StageOp:
     """Builds a stage; `traffic` maps keys of `TRAFFIC` to work (missing ones are zero);
     `moe` is (experts, top_k, expert_read, expert_tier) for a MoE experts stage."""
     properties: dict[str, Attribute] = {

@@ -65,7 +65,7 @@ def find_runs(module: ModuleOp, min_calls: int = 2) -> tuple[list[Run], list[Rem
     """The runs of at least `min_calls` launches to loop in every graph, and remarks on the rest."""
     runs: list[Run] = []
     remarks: list[Remark] = []
-    for graph in module.walk():
+    for graph in module.ops:
         if isinstance(graph, df.GraphOp):
             launches = [op for op in graph.body.block.ops if isinstance(op, df.LaunchOp)]
             graph_remarks = _interleaving_remarks(launches)
@@ -101,16 +101,19 @@ def _runs_in_group(
     start, carried = group[0], None
     for i in group[:-1]:
         link = _chain(launches, i)
-        if isinstance(link, str) or (carried is not None and link != carried):
-            reason = link if isinstance(link, str) else _mismatch(i, link, carried)  # type: ignore[arg-type]
-            remarks.append(
-                Remark(kernel, (i, i + 1), f"launches {i} and {i + 1} of @{kernel} not looped together: {reason}")
-            )
-            if carried is not None:
-                runs += _runs_in_chain(launches, range(start, i + 1), carried, min_calls, remarks)
-            start, carried = i + 1, None
-        else:
+        if isinstance(link, str):
+            reason = link
+        elif carried is None or link == carried:
             carried = link
+            continue
+        else:
+            reason = _mismatch(i, link, carried)
+        remarks.append(
+            Remark(kernel, (i, i + 1), f"launches {i} and {i + 1} of @{kernel} not looped together: {reason}")
+        )
+        if carried is not None:
+            runs += _runs_in_chain(launches, range(start, i + 1), carried, min_calls, remarks)
+        start, carried = i + 1, None
     if carried is not None:
         runs += _runs_in_chain(launches, range(start, group[-1] + 1), carried, min_calls, remarks)
     return runs
@@ -185,12 +188,11 @@ def _operand_problem(launches: Sequence[df.LaunchOp], i: int, stacked: tuple[int
         value = launch.args[p]
         if not isinstance(value.owner, PER_LAYER_DECLS):
             return f"operand {p} is {_describe_value(value, launches)}, not a per-layer df.weight or df.kv_cache"
-        uses = [use.operation for use in value.uses]
-        if len(uses) > 1:
-            other = next((u for u in uses if u is not launch), None)
-            by = "launch " + str(i) + " twice" if other is None else _describe_user(other, launches)
+        if value.has_more_than_one_use():
+            others = [use.operation for use in value.uses if use.operation is not launch]
+            where = f"used by {_describe_user(others[0], launches)}" if others else f"passed twice to launch {i}"
             return (
-                f"operand {p} ({_describe_value(value, launches)}) is also used by {by}; "
+                f"operand {p} ({_describe_value(value, launches)}) is also {where}; "
                 "a per-layer weight or cache must feed one launch only"
             )
     return None
@@ -228,9 +230,10 @@ def _interleaving_remarks(launches: Sequence[df.LaunchOp]) -> list[Remark]:
         gaps = [(a, b) for a, b in itertools.pairwise(indices) if b > a + 1]
         between = [_kernels_in(launches, a, b) for a, b in gaps]
         if gaps and kernel not in repeated:
-            partners = list(dict.fromkeys(k for ks in between for k in ks))
+            partners = dict.fromkeys(k for ks in between for k in ks)
             alternating.append((kernel, [kernel, *partners]))
-        for (a, b), ks in zip(gaps, between) if kernel in repeated else ():
+            continue
+        for (a, b), ks in zip(gaps, between):
             verb = "is" if len(ks) == 1 else "are"
             remarks.append(
                 Remark(

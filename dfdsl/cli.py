@@ -1,0 +1,269 @@
+"""The `dfdsl` command line: one subcommand per job, each a short driver over the pipeline stages.
+
+Exit codes: 0 success, 2 bad input (a located diagnostic), 1 an internal failure (a bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dfdsl import __version__
+from dfdsl.diagnostics import DfslError, Diagnostic
+
+EMITS = ("df", "fused", "looped", "rdu")
+
+
+class UsageError(Exception):
+    """A command-line mistake; printed as `dfdsl: error: ...` with exit code 2."""
+
+
+# -- shared pieces --------------------------------------------------------------------------
+
+
+def _add_run_overrides(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run settings (override the file's `run` block)")
+    g.add_argument("--batch", type=int, metavar="B", help="sequences decoded together")
+    g.add_argument("--context", type=int, metavar="C", help="tokens already in the KV cache")
+    g.add_argument("--tokens", type=int, metavar="T", help="tokens to generate")
+    g.add_argument("--sockets", type=int, metavar="N", help="sockets (tensor-parallel degree)")
+    g.add_argument("--target", metavar="NAME", help="machine to target: sn40l")
+
+
+def _add_lowering_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("lowering")
+    g.add_argument("--fusion", choices=("none", "block", "layer"), default="layer",
+                   help="operators per kernel: one each, attention/MLP blocks, or whole layers (default)")
+    g.add_argument("--no-kernel-looping", action="store_true",
+                   help="keep one kernel call per layer instead of one looped call per run of layers")
+    g.add_argument("--hardware", metavar="FILE", help="a hardware TOML file to use instead of the target's")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, int | str]:
+    keys = ("batch", "context", "tokens", "sockets", "target")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _front_end(path: Path, overrides: dict[str, int | str]):
+    from dfdsl.elaborate import check_file
+    from dfdsl.irgen import generate
+
+    model = check_file(path, overrides)
+    return model, generate(model)
+
+
+def _lowering_options(args: argparse.Namespace, model):
+    from dfdsl.lowering.pipeline import LoweringOptions
+
+    return LoweringOptions(
+        sockets=model.run.sockets,
+        fusion=args.fusion,
+        kernel_looping=not args.no_kernel_looping,
+        target=model.run.target,
+        hardware=args.hardware or "",
+    )
+
+
+def write_output(path: Path, data: str | bytes, inputs: Sequence[Path] = ()) -> None:
+    """Write `data` to `path` through a temporary file and a rename: never half-written, never an input."""
+    target = Path(path)
+    for source in inputs:
+        if target.exists() and source.exists() and target.resolve() == Path(source).resolve():
+            raise UsageError(f"refusing to overwrite the input file {source}; choose another -o")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {target}: {err.strerror}") from None
+
+
+def _emit(text: str, out: str | None, inputs: Sequence[Path]) -> None:
+    if out in (None, "-"):
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        write_output(Path(out), text if text.endswith("\n") else text + "\n", inputs)
+
+
+def _print_ir(module, generic: bool) -> str:
+    from io import StringIO
+
+    from xdsl.printer import Printer
+
+    stream = StringIO()
+    Printer(stream=stream, print_generic_format=generic).print_op(module)
+    return stream.getvalue()
+
+
+# -- subcommands ----------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    model, module = _front_end(Path(args.file), _overrides(args))
+    layer_calls = sum(1 for op in module.walk() if op.name == "df.call")
+    print(f"{args.file}: ok: model {model.name}, {layer_calls} layer calls, "
+          f"{len(model.layers)} kind(s) of layer, run at batch {model.run.batch}, "
+          f"context {model.run.context}, {model.run.sockets} socket(s) of {model.run.target}")
+    return 0
+
+
+def cmd_lower(args: argparse.Namespace) -> int:
+    from dfdsl.lowering.pipeline import passes_to, run_passes
+
+    path = Path(args.file)
+    model, module = _front_end(path, _overrides(args))
+    options = _lowering_options(args, model)
+    passes = passes_to(args.emit, options)
+    if args.remarks:
+        passes = [_with_remarks(p) for p in passes]
+    timings: list[tuple[str, float]] = []
+
+    def after_each(p, mod, seconds: float) -> None:
+        timings.append((p.name, seconds))
+        if args.print_after_all:
+            sys.stderr.write(f"// -----// IR after {p.name} //----- //\n{_print_ir(mod, False)}\n")
+
+    run_passes(module, passes, after_each)
+    _emit(_print_ir(module, args.generic), args.output, [path])
+    if args.timing:
+        width = max((len(n) for n, _ in timings), default=4)
+        for name, seconds in timings:
+            sys.stderr.write(f"{name:<{width}}  {seconds * 1e3:8.2f} ms\n")
+    return 0
+
+
+def _with_remarks(p):
+    import dataclasses
+
+    if p.name == "kernel-looping":
+        return dataclasses.replace(p, remarks=True)
+    return p
+
+
+def cmd_opt(args: argparse.Namespace) -> int:
+    from xdsl.parser import Parser
+    from xdsl.passes import PassPipeline
+    from xdsl.utils.exceptions import ParseError
+
+    from dfdsl.lowering.pipeline import context
+    from dfdsl.universe import DFDSL_UNIVERSE
+
+    path = Path(args.file)
+    text = sys.stdin.read() if args.file == "-" else _read_text(path)
+    ctx = context()
+    try:
+        module = Parser(ctx, text, str(path)).parse_module()
+    except ParseError as err:
+        raise DfslError([Diagnostic("E001", f"cannot parse the IR:\n{err}", None)]) from None
+    module.verify()
+    if args.passes:
+        try:
+            pipeline = PassPipeline.parse_spec(DFDSL_UNIVERSE.all_passes, args.passes)
+        except Exception as err:  # xDSL reports a bad spec as ValueError or its own exceptions
+            raise UsageError(f"bad pass pipeline {args.passes!r}: {err}; passes are "
+                             + ", ".join(DFDSL_UNIVERSE.all_passes)) from None
+        for p in pipeline.passes:
+            p.apply(ctx, module)
+            module.verify()
+    _emit(_print_ir(module, args.generic), args.output, [path])
+    return 0
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+
+
+# -- the parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dfdsl",
+        description="Compile LLM decode programs written in .dfl through the df and rdu dialects, "
+                    "and time them on the SN40L.",
+    )
+    parser.add_argument("--version", action="version", version=f"dfdsl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("check", help="parse and verify a model, nothing else",
+                       description="Parse a .dfl file, check it, and generate its df IR (which must verify).")
+    p.add_argument("file", metavar="MODEL.dfl")
+    _add_run_overrides(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("lower", help="lower a model and print the IR of a stage",
+                       description="Lower a .dfl model to a stage of the pipeline and print its IR.")
+    p.add_argument("file", metavar="MODEL.dfl")
+    p.add_argument("--emit", choices=EMITS, default="rdu",
+                   help="stage to print: df (front end), fused, looped, rdu (default)")
+    p.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
+    p.add_argument("--generic", action="store_true", help="print the generic form of every op")
+    p.add_argument("--print-after-all", action="store_true", help="print the IR after each pass to stderr")
+    p.add_argument("--timing", action="store_true", help="print each pass's wall time to stderr")
+    p.add_argument("--remarks", action="store_true",
+                   help="say where kernel looping did not apply, and why (stderr)")
+    _add_run_overrides(p)
+    _add_lowering_options(p)
+    p.set_defaults(func=cmd_lower)
+
+    p = sub.add_parser("opt", help="run passes over an IR file (like xdsl-opt)",
+                       description="Parse MLIR-syntax IR in the df/rdu dialects, run passes, print the result.")
+    p.add_argument("file", metavar="FILE.mlir", help="the IR file, or - for standard input")
+    p.add_argument("-p", "--passes", metavar="PIPELINE", default="",
+                   help="comma-separated passes with options: 'fuse{mode=block},kernel-looping'")
+    p.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
+    p.add_argument("--generic", action="store_true", help="print the generic form of every op")
+    p.set_defaults(func=cmd_opt)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(args.func, args)
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from xdsl.utils.exceptions import DiagnosticException
+
+    try:
+        return func(args)
+    except DfslError as err:
+        sys.stderr.write(err.render() + "\n")
+        return 2
+    except UsageError as err:
+        sys.stderr.write(f"dfdsl: error: {err}\n")
+        return 2
+    except DiagnosticException as err:
+        where = getattr(args, "file", None)
+        sys.stderr.write(f"{where + ': ' if where else ''}error: {err}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("dfdsl: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # a bug in dfdsl: say so, briefly, and how to see more
+        if os.environ.get("DFDSL_DEBUG"):
+            traceback.print_exc()
+        sys.stderr.write(f"dfdsl: internal error: {type(err).__name__}: {err}\n"
+                         "This is a bug in dfdsl. Rerun with DFDSL_DEBUG=1 to see the traceback.\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,378 @@
+"""The SN40L timing model, as pure functions over plain numbers (no IR in here).
+
+A kernel call costs `launch_sync + fill + body + drain`. Its body is a sequence of iterations (one
+for a plain kernel, the trip count for a looped one); an iteration lasts as long as its slowest
+resource: the HBM stream, the DDR stream, the PCUs, the P2P links, or the dependency chain (the
+collectives' latencies and, from the second iteration of a loop on, the carried activation's trip
+through the pipeline). A looped kernel therefore pays launch, fill and drain once, and then one
+initiation interval per layer, the next layer's weight stream overlapping this layer's tail. A
+decode step is the program's calls in order plus the host's time per token. docs/timing-model.md
+explains each choice; the numbers come from a `Hardware` (sim/targets/*.toml).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from dfdsl.sim.hardware import Hardware
+
+CATEGORIES = ("stream", "compute", "sync", "fill_drain", "collective", "host")
+"""Where the time of a decode step goes; the six always sum to the step time."""
+
+
+@attrs.frozen
+class Affine:
+    """A quantity per invocation: `const + per_batch * B + per_batch_context * B * S`."""
+
+    const: int = 0
+    per_batch: int = 0
+    per_batch_context: int = 0
+
+    def at(self, batch: int, context: int) -> int:
+        return self.const + self.per_batch * batch + self.per_batch_context * batch * context
+
+    def __add__(self, other: Affine) -> Affine:
+        return Affine(
+            self.const + other.const,
+            self.per_batch + other.per_batch,
+            self.per_batch_context + other.per_batch_context,
+        )
+
+
+@attrs.frozen
+class ExpertRead:
+    """The routed experts of a MoE stage: one expert's weight bytes in `tier`, `top_k` of
+    `experts` chosen per token."""
+
+    experts: int
+    top_k: int
+    bytes_per_expert: Affine
+    tier: str
+
+
+@attrs.frozen
+class AllReduce:
+    """A collective inside a kernel: each socket contributes `message_bytes`."""
+
+    message_bytes: Affine
+    sockets: int
+
+
+@attrs.frozen
+class IterationWork:
+    """What one iteration of a kernel (one layer, or the whole call if not looped) does, per socket."""
+
+    flops: Affine = Affine()
+    hbm_read: Affine = Affine()
+    hbm_write: Affine = Affine()
+    ddr_read: Affine = Affine()
+    ddr_write: Affine = Affine()
+    experts: tuple[ExpertRead, ...] = ()
+    all_reduces: tuple[AllReduce, ...] = ()
+
+
+@attrs.frozen
+class KernelCall:
+    """One `rdu.call` as the timing model needs it: the kernel's pipeline and its work."""
+
+    kernel: str
+    trips: int
+    depth_stages: int
+    pcus: int
+    work: IterationWork
+
+
+@attrs.frozen
+class ResourceTimes:
+    """Seconds one iteration keeps each resource busy; `barrier_s` is the collectives' latency,
+    `carry_s` the carried activation's trip through the pipeline between loop iterations."""
+
+    hbm_s: float
+    ddr_s: float
+    compute_s: float
+    p2p_s: float
+    barrier_s: float
+    carry_s: float
+
+    def interval(self, carried: bool) -> tuple[float, str]:
+        """The iteration's duration and the category of its binding resource."""
+        chain_s = self.barrier_s + (self.carry_s if carried else 0.0)
+        bounds = (
+            (self.hbm_s, "stream"),
+            (self.ddr_s, "stream"),
+            (self.compute_s, "compute"),
+            (self.p2p_s, "collective"),
+            (chain_s, "collective"),
+        )
+        return max(bounds, key=lambda bound: bound[0])
+
+
+def stream_time_s(num_bytes: float, bandwidth_bytes_per_s: float, efficiency: float) -> float:
+    """Seconds to stream `num_bytes` through a memory at `efficiency` of its bandwidth."""
+    return num_bytes / (efficiency * bandwidth_bytes_per_s)
+
+
+def compute_time_s(flops: float, peak_flops_per_s: float, efficiency: float, pcu_share: float) -> float:
+    """Seconds of compute on a kernel's share of the chip's PCUs."""
+    return flops / (efficiency * peak_flops_per_s * pcu_share)
+
+
+def allreduce_time_s(message_bytes: float, sockets: int, algorithm: str,
+                     link_bytes_per_s: float, latency_s: float) -> tuple[float, float]:
+    """(transfer seconds on each socket's link, latency seconds on the critical path).
+
+    `direct`: every socket sends its message to each of the others at once: one latency, and
+    (sockets - 1) messages leave each socket. `ring`: reduce-scatter then all-gather, 2 (sockets - 1)
+    steps of 1/sockets of the message each.
+    """
+    if sockets < 2:
+        return 0.0, 0.0
+    if algorithm == "direct":
+        return (sockets - 1) * message_bytes / link_bytes_per_s, latency_s
+    steps = 2 * (sockets - 1)
+    return steps * message_bytes / sockets / link_bytes_per_s, steps * latency_s
+
+
+def expected_experts(experts: int, top_k: int, batch: int) -> float:
+    """Distinct experts a batch touches under uniform routing: E (1 - (1 - k/E)^B)."""
+    return experts * (1.0 - (1.0 - top_k / experts) ** batch)
+
+
+@attrs.frozen
+class Traffic:
+    """Bytes and FLOPs of one iteration at a given batch and context."""
+
+    hbm_read_bytes: float
+    hbm_write_bytes: float
+    ddr_read_bytes: float
+    ddr_write_bytes: float
+    flops: float
+
+    @property
+    def read_bytes(self) -> float:
+        return self.hbm_read_bytes + self.ddr_read_bytes
+
+
+def traffic(work: IterationWork, batch: int, context: int) -> Traffic:
+    """The iteration's bytes per tier (expected MoE expert reads included) and FLOPs."""
+    reads = {"hbm": float(work.hbm_read.at(batch, context)), "ddr": float(work.ddr_read.at(batch, context))}
+    for moe in work.experts:
+        reads[moe.tier] = reads.get(moe.tier, 0.0) + expected_experts(
+            moe.experts, moe.top_k, batch
+        ) * moe.bytes_per_expert.at(batch, context)
+    return Traffic(
+        hbm_read_bytes=reads["hbm"],
+        hbm_write_bytes=float(work.hbm_write.at(batch, context)),
+        ddr_read_bytes=reads["ddr"],
+        ddr_write_bytes=float(work.ddr_write.at(batch, context)),
+        flops=float(work.flops.at(batch, context)),
+    )
+
+
+def resource_times(call: KernelCall, hw: Hardware, batch: int, context: int) -> ResourceTimes:
+    """Seconds one iteration of `call` keeps each resource busy at this batch and context."""
+    a = hw.assumptions
+    t = traffic(call.work, batch, context)
+    transfer_s = latency_s = 0.0
+    for reduce in call.work.all_reduces:
+        transfer, latency = allreduce_time_s(
+            reduce.message_bytes.at(batch, context), reduce.sockets, a.allreduce_algorithm,
+            a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s,
+        )
+        transfer_s += transfer
+        latency_s += latency
+    return ResourceTimes(
+        hbm_s=stream_time_s(t.hbm_read_bytes + t.hbm_write_bytes, hw.hbm.bandwidth_bytes_per_s, a.stream_efficiency),
+        ddr_s=stream_time_s(t.ddr_read_bytes + t.ddr_write_bytes, hw.ddr.bandwidth_bytes_per_s, a.stream_efficiency),
+        compute_s=compute_time_s(t.flops, hw.chip.peak_flops_per_s, a.compute_efficiency,
+                                 min(1.0, call.pcus / hw.chip.pcus)),
+        p2p_s=transfer_s,
+        barrier_s=latency_s,
+        carry_s=call.depth_stages * a.stage_latency_s,
+    )
+
+
+def fill_s(depth_stages: int, hw: Hardware) -> float:
+    """Until the first tile leaves the pipeline: its memory latency, then every stage."""
+    return hw.assumptions.first_tile_latency_s + depth_stages * hw.assumptions.stage_latency_s
+
+
+def drain_s(depth_stages: int, hw: Hardware) -> float:
+    """After the last tile enters, until it leaves the last stage."""
+    return depth_stages * hw.assumptions.stage_latency_s
+
+
+@attrs.frozen
+class CallTiming:
+    """One call's phases: launch/sync, fill, the body's intervals, drain (seconds)."""
+
+    launch_sync_s: float
+    fill_s: float
+    first_interval: tuple[float, str]
+    later_interval: tuple[float, str]
+    trips: int
+    drain_s: float
+
+    @property
+    def body_s(self) -> float:
+        return self.first_interval[0] + (self.trips - 1) * self.later_interval[0]
+
+    @property
+    def total_s(self) -> float:
+        return self.launch_sync_s + self.fill_s + self.body_s + self.drain_s
+
+    def add_to(self, breakdown: dict[str, float]) -> None:
+        """Adds this call's seconds to a breakdown by category."""
+        breakdown["sync"] += self.launch_sync_s
+        breakdown["fill_drain"] += self.fill_s + self.drain_s
+        breakdown[self.first_interval[1]] += self.first_interval[0]
+        breakdown[self.later_interval[1]] += (self.trips - 1) * self.later_interval[0]
+
+
+def call_timing(call: KernelCall, hw: Hardware, batch: int, context: int) -> CallTiming:
+    """The phases of one call at this batch and context. The first iteration's carried input
+    arrives with the fill; each later one waits for the previous layer's output to cross the
+    pipeline, unless a resource is slower."""
+    times = resource_times(call, hw, batch, context)
+    return CallTiming(
+        launch_sync_s=hw.launch_sync_s,
+        fill_s=fill_s(call.depth_stages, hw),
+        first_interval=times.interval(carried=False),
+        later_interval=times.interval(carried=True),
+        trips=call.trips,
+        drain_s=drain_s(call.depth_stages, hw),
+    )
+
+
+@attrs.frozen
+class Step:
+    """One decode step: its seconds by category, its bytes read and its FLOPs (per socket)."""
+
+    breakdown_s: dict[str, float]
+    read_bytes: float
+    hbm_read_bytes: float
+    ddr_read_bytes: float
+    flops: float
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.breakdown_s.values())
+
+
+def step(calls: Sequence[KernelCall], hw: Hardware, batch: int, context: int) -> Step:
+    """One decode step at `context` tokens already cached: the calls in order, then the host."""
+    breakdown = dict.fromkeys(CATEGORIES, 0.0)
+    hbm = ddr = flops = 0.0
+    for call in calls:
+        call_timing(call, hw, batch, context).add_to(breakdown)
+        t = traffic(call.work, batch, context)
+        hbm += call.trips * t.hbm_read_bytes
+        ddr += call.trips * t.ddr_read_bytes
+        flops += call.trips * t.flops
+    breakdown["host"] += hw.assumptions.host_per_token_s
+    return Step(breakdown, hbm + ddr, hbm, ddr, flops)
+
+
+@attrs.frozen
+class Run:
+    """`tokens` decode steps, the context growing by one each step; figures averaged per step."""
+
+    steps: tuple[Step, ...]
+
+    @property
+    def step_s(self) -> float:
+        return sum(s.total_s for s in self.steps) / len(self.steps)
+
+    def mean(self, figure: str) -> float:
+        return sum(getattr(s, figure) for s in self.steps) / len(self.steps)
+
+    @property
+    def breakdown_s(self) -> dict[str, float]:
+        return {c: sum(s.breakdown_s[c] for s in self.steps) / len(self.steps) for c in CATEGORIES}
+
+
+def run(calls: Sequence[KernelCall], hw: Hardware, batch: int, context: int, tokens: int) -> Run:
+    """Steps at contexts `context`, `context + 1`, ..., `context + tokens - 1`."""
+    return Run(tuple(step(calls, hw, batch, context + t) for t in range(tokens)))
+
+
+def roofline_tokens_per_s(aggregate_bandwidth_bytes_per_s: float, bytes_per_step: float) -> float:
+    """Tokens per second per user if every step only streamed its bytes at full bandwidth."""
+    return aggregate_bandwidth_bytes_per_s / bytes_per_step
+
+
+@attrs.frozen
+class Event:
+    """One span on a track of the timeline (seconds from the start of the step)."""
+
+    track: str
+    name: str
+    start_s: float
+    duration_s: float
+    category: str
+
+
+SCHEDULE_TRACKS = ("PCU stages", "host")
+"""Tracks whose events tile the step end to end; the others show resources busy underneath."""
+TRACKS = ("host", "HBM stream", "DDR stream", "PCU stages", "P2P")
+
+
+@attrs.frozen
+class Timeline:
+    """The events of one decode step on one socket. Tensor-parallel sockets run in lockstep
+    (every collective is a barrier), so each of the `sockets` sockets has this same timeline."""
+
+    events: tuple[Event, ...]
+    sockets: int
+    step_s: float
+
+    def on(self, track: str) -> list[Event]:
+        return [e for e in self.events if e.track == track]
+
+    def scheduled_s(self) -> float:
+        """Sum of the durations on the schedule tracks: the step time."""
+        return sum(e.duration_s for e in self.events if e.track in SCHEDULE_TRACKS)
+
+
+class TimelineBuilder:
+    """Appends the phases of calls one after another, with the resources each iteration uses."""
+
+    def __init__(self, hw: Hardware, batch: int, context: int):
+        self.hw = hw
+        self.batch = batch
+        self.context = context
+        self.now_s = 0.0
+        self.events: list[Event] = []
+
+    def _schedule(self, name: str, duration_s: float, category: str) -> float:
+        start = self.now_s
+        self.events.append(Event("PCU stages", name, start, duration_s, category))
+        self.now_s += duration_s
+        return start
+
+    def add_call(self, call: KernelCall) -> None:
+        """Launch/sync, fill, one event per iteration (with its streams and transfers), drain."""
+        timing = call_timing(call, self.hw, self.batch, self.context)
+        times = resource_times(call, self.hw, self.batch, self.context)
+        self._schedule(f"{call.kernel}: launch/sync", timing.launch_sync_s, "sync")
+        self._schedule(f"{call.kernel}: fill", timing.fill_s, "fill_drain")
+        for i in range(call.trips):
+            duration, category = timing.first_interval if i == 0 else timing.later_interval
+            label = f"{call.kernel}[{i}]" if call.trips > 1 else call.kernel
+            start = self._schedule(label, duration, category)
+            for track, busy_s, kind in (
+                ("HBM stream", times.hbm_s, "stream"),
+                ("DDR stream", times.ddr_s, "stream"),
+                ("P2P", times.p2p_s + times.barrier_s, "collective"),
+            ):
+                if busy_s > 0:
+                    self.events.append(Event(track, label, start, min(busy_s, duration), kind))
+        self._schedule(f"{call.kernel}: drain", timing.drain_s, "fill_drain")
+
+    def finish(self, sockets: int) -> Timeline:
+        """Closes the step with the host's work and returns the timeline."""
+        host_s = self.hw.assumptions.host_per_token_s
+        self.events.append(Event("host", "host: next token", self.now_s, host_s, "host"))
+        return Timeline(tuple(self.events), sockets, self.now_s + host_s)
