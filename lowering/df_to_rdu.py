@@ -204,39 +204,44 @@ class _Run:
 
 @attrs.define
 class _StageDraft:
-    """A stage being grouped: its operators so far and their summed work."""
+    """A stage being grouped: its name (its heavy operator), its operators so far and their work."""
 
+    name: str
     operators: list[str]
     work: OperatorWork
-    heavy: bool
 
 
-def _group(ops: Sequence[Operation], run: _Run) -> list[_StageDraft | rdu.AllReduceOp]:
+Pipeline = list[_StageDraft | rdu.AllReduceOp]
+
+
+def _summed(ops: Sequence[df.OperatorBase], run: _Run) -> OperatorWork:
+    return sum((operator_work(o, run.activations) for o in ops), OperatorWork())
+
+
+def _group(ops: Sequence[Operation], run: _Run) -> Pipeline:
     """The pipeline of a kernel body: stage drafts and collectives in order."""
-    pipeline: list[_StageDraft | rdu.AllReduceOp] = []
+    pipeline: Pipeline = []
     light: list[df.OperatorBase] = []
     for op in ops:
         if not isinstance(op, df.OperatorBase):
             raise DiagnosticException(f"df-to-rdu: {op.name} cannot appear in a kernel body")
         if op.operator == "all_reduce":
-            # One socket has nothing to reduce: the collective vanishes.
+            # On one socket there is nothing to reduce: the collective vanishes.
             if run.tp >= 2:
                 pipeline.append(rdu.AllReduceOp(Work.of_bytes(op.inputs[0].type), run.tp))  # type: ignore[arg-type]
         elif op.operator in HEAVY_OPERATORS:
             grouped = [*light, op]
-            work = sum((operator_work(o, run.activations) for o in grouped), OperatorWork())
-            pipeline.append(_StageDraft([o.operator for o in grouped], work, heavy=True))
+            pipeline.append(_StageDraft(op.operator, [o.operator for o in grouped], _summed(grouped, run)))
             light = []
         else:
             light.append(op)
     if light:
-        work = sum((operator_work(o, run.activations) for o in light), OperatorWork())
         last = next((d for d in reversed(pipeline) if isinstance(d, _StageDraft)), None)
         if last is None:
-            pipeline.append(_StageDraft([o.operator for o in light], work, heavy=False))
-        else:
-            last.operators += [o.operator for o in light]
-            last.work += work
+            pipeline.append(_StageDraft(light[-1].operator, [], OperatorWork()))
+            last = pipeline[-1]  # type: ignore[assignment]
+        last.operators += [o.operator for o in light]  # type: ignore[union-attr]
+        last.work += _summed(light, run)  # type: ignore[union-attr]
     return pipeline
 
 
@@ -254,31 +259,190 @@ def _share_out(units: int, weights: Sequence[float]) -> list[int]:
     return [1 + s for s in shares]
 
 
-def _stages(kernel: str, pipeline: list[_StageDraft | rdu.AllReduceOp], run: _Run) -> list[Operation]:
-    """Stage drafts made into `rdu.stage`s holding the kernel's share of the usable PCUs and PMUs."""
-    drafts = [d for d in pipeline if isinstance(d, _StageDraft)]
+def _sized_ops(kernel: str, pipeline: Pipeline, run: _Run) -> list[Operation]:
+    """The pipeline as rdu ops, the stages sharing the socket's usable PCUs and PMUs."""
     chip = run.chip
     usable_pcus = round(chip.usable_fraction * chip.pcus)
     usable_pmus = round(chip.usable_fraction * chip.pmus)
-    if len(drafts) > min(usable_pcus, usable_pmus):
+    ops: list[Operation] = [
+        rdu.make_stage(d.name, d.operators, flops=d.work.flops, traffic=d.work.traffic, moe=d.work.moe)
+        if isinstance(d, _StageDraft) else d
+        for d in pipeline
+    ]
+    stages = [op for op in ops if isinstance(op, rdu.StageOp)]
+    if len(stages) > min(usable_pcus, usable_pmus):
         raise DiagnosticException(
-            f"df-to-rdu: kernel @{kernel} has {len(drafts)} stages but a socket has only "
+            f"df-to-rdu: kernel @{kernel} has {len(stages)} stages but a socket has only "
             f"{min(usable_pcus, usable_pmus)} usable PCUs/PMUs: fuse fewer operators per kernel"
         )
-    stages = {
-        id(d): rdu.make_stage(
-            d.operators[-1] if not d.heavy else next(o for o in reversed(d.operators) if o in HEAVY_OPERATORS),
-            d.operators, pcus=1, pmus=1, sram_bytes=0, flops=d.work.flops, traffic=dict(d.work.traffic),
-            moe=d.work.moe,
+    pcus = _share_out(usable_pcus, [s.work("flops").at(run.batch, run.context) for s in stages])
+    pmus = _share_out(usable_pmus, [s.memory_bytes(run.batch, run.context) for s in stages])
+    for stage, n_pcus, n_pmus in zip(stages, pcus, pmus):
+        # A stage owns the whole capacity of the PMUs it is given: this is an allocation, not an
+        # estimate of the on-chip footprint of its tiles.
+        stage.assign(pcus=n_pcus, pmus=n_pmus, sram_bytes=n_pmus * chip.pmu_bytes)
+    return ops
+
+
+def _activation_io(kernel: df.KernelOp, pipeline: Pipeline, run: _Run) -> None:
+    """With activations in HBM or DDR, a kernel reads its activation arguments (first stage) and
+    writes its results (last stage) there; on chip they cost no memory traffic."""
+    drafts = [d for d in pipeline if isinstance(d, _StageDraft)]
+    if run.activations not in OFF_CHIP_TIERS or not drafts:
+        return
+    for arg in kernel.args:
+        if not arg.type.tier_name:  # type: ignore[attr-defined]
+            drafts[0].work += _moved("read", run.activations, Work.of_bytes(arg.type))  # type: ignore[arg-type]
+    for type_ in kernel.function_type.outputs.data:
+        drafts[-1].work += _moved("write", run.activations, Work.of_bytes(type_))  # type: ignore[arg-type]
+
+
+def _lower_loop(kernel: df.KernelOp, loop: df.LoopOp, run: _Run) -> rdu.LoopOp:
+    """A `df.loop` over stacked kernel arguments becomes an `rdu.loop` of one iteration's stages.
+
+    Its carried activation stays on chip between iterations, so a looped kernel's stages carry no
+    activation traffic even when activations live off chip (the one read of its input and write
+    of its result per call are not counted)."""
+    stacked = []
+    for value in loop.stacked:
+        if not (isinstance(value, BlockArgument) and value.owner is kernel.body.block):
+            raise DiagnosticException(
+                f"df-to-rdu: kernel @{kernel.sym_name.data}: a stacked loop operand must be a kernel argument"
+            )
+        stacked.append(value.index)
+    strides = [Work.of_bytes(v.type.with_dims(v.type.dims[1:])) for v in loop.stacked]  # type: ignore[attr-defined]
+    carried = sum((Work.of_bytes(v.type) for v in loop.carried), ZERO)  # type: ignore[arg-type]
+    body = [op for op in loop.body.block.ops if not isinstance(op, df.YieldOp)]
+    ops = _sized_ops(kernel.sym_name.data, _group(body, run), run)
+    return rdu.LoopOp(loop.trip_count.value.data, stacked, strides, carried, Region(Block(ops)))
+
+
+def lower_kernel(kernel: df.KernelOp, run: _Run) -> rdu.KernelOp:
+    """The `rdu.kernel` for a `df.kernel` whose body is operators or one `df.loop`."""
+    name = kernel.sym_name.data
+    body = [op for op in kernel.body.block.ops if not isinstance(op, df.ReturnOp)]
+    loops = [op for op in body if isinstance(op, df.LoopOp)]
+    if loops and len(body) != 1:
+        raise DiagnosticException(f"df-to-rdu: kernel @{name} mixes a df.loop with other operators")
+    if loops:
+        ops: list[Operation] = [_lower_loop(kernel, loops[0], run)]
+    else:
+        pipeline = _group(body, run)
+        _activation_io(kernel, pipeline, run)
+        ops = _sized_ops(name, pipeline, run)
+    inputs = [run.buffer_type(t) for t in kernel.function_type.inputs.data]  # type: ignore[arg-type]
+    outputs = [run.buffer_type(t) for t in kernel.function_type.outputs.data]  # type: ignore[arg-type]
+    block = Block(arg_types=inputs)
+    for arg, old in zip(block.args, kernel.args):
+        arg.name_hint = old.name_hint
+    block.add_ops([*ops, rdu.ReturnOp()])
+    return rdu.KernelOp(name, inputs, outputs, Region(block))
+
+
+# ---------------------------------------------------------------------------------------------
+# The graph: declarations, launches and the output become the program.
+
+_BUFFER_KINDS: dict[type[Operation], str] = {
+    df.InputOp: "input", df.WeightOp: "weight", df.KvCacheOp: "kv_cache",
+}
+
+
+def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], run: _Run) -> Operation:
+    """The program op for one op of a fused graph."""
+    if isinstance(op, df.InputOp | df.WeightOp | df.KvCacheOp):
+        kind = _BUFFER_KINDS[type(op)]
+        if kind != "input" and not op.result.type.tier_name:  # type: ignore[attr-defined]
+            raise DiagnosticException(
+                f"df-to-rdu: {kind} {op.tensor_name.data!r} has no memory tier: run place-memory first"
+            )
+        return rdu.BufferOp(op.tensor_name.data, kind, run.buffer_type(op.result.type))  # type: ignore[arg-type]
+    if isinstance(op, df.LaunchOp):
+        return rdu.CallOp(
+            op.callee.string_value(),
+            [values[a] for a in op.args],
+            [run.buffer_type(t) for t in op.res.types],  # type: ignore[arg-type]
         )
-        for d in drafts
-    }
-    sized = list(stages.values())
-    pcus = _share_out(usable_pcus, [s.work("flops").at(run.batch, run.context) for s in sized])
-    pmus = _share_out(usable_pmus, [s.memory_bytes(run.batch, run.context) for s in sized])
-    for stage, n_pcus, n_pmus in zip(sized, pcus, pmus):
-        stage.properties["pcus"] = rdu.IntegerAttr(n_pcus, 64)
-        stage.properties["pmus"] = rdu.IntegerAttr(n_pmus, 64)
-        # A stage owns the whole capacity of the PMUs it is given (an allocation, not a footprint).
-        stage.properties["sram_bytes"] = rdu.IntegerAttr(n_pmus * chip.pmu_bytes, 64)
-    return [stages[id(d)] if isinstance(d, _StageDraft) else d for d in pipeline]
+    if isinstance(op, df.OutputOp):
+        return rdu.OutputOp(*(values[v] for v in op.values))
+    raise DiagnosticException(
+        f"df-to-rdu expects a fused graph, but {op.name} is outside a kernel: run fuse first"
+    )
+
+
+def lower_graph(graph: df.GraphOp, run: _Run, target: str) -> rdu.ProgramOp:
+    """The `rdu.program` of a fused `df.graph`: one op per declaration, launch and output."""
+    values: dict[SSAValue, SSAValue] = {}
+    block = Block()
+    for op in graph.body.block.ops:
+        new = _lower_op(op, values, run)
+        for old, result in zip(op.results, new.results):
+            result.name_hint = old.name_hint
+            values[old] = result
+        block.add_op(new)
+    chip = run.chip
+    return rdu.ProgramOp(
+        graph.sym_name.data, target=target, region=Region(block),
+        batch=graph.batch.value.data, context=graph.context.value.data,
+        tokens=graph.tokens.value.data, sockets=run.tp,
+        pcus_per_socket=chip.pcus, pmus_per_socket=chip.pmus, sram_bytes_per_socket=chip.sram_bytes,
+    )
+
+
+@dataclass
+class LowerKernel(RewritePattern):
+    """df.kernel -> rdu.kernel of sized stages."""
+
+    run: _Run
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: df.KernelOp, rewriter: PatternRewriter) -> None:
+        rewriter.replace(op, lower_kernel(op, self.run))
+
+
+@dataclass
+class LowerGraph(RewritePattern):
+    """df.graph -> rdu.program."""
+
+    run: _Run
+    target: str
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: df.GraphOp, rewriter: PatternRewriter) -> None:
+        rewriter.replace(op, lower_graph(op, self.run, self.target))
+
+
+class DropLayer(RewritePattern):
+    """df.layer definitions are dead once every call is fused into a kernel."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: df.LayerOp, rewriter: PatternRewriter) -> None:
+        rewriter.erase(op)
+
+
+def _the_graph(module: ModuleOp) -> df.GraphOp:
+    graphs = [op for op in module.ops if isinstance(op, df.GraphOp)]
+    if len(graphs) != 1:
+        raise DiagnosticException(f"df-to-rdu expects one df.graph in the module, found {len(graphs)}")
+    return graphs[0]
+
+
+@dataclass(frozen=True)
+class DfToRdu(ModulePass):
+    """Lowers a fused `df` module to an `rdu` program sized for `target` (or the `hardware` file)."""
+
+    name = "df-to-rdu"
+
+    target: str = "sn40l"
+    hardware: str = ""
+    """A hardware TOML file; overrides `target`'s bundled one."""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        graph = _the_graph(op)
+        run = _Run(
+            batch=graph.batch.value.data, context=graph.context.value.data, tp=graph.tp.value.data,
+            activations=graph.activations.data, chip=_chip_budget(self.target, self.hardware),
+        )
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier([LowerKernel(run), LowerGraph(run, self.target), DropLayer()]),
+            apply_recursively=False,
+        ).rewrite_module(op)

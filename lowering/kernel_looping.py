@@ -353,7 +353,11 @@ def _free_symbol(module: ModuleOp, base: str) -> str:
 def _loop_run(run: Run, module: ModuleOp, rewriter: PatternRewriter, made: dict[tuple[str, int], str]) -> None:
     """Replace the launches of `run` and their per-layer declarations by one looped launch."""
     kernel = SymbolTable.lookup_symbol(module, run.kernel)
-    assert isinstance(kernel, df.KernelOp), f"@{run.kernel} is launched but is not a df.kernel"
+    if not isinstance(kernel, df.KernelOp):
+        raise DiagnosticException(
+            f"kernel-looping: @{run.kernel} is launched but the module has no df.kernel of that "
+            "name; run `fuse` first, or define the kernel"
+        )
     trip_count = len(run.launches)
     key = (run.kernel, trip_count)
     if key not in made:

@@ -1,7 +1,7 @@
 """The SN40L timing interpreter: xDSL's `Interpreter` over an `rdu` module, with time as its result.
 
 `RduFunctions` gives one implementation per `rdu` op. Running the `rdu.program` walks its calls
-in order; each `rdu.call` runs its kernel once (stages, collectives, the loop) to learn what one
+in order; the first `rdu.call` of each kernel runs the kernel's body once (stages, collectives, the loop) to learn what one
 iteration does (`timing.KernelCall`: work affine in B and B*S), then places the call on the
 step's timeline. `simulate` interprets the program once, at the first step's context, and then
 evaluates the same calls at every later context of the run with the timing model alone: the work
@@ -21,7 +21,6 @@ from xdsl.interpreter import (
     ReturnedValues,
     TerminatorValue,
     impl,
-    impl_callable,
     impl_terminator,
     register_impls,
 )
@@ -126,7 +125,7 @@ class RduFunctions(InterpreterFunctions):
         state = self.state(interpreter)
         callee = op.callee.string_value()
         if callee not in state.kernels:
-            interpreter.call_op(callee, args)
+            state.kernels[callee] = self._profile_kernel(interpreter, callee, args)
         call = state.kernels[callee]
         state.calls.append(call)
         state.timeline.add_call(call)  # type: ignore[union-attr]
@@ -135,26 +134,26 @@ class RduFunctions(InterpreterFunctions):
             for i, result in enumerate(op.res)
         )
 
+    def _profile_kernel(self, interpreter: Interpreter, callee: str, args: tuple[Any, ...]) -> timing.KernelCall:
+        """Interprets the kernel's body once and records what one iteration of it does."""
+        kernel_op = interpreter.get_op_for_symbol(callee)
+        if not isinstance(kernel_op, rdu.KernelOp):
+            raise DiagnosticException(f"rdu.call @{callee}: the callee is not an rdu.kernel")
+        state = self.state(interpreter)
+        state.kernel = KernelWork()
+        interpreter.run_ssacfg_region(kernel_op.body, args, callee)
+        kernel, state.kernel = state.kernel, None
+        return timing.KernelCall(
+            kernel=callee,
+            trips=kernel.trips,
+            depth_stages=kernel.depth_stages,
+            pcus=kernel_op.pcus.value.data,
+            work=kernel.work,
+        )
+
     @impl(rdu.OutputOp)
     def run_output(self, interpreter: Interpreter, op: rdu.OutputOp, args: tuple[Any, ...]) -> tuple[()]:
         return ()
-
-    @impl_callable(rdu.KernelOp)
-    def call_kernel(self, interpreter: Interpreter, op: rdu.KernelOp, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Interprets the kernel's body once and records what one iteration of it does."""
-        state = self.state(interpreter)
-        state.kernel = KernelWork()
-        results = interpreter.run_ssacfg_region(op.body, args, op.sym_name.data)
-        kernel = state.kernel
-        state.kernels[op.sym_name.data] = timing.KernelCall(
-            kernel=op.sym_name.data,
-            trips=kernel.trips,
-            depth_stages=kernel.depth_stages,
-            pcus=op.pcus.value.data,
-            work=kernel.work,
-        )
-        state.kernel = None
-        return results
 
     @impl(rdu.LoopOp)
     def run_loop(self, interpreter: Interpreter, op: rdu.LoopOp, args: tuple[Any, ...]) -> tuple[()]:

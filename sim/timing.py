@@ -12,6 +12,7 @@ explains each choice; the numbers come from a `Hardware` (sim/targets/*.toml).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import attrs
@@ -223,12 +224,12 @@ class CallTiming:
     def total_s(self) -> float:
         return self.launch_sync_s + self.fill_s + self.body_s + self.drain_s
 
-    def add_to(self, breakdown: dict[str, float]) -> None:
-        """Adds this call's seconds to a breakdown by category."""
-        breakdown["sync"] += self.launch_sync_s
-        breakdown["fill_drain"] += self.fill_s + self.drain_s
-        breakdown[self.first_interval[1]] += self.first_interval[0]
-        breakdown[self.later_interval[1]] += (self.trips - 1) * self.later_interval[0]
+    def add_to(self, breakdown: dict[str, float], repeats: int = 1) -> None:
+        """Adds the seconds of `repeats` such calls to a breakdown by category."""
+        breakdown["sync"] += repeats * self.launch_sync_s
+        breakdown["fill_drain"] += repeats * (self.fill_s + self.drain_s)
+        breakdown[self.first_interval[1]] += repeats * self.first_interval[0]
+        breakdown[self.later_interval[1]] += repeats * (self.trips - 1) * self.later_interval[0]
 
 
 def call_timing(call: KernelCall, hw: Hardware, batch: int, context: int) -> CallTiming:
@@ -262,15 +263,16 @@ class Step:
 
 
 def step(calls: Sequence[KernelCall], hw: Hardware, batch: int, context: int) -> Step:
-    """One decode step at `context` tokens already cached: the calls in order, then the host."""
+    """One decode step at `context` tokens already cached: the calls, then the host. Calls of the
+    same kernel cost the same, so each distinct call is timed once."""
     breakdown = dict.fromkeys(CATEGORIES, 0.0)
     hbm = ddr = flops = 0.0
-    for call in calls:
-        call_timing(call, hw, batch, context).add_to(breakdown)
+    for call, repeats in Counter(calls).items():
+        call_timing(call, hw, batch, context).add_to(breakdown, repeats)
         t = traffic(call.work, batch, context)
-        hbm += call.trips * t.hbm_read_bytes
-        ddr += call.trips * t.ddr_read_bytes
-        flops += call.trips * t.flops
+        hbm += repeats * call.trips * t.hbm_read_bytes
+        ddr += repeats * call.trips * t.ddr_read_bytes
+        flops += repeats * call.trips * t.flops
     breakdown["host"] += hw.assumptions.host_per_token_s
     return Step(breakdown, hbm + ddr, hbm, ddr, flops)
 

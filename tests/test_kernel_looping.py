@@ -246,3 +246,10 @@ def test_options_parse_and_remarks_go_to_stderr(capsys):
 def test_min_calls_below_two_is_an_error():
     with pytest.raises(DiagnosticException, match="min-calls must be at least 2"):
         loop(parse(graph_of(["layer"])), min_calls=1)
+
+
+def test_launching_a_missing_kernel_is_an_error():
+    text = graph_of(["layer", "layer"]).replace(kernel("layer"), "")
+    module = Parser(CONTEXT, text).parse_module()
+    with pytest.raises(DiagnosticException, match="no df.kernel of that name"):
+        KernelLooping().apply(CONTEXT, module)
