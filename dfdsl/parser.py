@@ -184,9 +184,19 @@ def _describe_expected(expected: set[str]) -> str:
     return ", ".join(names)
 
 
-def _syntax_diagnostic(path: Path, err: UnexpectedInput) -> Diagnostic:
+def _end_of_text(source: str) -> tuple[int, int]:
+    """The line and column just after the last non-blank character."""
+    text = source.rstrip()
+    line = text.count("\n") + 1
+    return line, len(text) - (text.rfind("\n") + 1) + 1
+
+
+def _syntax_diagnostic(path: Path, source: str, err: UnexpectedInput) -> Diagnostic:
     line, column = max(err.line, 1), max(err.column, 1)
     width = 1
+    at_end = isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END")
+    if at_end:
+        line, column = _end_of_text(source)
     if isinstance(err, UnexpectedToken) and err.token.type == "$END":
         message = f"the file ends too early; expected {_describe_expected(err.expected)}"
     elif isinstance(err, UnexpectedToken):
@@ -237,7 +247,7 @@ def parse_text(source: str, path: Path) -> ast.File:
     try:
         tree = _lark().parse(source)
     except UnexpectedInput as err:
-        raise DfslError([_syntax_diagnostic(path, err)]) from None
+        raise DfslError([_syntax_diagnostic(path, source, err)]) from None
     except RecursionError:
         raise DfslError([Diagnostic(
             "E017", "the file nests expressions too deeply", ast.Span(path, 1, 1, 1, 2),

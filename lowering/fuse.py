@@ -19,7 +19,7 @@ from itertools import count
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint
@@ -148,6 +148,8 @@ def _residual_blocks(ops: list[df.OperatorBase]) -> list[list[df.OperatorBase]]:
 
 
 def _fuse_layer(layer: df.LayerOp, mode: str, kernels: _Kernels) -> _FusedLayer:
+    """The launches that replace each call of `layer`: the whole body in mode `layer`, its
+    residual blocks in mode `block`, one per operator in mode `none`."""
     block = layer.body.block
     name = layer.sym_name.data
     ret = block.last_op
@@ -157,9 +159,9 @@ def _fuse_layer(layer: df.LayerOp, mode: str, kernels: _Kernels) -> _FusedLayer:
             f"fuse: layer @{name} must hold operators ended by df.return to be fused"
         )
     if mode == "layer":
-        kernel = kernels.intern(layer.body.clone(), layer.function_type.outputs.data, name, False)
+        kernel = kernels.intern(layer.body.clone(), layer.function_type.outputs.data, name, numbered=False)
         return _FusedLayer(block.args, [_Launch(kernel, block.args, ret.values)], ret.values)
-    parts = [[op] for op in ops] if mode == "none" else _residual_blocks(ops)  # type: ignore[misc]
+    parts = [[op] for op in ops] if mode == "none" else _residual_blocks(ops)
     launches = []
     for index, part in enumerate(parts):
         group = _Group.of(part)
@@ -170,6 +172,7 @@ def _fuse_layer(layer: df.LayerOp, mode: str, kernels: _Kernels) -> _FusedLayer:
 
 
 def _replace_call(call: df.CallOp, layer: _FusedLayer, rewriter: PatternRewriter) -> None:
+    """Launch the layer's kernels in place of the call, on the call's own weights and caches."""
     values: dict[SSAValue, SSAValue] = dict(zip(layer.args, call.args))
     for step in layer.launches:
         launch = df.LaunchOp(step.kernel, [values[a] for a in step.args], [r.type for r in step.results])
@@ -193,6 +196,7 @@ def _graph_runs(block: Block, mode: str) -> list[list[df.OperatorBase]]:
 
 
 def _replace_run(run: list[df.OperatorBase], mode: str, kernels: _Kernels, rewriter: PatternRewriter) -> None:
+    """Launch one kernel made of `run` in its place, after its last operator."""
     group = _Group.of(run)
     kernel = kernels.intern(group.outline(), [r.type for r in group.results], *group.name(mode))
     launch = df.LaunchOp(kernel, group.args, [r.type for r in group.results])

@@ -12,22 +12,22 @@ the `df.weight`/`df.kv_cache` each `df.call` passes for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import FunctionType, IntegerAttr, ModuleOp
-from xdsl.ir import Block, BlockArgument, OpResult, SSAValue
+from xdsl.ir import Block, BlockArgument, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint
-from xdsl.traits import SymbolTable
 from xdsl.utils.exceptions import PassFailedException
 
 from dfdsl.dialects import df, shapes
 from dfdsl.dialects.shapes import Shape
 
 
-def _socket_counts(fits, limit: int) -> str:
+def _socket_counts(fits: Callable[[int], bool], limit: int) -> str:
     """The socket counts up to `limit` for which `fits(n)` holds, as `1, 2 or 4`."""
     counts = [str(n) for n in range(1, limit + 1) if fits(n)]
     return ", ".join(counts[:-1]) + " or " + counts[-1] if len(counts) > 1 else counts[0]
@@ -164,6 +164,7 @@ def _plan_mla_attention(op: df.OperatorBase, plan: _Plan) -> None:
 
 
 def _plan_output_projection(op: df.OperatorBase, plan: _Plan, what: str) -> None:
+    """Row-split the projection reading an attention's heads, which each socket holds a share of."""
     linear = _only_consumer(op.result)
     if linear is None:
         raise plan.fail(f"{op.name} must be read by one df.linear (the {what}) to be split by heads")
@@ -222,14 +223,16 @@ def _plan_block(block: Block, sockets: int, where: str) -> _Plan:
 def _plan_call_operands(graph: df.GraphOp, layer_plans: dict[str, _Plan], plan: _Plan) -> None:
     """Carry each layer argument's new type to the declaration a call passes for it."""
     for call in graph.body.block.ops:
-        if not isinstance(call, df.CallOp) or (layer := layer_plans.get(call.callee.string_value())) is None:
+        if not isinstance(call, df.CallOp):
             continue
+        if (layer := layer_plans.get(call.callee.string_value())) is None:
+            raise plan.fail(f"df.call of @{call.callee.string_value()}, which is not a df.layer")
         for operand, arg in zip(call.args, layer.block.args):
             if (new_type := layer.new_types.get(arg)) is not None:
                 plan.retype(operand, new_type.dims)
 
 
-def _apply(plan: _Plan, rewriter: PatternRewriter) -> None:
+def _apply(plan: _Plan, layers: dict[str, df.LayerOp], rewriter: PatternRewriter) -> None:
     """Retype the declared tensors, set the new head counts, add the all-reduces, and re-derive
     every operator's and call's result type from its operands."""
     for value, new_type in plan.new_types.items():
@@ -245,14 +248,13 @@ def _apply(plan: _Plan, rewriter: PatternRewriter) -> None:
         if isinstance(op, df.OperatorBase):
             _reinfer(op, plan, rewriter)
         elif isinstance(op, df.CallOp):
-            layer = SymbolTable.lookup_symbol(op, op.callee)
-            if not isinstance(layer, df.LayerOp):
-                raise plan.fail(f"df.call of @{op.callee.string_value()}, which is not a df.layer")
+            layer = layers[op.callee.string_value()]
             for result, new_type in zip(op.res, layer.function_type.outputs.data):
                 rewriter.replace_value_with_new_type(result, new_type)
 
 
 def _reinfer(op: df.OperatorBase, plan: _Plan, rewriter: PatternRewriter) -> None:
+    """Give an operator the result shape its rule derives from its (new) operands."""
     operands = [t.tensor_shape() for t in op.inputs.types]  # type: ignore[attr-defined]
     try:
         inferred = shapes.infer(op.operator, operands, op.int_attrs())
@@ -263,6 +265,7 @@ def _reinfer(op: df.OperatorBase, plan: _Plan, rewriter: PatternRewriter) -> Non
 
 
 def _refresh_signature(layer: df.LayerOp) -> None:
+    """Make a layer's signature match its retyped arguments and returned values."""
     ret = layer.body.block.last_op
     outputs = ret.operand_types if isinstance(ret, df.ReturnOp) else layer.function_type.outputs.data
     layer.properties["function_type"] = FunctionType.from_lists(layer.body.block.arg_types, outputs)
@@ -301,15 +304,15 @@ class ShardTensorParallel(ModulePass):
 
 
 def _shard(module: ModuleOp, graph: df.GraphOp, sockets: int) -> None:
-    layers = [layer for layer in module.ops if isinstance(layer, df.LayerOp)]
+    """Plan every layer and the graph first, so that any error comes before any change."""
+    layers = {layer.sym_name.data: layer for layer in module.ops if isinstance(layer, df.LayerOp)}
     layer_plans = {
-        layer.sym_name.data: _plan_block(layer.body.block, sockets, f"layer @{layer.sym_name.data}")
-        for layer in layers
+        name: _plan_block(layer.body.block, sockets, f"layer @{name}") for name, layer in layers.items()
     }
     graph_plan = _plan_block(graph.body.block, sockets, f"graph @{graph.sym_name.data}")
     _plan_call_operands(graph, layer_plans, graph_plan)
     rewriter = PatternRewriter(graph)
-    for layer in layers:
-        _apply(layer_plans[layer.sym_name.data], rewriter)
+    for name, layer in layers.items():
+        _apply(layer_plans[name], layers, rewriter)
         _refresh_signature(layer)
-    _apply(graph_plan, rewriter)
+    _apply(graph_plan, layers, rewriter)

@@ -1,0 +1,263 @@
+"""Memory placement: every declared tensor gets a tier that fits one socket's SRAM, HBM and DDR.
+
+The front end gives every `df.input`, `df.weight` and `df.kv_cache` the tier the `.dfl` placement
+asks for. This pass sizes them per socket (types are per socket; a KV cache holds `context +
+tokens` tokens of each of `batch` sequences) and checks each tier's capacity from the target's
+hardware file. When a tier overflows it spills whole tensor groups (one group: the same tensor
+of every layer, `layers.*.wq`) one tier down, SRAM to HBM and HBM to DDR, KV caches before
+weights so that weights stay in HBM longest; inputs and activations never move. A tier the user
+named explicitly for a tensor class is honoured: those tensors never spill, and when what remains
+does not fit, `CapacityError` says by how much and what to do. Each spill is a warning on stderr.
+Moved tensors change type, so the kernels and layers they are passed to change signature too
+(a callee that would need two signatures is cloned).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import attrs
+from xdsl.context import Context
+from xdsl.dialects.builtin import ArrayAttr, FunctionType, ModuleOp, StringAttr, SymbolRefAttr
+from xdsl.ir import Attribute, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.traits import SymbolTable
+from xdsl.utils.exceptions import DiagnosticException
+
+from dfdsl.dialects import df
+from dfdsl.sim.hardware import Hardware, HardwareError, load_hardware
+
+EXPLICIT_TIERS_ATTR = "df.explicit_tiers"
+"""Graph attribute the front end sets: the tensor classes (`weights`, `kv_cache`, `inputs`), or
+tensor names or groups (`lm_head`, `layers.*.wq`), whose tier the user wrote in the `.dfl`."""
+
+TIER_ORDER = ("sram", "hbm", "ddr")
+"""Fastest and smallest first; a spill moves a group one step along."""
+
+CLASS_OF = {df.InputOp: "inputs", df.WeightOp: "weights", df.KvCacheOp: "kv_cache"}
+SPILL_PRIORITY = ("kv_cache", "weights")
+"""Classes that may spill, first to go first: weights stay in the faster tier longest."""
+
+GB = 10**9
+_LAYER_INDEX = re.compile(r"(?<=\.)(\d+|\{\d+\.\.\d+\})(?=\.)")
+
+
+class CapacityError(DiagnosticException):
+    """The tensors do not fit the sockets' memories, even after spilling what may spill."""
+
+
+def group_name(tensor_name: str) -> str:
+    """`layers.3.wq` and `layers.{0..31}.wq` -> `layers.*.wq`: the same tensor of every layer."""
+    return _LAYER_INDEX.sub("*", tensor_name)
+
+
+@attrs.define
+class TensorGroup:
+    """Declarations of one tensor across layers, placed together."""
+
+    name: str
+    tensor_class: str
+    tier: str
+    bytes_per_socket: int
+    dtype: str
+    explicit: bool
+    decls: list[df.InputOp | df.WeightOp | df.KvCacheOp] = attrs.field(factory=list)
+
+
+def _gb(num_bytes: float) -> str:
+    return f"{num_bytes / GB:.1f} GB"
+
+
+def _explicit(graph: df.GraphOp) -> set[str]:
+    attr = graph.attributes.get(EXPLICIT_TIERS_ATTR)
+    if attr is None:
+        return set()
+    if not isinstance(attr, ArrayAttr) or not all(isinstance(a, StringAttr) for a in attr.data):
+        raise DiagnosticException(f"df.graph: {EXPLICIT_TIERS_ATTR} must be an array of strings")
+    return {a.data for a in attr.data}  # type: ignore[union-attr]
+
+
+def tensor_groups(graph: df.GraphOp) -> list[TensorGroup]:
+    """The graph's declarations grouped by tensor (across layers) and tier, sized per socket."""
+    batch = graph.batch.value.data
+    tokens_cached = graph.context.value.data + graph.tokens.value.data
+    explicit = _explicit(graph)
+    groups: dict[tuple[str, str], TensorGroup] = {}
+    for op in graph.body.block.ops:
+        if not isinstance(op, df.InputOp | df.WeightOp | df.KvCacheOp):
+            continue
+        type_: df.TensorType = op.result.type  # type: ignore[assignment]
+        name, tensor_class = group_name(op.tensor_name.data), CLASS_OF[type(op)]
+        key = (name, type_.tier_name)
+        if key not in groups:
+            named = {tensor_class, name, op.tensor_name.data} & explicit
+            groups[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, bool(named))
+        groups[key].bytes_per_socket += type_.num_bytes(batch, tokens_cached)
+        groups[key].decls.append(op)
+    return list(groups.values())
+
+
+def _used(groups: Sequence[TensorGroup], tier: str) -> int:
+    return sum(g.bytes_per_socket for g in groups if g.tier == tier)
+
+
+def _next_spill(groups: Sequence[TensorGroup], tier: str, overflow: int) -> TensorGroup | None:
+    """The group to move out of `tier`: from the first class in spill priority that has a
+    movable group, the smallest group that covers the overflow alone, else the largest."""
+    for tensor_class in SPILL_PRIORITY:
+        movable = [g for g in groups if g.tier == tier and g.tensor_class == tensor_class and not g.explicit]
+        if movable:
+            covering = [g for g in movable if g.bytes_per_socket >= overflow]
+            if covering:
+                return min(covering, key=lambda g: g.bytes_per_socket)
+            return max(movable, key=lambda g: g.bytes_per_socket)
+    return None
+
+
+def _sockets_needed(total_bytes: int, capacity_per_socket: int) -> int:
+    """The smallest power of two of sockets whose combined capacity holds `total_bytes`."""
+    return 2 ** math.ceil(math.log2(max(1, math.ceil(total_bytes / capacity_per_socket))))
+
+
+def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str, hw: Hardware) -> CapacityError:
+    """The message: what the tier must hold, what the sockets have, and what to do."""
+    sockets = graph.tp.value.data
+    capacity = hw.capacity_bytes(tier)
+    by_class: dict[str, int] = defaultdict(int)
+    dtypes = set()
+    for g in groups:
+        if g.tier == tier:
+            by_class[g.tensor_class] += g.bytes_per_socket * sockets
+            dtypes.add(g.dtype)
+    needs = " and ".join(
+        f"{_gb(b)} of {'KV cache' if c == 'kv_cache' else c}"
+        for c, b in sorted(by_class.items(), key=lambda item: -item[1])
+    )
+    total = sum(by_class.values())
+    dtype = f" in {dtypes.pop().upper()}" if len(dtypes) == 1 else ""
+    fixes = []
+    slower = TIER_ORDER.index(tier) + 1
+    if slower < len(TIER_ORDER):
+        fixes.append(f"place {max(by_class, key=lambda c: by_class[c])} in {TIER_ORDER[slower]}")
+    fixes.append(f"use {_sockets_needed(total, capacity)} sockets")
+    return CapacityError(
+        f"place-memory: {graph.sym_name.data}{dtype} needs {needs} in {tier} "
+        f"({_gb(total / sockets)} per socket, replicated tensors counted on every socket); "
+        f"{sockets} socket{'s have' if sockets > 1 else ' has'} {_gb(sockets * capacity)} of {tier} "
+        f"(GB = 10^9 bytes): {', or '.join(fixes)}"
+    )
+
+
+def plan_placement(graph: df.GraphOp, hw: Hardware) -> tuple[list[TensorGroup], list[str]]:
+    """Decides every group's tier; returns the groups and one warning per spill.
+
+    Raises `CapacityError` when a tier still overflows after everything that may move has moved.
+    """
+    groups = tensor_groups(graph)
+    warnings = []
+    for index, tier in enumerate(TIER_ORDER):
+        capacity = hw.capacity_bytes(tier)
+        while (used := _used(groups, tier)) > capacity:
+            group = _next_spill(groups, tier, used - capacity) if index + 1 < len(TIER_ORDER) else None
+            if group is None:
+                raise _capacity_error(graph, groups, tier, hw)
+            group.tier = TIER_ORDER[index + 1]
+            warnings.append(
+                f"warning: place-memory: {tier} overflows: {_gb(used)} per socket, capacity "
+                f"{_gb(capacity)} (GB = 10^9 bytes); moved {group.tensor_class} {group.name} "
+                f"({_gb(group.bytes_per_socket)} per socket) to {group.tier}"
+            )
+    return groups, warnings
+
+
+def _retype_callees(module: ModuleOp, graph: df.GraphOp) -> None:
+    """Makes every callee's signature match the operand types of its calls, cloning a callee
+    that its calls now need with different signatures."""
+    calls: dict[str, list[df.CallOp | df.LaunchOp]] = defaultdict(list)
+    for op in graph.body.block.ops:
+        if isinstance(op, df.CallOp | df.LaunchOp):
+            calls[op.callee.string_value()].append(op)
+    for callee_name, uses in calls.items():
+        callee = SymbolTable.lookup_symbol(module, callee_name)
+        assert isinstance(callee, df.FuncLikeBase), f"@{callee_name} is not a layer or kernel"
+        variants: dict[tuple[Attribute, ...], df.FuncLikeBase] = {callee.function_type.inputs.data: callee}
+        original_used = any(tuple(c.args.types) == callee.function_type.inputs.data for c in uses)
+        for call in uses:
+            signature = tuple(call.args.types)
+            if signature not in variants:
+                if not original_used and len(variants) == 1:
+                    target = callee
+                else:
+                    target = callee.clone()
+                    target.properties["sym_name"] = StringAttr(_free_name(module, callee_name))
+                    Rewriter.insert_op(target, InsertPoint.after(callee))
+                _set_inputs(target, signature)
+                variants[signature] = target
+            call.properties["callee"] = SymbolRefAttr(variants[signature].sym_name.data)
+
+
+def _free_name(module: ModuleOp, base: str) -> str:
+    suffix = 1
+    while SymbolTable.lookup_symbol(module, f"{base}_{suffix}") is not None:
+        suffix += 1
+    return f"{base}_{suffix}"
+
+
+def _set_inputs(callee: df.FuncLikeBase, inputs: Sequence[Attribute]) -> None:
+    """Retypes a callee's arguments, and the loop slices they feed, to the new tiers."""
+    for arg, new_type in zip(callee.args, inputs):
+        if arg.type != new_type:
+            _retype(arg, new_type)
+    callee.properties["function_type"] = FunctionType.from_lists(inputs, callee.function_type.outputs.data)
+
+
+def _retype(value: SSAValue, new_type: df.TensorType) -> None:
+    """Gives `value` a new tier; a `df.loop` it is stacked into gets the same tier on its slice."""
+    new_value = Rewriter.replace_value_with_new_type(value, new_type)
+    for use in list(new_value.uses):
+        loop = use.operation
+        if isinstance(loop, df.LoopOp) and new_value in loop.stacked:
+            position = len(loop.carried) + list(loop.stacked).index(new_value)
+            slice_arg = loop.body.block.args[position]
+            _retype(slice_arg, slice_arg.type.with_tier(new_type.tier_name))  # type: ignore[attr-defined]
+
+
+def _the_graph(module: ModuleOp) -> df.GraphOp:
+    graphs = [op for op in module.ops if isinstance(op, df.GraphOp)]
+    if len(graphs) != 1:
+        raise DiagnosticException(f"place-memory needs a module with one df.graph, found {len(graphs)}")
+    return graphs[0]
+
+
+@dataclass(frozen=True)
+class PlaceMemory(ModulePass):
+    """Checks the tensors fit each socket's SRAM, HBM and DDR, spilling one tier down if not.
+
+    `target` names a bundled hardware file; `hardware` is a path to another one (it wins).
+    """
+
+    name = "place-memory"
+    target: str = "sn40l"
+    hardware: str = ""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        try:
+            hw = load_hardware(self.hardware or self.target)
+        except HardwareError as err:
+            raise DiagnosticException(f"place-memory: {err}") from err
+        graph = _the_graph(op)
+        groups, warnings = plan_placement(graph, hw)
+        for warning in warnings:
+            print(warning, file=sys.stderr)
+        for group in groups:
+            for decl in group.decls:
+                type_: df.TensorType = decl.result.type  # type: ignore[assignment]
+                if type_.tier_name != group.tier:
+                    _retype(decl.result, type_.with_tier(group.tier))
+        _retype_callees(op, graph)
