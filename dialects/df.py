@@ -11,6 +11,7 @@ an optional memory tier (`!df.tensor<[4096, 1024], bf16, hbm>`) on declared tens
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from xdsl.dialects.builtin import (
     I64,
@@ -75,6 +76,7 @@ def element_type(dtype: str) -> Attribute:
     return _DTYPE_TO_TYPE[dtype]
 
 
+@dataclass(frozen=True, init=False)
 class ShapedTypeBase(ParametrizedAttribute, TypeAttribute):
     """A shape of ints and symbolic dims, an element type, and a memory tier ("" if unplaced).
 

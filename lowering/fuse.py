@@ -137,12 +137,15 @@ class _FusedLayer:
     outputs: Sequence[SSAValue]
 
 
-def _residual_blocks(ops: list[df.OperatorBase]) -> list[list[df.OperatorBase]]:
-    """Cut after each `df.add`: a decoder layer's attention block, then its MLP block."""
+def _residual_blocks(ops: list[df.OperatorBase], stream: SSAValue) -> list[list[df.OperatorBase]]:
+    """Cut after each residual add, the `df.add` onto the residual stream (starting as the
+    layer's activation), giving a decoder layer's attention block, then its MLP block. Other
+    adds (routed plus shared experts) do not cut."""
     blocks: list[list[df.OperatorBase]] = [[]]
     for op in ops:
         blocks[-1].append(op)
-        if isinstance(op, df.AddOp):
+        if isinstance(op, df.AddOp) and stream in op.inputs:
+            stream = op.result
             blocks.append([])
     return [b for b in blocks if b]
 
@@ -154,14 +157,15 @@ def _fuse_layer(layer: df.LayerOp, mode: str, kernels: _Kernels) -> _FusedLayer:
     name = layer.sym_name.data
     ret = block.last_op
     ops = [op for op in block.ops if op is not ret]
-    if not isinstance(ret, df.ReturnOp) or not all(isinstance(op, df.OperatorBase) for op in ops):
+    if not (isinstance(ret, df.ReturnOp) and block.args and all(isinstance(op, df.OperatorBase) for op in ops)):
         raise PassFailedException(
-            f"fuse: layer @{name} must hold operators ended by df.return to be fused"
+            f"fuse: layer @{name} must take its activation first and hold operators ended by "
+            "df.return to be fused"
         )
     if mode == "layer":
         kernel = kernels.intern(layer.body.clone(), layer.function_type.outputs.data, name, numbered=False)
         return _FusedLayer(block.args, [_Launch(kernel, block.args, ret.values)], ret.values)
-    parts = [[op] for op in ops] if mode == "none" else _residual_blocks(ops)
+    parts = [[op] for op in ops] if mode == "none" else _residual_blocks(ops, block.args[0])
     launches = []
     for index, part in enumerate(parts):
         group = _Group.of(part)

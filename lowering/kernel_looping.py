@@ -109,7 +109,9 @@ def _runs_in_group(
         else:
             reason = _mismatch(i, link, carried)
         remarks.append(
-            Remark(kernel, (i, i + 1), f"launches {i} and {i + 1} of @{kernel} not looped together: {reason}")
+            Remark(
+                kernel, (i, i + 1), f"launches {i} and {i + 1} of @{kernel} not looped together: {reason}"
+            )
         )
         if carried is not None:
             runs += _runs_in_chain(launches, range(start, i + 1), carried, min_calls, remarks)
@@ -187,10 +189,13 @@ def _operand_problem(launches: Sequence[df.LaunchOp], i: int, stacked: tuple[int
     for p in stacked:
         value = launch.args[p]
         if not isinstance(value.owner, PER_LAYER_DECLS):
-            return f"operand {p} is {_describe_value(value, launches)}, not a per-layer df.weight or df.kv_cache"
+            what = _describe_value(value, launches)
+            return f"operand {p} is {what}, not a per-layer df.weight or df.kv_cache"
         if value.has_more_than_one_use():
             others = [use.operation for use in value.uses if use.operation is not launch]
-            where = f"used by {_describe_user(others[0], launches)}" if others else f"passed twice to launch {i}"
+            where = (
+                f"used by {_describe_user(others[0], launches)}" if others else f"passed twice to launch {i}"
+            )
             return (
                 f"operand {p} ({_describe_value(value, launches)}) is also {where}; "
                 "a per-layer weight or cache must feed one launch only"
@@ -233,16 +238,8 @@ def _interleaving_remarks(launches: Sequence[df.LaunchOp]) -> list[Remark]:
             partners = dict.fromkeys(k for ks in between for k in ks)
             alternating.append((kernel, [kernel, *partners]))
             continue
-        for (a, b), ks in zip(gaps, between):
-            verb = "is" if len(ks) == 1 else "are"
-            remarks.append(
-                Remark(
-                    kernel,
-                    (a, b),
-                    f"launches {a} and {b} of @{kernel} not looped together: "
-                    f"{_names(ks)} {verb} launched between them",
-                )
-            )
+        if gaps:
+            remarks.append(_gap_remark(kernel, gaps, between))
     for n, (kernel, kernels) in enumerate(alternating):
         # One remark per alternating set: skip sets that an earlier or larger one covers.
         if any(set(kernels) < set(other) for _, other in alternating) or any(
@@ -261,6 +258,20 @@ def _interleaving_remarks(launches: Sequence[df.LaunchOp]) -> list[Remark]:
             )
         )
     return remarks
+
+
+def _gap_remark(kernel: str, gaps: list[tuple[int, int]], between: list[list[str]]) -> Remark:
+    """One remark for all the places where other kernels split the launches of `kernel`."""
+    others = list(dict.fromkeys(k for ks in between for k in ks))
+    verb = "is" if len(others) == 1 else "are"
+    (a, b), count = gaps[0], len(gaps)
+    more = {1: "", 2: " (and one more such pair)"}.get(count, f" (and {count - 1} more such pairs)")
+    where = f"launches {a} and {b}{more}"
+    return Remark(
+        kernel,
+        tuple(i for gap in gaps for i in gap),
+        f"{where} of @{kernel} not looped together: {_names(others)} {verb} launched between them",
+    )
 
 
 def _kernels_in(launches: Sequence[df.LaunchOp], a: int, b: int) -> list[str]:
@@ -299,7 +310,9 @@ def stacked_name(names: Sequence[str]) -> str:
     return f"{names[0]}..{names[-1]}"
 
 
-def _stack_declarations(decls: Sequence[df.WeightOp | df.KvCacheOp], rewriter: PatternRewriter) -> SSAValue:
+def _stack_declarations(
+    decls: Sequence[df.WeightOp | df.KvCacheOp], rewriter: PatternRewriter
+) -> SSAValue:
     """One declaration of `decls[0]`'s kind with a leading layer dimension, where decls[0] stood."""
     first = decls[0]
     slice_type = first.result.type
@@ -350,7 +363,9 @@ def _free_symbol(module: ModuleOp, base: str) -> str:
     return name
 
 
-def _loop_run(run: Run, module: ModuleOp, rewriter: PatternRewriter, made: dict[tuple[str, int], str]) -> None:
+def _loop_run(
+    run: Run, module: ModuleOp, rewriter: PatternRewriter, made: dict[tuple[str, int], str]
+) -> None:
     """Replace the launches of `run` and their per-layer declarations by one looped launch."""
     kernel = SymbolTable.lookup_symbol(module, run.kernel)
     if not isinstance(kernel, df.KernelOp):
@@ -365,7 +380,11 @@ def _loop_run(run: Run, module: ModuleOp, rewriter: PatternRewriter, made: dict[
         new_kernel = looped_kernel(kernel, made[key], trip_count, run.carried, run.stacked)
         rewriter.insert(new_kernel, InsertPoint.before(kernel))
     per_layer = {p: [launch.args[p].owner for launch in run.launches] for p in run.stacked}
-    stacked = {p: _stack_declarations(decls, rewriter) for p, decls in per_layer.items()}  # type: ignore[arg-type]
+    # find_runs checked that these owners are df.weight or df.kv_cache ops.
+    stacked = {
+        p: _stack_declarations(decls, rewriter)  # type: ignore[arg-type]
+        for p, decls in per_layer.items()
+    }
     first, last = run.launches[0], run.launches[-1]
     args = [stacked.get(p, value) for p, value in enumerate(first.args)]
     rewriter.replace(last, df.LaunchOp(made[key], args, kernel.function_type.outputs.data))

@@ -2,7 +2,7 @@
 
 `tiny_llama` is a Llama-style decoder stack (GQA attention, SwiGLU MLP); `tiny_moe` swaps the
 MLP for a routed mixture of experts; `tiny_mla` is DeepSeek-style (multi-head latent attention,
-mixture of experts). Every builder takes the number of layers and `TinyConfig` fields as keyword
+mixture of routed experts plus a shared expert). Every builder takes the number of layers and `TinyConfig` fields as keyword
 overrides (`tiny_llama(layers=3, kv_heads=1, sockets=2)`), and returns a verified `ModuleOp`:
 layers first, then one `df.graph` that declares each layer's own weights and caches
 (`layers.INDEX.NAME`) just before calling it.
@@ -33,6 +33,7 @@ class TinyConfig:
     experts: int = 4
     top_k: int = 2
     expert_ffn: int = 32
+    shared_ffn: int = 32
     latent: int = 32
     nope_dim: int = 16
     rope_dim: int = 8
@@ -145,14 +146,34 @@ def _moe_weights(c: TinyConfig) -> dict[str, Shape]:
     }
 
 
-def _moe_mlp(emit: _Emitter, a: Values, x: SSAValue, c: TinyConfig) -> SSAValue:
-    h = emit("rmsnorm", x, a["ffn_norm"])
+def _routed_experts(emit: _Emitter, a: Values, h: SSAValue, c: TinyConfig) -> SSAValue:
     scores = emit("moe_router", h, a["router"], top_k=c.top_k)
-    mixed = emit(
+    return emit(
         "moe_experts", h, scores, a["experts_gate"], a["experts_up"], a["experts_down"],
         top_k=c.top_k,
     )
-    return emit("add", x, mixed)
+
+
+def _moe_mlp(emit: _Emitter, a: Values, x: SSAValue, c: TinyConfig) -> SSAValue:
+    return emit("add", x, _routed_experts(emit, a, emit("rmsnorm", x, a["ffn_norm"]), c))
+
+
+def _shared_moe_weights(c: TinyConfig) -> dict[str, Shape]:
+    return _moe_weights(c) | {
+        "shared_gate": (c.hidden, c.shared_ffn),
+        "shared_up": (c.hidden, c.shared_ffn),
+        "shared_down": (c.shared_ffn, c.hidden),
+    }
+
+
+def _shared_moe_mlp(emit: _Emitter, a: Values, x: SSAValue, c: TinyConfig) -> SSAValue:
+    """DeepSeek's MoE: routed experts plus an always-active shared expert."""
+    h = emit("rmsnorm", x, a["ffn_norm"])
+    shared = emit(
+        "mul", emit("silu", emit("linear", h, a["shared_gate"])), emit("linear", h, a["shared_up"])
+    )
+    both = emit("add", _routed_experts(emit, a, h, c), emit("linear", shared, a["shared_down"]))
+    return emit("add", x, both)
 
 
 @dataclass(frozen=True)
@@ -191,7 +212,7 @@ MLA_DENSE = _LayerKind(
     "mla_dense_decoder", _mla_weights, _mla_caches, _mla_attention, _dense_weights, _dense_mlp
 )
 MLA_MOE = _LayerKind(
-    "mla_moe_decoder", _mla_weights, _mla_caches, _mla_attention, _moe_weights, _moe_mlp
+    "mla_moe_decoder", _mla_weights, _mla_caches, _mla_attention, _shared_moe_weights, _shared_moe_mlp
 )
 
 
@@ -245,6 +266,6 @@ def tiny_moe(layers: int = 2, dense_layers: int = 0, **config: int | str) -> Mod
 
 def tiny_mla(layers: int = 2, dense_layers: int = 0, **config: int | str) -> ModuleOp:
     """DeepSeek-style: latent attention everywhere, a dense MLP in the first `dense_layers`
-    layers and a mixture of experts after."""
+    layers and routed experts plus a shared expert after."""
     stack = [MLA_DENSE] * dense_layers + [MLA_MOE] * (layers - dense_layers)
     return build_model("tiny_mla", stack, TinyConfig(**config))  # type: ignore[arg-type]

@@ -126,3 +126,9 @@ def test_fused_module_is_deterministic_and_parses_back():
 def test_unknown_mode_is_an_error():
     with pytest.raises(DiagnosticException, match="unknown mode 'fast'; use mode=none, mode=block or mode=layer"):
         Fuse("fast").apply(Context(), tiny_llama(1))
+
+
+@pytest.mark.parametrize("build", [tiny_moe, tiny_mla])
+def test_block_mode_cuts_only_at_residual_adds(build):
+    """DeepSeek's add of routed and shared experts is not a residual add: still 2 blocks a layer."""
+    assert len(_launches(_fuse(build(3), "block", 2))) == 2 * 3 + 3

@@ -203,6 +203,18 @@ def test_a_kernel_interrupted_by_another_gets_a_remark_per_gap():
     assert [op.callee.string_value() for op in launches(module)] == ["a_x2", "b", "a_x2"]
 
 
+def test_gaps_of_one_kernel_are_one_remark():
+    _, remarks = find_runs(parse(graph_of(["a", "a", "b", "a", "a", "c", "a", "a"])))
+    assert remarks == [
+        Remark(
+            "a",
+            (1, 3, 4, 6),
+            "launches 1 and 3 (and one more such pair) of @a not looped together: "
+            "@b and @c are launched between them",
+        )
+    ]
+
+
 def test_two_carried_values_may_swap_positions():
     # Each launch takes result 0 of the one before at operand 1, and result 1 at operand 0.
     text = f"""builtin.module {{
@@ -233,7 +245,8 @@ def test_two_carried_values_may_swap_positions():
 
 
 def test_a_taken_kernel_name_is_not_reused():
-    module = parse(graph_of(["layer", "layer"]).replace("builtin.module {", "builtin.module {" + kernel("layer_x2"), 1))
+    text = graph_of(["layer", "layer"])
+    module = parse(text.replace("builtin.module {", "builtin.module {" + kernel("layer_x2"), 1))
     loop(module)
     assert [op.callee.string_value() for op in launches(module)] == ["layer_x2_1"]
 
