@@ -188,7 +188,7 @@ def _parse_func_like(cls, parser: Parser):
 
 
 class FuncLikeBase(IRDLOperation):
-    """A named, isolated region with typed arguments, ended by `df.return`."""
+    """A named, isolated region with typed arguments, ended by a return terminator."""
 
     sym_name = prop_def(SymbolNameConstraint())
     function_type = prop_def(FunctionType)
@@ -318,7 +318,7 @@ class OutputOp(IRDLOperation):
         super().__init__(operands=[values])
 
 
-class _CallBase(IRDLOperation):
+class CallBase(IRDLOperation):
     callee = prop_def(SymbolRefAttr)
     args = var_operand_def(TensorType)
     res = var_result_def(TensorType)
@@ -344,14 +344,14 @@ class _CallBase(IRDLOperation):
 
 
 @irdl_op_definition
-class CallOp(_CallBase):
+class CallOp(CallBase):
     """One instance of a layer: its activation in, its own weights and KV cache, its activation out."""
 
     name = "df.call"
 
 
 @irdl_op_definition
-class LaunchOp(_CallBase):
+class LaunchOp(CallBase):
     """One call of a fused kernel: a synchronization boundary (launch, fill, run, drain)."""
 
     name = "df.launch"

@@ -344,7 +344,7 @@ class KernelOp(df.FuncLikeBase):
         module = self.parent_op()
         if module is None:
             return None
-        return next((op for op in module.walk() if isinstance(op, ProgramOp)), None)
+        return next((op for op in module.regions[0].block.ops if isinstance(op, ProgramOp)), None)
 
     def verify_(self) -> None:
         super().verify_()
@@ -388,7 +388,7 @@ class ReturnOp(IRDLOperation):
 
 
 @irdl_op_definition
-class CallOp(df._CallBase):
+class CallOp(df.CallBase):
     """One kernel call, a synchronization boundary: program load, argument load, execute.
 
     Its results are activation buffers in the tier the program keeps activations in.
@@ -400,7 +400,7 @@ class CallOp(df._CallBase):
     traits = traits_def(HasParent(ProgramOp))
 
 
-def _print_int_list(printer: Printer, values: Sequence[int | str]) -> None:
+def _print_list(printer: Printer, values: Sequence[int | str]) -> None:
     printer.print_string("[" + ", ".join(map(str, values)) + "]")
 
 
@@ -468,9 +468,9 @@ class LoopOp(IRDLOperation):
 
     def print(self, printer: Printer) -> None:
         printer.print_string(f" {self.trip_count.value.data} stacked ")
-        _print_int_list(printer, self.stacked_indices)
+        _print_list(printer, self.stacked_indices)
         printer.print_string(" strides ")
-        _print_int_list(printer, [w.expression() for w in self.strides.data])
+        _print_list(printer, [w.expression() for w in self.strides.data])
         printer.print_string(" carried_bytes ")
         printer.print_attribute(self.carried_bytes)
         printer.print_op_attributes(self.attributes, print_keyword=True)
@@ -493,7 +493,10 @@ class LoopOp(IRDLOperation):
         if not isinstance(carried, Work):
             parser.raise_error(f"rdu.loop: carried_bytes must be #rdu.work, got {carried}")
         extra = parser.parse_optional_attr_dict_with_keyword()
-        op = cls(trips, stacked, strides, carried, parser.parse_region())
+        region = parser.parse_region()
+        if not region.blocks:  # `{ }` is an empty body, which is still one block
+            region.add_block(Block())
+        op = cls(trips, stacked, strides, carried, region)
         if extra is not None:
             op.attributes |= extra.data
         return op

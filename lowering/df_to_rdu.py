@@ -102,7 +102,8 @@ def _moved(direction: str, tier: str, nbytes: Work) -> OperatorWork:
 
 def _read_all(values: Sequence[SSAValue]) -> OperatorWork:
     """Each declared tensor among `values` read once in full (activations are on chip)."""
-    return sum((_moved("read", _tier(v), Work.of_bytes(v.type)) for v in values), OperatorWork())  # type: ignore[arg-type]
+    reads = (_moved("read", _tier(v), Work.of_bytes(v.type)) for v in values)  # type: ignore[arg-type]
+    return sum(reads, OperatorWork())
 
 
 def _elements(value: SSAValue, drop_last: int = 0) -> Work:
@@ -124,7 +125,8 @@ def _embedding(op: df.OperatorBase) -> OperatorWork:
 
 
 def _attention(op: df.OperatorBase) -> OperatorWork:
-    """Scores and weighted sum over S + 1 tokens per head; both caches read, this step's key and value appended."""
+    """Scores and weighted sum over S + 1 tokens per head: 2*H*(D+Dv)*(S+1) FLOPs per sequence;
+    both caches read, this step's key and value appended."""
     q, k, v, k_cache, v_cache = op.inputs
     heads = op.int_attrs()["heads"]
     per_token = 2 * heads * (k_cache.type.dims[3] + v_cache.type.dims[3])  # type: ignore[attr-defined]
@@ -136,8 +138,9 @@ def _attention(op: df.OperatorBase) -> OperatorWork:
 
 
 def _mla_attention(op: df.OperatorBase) -> OperatorWork:
-    """Latent attention with absorbed up-projections (latent L, rope r, nope n, value width v, H heads):
-    per sequence 2H(n*L + (S+1)(L+r) + (S+1)L + L*v) FLOPs; the cache and kv_up read, the new latent appended."""
+    """Latent attention with absorbed up-projections (latent L, rope r, nope n, value width v,
+    H heads): per sequence 2H(n*L + (S+1)(L+r) + (S+1)L + L*v) FLOPs; the cache and kv_up read,
+    the new latent appended."""
     q, kv, kv_up, cache = op.inputs
     attrs_ = op.int_attrs()
     heads, rope, v_head = attrs_["heads"], attrs_["rope_dim"], attrs_["v_head"]
@@ -156,9 +159,8 @@ def _moe_experts(op: df.OperatorBase, activations: str) -> OperatorWork:
     x, _, gate, up, down = op.inputs
     top_k = op.int_attrs()["top_k"]
     experts, _, ffn = gate.type.dims  # type: ignore[attr-defined]
-    one_expert = sum(
-        (Work.of_bytes(w.type.with_dims(w.type.dims[1:])) for w in (gate, up, down)), ZERO  # type: ignore[attr-defined]
-    )
+    slices = (w.type.with_dims(w.type.dims[1:]) for w in (gate, up, down))  # type: ignore[attr-defined]
+    one_expert = sum((Work.of_bytes(t) for t in slices), ZERO)
     return OperatorWork(_elements(x) * (2 * top_k * 3 * ffn),
                         moe=(experts, top_k, one_expert, _tier(gate) or activations))
 
@@ -199,7 +201,8 @@ class _Run:
 
     def buffer_type(self, type_: df.TensorType) -> rdu.BufferType:
         """The rdu buffer of a df tensor: activations go to the graph's activations tier."""
-        return rdu.BufferType(type_.shape, type_.element_type, StringAttr(type_.tier_name or self.activations))
+        tier = type_.tier_name or self.activations
+        return rdu.BufferType(type_.shape, type_.element_type, StringAttr(tier))
 
 
 @attrs.define
@@ -317,7 +320,7 @@ def _lower_loop(kernel: df.KernelOp, loop: df.LoopOp, run: _Run) -> rdu.LoopOp:
     return rdu.LoopOp(loop.trip_count.value.data, stacked, strides, carried, Region(Block(ops)))
 
 
-def lower_kernel(kernel: df.KernelOp, run: _Run) -> rdu.KernelOp:
+def _lower_kernel(kernel: df.KernelOp, run: _Run) -> rdu.KernelOp:
     """The `rdu.kernel` for a `df.kernel` whose body is operators or one `df.loop`."""
     name = kernel.sym_name.data
     body = [op for op in kernel.body.block.ops if not isinstance(op, df.ReturnOp)]
@@ -369,7 +372,7 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], run: _Run) -> Ope
     )
 
 
-def lower_graph(graph: df.GraphOp, run: _Run, target: str) -> rdu.ProgramOp:
+def _lower_graph(graph: df.GraphOp, run: _Run, target: str) -> rdu.ProgramOp:
     """The `rdu.program` of a fused `df.graph`: one op per declaration, launch and output."""
     values: dict[SSAValue, SSAValue] = {}
     block = Block()
@@ -396,7 +399,7 @@ class LowerKernel(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: df.KernelOp, rewriter: PatternRewriter) -> None:
-        rewriter.replace(op, lower_kernel(op, self.run))
+        rewriter.replace(op, _lower_kernel(op, self.run))
 
 
 @dataclass
@@ -408,7 +411,7 @@ class LowerGraph(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: df.GraphOp, rewriter: PatternRewriter) -> None:
-        rewriter.replace(op, lower_graph(op, self.run, self.target))
+        rewriter.replace(op, _lower_graph(op, self.run, self.target))
 
 
 class DropLayer(RewritePattern):

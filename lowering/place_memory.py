@@ -186,10 +186,11 @@ def _retype_callees(module: ModuleOp, graph: df.GraphOp) -> None:
     for callee_name, uses in calls.items():
         callee = SymbolTable.lookup_symbol(module, callee_name)
         assert isinstance(callee, df.FuncLikeBase), f"@{callee_name} is not a layer or kernel"
-        variants: dict[tuple[Attribute, ...], df.FuncLikeBase] = {callee.function_type.inputs.data: callee}
-        original_used = any(tuple(c.args.types) == callee.function_type.inputs.data for c in uses)
+        original = _signature(callee.function_type.inputs.data)
+        variants: dict[tuple[tuple[object, ...], ...], df.FuncLikeBase] = {original: callee}
+        original_used = any(_signature(c.args.types) == original for c in uses)
         for call in uses:
-            signature = tuple(call.args.types)
+            signature = _signature(call.args.types)
             if signature not in variants:
                 if not original_used and len(variants) == 1:
                     target = callee
@@ -197,9 +198,17 @@ def _retype_callees(module: ModuleOp, graph: df.GraphOp) -> None:
                     target = callee.clone()
                     target.properties["sym_name"] = StringAttr(_free_name(module, callee_name))
                     Rewriter.insert_op(target, InsertPoint.after(callee))
-                _set_inputs(target, signature)
+                _set_inputs(target, call.args.types)
                 variants[signature] = target
             call.properties["callee"] = SymbolRefAttr(variants[signature].sym_name.data)
+
+
+def _signature(types: Sequence[Attribute]) -> tuple[tuple[object, ...], ...]:
+    """Argument types as comparable keys: shape, dtype and tier spelled out, since the tier is
+    what this pass changes."""
+    return tuple(
+        (t.dims, t.dtype, t.tier_name) if isinstance(t, df.TensorType) else (t,) for t in types
+    )
 
 
 def _free_name(module: ModuleOp, base: str) -> str:
@@ -212,8 +221,8 @@ def _free_name(module: ModuleOp, base: str) -> str:
 def _set_inputs(callee: df.FuncLikeBase, inputs: Sequence[Attribute]) -> None:
     """Retypes a callee's arguments, and the loop slices they feed, to the new tiers."""
     for arg, new_type in zip(callee.args, inputs):
-        if arg.type != new_type:
-            _retype(arg, new_type)
+        if _signature([arg.type]) != _signature([new_type]):
+            _retype(arg, new_type)  # type: ignore[arg-type]
     callee.properties["function_type"] = FunctionType.from_lists(inputs, callee.function_type.outputs.data)
 
 

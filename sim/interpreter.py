@@ -85,7 +85,7 @@ class StepState:
     calls: list[timing.KernelCall] = attrs.field(factory=list)
     kernels: dict[str, timing.KernelCall] = attrs.field(factory=dict)
     kernel: KernelWork | None = None
-    timeline: timing.TimelineBuilder | None = None
+    timeline: timing.TimelineBuilder = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.timeline = timing.TimelineBuilder(self.hardware, self.batch, self.context)
@@ -128,7 +128,7 @@ class RduFunctions(InterpreterFunctions):
             state.kernels[callee] = self._profile_kernel(interpreter, callee, args)
         call = state.kernels[callee]
         state.calls.append(call)
-        state.timeline.add_call(call)  # type: ignore[union-attr]
+        state.timeline.add_call(call)
         return tuple(
             Buffer(f"{callee}#{i}", "activation", result.type.tier_name)  # type: ignore[attr-defined]
             for i, result in enumerate(op.res)
@@ -272,5 +272,5 @@ def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | 
         flops_per_token=sockets * run.mean("flops"),
         aggregate_hbm_bytes_per_s=sockets * hw.hbm.bandwidth_bytes_per_s,
         calls=tuple(first.calls),
-        timeline=first.timeline.finish(sockets),  # type: ignore[union-attr]
+        timeline=first.timeline.finish(sockets),
     )
