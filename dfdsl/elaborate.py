@@ -10,7 +10,7 @@ an error where it can, so one run reports all independent errors.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 import attrs
@@ -165,8 +165,10 @@ class _LayerBuilder:
 
 
 class Elaborator:
-    def __init__(self, program: Program, overrides: Mapping[str, int | str] | None = None):
+    def __init__(self, program: Program, overrides: Mapping[str, int | str] | None = None,
+                 targets: Collection[str] | None = None):
         self.program = program
+        self.targets = targets
         self.overrides = dict(overrides or {})
         self.errors = Collector()
         self.counter = 0
@@ -180,6 +182,7 @@ class Elaborator:
         self.placement = dict(DEFAULT_PLACEMENT)
         self.explicit: set[str] = set()
         self.context: list[str] = []
+        self._root: _Scope | None = None
         """Where the statement being elaborated was instantiated from, innermost last."""
 
     # -- helpers -------------------------------------------------------------------------
@@ -323,7 +326,7 @@ class Elaborator:
             if full_name in self.decl_names:
                 first = self.decl_names[full_name]
                 self.fail("E004", f"tensor `{full_name}` is declared twice (first at line {first.line})",
-                          decl.name_span, "loops over layers must not overlap: check their bounds")
+                          decl.name_span, "give each weight, cache and input of a graph its own name")
             self.decl_names[full_name] = decl.name_span
             self.steps.append(resolved)
         self.define(scope, decl.name, Tensor(ref, type_), decl.name_span, rebind_tensor=False)
@@ -342,10 +345,11 @@ class Elaborator:
                       "move the loop to the graph that calls this layer")
         start = self.eval_int(stmt.start, scope, "a loop bound")
         stop = self.eval_int(stmt.stop, scope, "a loop bound")
-        if start < 0 or stop <= start:
-            self.fail("E012", f"loop `{stmt.var} in {start}..{stop}` runs no iterations" if stop <= start
+        if start < 0 or stop < start:
+            self.fail("E012", f"loop `{stmt.var} in {start}..{stop}` runs backwards" if stop < start
                       else f"loop bounds must not be negative, got {start}", stmt.span,
-                      "a loop runs from its first bound up to, not including, its second: `0..layers`")
+                      "a loop runs from its first bound up to, not including, its second: `0..layers`; "
+                      "equal bounds run no iterations")
         if stop - start + self.layer_calls > MAX_LAYER_CALLS:
             self.fail("E017", f"the loop would unroll {stop - start:,} iterations; the limit is "
                       f"{MAX_LAYER_CALLS:,} layer calls per model", stmt.span)
@@ -403,6 +407,8 @@ class Elaborator:
                     else f"`{call.callee}` takes no settings")
                 self.fail("E010", f"`{call.callee}` has no setting `{kw.name}`", kw.span, hint)
             int_attrs[kw.name] = self.eval_int(kw.value, scope, f"`{kw.name}`")
+            if int_attrs[kw.name] <= 0:
+                self.fail("E007", f"`{kw.name}` is {int_attrs[kw.name]}; it must be positive", kw.value.span)
         missing = [a for a in allowed if a not in int_attrs]
         if missing:
             self.fail("E010", f"`{call.callee}` needs " + ", ".join(f"`{m} = ...`" for m in missing),
@@ -471,7 +477,8 @@ class Elaborator:
             full_name = names + d.name
             if full_name in self.decl_names:
                 self.fail("E004", f"tensor `{full_name}` is declared twice", call.span,
-                          "loops over layers must not overlap: check their bounds")
+                          "loops over layers must not overlap (check their bounds), and a layer called "
+                          "outside a loop names its tensors after itself: call it once, or from a loop")
             self.decl_names[full_name] = call.span
             decls.append(ResolvedDecl(d.kind, self.fresh(d.name), full_name, d.type,
                                       self.tier_for(d.kind, full_name)))
@@ -575,17 +582,24 @@ class Elaborator:
     # -- the model ----------------------------------------------------------------------------
 
     def root_scope(self) -> _Scope:
-        scope = _Scope()
-        for name in DTYPE_BYTES:
-            scope.values[name] = DType(name)
-        scope.values["B"] = "B"
-        scope.values["S"] = "S"
-        for const in self.program.consts:
-            try:
-                scope.values[const.name] = self.eval(const.value, scope)
-            except _Abort:
-                scope.values[const.name] = POISON
-        return scope
+        """Built-in names and the program's constants (evaluated once), under a fresh child scope."""
+        if self._root is None:
+            root = _Scope()
+            for name in DTYPE_BYTES:
+                root.values[name] = DType(name)
+            root.values["B"] = "B"
+            root.values["S"] = "S"
+            builtin = set(root.values)
+            for const in self.program.consts:
+                try:
+                    if const.name in root.values:
+                        what = "a built-in name" if const.name in builtin else "already a constant"
+                        self.fail("E004", f"`{const.name}` is {what}", const.name_span, "pick another name")
+                    root.values[const.name] = self.eval(const.value, root)
+                except _Abort:
+                    root.values.setdefault(const.name, POISON)
+            self._root = root
+        return _Scope(self._root)
 
     def elaborate_place(self, items: tuple[ast.Item, ...]) -> None:
         places = [i for i in items if isinstance(i, ast.Place)]
@@ -598,6 +612,7 @@ class Elaborator:
                 continue
             if rule.is_pattern:
                 self.place_rules.append(rule)
+                self.explicit.add(rule.subject)
             elif rule.subject in TENSOR_CLASSES:
                 self.placement[rule.subject] = rule.tier.name
                 self.explicit.add(rule.subject)
@@ -619,6 +634,10 @@ class Elaborator:
                     target = self.eval(binding.value, scope)
                     if not isinstance(target, Target):
                         self.fail("E005", "`target` names a machine: `target = sn40l(sockets = 8)`", binding.span)
+                    if self.targets is not None and target.name not in self.targets:
+                        self.fail("E016", f"unknown target `{target.name}`", binding.value.span,
+                                  did_you_mean(target.name, self.targets)
+                                  or "targets are " + ", ".join(sorted(self.targets)))
                     values["target"] = target.name
                     if target.sockets is not None:
                         values["sockets"] = target.sockets
@@ -631,12 +650,15 @@ class Elaborator:
             except _Abort:
                 pass
         values.update({k: v for k, v in self.overrides.items() if v is not None})
+        if self.targets is not None and values["target"] not in self.targets:
+            self.errors.error("E016", f"unknown target `{values['target']}`", spans.get("target"),
+                              "targets are " + ", ".join(sorted(self.targets)))
         for key, (lo, hi) in RUN_LIMITS.items():
             value = values[key]
             if not isinstance(value, int) or not lo <= value <= hi:
-                where = "on the command line" if key in self.overrides else None
-                self.errors.error("E019", f"`{key}` is {value}{' ' + where if where else ''}; it must be "
-                                  f"from {lo:,} to {hi:,}", spans.get(key))
+                from_cli = key in self.overrides
+                self.errors.error("E019", f"`{key}` is {value}{' on the command line' if from_cli else ''}; "
+                                  f"it must be from {lo:,} to {hi:,}", None if from_cli else spans.get(key))
         return RunConfig(int(values["batch"]), int(values["context"]), int(values["tokens"]),
                          int(values["sockets"]), str(values["target"]))
 
@@ -653,6 +675,10 @@ class Elaborator:
         self.elaborate_place(main.items)
         scope = self.root_scope()
         run = self.elaborate_run(main.items, scope)
+        for definition in self.program.definitions.values():
+            if definition.name in shapes.RULES:
+                self.errors.error("E004", f"`{definition.name}` is the name of an operator", definition.name_span,
+                                  f"rename the {definition.kind}: calls to `{definition.name}` mean the operator")
         graph = self.program.definitions.get(model.graph.name)
         if graph is None or graph.kind != "graph":
             graphs = [d.name for d in self.program.definitions.values() if d.kind == "graph"]
@@ -729,14 +755,19 @@ def _key(value: Value) -> object:
     return value.name if isinstance(value, (DType, Target)) else value
 
 
-def elaborate(program: Program, overrides: Mapping[str, int | str] | None = None) -> ResolvedModel:
-    """Check a loaded program and resolve its model; raise `DfslError` with all problems."""
-    return Elaborator(program, overrides).run()
+def elaborate(program: Program, overrides: Mapping[str, int | str] | None = None,
+              targets: Collection[str] | None = None) -> ResolvedModel:
+    """Check a loaded program and resolve its model; raise `DfslError` with all problems.
+
+    `targets`, when given, are the machine names a run may name (the front end knows no machine).
+    """
+    return Elaborator(program, overrides, targets).run()
 
 
-def check_file(path: Path, overrides: Mapping[str, int | str] | None = None) -> ResolvedModel:
+def check_file(path: Path, overrides: Mapping[str, int | str] | None = None,
+               targets: Collection[str] | None = None) -> ResolvedModel:
     """Load, parse and check a `.dfl` file."""
-    return elaborate(load(path), overrides)
+    return elaborate(load(path), overrides, targets)
 
 
 __all__ = ["DfslError", "ResolvedModel", "check_file", "elaborate"]

@@ -94,7 +94,8 @@ def load(path: Path) -> Program:
             if target in files:
                 continue
             if len(files) >= MAX_FILES:
-                errors.error("E017", f"more than {MAX_FILES} files imported", item.span)
+                errors.error("E017", f"more than {MAX_FILES} files in one model (the file and its imports)",
+                             item.span)
                 return
             try:
                 files[target] = parse_file(target)
@@ -107,7 +108,8 @@ def load(path: Path) -> Program:
 
     definitions: dict[str, ast.Definition] = {}
     consts: list[ast.Const] = []
-    for file in files.values():
+    # Imported files first, so a file's constants can use those of the files it imports.
+    for file in reversed(files.values()):
         for item in file.items:
             if isinstance(item, ast.Definition):
                 if item.name in definitions:

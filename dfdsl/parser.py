@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from dfdsl import ast
 from dfdsl.diagnostics import DfslError, Diagnostic
@@ -215,8 +215,6 @@ def _syntax_diagnostic(path: Path, source: str, err: UnexpectedInput) -> Diagnos
 def _syntax_help(err: UnexpectedInput) -> str | None:
     if isinstance(err, UnexpectedToken) and err.token.type == "NAME" and "EQUAL" in err.expected:
         return "a statement is `name = operator(...)`, or starts with a keyword such as `weight` or `for`"
-    if isinstance(err, UnexpectedCharacters) and err.char == "=":
-        return None
     return None
 
 
@@ -255,6 +253,13 @@ def parse_text(source: str, path: Path) -> ast.File:
         )]) from None
     try:
         items = _ToAst(path).transform(tree)
+    except VisitError as err:
+        if not isinstance(err.orig_exc, RecursionError):
+            raise
+        raise DfslError([Diagnostic(
+            "E017", "the file nests expressions too deeply", ast.Span(path, 1, 1, 1, 2),
+            "split the expression with `let` or `const`",
+        )]) from None
     except RecursionError:
         raise DfslError([Diagnostic(
             "E017", "the file nests expressions too deeply", ast.Span(path, 1, 1, 1, 2),

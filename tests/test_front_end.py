@@ -101,7 +101,7 @@ def test_syntax_errors_are_located(tmp_path, source, code, line, column, message
          "E006", 3, 28, "64 / 3 is not a whole number"),
         (("weight w : dtype[hidden, hidden]", "weight w : dtype[B, hidden]"),
          "E005", 3, 14, "weight `w` cannot depend on B or S"),
-        (("for l in 0..layers", "for l in 3..layers"), "E012", 11, 3, "loop `l in 3..3` runs no iterations"),
+        (("for l in 0..layers", "for l in 4..layers"), "E012", 11, 3, "loop `l in 4..3` runs backwards"),
         (("layers = 3 }", "layers = 3; hiden = 2 }"), "E016", 15, 54, "graph `g` has no parameter `hiden`"),
         (("  out y\n}\ngraph", "  out y\n  weight w : dtype[hidden]\n}\ngraph"),
          "E004", 6, 10, "`w` is already defined in this scope"),
@@ -227,3 +227,39 @@ def test_examples_match_published_sizes(name, gigabytes, kv_kib):
     kv = sum(op.result.type.num_bytes(1, 1) for op in module.walk() if isinstance(op, df.KvCacheOp))
     assert round(weights / 1e9, 1) == round(gigabytes, 1)
     assert kv == kv_kib * 1024
+
+
+def test_constants_may_not_shadow_builtins_or_repeat(tmp_path):
+    diags = errors_of(write(tmp_path, "const B = 1\nconst a = 1\nconst a = 2\n" + CUSTOM))
+    assert [(d.code, d.message) for d in diags] == [
+        ("E004", "`B` is a built-in name"), ("E004", "`a` is already a constant")]
+
+
+def test_a_layer_may_not_take_an_operator_name(tmp_path):
+    diags = errors_of(write(tmp_path, CUSTOM.replace("blk", "add")))
+    assert diags[0].code == "E004" and diags[0].message == "`add` is the name of an operator"
+
+
+def test_unknown_targets_are_located_when_the_targets_are_known(tmp_path):
+    path = write(tmp_path, TINY.replace("sn40l(", "sn41l("))
+    with pytest.raises(DfslError) as info:
+        check_file(path, targets={"sn40l", "dgx_h100"})
+    (diag,) = info.value.diagnostics
+    assert (diag.code, diag.span.line, diag.help) == ("E016", 6, "did you mean `sn40l`?")
+
+
+def test_command_line_overrides_out_of_range_are_not_pinned_on_the_file(tmp_path):
+    with pytest.raises(DfslError) as info:
+        check_file(write(tmp_path, TINY), {"sockets": 5000})
+    (diag,) = info.value.diagnostics
+    assert diag.span is None and "on the command line" in diag.message
+
+
+def test_empty_loops_run_no_iterations(tmp_path):
+    model = check_file(write(tmp_path, CUSTOM.replace("layers = 3", "layers = 0")))
+    assert model.layers == ()
+
+
+def test_a_long_flat_expression_is_a_located_limit_not_a_crash(tmp_path):
+    diags = errors_of(write(tmp_path, "const a = " + "+".join(["1"] * 3000) + "\n"))
+    assert diags[0].code == "E017"
