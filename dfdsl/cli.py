@@ -149,6 +149,33 @@ def _with_remarks(p):
     return p
 
 
+def _variant(args: argparse.Namespace):
+    from dfdsl.runner import Variant
+
+    return Variant(fusion=args.fusion, kernel_looping=not args.no_kernel_looping,
+                   hardware=args.hardware or "")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import json
+
+    from dfdsl.report import render_table
+    from dfdsl.runner import run_model
+    from dfdsl.sim.trace import trace_json
+
+    path = Path(args.file)
+    report = run_model(path, _overrides(args), _variant(args))
+    if args.trace:
+        write_output(Path(args.trace), trace_json(report.timeline, model=report["model"]), [path])
+    if args.json:
+        _emit(json.dumps(report.figures, indent=2), args.output, [path])
+    else:
+        _emit(render_table(report), args.output, [path])
+    if args.trace and not args.json:
+        sys.stderr.write(f"trace of one decode step written to {args.trace} (open it at ui.perfetto.dev)\n")
+    return 0
+
+
 def cmd_opt(args: argparse.Namespace) -> int:
     from xdsl.parser import Parser
     from xdsl.passes import PassPipeline
@@ -219,6 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_overrides(p)
     _add_lowering_options(p)
     p.set_defaults(func=cmd_lower)
+
+    p = sub.add_parser("run", help="compile a model and simulate its decode on the target",
+                       description="Compile a .dfl model to the rdu dialect and time its decode on the "
+                                   "SN40L timing interpreter: ms per token, tokens/s, the fraction of "
+                                   "the HBM roofline, and where the time goes.")
+    p.add_argument("file", metavar="MODEL.dfl")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace of one decode step")
+    p.add_argument("-o", "--output", metavar="OUT", help="write the report here instead of standard output")
+    _add_run_overrides(p)
+    _add_lowering_options(p)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("opt", help="run passes over an IR file (like xdsl-opt)",
                        description="Parse MLIR-syntax IR in the df/rdu dialects, run passes, print the result.")

@@ -1,0 +1,78 @@
+"""What one decode step must read, counted on the model as written (before sharding).
+
+These are the roofline's bytes, HARDWARE.md's definition: every parameter byte once per step
+(whatever the batch) plus the KV cache each sequence reads. For a mixture of experts, a step
+reads only the experts its batch routes to: we count the expected number of distinct experts
+under uniform routing, E (1 - (1 - k/E)^B), the same rule the simulator uses.
+"""
+
+from __future__ import annotations
+
+import attrs
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import BlockArgument
+
+from dfdsl.dialects import df
+from dfdsl.sim.timing import expected_experts
+
+
+@attrs.frozen
+class Footprint:
+    param_bytes: int
+    """All parameter bytes of the model."""
+    expert_bytes: int
+    """The part of `param_bytes` in routed experts."""
+    expert_fraction_read: float
+    """The fraction of the expert bytes a step reads at this batch (1.0 without experts)."""
+    kv_bytes_per_context_token: int
+    """KV-cache bytes per sequence per token of context."""
+
+    def param_bytes_read(self) -> float:
+        return self.param_bytes - self.expert_bytes + self.expert_bytes * self.expert_fraction_read
+
+    def kv_bytes_read(self, batch: int, context: int) -> int:
+        return self.kv_bytes_per_context_token * batch * context
+
+    def bytes_per_step(self, batch: int, context: int) -> float:
+        return self.param_bytes_read() + self.kv_bytes_read(batch, context)
+
+
+def _expert_arguments(module: ModuleOp) -> dict[str, dict[int, tuple[int, int]]]:
+    """For each layer, the argument positions that hold routed-expert weights, with (E, top_k)."""
+    found: dict[str, dict[int, tuple[int, int]]] = {}
+    for layer in module.body.ops:
+        if not isinstance(layer, df.LayerOp):
+            continue
+        for op in layer.walk():
+            if isinstance(op, df.MoeExpertsOp):
+                experts = op.inputs[2].type.dims[0]  # type: ignore[attr-defined]
+                top_k = op.int_attrs()["top_k"]
+                for weight in op.inputs[2:]:
+                    if isinstance(weight, BlockArgument):
+                        found.setdefault(layer.sym_name.data, {})[weight.index] = (experts, top_k)
+    return found
+
+
+def footprint(module: ModuleOp, batch: int) -> Footprint:
+    """The footprint of a front-end `df` module (one socket, unsharded) at `batch`."""
+    graphs = [op for op in module.body.ops if isinstance(op, df.GraphOp)]
+    if len(graphs) != 1 or graphs[0].tp.value.data != 1:
+        raise ValueError("footprint() takes the front end's unsharded df module")
+    expert_args = _expert_arguments(module)
+    expert_ops = set()
+    expert_bytes = 0
+    read_fraction_weighted = 0.0
+    for op in graphs[0].body.block.ops:
+        if isinstance(op, df.CallOp) and op.callee.string_value() in expert_args:
+            for index, (experts, top_k) in expert_args[op.callee.string_value()].items():
+                value = op.args[index]
+                if value.owner not in expert_ops:
+                    expert_ops.add(value.owner)
+                    n = value.type.num_bytes()  # type: ignore[attr-defined]
+                    expert_bytes += n
+                    read_fraction_weighted += n * expected_experts(experts, top_k, batch) / experts
+    params = sum(op.result.type.num_bytes() for op in graphs[0].body.block.ops if isinstance(op, df.WeightOp))
+    kv = sum(op.result.type.num_bytes(batch=1, context=1) for op in graphs[0].body.block.ops
+             if isinstance(op, df.KvCacheOp))
+    fraction = read_fraction_weighted / expert_bytes if expert_bytes else 1.0
+    return Footprint(params, expert_bytes, fraction, kv)

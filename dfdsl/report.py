@@ -1,0 +1,118 @@
+"""Decode reports: a simulated run's figures as the JSON contract of DESIGN.md and as a table.
+
+Bytes are bytes (integers where they are counts); a figure printed for people says GB (10^9
+bytes) or KiB (2^10) explicitly. `peak_fraction` is the simulated tokens/s per user over the HBM
+roofline of the same run: aggregate HBM bandwidth over the bytes a step must read (`Footprint`).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from dfdsl.footprint import Footprint
+from dfdsl.sim.hardware import Hardware
+from dfdsl.sim.interpreter import SimResult
+from dfdsl.sim.timing import CATEGORIES, Timeline
+
+JSON_KEYS = (
+    "model", "target", "sockets", "batch", "context", "tokens", "fusion", "kernel_looping",
+    "ms_per_token", "tokens_per_s_per_user", "tokens_per_s", "param_bytes", "kv_bytes",
+    "bytes_per_token", "flops_per_token", "flops_per_byte", "peak_fraction",
+    "kernel_calls_per_token", "breakdown_ms",
+)
+"""The keys `dfdsl run --json` always prints (a contract; more may follow them)."""
+
+
+@attrs.frozen
+class Report:
+    figures: dict
+    """The JSON object: `JSON_KEYS` and a few more."""
+    timeline: Timeline
+    """The first decode step, for traces."""
+
+    def __getitem__(self, key: str):
+        return self.figures[key]
+
+
+def make_report(result: SimResult, fp: Footprint, hardware: Hardware, *, fusion: str,
+                kernel_looping: bool) -> Report:
+    # The run's steps see contexts context .. context + tokens - 1; its roofline uses their mean.
+    mean_context = result.context + (result.tokens - 1) / 2
+    kv_bytes = fp.kv_bytes_per_context_token * result.batch * mean_context
+    bytes_per_token = fp.param_bytes_read() + kv_bytes
+    roofline = result.aggregate_hbm_bytes_per_s / bytes_per_token
+    ridge = hardware.chip.peak_flops_per_s / hardware.hbm.bandwidth_bytes_per_s
+    flops_per_byte = result.flops_per_token / bytes_per_token
+    figures = {
+        "model": result.model,
+        "target": result.target,
+        "sockets": result.sockets,
+        "batch": result.batch,
+        "context": result.context,
+        "tokens": result.tokens,
+        "fusion": fusion,
+        "kernel_looping": kernel_looping,
+        "ms_per_token": result.ms_per_token,
+        "tokens_per_s_per_user": result.tokens_per_s_per_user,
+        "tokens_per_s": result.tokens_per_s,
+        "param_bytes": fp.param_bytes,
+        "kv_bytes": round(kv_bytes),
+        "bytes_per_token": round(bytes_per_token),
+        "flops_per_token": round(result.flops_per_token),
+        "flops_per_byte": flops_per_byte,
+        "peak_fraction": result.tokens_per_s_per_user / roofline,
+        "kernel_calls_per_token": result.kernel_calls_per_token,
+        "breakdown_ms": {k: result.breakdown_ms[k] for k in CATEGORIES},
+        "roofline_tokens_per_s_per_user": roofline,
+        "bound": "compute" if flops_per_byte > ridge else "memory",
+        "ridge_flops_per_byte": ridge,
+        "expert_bytes_read_fraction": fp.expert_fraction_read,
+        "read_bytes_per_token_all_sockets": round(result.bytes_per_token),
+        "hbm_bandwidth_bytes_per_s": result.aggregate_hbm_bytes_per_s,
+    }
+    return Report(figures, result.timeline)
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.2f} GB"
+
+
+def render_table(report: Report) -> str:
+    """The human report: a rich table, rendered to text (no colour when not on a terminal)."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    f = report.figures
+    title = (f"{f['model']} on {f['sockets']} × {f['target']} · batch {f['batch']} · context "
+             f"{f['context']:,} · {f['tokens']} tokens · fusion {f['fusion']} · kernel looping "
+             f"{'on' if f['kernel_looping'] else 'off'}")
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    rows = [
+        ("ms per token", f"{f['ms_per_token']:.3f}"),
+        ("tokens/s per user", f"{f['tokens_per_s_per_user']:,.1f}"),
+        ("tokens/s (all users)", f"{f['tokens_per_s']:,.1f}"),
+        ("HBM roofline, tokens/s per user", f"{f['roofline_tokens_per_s_per_user']:,.1f}"),
+        ("fraction of roofline", f"{f['peak_fraction']:.1%}"),
+        ("bytes per token (params + KV)", f"{_gb(f['bytes_per_token'])}  "
+                                          f"({_gb(f['param_bytes'])} params, {_gb(f['kv_bytes'])} KV)"),
+        ("FLOPs per token", f"{f['flops_per_token'] / 1e9:,.2f} GFLOP"),
+        ("FLOPs per byte", f"{f['flops_per_byte']:.2f}  ({f['bound']}-bound; ridge "
+                           f"{f['ridge_flops_per_byte']:.0f})"),
+        ("kernel calls per token", f"{f['kernel_calls_per_token']}"),
+    ]
+    if f["expert_bytes_read_fraction"] < 1.0:
+        rows.append(("routed experts read per step", f"{f['expert_bytes_read_fraction']:.1%} "
+                     "(expected distinct experts, uniform routing)"))
+    for name, value in rows:
+        table.add_row(name, value)
+    total = f["ms_per_token"]
+    table.add_section()
+    for category, ms in f["breakdown_ms"].items():
+        table.add_row(f"  {category.replace('_', '/')}", f"{ms:.3f} ms  {ms / total:6.1%}")
+    out = StringIO()
+    Console(file=out, width=110, color_system=None, highlight=False).print(table)
+    return out.getvalue()
