@@ -23,7 +23,7 @@ from xdsl.dialects.builtin import (
     FunctionType,
     IntAttr,
     IntegerAttr,
-    IntegerType,
+    ModuleOp,
     StringAttr,
     SymbolNameConstraint,
     SymbolRefAttr,
@@ -56,7 +56,7 @@ from xdsl.traits import (
     SymbolOpInterface,
     SymbolTable,
 )
-from xdsl.utils.exceptions import VerifyException
+from xdsl.utils.exceptions import PassFailedException, VerifyException
 
 from dfdsl.dialects import shapes
 from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, Shape, TensorShape
@@ -573,6 +573,14 @@ class YieldOp(IRDLOperation):
 
 
 DECLS = (InputOp, WeightOp, KvCacheOp)
+
+
+def the_graph(module: ModuleOp, who: str) -> GraphOp:
+    """The module's one `df.graph`; `who` (a pass name) is named in the error when there is not one."""
+    graphs = [op for op in module.ops if isinstance(op, GraphOp)]
+    if len(graphs) != 1:
+        raise PassFailedException(f"{who}: expected one df.graph in the module, found {len(graphs)}")
+    return graphs[0]
 
 Df = Dialect(
     "df",

@@ -422,12 +422,6 @@ class DropLayer(RewritePattern):
         rewriter.erase(op)
 
 
-def _the_graph(module: ModuleOp) -> df.GraphOp:
-    graphs = [op for op in module.ops if isinstance(op, df.GraphOp)]
-    if len(graphs) != 1:
-        raise DiagnosticException(f"df-to-rdu expects one df.graph in the module, found {len(graphs)}")
-    return graphs[0]
-
 
 @dataclass(frozen=True)
 class DfToRdu(ModulePass):
@@ -440,7 +434,7 @@ class DfToRdu(ModulePass):
     """A hardware TOML file; overrides `target`'s bundled one."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        graph = _the_graph(op)
+        graph = df.the_graph(op, "df-to-rdu")
         run = _Run(
             batch=graph.batch.value.data, context=graph.context.value.data, tp=graph.tp.value.data,
             activations=graph.activations.data, chip=_chip_budget(self.target, self.hardware),

@@ -237,12 +237,6 @@ def _retype(value: SSAValue, new_type: df.TensorType) -> None:
             _retype(slice_arg, slice_arg.type.with_tier(new_type.tier_name))  # type: ignore[attr-defined]
 
 
-def _the_graph(module: ModuleOp) -> df.GraphOp:
-    graphs = [op for op in module.ops if isinstance(op, df.GraphOp)]
-    if len(graphs) != 1:
-        raise DiagnosticException(f"place-memory needs a module with one df.graph, found {len(graphs)}")
-    return graphs[0]
-
 
 @dataclass(frozen=True)
 class PlaceMemory(ModulePass):
@@ -260,7 +254,7 @@ class PlaceMemory(ModulePass):
             hw = load_hardware(self.hardware or self.target)
         except HardwareError as err:
             raise DiagnosticException(f"place-memory: {err}") from err
-        graph = _the_graph(op)
+        graph = df.the_graph(op, "place-memory")
         groups, warnings = plan_placement(graph, hw)
         for warning in warnings:
             print(warning, file=sys.stderr)

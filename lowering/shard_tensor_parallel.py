@@ -271,14 +271,6 @@ def _refresh_signature(layer: df.LayerOp) -> None:
     layer.properties["function_type"] = FunctionType.from_lists(layer.body.block.arg_types, outputs)
 
 
-def _the_graph(module: ModuleOp) -> df.GraphOp:
-    graphs = [op for op in module.ops if isinstance(op, df.GraphOp)]
-    if len(graphs) != 1:
-        raise PassFailedException(
-            f"shard-tensor-parallel: expected one df.graph in the module, found {len(graphs)}"
-        )
-    return graphs[0]
-
 
 @dataclass(frozen=True)
 class ShardTensorParallel(ModulePass):
@@ -289,7 +281,7 @@ class ShardTensorParallel(ModulePass):
     sockets: int = 0
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        graph = _the_graph(op)
+        graph = df.the_graph(op, "shard-tensor-parallel")
         sockets = self.sockets or graph.sockets.value.data
         if sockets < 1:
             raise PassFailedException(f"shard-tensor-parallel: sockets must be positive, got {sockets}")
