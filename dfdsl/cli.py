@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -176,6 +175,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_hf(args: argparse.Namespace) -> int:
+    from dfdsl.hf_import import HfImportError, import_config
+
+    path = Path(args.config)
+    try:
+        text = import_config(path)
+    except HfImportError as err:
+        raise UsageError(str(err)) from None
+    _emit(text, args.output, [path])
+    if args.output not in (None, "-"):
+        sys.stderr.write(f"wrote {args.output}; try: dfdsl run {args.output}\n")
+    return 0
+
+
 def cmd_opt(args: argparse.Namespace) -> int:
     from xdsl.parser import Parser
     from xdsl.passes import PassPipeline
@@ -258,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_overrides(p)
     _add_lowering_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("import-hf", help="write a .dfl model from a Hugging Face config.json",
+                       description="Write a .dfl model from a Hugging Face config.json (Llama, Mistral, "
+                                   "Mixtral, Qwen2, Gemma 2 and DeepSeek-V3 families). Nothing is downloaded.")
+    p.add_argument("config", metavar="CONFIG.json")
+    p.add_argument("-o", "--output", metavar="OUT.dfl", help="write here instead of standard output")
+    p.set_defaults(func=cmd_import_hf)
 
     p = sub.add_parser("opt", help="run passes over an IR file (like xdsl-opt)",
                        description="Parse MLIR-syntax IR in the df/rdu dialects, run passes, print the result.")
