@@ -189,6 +189,53 @@ def cmd_import_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dfdsl import sweep
+    from dfdsl.elaborate import check_file
+    from dfdsl.sim.hardware import bundled_targets
+
+    path = Path(args.file)
+    run = check_file(path, targets=bundled_targets()).run
+    try:
+        axes = {
+            "sockets": sweep.parse_values(args.sockets or str(run.sockets), int, "sockets"),
+            "batch": sweep.parse_values(args.batch or str(run.batch), int, "batch"),
+            "context": sweep.parse_values(args.context or str(run.context), int, "context"),
+            "tokens": sweep.parse_values(args.tokens or str(run.tokens), int, "tokens"),
+            "fusion": sweep.parse_values(args.fusion, str, "fusion"),
+            "kernel_looping": [v == "on" for v in sweep.parse_values(args.kernel_looping, str, "kernel_looping")],
+        }
+        bad = [f for f in axes["fusion"] if f not in ("none", "block", "layer")]
+        bad += [v for v in args.kernel_looping.split(",") if v.strip() not in ("on", "off")]
+        if bad:
+            raise sweep.SweepError(f"unknown value(s) {', '.join(bad)}: --fusion takes none,block,layer and "
+                                   "--kernel-looping on,off")
+        hardware_axes = {}
+        for item in args.set or []:
+            key, eq, values = item.partition("=")
+            if not eq:
+                raise sweep.SweepError(f"--set {item!r}: write KEY=V1,V2")
+            hardware_axes[key.strip()] = sweep.parse_values(values, float, "set")
+        points = sweep.make_points(axes, hardware_axes)
+    except sweep.SweepError as err:
+        raise UsageError(str(err)) from None
+    if args.output and Path(args.output).resolve() == path.resolve():
+        raise UsageError(f"refusing to overwrite the input file {path}; choose another -o")
+    columns = [TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, transient=True, disable=args.quiet) as bar:
+        task = bar.add_task("points", total=len(points))
+        rows = sweep.run_sweep(path, points, hardware_file=args.hardware or "", workers=args.workers,
+                               scheduler=args.scheduler, progress=lambda n: bar.advance(task, n))
+    failed = sum(1 for r in rows if r["error"])
+    _emit(sweep.to_csv(rows), args.output, [path])
+    if not args.quiet:
+        sys.stderr.write(f"{len(rows)} points, {failed} with an error (see the `error` column)"
+                         + (f"; wrote {args.output}" if args.output else "") + "\n")
+    return 0
+
+
 def cmd_opt(args: argparse.Namespace) -> int:
     from xdsl.parser import Parser
     from xdsl.passes import PassPipeline
@@ -271,6 +318,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_overrides(p)
     _add_lowering_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="run every combination of settings and write a CSV",
+                       description="Simulate every combination of the given axes (comma-separated values; "
+                                   "an axis not given takes the file's run value) and write one CSV row per "
+                                   "point. Points that differ only in run or hardware values share one "
+                                   "compiled program.")
+    p.add_argument("file", metavar="MODEL.dfl")
+    p.add_argument("--sockets", metavar="N,N", help="socket counts, e.g. 8,16")
+    p.add_argument("--batch", metavar="B,B", help="batch sizes, e.g. 1,8,32")
+    p.add_argument("--context", metavar="C,C", help="context lengths, e.g. 4096,32768")
+    p.add_argument("--tokens", metavar="T,T", help="tokens to generate")
+    p.add_argument("--fusion", metavar="MODES", default="layer", help="fusion modes: none,block,layer (default layer)")
+    p.add_argument("--kernel-looping", metavar="on,off", default="on", help="kernel looping on, off, or on,off")
+    p.add_argument("--set", metavar="KEY=V,V", action="append",
+                   help="a hardware value to sweep, e.g. hbm_bandwidth=1.6e12,1.8e12 (repeatable)")
+    p.add_argument("--hardware", metavar="FILE", help="a hardware TOML file to use instead of the target's")
+    p.add_argument("--workers", type=int, metavar="N", help="local processes (default: all cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)")
+    p.add_argument("-o", "--output", metavar="OUT.csv", help="write the CSV here instead of standard output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("import-hf", help="write a .dfl model from a Hugging Face config.json",
                        description="Write a .dfl model from a Hugging Face config.json (Llama, Mistral, "

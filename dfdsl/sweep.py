@@ -1,0 +1,240 @@
+"""Design-space sweeps: every combination of run settings and hardware values, one report each.
+
+Points that differ only in batch, context, tokens or hardware values share one compiled program:
+each distinct (sockets, fusion, kernel looping) is parsed, checked, sharded, fused and looped once
+(`Program`), and each point only places memory, converts to `rdu` and simulates. Work runs on all
+local cores (a process pool) or on an existing Dask cluster (`--scheduler ADDRESS`), in chunks
+that keep each worker's compiled programs in a cache.
+
+`--set KEY=V1,V2` changes the simulator's hardware (dotted names of the target file, such as
+`memory.hbm.bandwidth_bytes_per_s`, or the short names in `ALIASES`); capacities used for memory
+placement stay those of the target file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import attrs
+
+from dfdsl.report import JSON_KEYS, Report
+
+AXES = ("sockets", "batch", "context", "tokens", "fusion", "kernel_looping")
+ALIASES = {
+    "hbm_bandwidth": "memory.hbm.bandwidth_bytes_per_s",
+    "ddr_bandwidth": "memory.ddr.bandwidth_bytes_per_s",
+    "launch_sync": "assumptions.launch_sync_hardware_s",
+    "stream_efficiency": "assumptions.stream_efficiency",
+    "p2p_bandwidth": "assumptions.p2p_bandwidth_bytes_per_s",
+    "peak_flops": "chip.peak_flops_per_s",
+}
+"""Short names for the hardware values people sweep most."""
+CHUNK_POINTS = 16
+"""Points per task: small enough to balance the cores, large enough to amortize a compile."""
+
+
+class SweepError(ValueError):
+    """A bad axis or hardware key; the CLI prints it with exit code 2."""
+
+
+@attrs.frozen
+class Point:
+    sockets: int
+    batch: int
+    context: int
+    tokens: int
+    fusion: str
+    kernel_looping: bool
+    hardware: tuple[tuple[str, float], ...] = ()
+
+    def program_key(self) -> tuple:
+        return (self.sockets, self.fusion, self.kernel_looping)
+
+
+def hardware_path(hw, dotted: str) -> str:
+    """The attribute path of a Hardware for a target-file key (`memory.hbm.x` -> `hbm.x`)."""
+    key = ALIASES.get(dotted, dotted)
+    parts = key.split(".")
+    if parts[0] == "memory":
+        parts = parts[1:]
+    node = hw
+    for part in parts:
+        if not attrs.has(type(node)) or part not in attrs.fields_dict(type(node)):
+            raise SweepError(f"unknown hardware key `{dotted}`; use a key of the target file such as "
+                             "memory.hbm.bandwidth_bytes_per_s, or one of " + ", ".join(ALIASES))
+        node = getattr(node, part)
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        raise SweepError(f"hardware key `{dotted}` is not a number")
+    return ".".join(parts)
+
+
+def with_value(obj, path: str, value: float):
+    head, _, rest = path.partition(".")
+    current = getattr(obj, head)
+    if rest:
+        return attrs.evolve(obj, **{head: with_value(current, rest, value)})
+    return attrs.evolve(obj, **{head: type(current)(value)})
+
+
+def parse_values(text: str, kind: Callable[[str], object], name: str) -> list:
+    try:
+        values = [kind(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SweepError(f"--{name.replace('_', '-')}: cannot read {text!r}; give comma-separated values") from None
+    if not values:
+        raise SweepError(f"--{name.replace('_', '-')} needs at least one value")
+    return values
+
+
+def make_points(axes: dict[str, Sequence], hardware_axes: dict[str, Sequence[float]]) -> list[Point]:
+    hw_keys = sorted(hardware_axes)
+    points = []
+    for combo in itertools.product(*(axes[a] for a in AXES), *(hardware_axes[k] for k in hw_keys)):
+        run, hw = combo[: len(AXES)], combo[len(AXES):]
+        points.append(Point(*run, hardware=tuple(zip(hw_keys, hw))))
+    return points
+
+
+# -- evaluation (runs in worker processes) --------------------------------------------------
+
+
+@attrs.frozen
+class Program:
+    """A model compiled up to kernel looping for one (sockets, fusion, looping)."""
+
+    front: object  # the unsharded df module, for the footprint
+    looped: object
+    target: str
+
+
+_CACHE: dict[tuple, Program] = {}
+_PLACED: dict[tuple, object] = {}
+"""Per worker process: compiled programs, and their rdu form per batch, context and tokens."""
+
+
+def _compile(path: str, point: Point, hardware_file: str) -> Program:
+    from dfdsl.elaborate import check_file
+    from dfdsl.irgen import generate
+    from dfdsl.lowering.pipeline import LoweringOptions, passes_to, run_passes
+    from dfdsl.sim.hardware import bundled_targets
+
+    key = (path, hardware_file, *point.program_key())
+    if key not in _CACHE:
+        model = check_file(Path(path), {"sockets": point.sockets}, targets=bundled_targets())
+        front = generate(model)
+        looped = front.clone()
+        options = LoweringOptions(sockets=point.sockets, fusion=point.fusion,
+                                  kernel_looping=point.kernel_looping, target=model.run.target,
+                                  hardware=hardware_file)
+        run_passes(looped, passes_to("looped", options))
+        _CACHE[key] = Program(front, looped, model.run.target)
+    return _CACHE[key]
+
+
+def evaluate(path: str, point: Point, hardware_file: str = "") -> dict:
+    """One point's report figures, or its error (capacity, divisibility) as `error`."""
+    from xdsl.utils.exceptions import DiagnosticException
+
+    from dfdsl.diagnostics import DfslError
+    from dfdsl.footprint import footprint
+    from dfdsl.lowering.pipeline import make_pass, run_passes
+    from dfdsl.report import make_report
+    from dfdsl.sim.hardware import load_hardware
+    from dfdsl.sim.interpreter import simulate
+
+    row: dict = attrs.asdict(point, recurse=False)
+    row.pop("hardware")
+    row.update(dict(point.hardware))
+    try:
+        program = _compile(path, point, hardware_file)
+        placed_key = (path, hardware_file, *point.program_key(), point.batch, point.context, point.tokens)
+        if placed_key not in _PLACED:
+            # Memory placement depends on the batch and context (KV cache sizes), nothing else does.
+            module = program.looped.clone()
+            graph = next(op for op in module.walk() if op.name == "df.graph")
+            for key in ("batch", "context", "tokens"):
+                graph.properties[key] = type(graph.properties[key])(getattr(point, key), 64)
+            run_passes(module, [make_pass("place-memory", target=program.target, hardware=hardware_file),
+                                make_pass("df-to-rdu", target=program.target, hardware=hardware_file)])
+            _PLACED[placed_key] = module
+        module = _PLACED[placed_key]
+        hw = load_hardware(hardware_file or program.target)
+        for key, value in point.hardware:
+            hw = with_value(hw, hardware_path(hw, key), value)
+        result = simulate(module, hw, batch=point.batch, context=point.context, tokens=point.tokens)
+        report: Report = make_report(result, footprint(program.front, point.batch), hw,
+                                     fusion=point.fusion, kernel_looping=point.kernel_looping)
+        figures = {k: report.figures[k] for k in JSON_KEYS if k not in row}
+        breakdown = figures.pop("breakdown_ms")
+        row.update(figures)
+        row.update({f"{k}_ms": v for k, v in breakdown.items()})
+        row["error"] = ""
+    except (DfslError, DiagnosticException, SweepError) as err:
+        message = err.render() if isinstance(err, DfslError) else str(err)
+        row["error"] = " ".join(message.split())
+    return row
+
+
+def evaluate_chunk(path: str, points: Sequence[Point], hardware_file: str = "") -> list[dict]:
+    return [evaluate(path, p, hardware_file) for p in points]
+
+
+# -- scheduling -------------------------------------------------------------------------------
+
+
+def _chunks(points: Sequence[Point]) -> list[list[Point]]:
+    """Chunks of points sharing a compiled program, so a worker compiles each program once."""
+    groups: dict[tuple, list[Point]] = {}
+    for p in points:
+        groups.setdefault(p.program_key(), []).append(p)
+    return [g[i:i + CHUNK_POINTS] for g in groups.values() for i in range(0, len(g), CHUNK_POINTS)]
+
+
+def run_sweep(path: Path, points: Sequence[Point], *, hardware_file: str = "", workers: int | None = None,
+              scheduler: str | None = None, progress: Callable[[int], None] | None = None) -> list[dict]:
+    """Every point's row, in the order of `points`."""
+    chunks = _chunks(points)
+    order = {p: i for i, p in enumerate(points)}
+    rows: list[dict | None] = [None] * len(points)
+
+    def collect(chunk: Sequence[Point], results: Iterable[dict]) -> None:
+        for p, row in zip(chunk, results):
+            rows[order[p]] = row
+        if progress is not None:
+            progress(len(chunk))
+
+    if scheduler:
+        from dask.distributed import Client, as_completed
+
+        with Client(scheduler) as client:
+            futures = {client.submit(evaluate_chunk, str(path), c, hardware_file, pure=False): c for c in chunks}
+            for future in as_completed(futures):
+                collect(futures[future], future.result())
+    elif (workers or os.cpu_count() or 1) == 1 or len(chunks) == 1:
+        for c in chunks:
+            collect(c, evaluate_chunk(str(path), c, hardware_file))
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(evaluate_chunk, str(path), c, hardware_file): c for c in chunks}
+            for future in as_completed(futures):
+                collect(futures[future], future.result())
+    return [r for r in rows if r is not None]
+
+
+def to_csv(rows: Sequence[dict]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
