@@ -15,7 +15,8 @@ from pathlib import Path
 from dfdsl import __version__
 from dfdsl.diagnostics import DfslError, Diagnostic
 
-EMITS = ("df", "fused", "looped", "rdu")
+EMITS = ("df", "fused", "looped", "rdu", "graph")
+GRAPH_FORMATS = ("dot", "svg", "png", "json")
 
 
 class UsageError(Exception):
@@ -121,7 +122,9 @@ def cmd_lower(args: argparse.Namespace) -> int:
     path = Path(args.file)
     model, module = _front_end(path, _overrides(args))
     options = _lowering_options(args, model)
-    passes = passes_to(args.emit, options)
+    if args.emit != "graph" and (args.stage or args.format or args.unfold):
+        raise UsageError("--stage, --format and --unfold go with --emit graph")
+    passes = passes_to(args.stage or "looped" if args.emit == "graph" else args.emit, options)
     if args.remarks:
         passes = [_with_remarks(p) for p in passes]
     timings: list[tuple[str, float]] = []
@@ -132,12 +135,31 @@ def cmd_lower(args: argparse.Namespace) -> int:
             sys.stderr.write(f"// -----// IR after {p.name} //----- //\n{_print_ir(mod, False)}\n")
 
     run_passes(module, passes, after_each)
-    _emit(_print_ir(module, args.generic), args.output, [path])
+    if args.emit == "graph":
+        _emit_graph(module, args, path)
+    else:
+        _emit(_print_ir(module, args.generic), args.output, [path])
     if args.timing:
         width = max((len(n) for n, _ in timings), default=4)
         for name, seconds in timings:
             sys.stderr.write(f"{name:<{width}}  {seconds * 1e3:8.2f} ms\n")
     return 0
+
+
+def _emit_graph(module, args: argparse.Namespace, path: Path) -> None:
+    from dfdsl.graph_view import build_graph, render
+
+    fmt = args.format or "dot"
+    data = render(build_graph(module, unfold=args.unfold, stage=args.stage or "looped"), fmt)
+    if isinstance(data, bytes) and args.output in (None, "-"):
+        if sys.stdout.isatty():
+            raise UsageError(f"--format {fmt} is binary: write it to a file with -o graph.{fmt}")
+        sys.stdout.buffer.write(data)
+        return
+    if isinstance(data, bytes):
+        write_output(Path(args.output), data, [path])
+    else:
+        _emit(data, args.output, [path])
 
 
 def _with_remarks(p):
@@ -296,7 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Lower a .dfl model to a stage of the pipeline and print its IR.")
     p.add_argument("file", metavar="MODEL.dfl")
     p.add_argument("--emit", choices=EMITS, default="rdu",
-                   help="stage to print: df (front end), fused, looped, rdu (default)")
+                   help="stage to print: df (front end), fused, looped, rdu (default), or graph: the "
+                        "dataflow graph of --stage")
+    p.add_argument("--stage", choices=EMITS[:4], help="with --emit graph: the stage to draw (default looped)")
+    p.add_argument("--format", choices=GRAPH_FORMATS,
+                   help="with --emit graph: dot (default), svg, png (need Graphviz's `dot`), or json (node-link)")
+    p.add_argument("--unfold", action="store_true",
+                   help="with --emit graph: draw every layer instead of folding identical ones")
     p.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
     p.add_argument("--generic", action="store_true", help="print the generic form of every op")
     p.add_argument("--print-after-all", action="store_true", help="print the IR after each pass to stderr")

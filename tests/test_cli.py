@@ -1,0 +1,89 @@
+"""The command line as a user drives it: exit codes, outputs, and errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dfdsl.cli import main
+
+ROOT = Path(__file__).parent.parent
+MODEL = str(ROOT / "examples" / "llama3_1_8b.dfl")
+
+
+def test_check_ok(capsys):
+    assert main(["check", MODEL]) == 0
+    assert "ok: model llama3_1_8b, 32 layer calls" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_with_a_located_error(tmp_path, capsys):
+    bad = tmp_path / "bad.dfl"
+    bad.write_text(Path(MODEL).read_text().replace("heads = 32;", "heads = 32 32;"))
+    assert main(["check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:6:14:" in err and "error: unexpected `32`" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("emit", "needle"), [
+    ("df", "df.call @llama_decoder("), ("fused", "df.launch @llama_decoder("),
+    ("looped", "df.loop 32 carried"), ("rdu", "rdu.loop 32 stacked"),
+])
+def test_lower_emits_each_stage(emit, needle, capsys):
+    assert main(["lower", MODEL, "--emit", emit]) == 0
+    assert needle in capsys.readouterr().out
+
+
+def test_lower_rdu_has_four_calls_with_looping_and_35_without(capsys):
+    assert main(["lower", MODEL, "--emit", "rdu", "--sockets", "8"]) == 0
+    assert capsys.readouterr().out.count("rdu.call @") == 4
+    assert main(["lower", MODEL, "--emit", "rdu", "--sockets", "8", "--no-kernel-looping"]) == 0
+    assert capsys.readouterr().out.count("rdu.call @") == 32 + 3
+
+
+def test_lower_graph_json_and_option_checks(capsys):
+    assert main(["lower", MODEL, "--emit", "graph", "--stage", "df", "--format", "json"]) == 0
+    graph = json.loads(capsys.readouterr().out)
+    assert graph["graph"]["stage"] == "df"
+    assert main(["lower", MODEL, "--emit", "rdu", "--unfold"]) == 2
+    assert "--unfold go with --emit graph" in capsys.readouterr().err
+
+
+def test_remarks_say_why_looping_did_not_apply(capsys):
+    assert main(["lower", MODEL, "--emit", "looped", "--fusion", "block", "--remarks"]) == 0
+    assert "remark: kernel-looping:" in capsys.readouterr().err
+
+
+def test_capacity_error_is_exit_2_with_the_numbers(capsys):
+    assert main(["run", str(ROOT / "examples" / "llama3_1_405b.dfl"), "--sockets", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "8 sockets have 512.0 GB of hbm" in err and "Traceback" not in err
+
+
+def test_output_is_never_the_input(tmp_path, capsys):
+    model = tmp_path / "m.dfl"
+    model.write_text(Path(MODEL).read_text())
+    assert main(["lower", str(model), "--emit", "df", "-o", str(model)]) == 2
+    assert model.read_text() == Path(MODEL).read_text()
+    assert "refusing to overwrite the input" in capsys.readouterr().err
+
+
+def test_opt_runs_passes_and_reports_bad_pipelines(tmp_path, capsys):
+    ir = tmp_path / "df.mlir"
+    assert main(["lower", MODEL, "--emit", "df", "-o", str(ir)]) == 0
+    assert main(["opt", str(ir), "-p", "shard-tensor-parallel{sockets=4},fuse{mode=block}"]) == 0
+    assert "df.launch @llama_decoder_block0" in capsys.readouterr().out
+    assert main(["opt", str(ir), "-p", "no-such-pass"]) == 2
+    assert "bad pass pipeline" in capsys.readouterr().err
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and "dfdsl 0.1.0" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = capsys.readouterr().out
+    for option in ("--json", "--trace", "--fusion", "--no-kernel-looping", "--hardware", "--sockets"):
+        assert option in help_text
