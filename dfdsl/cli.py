@@ -32,7 +32,7 @@ def _add_run_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--context", type=int, metavar="C", help="tokens already in the KV cache")
     g.add_argument("--tokens", type=int, metavar="T", help="tokens to generate")
     g.add_argument("--sockets", type=int, metavar="N", help="sockets (tensor-parallel degree)")
-    g.add_argument("--target", metavar="NAME", help="machine to target: sn40l")
+    g.add_argument("--target", metavar="NAME", help="machine to run on: sn40l or dgx-h100")
 
 
 def _add_lowering_options(p: argparse.ArgumentParser) -> None:
@@ -46,7 +46,10 @@ def _add_lowering_options(p: argparse.ArgumentParser) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict[str, int | str]:
     keys = ("batch", "context", "tokens", "sockets", "target")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    values = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    if "target" in values:
+        values["target"] = str(values["target"]).replace("-", "_")  # dgx-h100 names dgx_h100
+    return values
 
 
 def _front_end(path: Path, overrides: dict[str, int | str]):
@@ -173,7 +176,8 @@ def _with_remarks(p):
 def _variant(args: argparse.Namespace):
     from dfdsl.runner import Variant
 
-    return Variant(fusion=args.fusion, kernel_looping=not args.no_kernel_looping,
+    # Kernel looping is on unless turned off; None lets the target decide (a GPU cannot loop).
+    return Variant(fusion=args.fusion, kernel_looping=False if args.no_kernel_looping else None,
                    hardware=args.hardware or "")
 
 
@@ -346,6 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_overrides(p)
     _add_lowering_options(p)
     p.set_defaults(func=cmd_run)
+
+    from dfdsl import compare, validate
+
+    p = sub.add_parser("compare", help="one model under every fusion mode, with and without kernel looping",
+                       description="Compile and simulate a .dfl model under fusion none/block/layer x kernel "
+                                   "looping on/off x socket counts, as one table with speedups.")
+    compare.add_arguments(p)
+    p.set_defaults(func=compare.main)
+
+    p = sub.add_parser("validate", help="the published SN40L results beside the simulator's",
+                       description="Compare the published SN40L figures of HARDWARE.md with the simulator "
+                                   "under the same configurations; exit code 1 if one is outside its tolerance.")
+    validate.add_arguments(p)
+    p.set_defaults(func=validate.main)
 
     p = sub.add_parser("sweep", help="run every combination of settings and write a CSV",
                        description="Simulate every combination of the given axes (comma-separated values; "

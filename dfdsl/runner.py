@@ -1,7 +1,10 @@
-"""The whole flow for one run: `.dfl` file -> df -> passes -> rdu -> simulated decode -> `Report`.
+"""The whole flow for one run: `.dfl` file -> df -> passes -> rdu or nv -> simulated decode -> `Report`.
 
 `dfdsl run`, `compare`, `validate` and `sweep` all go through `run_model`; each stage is called
-through its one entry point, so this file only wires them together.
+through its one entry point, so this file only wires them together. A run whose target (or
+hardware file) is a GPU node goes through the GPU pipeline instead: `shard-tensor-parallel`,
+`gpu-partition` (in place of fusion and kernel looping), `place-memory`, `df-to-nv`, and the
+GPU interpreter.
 """
 
 from __future__ import annotations
@@ -10,14 +13,19 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
 
 from dfdsl.elaborate import check_file
 from dfdsl.footprint import footprint
 from dfdsl.irgen import generate
 from dfdsl.lowering.pipeline import LoweringOptions, passes_to, run_passes
 from dfdsl.report import Report, make_report
-from dfdsl.sim.hardware import Hardware, bundled_targets, load_hardware
-from dfdsl.sim.interpreter import simulate
+from dfdsl.sim.hardware import GpuHardware, Hardware, bundled_targets, load_hardware
+from dfdsl.sim.interpreter import SimResult, simulate
+
+GPU_FUSION = "gpu-partition"
+"""What a GPU run reports as its fusion: the pass that made its kernels."""
 
 
 @attrs.frozen
@@ -25,13 +33,39 @@ class Variant:
     """How to compile and where to run: what `dfdsl run`'s options choose."""
 
     fusion: str = "layer"
-    kernel_looping: bool = True
+    kernel_looping: bool | None = None
+    """None: the target's default (on for SN40L; a GPU cannot loop kernels, so asking for it
+    there is an error)."""
     hardware: str = ""
     """A hardware file overriding the run's target."""
 
 
-def load_target(model_target: str, variant: Variant) -> Hardware:
+def load_target(model_target: str, variant: Variant) -> Hardware | GpuHardware:
     return load_hardware(variant.hardware or model_target)
+
+
+def gpu_passes(options: LoweringOptions) -> list[ModulePass]:
+    """The passes that take a front-end `df` module to an `nv` program."""
+    from dfdsl.lowering.df_to_nv import DfToNv
+    from dfdsl.lowering.gpu_partition import GpuPartition, KernelLoopingOnGpuError
+    from dfdsl.lowering.place_memory import PlaceMemory
+    from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
+
+    if options.kernel_looping:
+        raise KernelLoopingOnGpuError()
+    return [
+        ShardTensorParallel(sockets=options.sockets),
+        GpuPartition(),
+        PlaceMemory(target=options.target, hardware=options.hardware),
+        DfToNv(target=options.target),
+    ]
+
+
+def _simulate_gpu(module: ModuleOp, options: LoweringOptions, hardware: GpuHardware) -> SimResult:
+    from dfdsl.sim.gpu_interpreter import simulate_gpu
+
+    run_passes(module, gpu_passes(options))
+    return simulate_gpu(module, hardware)
 
 
 def run_model(path: Path, overrides: Mapping[str, int | str] | None = None,
@@ -41,10 +75,15 @@ def run_model(path: Path, overrides: Mapping[str, int | str] | None = None,
     module = generate(model)
     hardware = load_target(model.run.target, variant)
     fp = footprint(module, model.run.batch)
+    is_gpu = isinstance(hardware, GpuHardware)
+    kernel_looping = (not is_gpu) if variant.kernel_looping is None else variant.kernel_looping
     options = LoweringOptions(
-        sockets=model.run.sockets, fusion=variant.fusion, kernel_looping=variant.kernel_looping,
+        sockets=model.run.sockets, fusion=variant.fusion, kernel_looping=kernel_looping,
         target=model.run.target, hardware=variant.hardware,
     )
+    if is_gpu:
+        result = _simulate_gpu(module, options, hardware)
+        return make_report(result, fp, hardware, fusion=GPU_FUSION, kernel_looping=False)  # type: ignore[arg-type]
     run_passes(module, passes_to("rdu", options))
     result = simulate(module, hardware)
-    return make_report(result, fp, hardware, fusion=variant.fusion, kernel_looping=variant.kernel_looping)
+    return make_report(result, fp, hardware, fusion=variant.fusion, kernel_looping=kernel_looping)

@@ -13,12 +13,15 @@ PASSES: dict[str, tuple[str, str]] = {
     "kernel-looping": ("dfdsl.lowering.kernel_looping", "KernelLooping"),
     "place-memory": ("dfdsl.lowering.place_memory", "PlaceMemory"),
     "df-to-rdu": ("dfdsl.lowering.df_to_rdu", "DfToRdu"),
+    "gpu-partition": ("dfdsl.lowering.gpu_partition", "GpuPartition"),
+    "df-to-nv": ("dfdsl.lowering.df_to_nv", "DfToNv"),
 }
 """Pass name to (module, class), imported only when the pass is asked for."""
 
 DIALECTS: dict[str, tuple[str, str]] = {
     "df": ("dfdsl.dialects.df", "Df"),
     "rdu": ("dfdsl.dialects.rdu", "Rdu"),
+    "nv": ("dfdsl.dialects.nv", "Nv"),
 }
 
 

@@ -31,15 +31,20 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, rdu
 from dfdsl.dialects.rdu import ZERO, Work
-from dfdsl.sim.hardware import Chip, HardwareError, load_hardware
+from dfdsl.sim.hardware import Chip, Hardware, HardwareError, load_hardware
 
 
 def _chip_budget(target: str, hardware: str) -> Chip:
     """One socket's PCUs, PMUs and SRAM, from the `hardware` file if given, else the bundled `target`."""
     try:
-        return load_hardware(hardware or target).chip
+        hw = load_hardware(hardware or target)
     except HardwareError as err:
         raise DiagnosticException(f"df-to-rdu: {err}") from err
+    if not isinstance(hw, Hardware):
+        raise DiagnosticException(
+            f"df-to-rdu: `{hw.name}` is a {hw.kind.upper()}, not an RDU; lower GPU targets with "
+            "gpu-partition and df-to-nv (dfdsl run does this for you)")
+    return hw.chip
 
 
 HEAVY_OPERATORS = (

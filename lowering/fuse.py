@@ -65,7 +65,7 @@ def _candidate_names(name: str, numbered: bool) -> Iterator[str]:
     yield from (f"{name}_{i}" for i in count(0 if numbered else 1))
 
 
-class _Kernels:
+class Kernels:
     """The kernels made so far, one symbol per distinct body, in order of creation."""
 
     def __init__(self, taken_names: Sequence[str]):
@@ -85,7 +85,7 @@ class _Kernels:
 
 
 @dataclass
-class _Group:
+class Group:
     """Operators to fuse, with the values they read from outside (the kernel's arguments, in
     order of first use) and those they define for outside (its results, in program order)."""
 
@@ -94,7 +94,7 @@ class _Group:
     results: list[SSAValue]
 
     @classmethod
-    def of(cls, ops: list[df.OperatorBase]) -> _Group:
+    def of(cls, ops: list[df.OperatorBase]) -> Group:
         inside = set(ops)
         args = list(dict.fromkeys(v for op in ops for v in op.operands if v.owner not in inside))
         results = [r for op in ops for r in op.results if any(u.operation not in inside for u in r.uses)]
@@ -150,7 +150,7 @@ def _residual_blocks(ops: list[df.OperatorBase], stream: SSAValue) -> list[list[
     return [b for b in blocks if b]
 
 
-def _fuse_layer(layer: df.LayerOp, mode: str, kernels: _Kernels) -> _FusedLayer:
+def _fuse_layer(layer: df.LayerOp, mode: str, kernels: Kernels) -> _FusedLayer:
     """The launches that replace each call of `layer`: the whole body in mode `layer`, its
     residual blocks in mode `block`, one per operator in mode `none`."""
     block = layer.body.block
@@ -168,7 +168,7 @@ def _fuse_layer(layer: df.LayerOp, mode: str, kernels: _Kernels) -> _FusedLayer:
     parts = [[op] for op in ops] if mode == "none" else _residual_blocks(ops, block.args[0])
     launches = []
     for index, part in enumerate(parts):
-        group = _Group.of(part)
+        group = Group.of(part)
         kernel_name, numbered = group.name(mode) if mode == "none" else (f"{name}_block{index}", False)
         kernel = kernels.intern(group.outline(), [r.type for r in group.results], kernel_name, numbered)
         launches.append(_Launch(kernel, group.args, group.results))
@@ -199,9 +199,9 @@ def _graph_runs(block: Block, mode: str) -> list[list[df.OperatorBase]]:
     return [run for run in runs if run]
 
 
-def _replace_run(run: list[df.OperatorBase], mode: str, kernels: _Kernels, rewriter: PatternRewriter) -> None:
+def _replace_run(run: list[df.OperatorBase], mode: str, kernels: Kernels, rewriter: PatternRewriter) -> None:
     """Launch one kernel made of `run` in its place, after its last operator."""
-    group = _Group.of(run)
+    group = Group.of(run)
     kernel = kernels.intern(group.outline(), [r.type for r in group.results], *group.name(mode))
     launch = df.LaunchOp(kernel, group.args, [r.type for r in group.results])
     rewriter.insert(launch, InsertPoint.after(group.ops[-1]))
@@ -239,7 +239,7 @@ class Fuse(ModulePass):
         layers = {layer.sym_name.data: layer for layer in op.ops if isinstance(layer, df.LayerOp)}
         for graph in graphs:
             _check_unfused(graph)
-        kernels = _Kernels([s.sym_name.data for s in op.ops if isinstance(s, (df.GraphOp, df.KernelOp))])
+        kernels = Kernels([s.sym_name.data for s in op.ops if isinstance(s, (df.GraphOp, df.KernelOp))])
         rewriter = PatternRewriter(InsertPoint.at_end(op.body.block))
         fused_layers: dict[str, _FusedLayer] = {}
         for graph in graphs:

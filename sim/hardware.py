@@ -1,22 +1,27 @@
 """Hardware as data: reads a target's TOML file (sim/targets/*.toml, or a user's) into `Hardware`.
 
-A target file has a `[chip]`, a `[memory.hbm]` and `[memory.ddr]`, and an `[assumptions]`
-section for what nobody has published. Each section may carry a `source` string. The loader
-checks every key it needs (present, of the right type, positive) and raises `HardwareError`
-naming the file and the key otherwise. Values keep the units their names say.
+A target file says its `kind`: `"rdu"` (the default: an SN40L-style dataflow chip, read into
+`Hardware`) or `"gpu"` (a node of GPUs, read into `GpuHardware`). An RDU file has a `[chip]`, a
+`[memory.hbm]` and `[memory.ddr]`, and an `[assumptions]` section for what nobody has published;
+a GPU file has a `[gpu]`, a `[node]`, the same two memories and a `[gpu_assumptions]` section.
+Each section may carry a `source` string. The loader checks every key it needs (present, of the
+right type, positive) and raises `HardwareError` naming the file and the key otherwise. Values
+keep the units their names say.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Collection
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
 ORCHESTRATIONS = ("hardware", "host")
 ALLREDUCE_ALGORITHMS = ("direct", "ring")
+KINDS = ("rdu", "gpu")
 
 
 class HardwareError(ValueError):
@@ -60,9 +65,31 @@ class Assumptions:
     host_per_token_s: float
 
 
+class _OffChipMemories:
+    """Capacity and tiers of a target whose `chip` says its SRAM and that has `hbm` and `ddr`."""
+
+    chip: Any
+    hbm: MemoryTier
+    ddr: MemoryTier
+
+    def capacity_bytes(self, tier: str) -> int:
+        """Per-socket capacity of a memory tier (`sram`, `hbm` or `ddr`)."""
+        if tier == "sram":
+            return self.chip.sram_bytes
+        return self.tier(tier).capacity_bytes
+
+    def tier(self, tier: str) -> MemoryTier:
+        """The off-chip tier `hbm` or `ddr`."""
+        if tier not in ("hbm", "ddr"):
+            raise KeyError(f"no off-chip memory tier {tier!r}")
+        return self.hbm if tier == "hbm" else self.ddr
+
+
 @attrs.frozen
-class Hardware:
+class Hardware(_OffChipMemories):
     """One socket of a target: chip, memories, and the timing model's assumptions."""
+
+    kind: ClassVar[str] = "rdu"
 
     name: str
     description: str
@@ -79,17 +106,55 @@ class Hardware:
         a = self.assumptions
         return a.launch_sync_hardware_s if a.orchestration == "hardware" else a.launch_sync_host_s
 
-    def capacity_bytes(self, tier: str) -> int:
-        """Per-socket capacity of a memory tier (`sram`, `hbm` or `ddr`)."""
-        if tier == "sram":
-            return self.chip.sram_bytes
-        return self.tier(tier).capacity_bytes
 
-    def tier(self, tier: str) -> MemoryTier:
-        """The off-chip tier `hbm` or `ddr`."""
-        if tier not in ("hbm", "ddr"):
-            raise KeyError(f"no off-chip memory tier {tier!r}")
-        return self.hbm if tier == "hbm" else self.ddr
+@attrs.frozen
+class GpuChip:
+    """One GPU's compute and on-chip memory (`sram_bytes`: the L2 cache, where activations
+    passed between kernels stay)."""
+
+    sms: int
+    peak_flops_per_s: float
+    sram_bytes: int
+
+
+@attrs.frozen
+class GpuNode:
+    """The GPUs of one node and the links between them."""
+
+    gpus: int
+    link_bandwidth_bytes_per_s: float
+    """Per GPU and direction, through the switch."""
+
+
+@attrs.frozen
+class GpuAssumptions:
+    """The GPU timing model's unpublished parameters (see the target file for each one's reasoning)."""
+
+    launch_sync_s: float
+    stream_efficiency: float
+    stream_ramp_s: float
+    compute_efficiency: float
+    nccl_base_latency_s: float
+    nccl_step_latency_s: float
+    nccl_bus_bandwidth_bytes_per_s: float
+    host_per_token_s: float
+
+
+@attrs.frozen
+class GpuHardware(_OffChipMemories):
+    """One GPU of a node of GPUs: chip, memories, the node, and the timing model's assumptions."""
+
+    kind: ClassVar[str] = "gpu"
+
+    name: str
+    description: str
+    path: str
+    chip: GpuChip
+    hbm: MemoryTier
+    ddr: MemoryTier
+    node: GpuNode
+    assumptions: GpuAssumptions
+    sources: dict[str, str] = attrs.field(factory=dict, eq=False)
 
 
 _POSITIVE_INT = "a positive integer"
@@ -150,23 +215,42 @@ def _read_tier(r: _Reader, name: str) -> MemoryTier:
     )
 
 
+def _numbers(r: _Reader, section: str, cls: type, skip: Collection[str] = ()) -> dict[str, float]:
+    """Every field of `cls` but `skip` read from `section` as a number; efficiencies are fractions."""
+    return {
+        field.name: float(
+            r.value(section, field.name, _FRACTION if field.name.endswith("efficiency") else _POSITIVE_NUMBER)
+        )
+        for field in attrs.fields(cls)
+        if field.name not in skip
+    }
+
+
 def _read_assumptions(r: _Reader) -> Assumptions:
     s = "assumptions"
     choices = {"orchestration": ORCHESTRATIONS, "allreduce_algorithm": ALLREDUCE_ALGORITHMS}
-    numbers = {
-        field.name: float(
-            r.value(s, field.name, _FRACTION if field.name.endswith("efficiency") else _POSITIVE_NUMBER)
-        )
-        for field in attrs.fields(Assumptions)
-        if field.name not in choices
-    }
     strings = {key: r.value(s, key, "a string", allowed) for key, allowed in choices.items()}
-    return Assumptions(**strings, **numbers)
+    return Assumptions(**strings, **_numbers(r, s, Assumptions, choices))
+
+
+def _read_gpu(r: _Reader) -> GpuChip:
+    return GpuChip(
+        sms=r.value("gpu", "sms", _POSITIVE_INT),
+        peak_flops_per_s=float(r.value("gpu", "peak_flops_per_s", _POSITIVE_NUMBER)),
+        sram_bytes=r.value("gpu", "sram_bytes", _POSITIVE_INT),
+    )
+
+
+def _read_node(r: _Reader) -> GpuNode:
+    return GpuNode(
+        gpus=r.value("node", "gpus", _POSITIVE_INT),
+        link_bandwidth_bytes_per_s=float(r.value("node", "link_bandwidth_bytes_per_s", _POSITIVE_NUMBER)),
+    )
 
 
 def _sources(data: dict[str, Any]) -> dict[str, str]:
     """The `source` string of each section that has one, by section name."""
-    tables = {"chip": data.get("chip")} | {
+    tables = {name: data.get(name) for name in ("chip", "gpu", "node")} | {
         f"memory.{name}": table for name, table in data.get("memory", {}).items()
     }
     return {
@@ -176,13 +260,27 @@ def _sources(data: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def parse_hardware(text: str, path: str) -> Hardware:
-    """A `Hardware` from the text of a target file; `path` names it in errors."""
+def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
+    """A `Hardware` (or, for `kind = "gpu"`, a `GpuHardware`) from the text of a target file;
+    `path` names it in errors."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise HardwareError(f"{path}: not valid TOML: {err}") from err
     r = _Reader(path, data)
+    kind = r.value("", "kind", "a string", KINDS) if "kind" in data else "rdu"
+    if kind == "gpu":
+        return GpuHardware(
+            name=r.value("", "name", "a string"),
+            description=data.get("description", "") if isinstance(data.get("description"), str) else "",
+            path=path,
+            chip=_read_gpu(r),
+            hbm=_read_tier(r, "hbm"),
+            ddr=_read_tier(r, "ddr"),
+            node=_read_node(r),
+            assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)),
+            sources=_sources(data),
+        )
     return Hardware(
         name=r.value("", "name", "a string"),
         description=data.get("description", "") if isinstance(data.get("description"), str) else "",
@@ -201,7 +299,7 @@ def bundled_targets() -> list[str]:
     return sorted(f.name.removesuffix(".toml") for f in files.iterdir() if f.name.endswith(".toml"))
 
 
-def load_hardware(name_or_path: str | Path) -> Hardware:
+def load_hardware(name_or_path: str | Path) -> Hardware | GpuHardware:
     """A bundled target by name (`sn40l`) or a target file by path (`my_chip.toml`)."""
     text_path = str(name_or_path)
     bundled = resources.files("dfdsl.sim.targets") / f"{text_path}.toml"

@@ -116,7 +116,10 @@ def stream_time_s(num_bytes: float, bandwidth_bytes_per_s: float, efficiency: fl
 
 
 def compute_time_s(flops: float, peak_flops_per_s: float, efficiency: float, pcu_share: float) -> float:
-    """Seconds of compute on a kernel's share of the chip's PCUs."""
+    """Seconds of compute on a kernel's share of the chip's PCUs (none for a kernel that only
+    moves data, such as a lone all-reduce, which holds no PCUs)."""
+    if flops == 0:
+        return 0.0
     return flops / (efficiency * peak_flops_per_s * pcu_share)
 
 
@@ -316,7 +319,7 @@ class Event:
     category: str
 
 
-SCHEDULE_TRACKS = ("PCU stages", "host")
+SCHEDULE_TRACKS = ("PCU stages", "GPU kernels", "host")
 """Tracks whose events tile the step end to end; the others show resources busy underneath."""
 TRACKS = ("host", "HBM stream", "DDR stream", "PCU stages", "P2P")
 

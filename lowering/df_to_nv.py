@@ -1,0 +1,134 @@
+"""The `df-to-nv` pass: a GPU-partitioned `df` module becomes an `nv` program.
+
+It runs after `gpu-partition` (and `place-memory`). The `df.graph` becomes one `nv.program`:
+declarations become `nv.buffer`s, `df.launch`es become `nv.launch`es, graph-level
+`df.all_reduce`s become `nv.all_reduce` NCCL calls. Each `df.kernel` becomes an `nv.kernel` whose
+work is the sum of its operators' work (the same rules `df-to-rdu` uses, `operator_work`) plus
+its activations: a GPU kernel reads its activation inputs from and writes its results to device
+memory, since nothing stays on chip across a kernel boundary. That traffic is counted as HBM
+traffic; at decode sizes it sits in L2 and is a few KB against the MB of weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import DiagnosticException
+
+from dfdsl.dialects import df, nv
+from dfdsl.dialects.rdu import ZERO, Work
+from dfdsl.lowering.df_to_rdu import OperatorWork, operator_work
+
+ACTIVATION_TIER = "hbm"
+"""Where activations live between GPU kernels: device global memory."""
+
+_BUFFER_KINDS: dict[type[Operation], str] = {
+    df.InputOp: "input", df.WeightOp: "weight", df.KvCacheOp: "kv_cache",
+}
+
+
+def buffer_type(type_: df.TensorType) -> nv.BufferType:
+    """The nv buffer of a df tensor: a declared tensor keeps its tier, an activation is in HBM."""
+    return nv.BufferType(type_.shape, type_.element_type, StringAttr(type_.tier_name or ACTIVATION_TIER))
+
+
+def _activation_io(kernel: df.KernelOp) -> OperatorWork:
+    """The kernel's activation arguments read from, and its results written to, device memory."""
+    read = sum((Work.of_bytes(a.type) for a in kernel.args if not a.type.tier_name), ZERO)  # type: ignore[attr-defined]
+    written = sum((Work.of_bytes(t) for t in kernel.function_type.outputs.data), ZERO)  # type: ignore[arg-type]
+    return OperatorWork(traffic={f"{ACTIVATION_TIER}_read": read, f"{ACTIVATION_TIER}_write": written})
+
+
+def lower_kernel(kernel: df.KernelOp, activations: str) -> nv.KernelOp:
+    """The `nv.kernel` of a `df.kernel` of operators: its signature, operators and summed work."""
+    name = kernel.sym_name.data
+    ops = [op for op in kernel.body.block.ops if not isinstance(op, df.ReturnOp)]
+    for op in ops:
+        if not isinstance(op, df.OperatorBase) or op.operator == "all_reduce":
+            raise DiagnosticException(
+                f"df-to-nv: kernel @{name} holds {op.name}; a GPU kernel holds operators only "
+                "(run gpu-partition, which leaves all-reduces as NCCL calls)"
+            )
+    work = sum((operator_work(op, activations) for op in ops), OperatorWork()) + _activation_io(kernel)  # type: ignore[arg-type]
+    return nv.make_kernel(
+        name,
+        [buffer_type(t) for t in kernel.function_type.inputs.data],  # type: ignore[arg-type]
+        [buffer_type(t) for t in kernel.function_type.outputs.data],  # type: ignore[arg-type]
+        [op.operator for op in ops],  # type: ignore[union-attr]
+        flops=work.flops, traffic=work.traffic, moe=work.moe,
+    )
+
+
+def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], gpus: int) -> Operation | None:
+    """The program op for one op of a partitioned graph (None: a reduction over one GPU vanishes)."""
+    if isinstance(op, df.InputOp | df.WeightOp | df.KvCacheOp):
+        kind = _BUFFER_KINDS[type(op)]
+        if kind != "input" and not op.result.type.tier_name:  # type: ignore[attr-defined]
+            raise DiagnosticException(
+                f"df-to-nv: {kind} {op.tensor_name.data!r} has no memory tier: run place-memory first"
+            )
+        return nv.BufferOp(op.tensor_name.data, kind, buffer_type(op.result.type))  # type: ignore[arg-type]
+    if isinstance(op, df.LaunchOp):
+        return nv.LaunchOp(op.callee.string_value(), [values[a] for a in op.args],
+                           [buffer_type(t) for t in op.res.types])  # type: ignore[arg-type]
+    if isinstance(op, df.AllReduceOp):
+        if gpus < 2:
+            return None
+        return nv.AllReduceOp(values[op.inputs[0]], Work.of_bytes(op.inputs[0].type), gpus)  # type: ignore[arg-type]
+    if isinstance(op, df.OutputOp):
+        return nv.OutputOp(*(values[v] for v in op.values))
+    raise DiagnosticException(
+        f"df-to-nv expects a GPU-partitioned graph, but {op.name} is outside a kernel: run gpu-partition first"
+    )
+
+
+def lower_graph(graph: df.GraphOp, target: str) -> nv.ProgramOp:
+    """The `nv.program` of a partitioned `df.graph`: one op per declaration, launch, all-reduce and output."""
+    gpus = graph.tp.value.data
+    values: dict[SSAValue, SSAValue] = {}
+    block = Block()
+    for op in graph.body.block.ops:
+        new = _lower_op(op, values, gpus)
+        if new is None:
+            values[op.results[0]] = values[op.operands[0]]
+            continue
+        for old, result in zip(op.results, new.results):
+            result.name_hint = old.name_hint
+            values[old] = result
+        block.add_op(new)
+    return nv.ProgramOp(
+        graph.sym_name.data, target=target, region=Region(block),
+        batch=graph.batch.value.data, context=graph.context.value.data,
+        tokens=graph.tokens.value.data, gpus=gpus,
+    )
+
+
+@dataclass(frozen=True)
+class DfToNv(ModulePass):
+    """Lowers a GPU-partitioned `df` module to an `nv` program for `target`."""
+
+    name = "df-to-nv"
+
+    target: str = "dgx_h100"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        graph = df.the_graph(op, "df-to-nv")
+        if any(isinstance(o, df.LayerOp | df.LoopOp) for o in op.walk()):
+            raise DiagnosticException(
+                "df-to-nv expects a GPU-partitioned module (no df.layer, no df.loop): run gpu-partition first"
+            )
+        activations = graph.activations.data
+        replaced: list[tuple[Operation, Operation]] = [
+            (kernel, lower_kernel(kernel, activations)) for kernel in op.ops if isinstance(kernel, df.KernelOp)
+        ]
+        replaced.append((graph, lower_graph(graph, self.target)))
+        for old, new in replaced:
+            Rewriter.insert_op(new, InsertPoint.before(old))
+        for old, _ in reversed(replaced):
+            Rewriter.erase_op(old)
+

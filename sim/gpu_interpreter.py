@@ -1,0 +1,257 @@
+"""The GPU timing interpreter: xDSL's `Interpreter` over an `nv` module, with time as its result.
+
+A GPU decode step is its launches and NCCL calls in stream order, each a synchronization
+boundary; nothing is pipelined across them (no fill or drain, no kernel looping). So each
+`nv.launch` costs the per-kernel launch/sync plus a body bounded by its slowest resource, the
+skeleton of `sim/timing.py` with GPU parameters:
+
+    launch = launch_sync + max(stream_ramp + bytes / (stream_efficiency * HBM bandwidth),
+                               FLOPs / (compute_efficiency * peak))
+
+The ramp is what a kernel cannot overlap (its first loads' DRAM latency and its last wave's
+tail), which is why small decode GEMVs reach well below peak bandwidth. An `nv.all_reduce` costs
+launch_sync plus NCCL's latency (a base plus 2 (gpus - 1) ring steps) plus its bytes over the
+NVLink bus bandwidth. A step adds the host's time per token. `simulate_gpu` interprets the
+program once and re-evaluates the same launches at every context of the run, and returns the
+same `SimResult` as the SN40L interpreter, so the same report describes both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
+from xdsl.utils.exceptions import DiagnosticException
+
+from dfdsl.dialects import nv
+from dfdsl.sim import timing
+from dfdsl.sim.hardware import GpuHardware, load_hardware
+from dfdsl.sim.interpreter import Buffer, SimResult, affine
+
+GPU_TRACK = "GPU kernels"
+"""The timeline track whose events (launch/sync, kernel bodies, NCCL calls) tile the step with `host`."""
+
+
+class NotAGpuError(DiagnosticException):
+    """The GPU interpreter was given hardware that is not a GPU node."""
+
+
+def gpu_hardware(hardware: GpuHardware | str) -> GpuHardware:
+    """A `GpuHardware` by name or path, or a clear error if the file describes something else."""
+    hw = load_hardware(hardware) if isinstance(hardware, str) else hardware
+    if not isinstance(hw, GpuHardware):
+        raise NotAGpuError(f"{hw.name}: the GPU interpreter needs a hardware file with kind = \"gpu\"")
+    return hw
+
+
+def kernel_launch(kernel: nv.KernelOp) -> timing.KernelCall:
+    """One launch of `kernel` as the timing skeleton sees it: one iteration, no spatial pipeline
+    (depth 0), the whole GPU (`pcus` is an SN40L notion and unused here)."""
+    experts: tuple[timing.ExpertRead, ...] = ()
+    if kernel.experts is not None and kernel.top_k is not None and kernel.expert_tier is not None:
+        experts = (timing.ExpertRead(kernel.experts.value.data, kernel.top_k.value.data,
+                                     affine(kernel.work("expert_read")), kernel.expert_tier.data),)
+    work = timing.IterationWork(
+        flops=affine(kernel.work("flops")),
+        hbm_read=affine(kernel.work("hbm_read")),
+        hbm_write=affine(kernel.work("hbm_write")),
+        ddr_read=affine(kernel.work("ddr_read")),
+        ddr_write=affine(kernel.work("ddr_write")),
+        experts=experts,
+    )
+    return timing.KernelCall(kernel=kernel.sym_name.data, trips=1, depth_stages=0, pcus=0, work=work)
+
+
+def nccl_call(op: nv.AllReduceOp) -> timing.KernelCall:
+    """One NCCL all-reduce as the timing skeleton sees it: a call whose only work is the collective."""
+    reduce = timing.AllReduce(affine(op.bytes), op.gpus.value.data)
+    return timing.KernelCall(kernel="nccl_all_reduce", trips=1, depth_stages=0, pcus=0,
+                             work=timing.IterationWork(all_reduces=(reduce,)))
+
+
+def stream_time_s(num_bytes: float, bandwidth_bytes_per_s: float, hw: GpuHardware) -> float:
+    """One kernel's stream: the ramp it cannot overlap, then the bytes at the sustained efficiency."""
+    if num_bytes <= 0:
+        return 0.0
+    a = hw.assumptions
+    return a.stream_ramp_s + timing.stream_time_s(num_bytes, bandwidth_bytes_per_s, a.stream_efficiency)
+
+
+def nccl_time_s(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> float:
+    """The NCCL all-reduces of a call after their launch: base latency, ring steps, bytes."""
+    a = hw.assumptions
+    total = 0.0
+    for reduce in call.work.all_reduces:
+        transfer_s, steps_s = timing.allreduce_time_s(
+            reduce.message_bytes.at(batch, context), reduce.sockets, "ring",
+            a.nccl_bus_bandwidth_bytes_per_s, a.nccl_step_latency_s,
+        )
+        total += a.nccl_base_latency_s + steps_s + transfer_s
+    return total
+
+
+def resource_times(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> dict[str, float]:
+    """Seconds the launch's body keeps each resource busy, by timeline track."""
+    t = timing.traffic(call.work, batch, context)
+    return {
+        "HBM stream": stream_time_s(t.hbm_read_bytes + t.hbm_write_bytes, hw.hbm.bandwidth_bytes_per_s, hw),
+        "DDR stream": stream_time_s(t.ddr_read_bytes + t.ddr_write_bytes, hw.ddr.bandwidth_bytes_per_s, hw),
+        "SMs": timing.compute_time_s(t.flops, hw.chip.peak_flops_per_s, hw.assumptions.compute_efficiency, 1.0),
+        "NVLink": nccl_time_s(call, hw, batch, context),
+    }
+
+
+_CATEGORY = {"HBM stream": "stream", "DDR stream": "stream", "SMs": "compute", "NVLink": "collective"}
+
+
+def launch_timing(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> timing.CallTiming:
+    """The phases of one launch: launch/sync, then one body bounded by its slowest resource."""
+    track, body_s = max(resource_times(call, hw, batch, context).items(), key=lambda item: item[1])
+    body = (body_s, _CATEGORY[track])
+    return timing.CallTiming(launch_sync_s=hw.assumptions.launch_sync_s, fill_s=0.0, first_interval=body,
+                             later_interval=body, trips=1, drain_s=0.0)
+
+
+def step(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, context: int) -> timing.Step:
+    """One decode step at `context` tokens cached: the launches in order, then the host."""
+    breakdown = dict.fromkeys(timing.CATEGORIES, 0.0)
+    hbm = ddr = flops = 0.0
+    for call, repeats in Counter(calls).items():
+        launch_timing(call, hw, batch, context).add_to(breakdown, repeats)
+        t = timing.traffic(call.work, batch, context)
+        hbm += repeats * t.hbm_read_bytes
+        ddr += repeats * t.ddr_read_bytes
+        flops += repeats * t.flops
+    breakdown["host"] += hw.assumptions.host_per_token_s
+    return timing.Step(breakdown, hbm + ddr, hbm, ddr, flops)
+
+
+def timeline(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, context: int,
+             gpus: int) -> timing.Timeline:
+    """The first step on one GPU: launch/sync and body of every launch on `GPU kernels`, what each
+    body keeps busy underneath, and the host at the end. The GPUs run in lockstep."""
+    events: list[timing.Event] = []
+    now_s = 0.0
+    for call in calls:
+        timing_ = launch_timing(call, hw, batch, context)
+        events.append(timing.Event(GPU_TRACK, f"{call.kernel}: launch/sync", now_s, timing_.launch_sync_s, "sync"))
+        now_s += timing_.launch_sync_s
+        body_s, category = timing_.first_interval
+        events.append(timing.Event(GPU_TRACK, call.kernel, now_s, body_s, category))
+        for track, busy_s in resource_times(call, hw, batch, context).items():
+            if busy_s > 0 and track != "SMs":
+                events.append(timing.Event(track, call.kernel, now_s, min(busy_s, body_s), _CATEGORY[track]))
+        now_s += body_s
+    host_s = hw.assumptions.host_per_token_s
+    events.append(timing.Event("host", "host: next token", now_s, host_s, "host"))
+    return timing.Timeline(tuple(events), gpus, now_s + host_s)
+
+
+@attrs.define
+class StepState:
+    """Per-run state of the interpreter: the launches of one step, in stream order."""
+
+    calls: list[timing.KernelCall] = attrs.field(factory=list)
+    kernels: dict[str, timing.KernelCall] = attrs.field(factory=dict)
+
+
+@register_impls
+class NvFunctions(InterpreterFunctions):
+    """Records the launches and NCCL calls of one `nv` decode step."""
+
+    def state(self, interpreter: Interpreter) -> StepState:
+        return interpreter.get_data(NvFunctions, "step", StepState)
+
+    @impl(nv.ProgramOp)
+    def run_program(self, interpreter: Interpreter, op: nv.ProgramOp, args: tuple[Any, ...]) -> tuple[()]:
+        interpreter.run_ssacfg_region(op.body, (), op.sym_name.data)
+        return ()
+
+    @impl(nv.BufferOp)
+    def run_buffer(self, interpreter: Interpreter, op: nv.BufferOp, args: tuple[Any, ...]) -> tuple[Buffer]:
+        return (Buffer(op.buffer_name.data, op.kind.data, op.result.type.tier_name),)  # type: ignore[attr-defined]
+
+    @impl(nv.LaunchOp)
+    def run_launch(self, interpreter: Interpreter, op: nv.LaunchOp, args: tuple[Any, ...]) -> tuple[Buffer, ...]:
+        state = self.state(interpreter)
+        callee = op.callee.string_value()
+        if callee not in state.kernels:
+            kernel = interpreter.get_op_for_symbol(callee)
+            if not isinstance(kernel, nv.KernelOp):
+                raise DiagnosticException(f"nv.launch @{callee}: the callee is not an nv.kernel")
+            state.kernels[callee] = kernel_launch(kernel)
+        state.calls.append(state.kernels[callee])
+        return tuple(Buffer(f"{callee}#{i}", "activation", r.type.tier_name)  # type: ignore[attr-defined]
+                     for i, r in enumerate(op.res))
+
+    @impl(nv.AllReduceOp)
+    def run_all_reduce(self, interpreter: Interpreter, op: nv.AllReduceOp, args: tuple[Any, ...]) -> tuple[Buffer]:
+        self.state(interpreter).calls.append(nccl_call(op))
+        return (Buffer("nccl_all_reduce", "activation", op.result.type.tier_name),)  # type: ignore[attr-defined]
+
+    @impl(nv.OutputOp)
+    def run_output(self, interpreter: Interpreter, op: nv.OutputOp, args: tuple[Any, ...]) -> tuple[()]:
+        return ()
+
+
+def _program(module: ModuleOp) -> nv.ProgramOp:
+    programs = [op for op in module.walk() if isinstance(op, nv.ProgramOp)]
+    if len(programs) != 1:
+        raise DiagnosticException(
+            f"the GPU simulator runs a module with exactly one nv.program, found {len(programs)}: "
+            "lower the model with gpu-partition and df-to-nv first"
+        )
+    return programs[0]
+
+
+def interpret_step(module: ModuleOp) -> list[timing.KernelCall]:
+    """Interprets the module's program once: its launches and NCCL calls in stream order."""
+    program = _program(module)
+    functions = NvFunctions()
+    interpreter = Interpreter(module)
+    interpreter.register_implementations(functions)
+    interpreter.run_op(program, ())
+    return functions.state(interpreter).calls
+
+
+def simulate_gpu(module: ModuleOp, hardware: GpuHardware | str, *, batch: int | None = None,
+                 context: int | None = None, tokens: int | None = None) -> SimResult:
+    """Times `tokens` decode steps of the module's `nv.program` (sizes default to the program's)."""
+    hw = gpu_hardware(hardware)
+    program = _program(module)
+    batch = program.count("batch") if batch is None else batch
+    context = program.count("context") if context is None else context
+    tokens = program.count("tokens") if tokens is None else tokens
+    gpus = program.count("gpus")
+    if min(batch, context, tokens) <= 0:
+        raise DiagnosticException("batch, context and tokens must be positive")
+    if gpus > hw.node.gpus:
+        raise DiagnosticException(
+            f"{hw.name} has {hw.node.gpus} GPUs per node and the program runs on {gpus}: tensor "
+            f"parallelism across nodes is not modelled; use at most {hw.node.gpus} sockets"
+        )
+    calls = interpret_step(module)
+    run = timing.Run(tuple(step(calls, hw, batch, context + t) for t in range(tokens)))
+    return SimResult(
+        model=program.sym_name.data,
+        target=hw.name,
+        sockets=gpus,
+        batch=batch,
+        context=context,
+        tokens=tokens,
+        ms_per_token=run.step_s * 1e3,
+        breakdown_ms={k: v * 1e3 for k, v in run.breakdown_s.items()},
+        step_ms=tuple(s.total_s * 1e3 for s in run.steps),
+        kernel_calls_per_token=len(calls),
+        bytes_per_token=gpus * run.mean("read_bytes"),
+        hbm_bytes_per_token=gpus * run.mean("hbm_read_bytes"),
+        ddr_bytes_per_token=gpus * run.mean("ddr_read_bytes"),
+        flops_per_token=gpus * run.mean("flops"),
+        aggregate_hbm_bytes_per_s=gpus * hw.hbm.bandwidth_bytes_per_s,
+        calls=tuple(calls),
+        timeline=timeline(calls, hw, batch, context, gpus),
+    )

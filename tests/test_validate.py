@@ -1,0 +1,120 @@
+"""`dfdsl validate`: one row per published claim, read off one simulation per configuration; a
+figure outside its tolerance fails its row and the command; configurations that cannot be built
+are skipped with their reason. (Run on a few small examples for speed; `dfdsl validate` itself runs
+all the dense ones.)"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import cache
+
+import attrs
+import pytest
+
+from dfdsl import validate
+from dfdsl.cli import run_command
+from dfdsl.report import Report
+
+SMALL = [validate.EXAMPLES_DIR / f"{name}.dfl" for name in ("llama3_1_8b", "mistral_7b", "llama2_13b")]
+
+
+@cache
+def _calibrated():
+    return validate.calibrate(SMALL)
+
+
+def _validate(argv: list[str], monkeypatch, calibrated=None) -> int:
+    """`dfdsl validate ARGV` as the command line runs it, over `calibrated` (default: SMALL)."""
+    result = _calibrated() if calibrated is None else calibrated
+    monkeypatch.setattr(validate, "calibrate", lambda *args: result)
+    parser = argparse.ArgumentParser(prog="dfdsl validate")
+    validate.add_arguments(parser)
+    return run_command(validate.main, parser.parse_args(argv))
+
+
+def _with_looped_figures(calibration: validate.Calibration, **figures) -> validate.Calibration:
+    """The calibration with some of its looped run's figures replaced."""
+    report = calibration.looped.report
+    looped = attrs.evolve(calibration.looped, report=Report({**report.figures, **figures}, report.timeline))
+    return attrs.evolve(calibration, looped=looped)
+
+
+def test_the_dense_examples_are_the_llamas_mistral_and_qwen():
+    names = [p.stem for p in validate.dense_examples()]
+    assert names == ["llama2_13b", "llama2_70b", "llama2_7b", "llama3_1_405b", "llama3_1_70b",
+                     "llama3_1_8b", "mistral_7b", "qwen2_72b"]
+    assert all(p.exists() for p in validate.dense_examples())
+
+
+def test_every_example_runs_at_both_socket_counts_and_the_unbuildable_are_skipped():
+    calibrations, skipped = _calibrated()
+    assert [(c.model, c.sockets) for c in calibrations] == [
+        ("llama3_1_8b", 8), ("llama3_1_8b", 16), ("mistral_7b", 8), ("mistral_7b", 16), ("llama2_13b", 8)]
+    assert [(s.model, s.sockets) for s in skipped] == [("llama2_13b", 16)]
+    assert "cannot split attention" in skipped[0].reason
+    for c in calibrations:
+        assert c.looped.report["kernel_looping"] and not c.unlooped.report["kernel_looping"]
+        assert c.context == (8192 if c.model == "llama3_1_8b" else 4096)
+        assert c.speedup > 1
+
+
+def test_there_is_one_check_per_claim_and_the_table_has_a_row_for_each():
+    calibrations, _ = _calibrated()
+    results = validate.checks(calibrations)
+    assert len(results) == len(validate.CLAIMS) == 5
+    text = validate.render_checks(results)
+    assert text.count("PASS") + text.count("FAIL") == len(validate.CLAIMS)
+    for label in ("(a)", "(b)", "(c)", "(d)"):
+        assert label in text
+
+
+def test_the_production_claim_is_llama_3_1_8b_on_16_sockets_at_8k_context():
+    calibrations, _ = _calibrated()
+    check = validate.check_production(calibrations)
+    (rack,) = [c for c in calibrations if (c.model, c.sockets) == ("llama3_1_8b", 16)]
+    assert check.value == rack.looped.report["tokens_per_s_per_user"]
+    assert check.error == pytest.approx(check.value / 1042 - 1)
+    assert (check.low, check.high) == pytest.approx((1042 * 0.8, 1042 * 1.2))
+    assert check.passed
+
+
+def test_the_hbm_efficiency_is_the_looped_decoder_calls_stream_over_its_body():
+    calibrations, _ = _calibrated()
+    for c in calibrations:
+        efficiency = c.hbm_efficiency
+        assert efficiency is not None and 0 < efficiency <= c.looped.hardware.assumptions.stream_efficiency + 1e-12
+        assert validate.hbm_efficiency(c.unlooped.result, c.unlooped.hardware) is None
+
+
+def test_a_figure_outside_its_tolerance_fails_its_row_and_the_command(monkeypatch, capsys):
+    calibrations, skipped = _calibrated()
+    # Looping three times as fast: the largest speedup leaves 2.2x +-20%, and the roofline band.
+    faster = [_with_looped_figures(c, ms_per_token=c.unlooped_ms / 3, peak_fraction=0.99) for c in calibrations]
+    results = {r.claim[:3]: r for r in validate.checks(faster)}
+    assert not results["(b)"].passed
+    assert not results["(c)"].passed and results["(c)"].error == pytest.approx(0.99 - 0.92)
+    assert _validate([], monkeypatch, (faster, skipped)) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_a_claim_with_nothing_simulated_fails():
+    check = validate.check_production([])
+    assert check.value is None and not check.passed
+    assert "not simulated" in check.simulated
+
+
+def test_validate_passes_on_the_small_examples_and_prints_both_tables(monkeypatch, capsys):
+    assert _validate([], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and out.count("PASS") == 5
+    assert "skipped: llama2_13b at 16 sockets" in out
+    assert "mistral_7b" in out
+
+
+def test_validate_json_has_the_claims_the_configurations_and_the_skipped(monkeypatch, capsys):
+    assert _validate(["--json"], monkeypatch) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["claims"]) == 5 and all(c["passed"] for c in data["claims"])
+    assert len(data["configurations"]) == 5
+    assert data["skipped"][0]["model"] == "llama2_13b"
