@@ -331,6 +331,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: all six)")
     parser.add_argument("--sockets", type=_socket_list, metavar="N,M", default=list(DEFAULT_SOCKETS),
                         help="socket counts, comma-separated (default: 8,16)")
+    parser.add_argument("--targets", metavar="SPEC",
+                        help="compare machines instead: NAME[:SOCKETS],... e.g. sn40l:8,sn40l:16,dgx-h100 "
+                             "(each as `dfdsl run` runs it there; speedups against the GPU)")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="with --targets: also draw tokens/s and %% of roofline per target (needs matplotlib)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of the rows' reports")
     parser.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
     g = parser.add_argument_group("run settings (override the file's `run` block)")
@@ -341,6 +346,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--hardware", metavar="FILE", help="a hardware TOML file to use instead of the target's")
 
 
+def _compare_targets(args: argparse.Namespace, path: Path, overrides: dict) -> int:
+    from dfdsl import target_compare
+    from dfdsl.cli import UsageError, _emit, write_output
+
+    try:
+        specs = target_compare.parse_targets(args.targets)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    results = target_compare.run_targets(path, overrides, specs)
+    ran = [r for r in results if not isinstance(r, str)]
+    title = path.stem
+    if ran:
+        f = ran[0].figures
+        title = f"{f['model']} · batch {f['batch']} · context {f['context']:,} · each target as `dfdsl run` runs it"
+    if args.json:
+        rows = [r.figures if not isinstance(r, str) else {"target": s.target, "sockets": s.sockets, "error": r}
+                for s, r in zip(specs, results)]
+        _emit(json.dumps(rows, indent=2), args.output, [path])
+    else:
+        _emit(target_compare.render(specs, results, title), args.output, [path])
+    if args.plot:
+        try:
+            png = target_compare.plot(specs, results, path.stem)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        write_output(Path(args.plot), png, [path])
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     """`dfdsl compare`: prints the table (or JSON); exit code 1 if a row hit a bug in dfdsl."""
     from dfdsl.cli import _emit
@@ -348,6 +382,12 @@ def main(args: argparse.Namespace) -> int:
     path = Path(args.file)
     overrides = {k: getattr(args, k) for k in ("batch", "context", "tokens", "target")
                  if getattr(args, k, None) is not None}
+    if args.targets:
+        return _compare_targets(args, path, overrides)
+    if args.plot:
+        from dfdsl.cli import UsageError
+
+        raise UsageError("--plot goes with --targets")
     outcomes = simulate_configs(path, overrides, configurations(args.sockets, args.variants),
                                 args.hardware or "")
     rows = table_rows(outcomes)

@@ -135,11 +135,12 @@ def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
         if g.tier == tier:
             by_class[g.tensor_class] += g.bytes_per_socket * sockets
             dtypes.add(g.dtype)
+    total = sum(by_class.values())
+    # Parts under 1% of the total (the token inputs) only add noise to the message.
     needs = " and ".join(
         f"{_gb(b)} of {'KV cache' if c == 'kv_cache' else c}"
-        for c, b in sorted(by_class.items(), key=lambda item: -item[1])
+        for c, b in sorted(by_class.items(), key=lambda item: -item[1]) if b >= 0.01 * total
     )
-    total = sum(by_class.values())
     dtype = f" in {dtypes.pop().upper()}" if len(dtypes) == 1 else ""
     fixes = []
     slower = TIER_ORDER.index(tier) + 1
