@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import attrs
 
 ORCHESTRATIONS = ("hardware", "host")
-ALLREDUCE_ALGORITHMS = ("direct", "ring")
+ALLREDUCE_ALGORITHMS = ("direct", "ring", "auto")
 KINDS = ("rdu", "gpu")
 
 

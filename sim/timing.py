@@ -129,14 +129,20 @@ def allreduce_time_s(message_bytes: float, sockets: int, algorithm: str,
 
     `direct`: every socket sends its message to each of the others at once: one latency, and
     (sockets - 1) messages leave each socket. `ring`: reduce-scatter then all-gather, 2 (sockets - 1)
-    steps of 1/sockets of the message each.
+    steps of 1/sockets of the message each. `auto`: whichever of the two finishes first for this
+    message, as collective libraries choose by message size (direct for decode's few KB, ring once
+    the batch makes messages large).
     """
     if sockets < 2:
         return 0.0, 0.0
-    if algorithm == "direct":
-        return (sockets - 1) * message_bytes / link_bytes_per_s, latency_s
+    direct = ((sockets - 1) * message_bytes / link_bytes_per_s, latency_s)
     steps = 2 * (sockets - 1)
-    return steps * message_bytes / sockets / link_bytes_per_s, steps * latency_s
+    ring = (steps * message_bytes / sockets / link_bytes_per_s, steps * latency_s)
+    if algorithm == "direct":
+        return direct
+    if algorithm == "ring":
+        return ring
+    return min(direct, ring, key=sum)
 
 
 def expected_experts(experts: int, top_k: int, batch: int) -> float:
