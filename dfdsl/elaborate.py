@@ -228,6 +228,9 @@ class Elaborator:
                 self.fail("E006", f"{left} {expr.op} {right} is too large (the limit is 2^62)", expr.span)
             return result
         if isinstance(expr, ast.Call):
+            if expr.callee in shapes.RULES or expr.callee in self.program.definitions:
+                self.fail("E010", f"`{expr.callee}(...)` cannot be nested in an expression: operands are names",
+                          expr.span, f"write `t = {expr.callee}(...)` on its own line and pass `t`")
             return self.eval_target(expr, scope)
         raise AssertionError(expr)
 

@@ -263,3 +263,9 @@ def test_empty_loops_run_no_iterations(tmp_path):
 def test_a_long_flat_expression_is_a_located_limit_not_a_crash(tmp_path):
     diags = errors_of(write(tmp_path, "const a = " + "+".join(["1"] * 3000) + "\n"))
     assert diags[0].code == "E017"
+
+
+def test_a_nested_operator_call_says_operands_are_names(tmp_path):
+    diag = errors_of(write(tmp_path, CUSTOM.replace("y = linear(x, w)", "y = rope(linear(x, w), head_dim = 16)")))[0]
+    assert diag.code == "E010" and "operands are names" in diag.message
+    assert diag.help == "write `t = linear(...)` on its own line and pass `t`"
