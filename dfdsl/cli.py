@@ -256,6 +256,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                scheduler=args.scheduler, progress=lambda n: bar.advance(task, n))
     failed = sum(1 for r in rows if r["error"])
     _emit(sweep.to_csv(rows), args.output, [path])
+    if args.plot:
+        try:
+            write_output(Path(args.plot), sweep.plot(rows, path.stem), [path])
+        except sweep.SweepError as err:
+            raise UsageError(str(err)) from None
     if not args.quiet:
         sys.stderr.write(f"{len(rows)} points, {failed} with an error (see the `error` column)"
                          + (f"; wrote {args.output}" if args.output else "") + "\n")
@@ -383,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help="local processes (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)")
     p.add_argument("-o", "--output", metavar="OUT.csv", help="write the CSV here instead of standard output")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw tokens/s per user against the axis with the most values (needs matplotlib)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_sweep)
 

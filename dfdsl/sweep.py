@@ -238,3 +238,45 @@ def to_csv(rows: Sequence[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
+
+
+def plot(rows: Sequence[dict], title: str) -> bytes:
+    """A PNG of tokens/s per user against the axis with the most values, one line per combination
+    of the other varying axes (matplotlib, the `plot` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SweepError("--plot needs matplotlib: pip install 'dfdsl[plot]'") from None
+    from io import BytesIO
+
+    ok = [r for r in rows if not r["error"]]
+    if not ok:
+        raise SweepError("--plot: no point ran, nothing to draw")
+    axes = [k for k in ok[0] if k in AXES or k in ALIASES or "." in k]
+    varying = [k for k in axes if len({r[k] for r in ok}) > 1] or [AXES[1]]
+    x_axis = max(varying, key=lambda k: len({r[k] for r in ok}))
+    others = [k for k in varying if k != x_axis]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series: dict[tuple, list[dict]] = {}
+    for r in ok:
+        series.setdefault(tuple(r[k] for k in others), []).append(r)
+    for key, points in sorted(series.items(), key=lambda item: str(item[0])):
+        points.sort(key=lambda r: r[x_axis])
+        label = ", ".join(f"{k}={v}" for k, v in zip(others, key)) or "tokens/s per user"
+        ax.plot([r[x_axis] for r in points], [r["tokens_per_s_per_user"] for r in points], marker="o", label=label)
+    if x_axis in ("batch", "context"):
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(x_axis)
+    ax.set_ylabel("tokens/s per user")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = BytesIO()
+    fig.savefig(out, format="png", dpi=120)
+    plt.close(fig)
+    return out.getvalue()

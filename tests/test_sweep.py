@@ -76,3 +76,11 @@ def test_a_local_dask_cluster_runs_the_sweep():
         rows = sweep.run_sweep(MODEL, points, scheduler=cluster.scheduler_address)
     assert [r["batch"] for r in rows] == [1, 2]
     assert all(r["error"] == "" for r in rows)
+
+
+def test_cli_plot_is_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "sweep.png"
+    code = main(["sweep", str(MODEL), "--batch", "1,2", "--tokens", "2", "--context", "256",
+                 "--workers", "1", "-q", "-o", str(tmp_path / "s.csv"), "--plot", str(plot)])
+    assert code == 0 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
