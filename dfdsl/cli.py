@@ -420,12 +420,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     from xdsl.utils.exceptions import DiagnosticException
 
+    from dfdsl.sim.hardware import HardwareError
+
     try:
         return func(args)
     except DfslError as err:
         sys.stderr.write(err.render() + "\n")
         return 2
     except UsageError as err:
+        sys.stderr.write(f"dfdsl: error: {err}\n")
+        return 2
+    except HardwareError as err:
         sys.stderr.write(f"dfdsl: error: {err}\n")
         return 2
     except DiagnosticException as err:

@@ -66,7 +66,7 @@ class Diagnostic:
     def render(self, source: str | None = None) -> str:
         lines = [f"{self.location()}: {self.severity}: {self.message} [{self.code}]"]
         if self.span is not None and source is not None:
-            text_lines = source.splitlines()
+            text_lines = source.split("\n")  # the parser counts lines at \n only
             if 1 <= self.span.line <= len(text_lines):
                 text = text_lines[self.span.line - 1].replace("\t", " ")
                 number = str(self.span.line)
@@ -106,11 +106,21 @@ class DfslError(Exception):
         return "\n".join(out)
 
 
+_MAX_ECHOED_BYTES = 4 * 1024 * 1024
+"""A source file is echoed only when it is a regular file this size or smaller."""
+
+
 def _read_quietly(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        if not path.is_file():
+            return None
+        with path.open("rb") as f:
+            data = f.read(_MAX_ECHOED_BYTES + 1)
     except OSError:
         return None
+    if len(data) > _MAX_ECHOED_BYTES:
+        return None
+    return data.decode("utf-8", errors="replace")
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

@@ -643,6 +643,7 @@ class Elaborator:
                                   or "targets are " + ", ".join(sorted(self.targets)))
                     values["target"] = target.name
                     if target.sockets is not None:
+                        spans["sockets"] = binding.span
                         values["sockets"] = target.sockets
                 elif binding.name in RUN_LIMITS:
                     values[binding.name] = self.eval_int(binding.value, scope, f"`{binding.name}`")

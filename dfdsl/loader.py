@@ -50,7 +50,12 @@ def _resolve_import(imp: ast.Import, importer: Path) -> tuple[Path | None, Diagn
     if not rel:
         return None, Diagnostic("E013", "`import std` needs a module: `import std.llama`", imp.span)
     candidate = base.joinpath(*rel[:-1], rel[-1] + ".dfl")
-    if not candidate.exists():
+    try:
+        exists = candidate.exists()
+        real = candidate.resolve() if exists else candidate
+    except OSError as err:  # a name too long for the file system, a loop of links
+        return None, Diagnostic("E013", f"cannot look up `{'.'.join(parts)}`: {err.strerror}", imp.span)
+    if not exists:
         available = ""
         if parts[0] == "std":
             names = sorted(p.stem for p in stdlib_dir().glob("*.dfl"))
@@ -59,7 +64,6 @@ def _resolve_import(imp: ast.Import, importer: Path) -> tuple[Path | None, Diagn
             "E013", f"cannot find `{'.'.join(parts)}` ({candidate.name} in {where})", imp.span,
             available or "imports name files under the importing file's folder: `import blocks.attention`",
         )
-    real = candidate.resolve()
     if not real.is_relative_to(base):
         return None, Diagnostic(
             "E015",
@@ -67,6 +71,9 @@ def _resolve_import(imp: ast.Import, importer: Path) -> tuple[Path | None, Diagn
             imp.span,
             "imports may only reach the bundled library or files under the importing file's folder",
         )
+    if not real.is_file():  # a folder, a pipe or a device would hang or mislead the parser
+        return None, Diagnostic("E013", f"`{'.'.join(parts)}` names {real}, which is not a regular file",
+                                imp.span, "an import names a .dfl file")
     return real, None
 
 

@@ -6,6 +6,7 @@ Parse errors become `Diagnostic`s (code E001) pointing at the offending token, n
 from __future__ import annotations
 
 import functools
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -49,7 +50,11 @@ class _ToAst(Transformer):
 
     # expressions
     def int(self, meta, tok):
-        return ast.Int(int(tok.replace("_", "")), self._s(meta))
+        digits = tok.replace("_", "").lstrip("0") or "0"
+        if len(digits) > 19:  # past 2^62 for sure; also keeps int() away from huge literals
+            raise DfslError([Diagnostic("E006", f"{tok[:20]}... ({len(digits)} digits) is too large (the limit "
+                                        "is 2^62)", self._s(meta))])
+        return ast.Int(int(digits), self._s(meta))
 
     def name(self, meta, tok):
         return ast.Name(str(tok), self._s(meta))
@@ -203,7 +208,8 @@ def _syntax_diagnostic(path: Path, source: str, err: UnexpectedInput) -> Diagnos
         width = max(1, len(str(err.token)))
         message = f"unexpected `{err.token}`; expected {_describe_expected(err.expected)}"
     elif isinstance(err, UnexpectedCharacters):
-        message = f"unexpected character `{err.char}`"
+        char = err.char if err.char.isprintable() else repr(err.char)[1:-1]
+        message = f"unexpected character `{char}`"
     elif isinstance(err, UnexpectedEOF):
         message = f"the file ends too early; expected {_describe_expected(set(err.expected))}"
     else:  # pragma: no cover - lark has no other kinds
@@ -218,12 +224,13 @@ def _syntax_help(err: UnexpectedInput) -> str | None:
     return None
 
 
-def decode_source(path: Path, data: bytes) -> str:
+def decode_source(path: Path, data: bytes, size_bytes: int = 0) -> str:
     """The file's text, or a located E002 when it is not UTF-8 (or E017 when it is too large)."""
     if len(data) > MAX_SOURCE_BYTES:
+        size = f"{size_bytes:,} bytes" if size_bytes else f"more than {MAX_SOURCE_BYTES:,} bytes"
         raise DfslError([Diagnostic(
             "E017",
-            f"{path}: the file is {len(data):,} bytes; the limit is {MAX_SOURCE_BYTES:,}",
+            f"{path}: the file is {size}; the limit is {MAX_SOURCE_BYTES:,}",
             ast.Span(path, 1, 1, 1, 2),
             "a model file is a few kilobytes: is this the right file?",
         )])
@@ -254,6 +261,8 @@ def parse_text(source: str, path: Path) -> ast.File:
     try:
         items = _ToAst(path).transform(tree)
     except VisitError as err:
+        if isinstance(err.orig_exc, DfslError):
+            raise err.orig_exc from None
         if not isinstance(err.orig_exc, RecursionError):
             raise
         raise DfslError([Diagnostic(
@@ -270,7 +279,12 @@ def parse_text(source: str, path: Path) -> ast.File:
 
 def parse_file(path: Path) -> ast.File:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            # Never more than the limit and one byte: an endless file (/dev/zero) is refused, not read.
+            data = f.read(MAX_SOURCE_BYTES + 1)
+            size_bytes = os.fstat(f.fileno()).st_size if path.is_file() else 0
+    except IsADirectoryError:
+        raise DfslError([Diagnostic("E002", f"{path} is a folder, not a .dfl file", None)]) from None
     except OSError as err:
         raise DfslError([Diagnostic("E002", f"cannot read {path}: {err.strerror}", None)]) from None
-    return parse_text(decode_source(path, data), path)
+    return parse_text(decode_source(path, data, size_bytes), path)
