@@ -1,1 +1,1 @@
-"""The `df` and `rdu` dialects and the shape rules they share."""
+"""The `df` dialect, the target dialects `rdu` (SN40L) and `nv` (GPU) with the ops they share, and the shape rules."""

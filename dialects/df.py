@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     I64,
@@ -31,7 +32,7 @@ from xdsl.dialects.builtin import (
     i32,
 )
 from xdsl.dialects.utils import parse_func_op_like, print_func_op_like
-from xdsl.ir import Attribute, Block, Dialect, ParametrizedAttribute, Region, SSAValue, TypeAttribute
+from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, Region, SSAValue, TypeAttribute
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -319,6 +320,14 @@ class OutputOp(IRDLOperation):
 
 
 class CallBase(IRDLOperation):
+    """A call of a symbol by name: `args` in, `res` out, as the callee's signature says.
+
+    A subclass that calls something other than a func-like op overrides `callee_signature`, and
+    `CALLEE_NOUN`, what its messages call the callee.
+    """
+
+    CALLEE_NOUN: ClassVar[str] = "callee"
+
     callee = prop_def(SymbolRefAttr)
     args = var_operand_def(TensorType)
     res = var_result_def(TensorType)
@@ -329,17 +338,21 @@ class CallBase(IRDLOperation):
             operands=[args], result_types=[result_types], properties={"callee": SymbolRefAttr(callee)}
         )
 
-    def verify_(self) -> None:
-        target = SymbolTable.lookup_symbol(self, self.callee)
-        if target is None:
-            return
-        if not isinstance(target, FuncLikeBase):
+    def callee_signature(self, callee: Operation) -> FunctionType:
+        """The signature of the op the symbol names; raises if this op cannot call it."""
+        if not isinstance(callee, FuncLikeBase):
             raise VerifyException(f"{self.name}: @{self.callee.string_value()} is not callable")
-        ft = target.function_type
+        return callee.function_type
+
+    def verify_(self) -> None:
+        callee = SymbolTable.lookup_symbol(self, self.callee)
+        if callee is None:
+            return
+        ft = self.callee_signature(callee)
         if tuple(self.args.types) != ft.inputs.data or tuple(self.res.types) != ft.outputs.data:
             raise VerifyException(
                 f"{self.name} @{self.callee.string_value()}: operand or result types differ from "
-                "the callee's signature"
+                f"the {self.CALLEE_NOUN}'s signature"
             )
 
 

@@ -11,25 +11,16 @@ Everything inside a program is per socket; `sockets` says how many run it side b
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
-from xdsl.dialects.builtin import (
-    I64,
-    ArrayAttr,
-    DenseArrayBase,
-    IntAttr,
-    IntegerAttr,
-    StringAttr,
-    SymbolNameConstraint,
-    i64,
-)
-from xdsl.ir import Attribute, Block, Dialect, ParametrizedAttribute, Region, SSAValue
+from xdsl.dialects.builtin import I64, ArrayAttr, DenseArrayBase, IntegerAttr, StringAttr, i64
+from xdsl.ir import Attribute, Block, Dialect, Region
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
     attr_def,
     irdl_attr_definition,
     irdl_op_definition,
-    opt_prop_def,
     prop_def,
     region_def,
     result_def,
@@ -37,229 +28,56 @@ from xdsl.irdl import (
     var_operand_def,
     var_result_def,
 )
-from xdsl.parser import AttrParser, Parser
-from xdsl.parser.base_parser import BaseParser
+from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, SymbolOpInterface
-from xdsl.utils.exceptions import DiagnosticException, VerifyException
+from xdsl.utils.exceptions import VerifyException
 
-from dfdsl.dialects import df
-from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, Shape
-
-BUFFER_KINDS = ("input", "weight", "kv_cache")
-"""What a declared buffer holds: a step's input, a parameter, or a KV cache."""
+from dfdsl.dialects import df, target_ops
+from dfdsl.dialects.target_ops import BUFFER_KINDS, TRAFFIC, NotAffineError, Work, parse_work_terms
+from dfdsl.dialects.target_ops import ZERO as ZERO  # re-exported: the lowerings build work from `rdu`
 
 
 @irdl_attr_definition
-class BufferType(df.ShapedTypeBase):
+class BufferType(target_ops.BufferTypeBase):
     """A buffer in one memory tier: `!rdu.buffer<[32, 4096, 512], bf16, hbm>`; the tier is required."""
 
     name = "rdu.buffer"
-
-    def verify(self) -> None:
-        super().verify()
-        if not self.tier.data:
-            raise VerifyException(f"!rdu.buffer needs a memory tier ({', '.join(TIERS)})")
-
-
-# ---------------------------------------------------------------------------------------------
-# Work: a quantity per invocation, affine in B and B*S.
-
-
-class NotAffineError(DiagnosticException):
-    """A shape whose size is not of the form c, b*B or bs*B*S, so it cannot be a `Work`."""
-
-
-def _parse_work_terms(parser: BaseParser) -> tuple[int, int, int]:
-    """Parses `1024 + 8*B + 2*B*S` (any order, any subset, `B` alone meaning `1*B`) into coefficients."""
-    coefficients = [0, 0, 0]
-
-    def term() -> None:
-        factor = parser.parse_optional_integer(allow_boolean=False, allow_negative=False)
-        if factor is not None and parser.parse_optional_punctuation("*") is None:
-            coefficients[0] += factor
-            return
-        parser.parse_keyword("B", " (a term of work: N, N*B or N*B*S)")
-        per_context = parser.parse_optional_punctuation("*") is not None
-        if per_context:
-            parser.parse_keyword("S", " (B*S is the only product of dimensions)")
-        coefficients[2 if per_context else 1] += 1 if factor is None else factor
-
-    term()
-    while parser.parse_optional_punctuation("+") is not None:
-        term()
-    return coefficients[0], coefficients[1], coefficients[2]
-
-
-@irdl_attr_definition
-class Work(ParametrizedAttribute):
-    """FLOPs or bytes per invocation: `const + per_batch*B + per_batch_context*B*S`.
-
-    Printed `#rdu.work<1024 + 8*B + 2*B*S>` with the zero terms left out (`#rdu.work<0>`).
-    """
-
-    name = "rdu.work"
-
-    const: IntAttr
-    per_batch: IntAttr
-    per_batch_context: IntAttr
-
-    @staticmethod
-    def make(const: int = 0, per_batch: int = 0, per_batch_context: int = 0) -> Work:
-        return Work(IntAttr(const), IntAttr(per_batch), IntAttr(per_batch_context))
-
-    @staticmethod
-    def of_elements(dims: Shape) -> Work:
-        """The number of elements of a shape: numbers times at most one B and, with it, one S."""
-        count = 1
-        for d in dims:
-            if isinstance(d, int):
-                count *= d
-        symbols = sorted(d for d in dims if isinstance(d, str))
-        if symbols == []:
-            return Work.make(count)
-        if symbols == ["B"]:
-            return Work.make(0, count)
-        if symbols == ["B", "S"]:
-            return Work.make(0, 0, count)
-        raise NotAffineError(
-            f"shape [{', '.join(map(str, dims))}] is not affine in B and B*S, so its size cannot be "
-            "expressed as rdu work"
-        )
-
-    @staticmethod
-    def of_bytes(type_: df.ShapedTypeBase) -> Work:
-        """The bytes of a tensor or buffer type."""
-        return Work.of_elements(type_.dims) * DTYPE_BYTES[type_.dtype]
-
-    @property
-    def terms(self) -> tuple[int, int, int]:
-        return self.const.data, self.per_batch.data, self.per_batch_context.data
-
-    def at(self, batch: int, context: int) -> int:
-        """The value for a run of `batch` sequences with `context` tokens already cached."""
-        c, b, bs = self.terms
-        return c + b * batch + bs * batch * context
-
-    def __add__(self, other: Work) -> Work:
-        return Work.make(*(x + y for x, y in zip(self.terms, other.terms)))
-
-    def __mul__(self, factor: int) -> Work:
-        return Work.make(*(x * factor for x in self.terms))
-
-    __rmul__ = __mul__
-
-    def is_zero(self) -> bool:
-        return self.terms == (0, 0, 0)
-
-    def verify(self) -> None:
-        if any(x < 0 for x in self.terms):
-            raise VerifyException(f"#rdu.work<{self.expression()}>: work cannot be negative")
-
-    def expression(self) -> str:
-        """`1024 + 8*B + 2*B*S`, without the zero terms; `0` if all are zero."""
-        c, b, bs = self.terms
-        parts = [str(c)] if c else []
-        parts += [f"{'' if b == 1 else f'{b}*'}B"] if b else []
-        parts += [f"{'' if bs == 1 else f'{bs}*'}B*S"] if bs else []
-        return " + ".join(parts) or "0"
-
-    @classmethod
-    def parse_parameters(cls, parser: AttrParser) -> list[Attribute]:
-        with parser.in_angle_brackets():
-            terms = _parse_work_terms(parser)
-        return [IntAttr(x) for x in terms]
-
-    def print_parameters(self, printer: Printer) -> None:
-        printer.print_string(f"<{self.expression()}>")
-
-
-ZERO = Work.make()
-
-
-def expected_experts_touched(experts: int, top_k: int, batch: int) -> float:
-    """Distinct experts a step of `batch` tokens reaches when each picks `top_k` of `experts` uniformly."""
-    return experts * (1 - (1 - top_k / experts) ** batch)
 
 
 # ---------------------------------------------------------------------------------------------
 # The program: one decode step.
 
-_PROGRAM_COUNTS = ("batch", "context", "tokens", "sockets", "pcus_per_socket", "pmus_per_socket",
-                   "sram_bytes_per_socket")
-
 
 @irdl_op_definition
-class ProgramOp(IRDLOperation):
+class ProgramOp(target_ops.ProgramBase):
     """One decode step, per socket: declared buffers, kernel calls in order, the output.
 
     `sockets` is the tensor-parallel degree the program is sharded to (each socket runs this
     program on its shard); the `*_per_socket` numbers are the chip budget the kernels were sized for.
     """
 
+    COUNTS: ClassVar[tuple[str, ...]] = (
+        "batch", "context", "tokens", "sockets", "pcus_per_socket", "pmus_per_socket", "sram_bytes_per_socket",
+    )
+
     name = "rdu.program"
-    sym_name = prop_def(SymbolNameConstraint())
-    batch = prop_def(IntegerAttr[I64])
-    context = prop_def(IntegerAttr[I64])
-    tokens = prop_def(IntegerAttr[I64])
     sockets = prop_def(IntegerAttr[I64])
-    target = prop_def(StringAttr)
     pcus_per_socket = prop_def(IntegerAttr[I64])
     pmus_per_socket = prop_def(IntegerAttr[I64])
     sram_bytes_per_socket = prop_def(IntegerAttr[I64])
-    body = region_def("single_block")
-    traits = traits_def(NoTerminator(), SymbolOpInterface())
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$sym_name attr-dict-with-keyword $body"
-
-    def __init__(self, name: str, *, target: str, region: Region | None = None, **counts: int):
-        super().__init__(
-            properties={
-                "sym_name": StringAttr(name),
-                "target": StringAttr(target),
-                **{key: IntegerAttr(counts[key], 64) for key in _PROGRAM_COUNTS},
-            },
-            regions=[region or Region(Block())],
-        )
-
-    def count(self, key: str) -> int:
-        """One of the integer properties (`batch`, `pcus_per_socket`, ...) as an int."""
-        return self.properties[key].value.data  # type: ignore[union-attr]
-
-    def verify_(self) -> None:
-        for key in _PROGRAM_COUNTS:
-            if self.count(key) <= 0:
-                raise VerifyException(f"rdu.program: {key} must be positive")
-        outputs = [op for op in self.body.block.ops if isinstance(op, OutputOp)]
-        if outputs and outputs[-1] is not self.body.block.last_op:
-            raise VerifyException("rdu.program: rdu.output must be the last op of the program")
 
 
 @irdl_op_definition
-class BufferOp(IRDLOperation):
+class BufferOp(target_ops.BufferBase):
     """A declared buffer: the step's input, a weight, or a KV cache, in its memory tier.
 
     `%w = rdu.buffer "layers.{0..31}.wq" kind weight : !rdu.buffer<[32, 4096, 512], bf16, hbm>`
     """
 
     name = "rdu.buffer"
-    buffer_name = prop_def(StringAttr)
-    kind = prop_def(StringAttr)
     result = result_def(BufferType)
     traits = traits_def(HasParent(ProgramOp))
-
-    def __init__(self, buffer_name: str, kind: str, type_: BufferType):
-        super().__init__(
-            properties={"buffer_name": StringAttr(buffer_name), "kind": StringAttr(kind)},
-            result_types=[type_],
-        )
-
-    def verify_(self) -> None:
-        if self.kind.data not in BUFFER_KINDS:
-            raise VerifyException(
-                f"rdu.buffer {self.buffer_name.data!r}: kind {self.kind.data!r} is not one of "
-                + ", ".join(BUFFER_KINDS)
-            )
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
@@ -285,16 +103,12 @@ class BufferOp(IRDLOperation):
 
 
 @irdl_op_definition
-class OutputOp(IRDLOperation):
+class OutputOp(target_ops.OutputBase):
     """The values a decode step produces (the sampled tokens)."""
 
     name = "rdu.output"
     values = var_operand_def(BufferType)
     traits = traits_def(HasParent(ProgramOp))
-    assembly_format = "attr-dict ($values^ `:` type($values))?"
-
-    def __init__(self, *values: SSAValue):
-        super().__init__(operands=[values])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,7 +300,7 @@ class LoopOp(IRDLOperation):
         )
         parser.parse_keyword("strides")
         strides = parser.parse_comma_separated_list(
-            parser.Delimiter.SQUARE, lambda: Work.make(*_parse_work_terms(parser))
+            parser.Delimiter.SQUARE, lambda: Work.make(*parse_work_terms(parser))
         )
         parser.parse_keyword("carried_bytes")
         carried = parser.parse_attribute()
@@ -505,14 +319,14 @@ class LoopOp(IRDLOperation):
 # ---------------------------------------------------------------------------------------------
 # What runs inside a kernel.
 
-TRAFFIC = ("hbm_read", "hbm_write", "ddr_read", "ddr_write")
-"""A stage's memory traffic per invocation, by tier and direction (SRAM traffic is on chip)."""
 
-_EXPERT_FIELDS = ("experts", "top_k", "expert_read", "expert_tier")
+def expected_experts_touched(experts: int, top_k: int, batch: int) -> float:
+    """Distinct experts a step of `batch` tokens reaches when each picks `top_k` of `experts` uniformly."""
+    return experts * (1 - (1 - top_k / experts) ** batch)
 
 
 @irdl_op_definition
-class StageOp(IRDLOperation):
+class StageOp(target_ops.OperatorWorkBase):
     """One pipeline stage: operators mapped onto `pcus` PCUs and `pmus` PMUs, and their work per invocation.
 
     `flops` and the bytes read and written per memory tier are per invocation of the stage
@@ -523,19 +337,9 @@ class StageOp(IRDLOperation):
 
     name = "rdu.stage"
     stage_name = prop_def(StringAttr)
-    operators = prop_def(ArrayAttr[StringAttr])
     pcus = prop_def(IntegerAttr[I64])
     pmus = prop_def(IntegerAttr[I64])
-    flops = prop_def(Work)
-    hbm_read = prop_def(Work, default_value=ZERO)
-    hbm_write = prop_def(Work, default_value=ZERO)
-    ddr_read = prop_def(Work, default_value=ZERO)
-    ddr_write = prop_def(Work, default_value=ZERO)
     sram_bytes = prop_def(IntegerAttr[I64])
-    experts = opt_prop_def(IntegerAttr[I64])
-    top_k = opt_prop_def(IntegerAttr[I64])
-    expert_read = opt_prop_def(Work)
-    expert_tier = opt_prop_def(StringAttr)
     traits = traits_def(HasParent(KernelOp, LoopOp))
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$stage_name attr-dict"
@@ -548,10 +352,6 @@ class StageOp(IRDLOperation):
         """Gives the stage its units (the enclosing kernel's totals then need `KernelOp.set_units`)."""
         for key, value in (("pcus", pcus), ("pmus", pmus), ("sram_bytes", sram_bytes)):
             self.properties[key] = IntegerAttr(value, 64)
-
-    def work(self, key: str) -> Work:
-        """`flops`, one of `TRAFFIC`, or `expert_read` (zero when absent)."""
-        return self.properties.get(key, ZERO)  # type: ignore[return-value]
 
     def memory_bytes(self, batch: int, context: int) -> float:
         """Bytes this stage moves to and from HBM and DDR per invocation, experts at their expected count."""
@@ -567,17 +367,7 @@ class StageOp(IRDLOperation):
             raise VerifyException(f"{name} needs at least one PCU and one PMU")
         if self.units("sram_bytes") < 0:
             raise VerifyException(f"{name}: sram_bytes cannot be negative")
-        if not self.operators.data:
-            raise VerifyException(f"{name} runs no operators")
-        given = [key for key in _EXPERT_FIELDS if key in self.properties]
-        if given and len(given) != len(_EXPERT_FIELDS):
-            raise VerifyException(f"{name}: a MoE stage gives all of {', '.join(_EXPERT_FIELDS)}")
-        if self.expert_tier is not None and self.expert_tier.data not in TIERS:
-            raise VerifyException(f"{name}: unknown expert tier {self.expert_tier.data!r}")
-        if self.experts is not None and self.top_k is not None:
-            if not 1 <= self.top_k.value.data <= self.experts.value.data:
-                raise VerifyException(f"{name}: top_k must be between 1 and the number of experts")
-
+        self.verify_work(name)
 
 @irdl_op_definition
 class AllReduceOp(IRDLOperation):
@@ -602,7 +392,7 @@ class AllReduceOp(IRDLOperation):
 
 
 def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffic: Mapping[str, Work],
-               moe: tuple[int, int, Work, str] | None = None, pcus: int = 1, pmus: int = 1,
+               moe: target_ops.ExpertWork | None = None, pcus: int = 1, pmus: int = 1,
                sram_bytes: int = 0) -> StageOp:
     """Builds a stage; `traffic` maps keys of `TRAFFIC` to work (missing ones are zero);
     `moe` is (experts, top_k, expert_read, expert_tier) for a MoE experts stage."""
@@ -611,18 +401,10 @@ def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffi
         "operators": ArrayAttr([StringAttr(o) for o in operators]),
         "pcus": IntegerAttr(pcus, 64),
         "pmus": IntegerAttr(pmus, 64),
-        "flops": flops,
-        **{key: traffic.get(key, ZERO) for key in TRAFFIC},
+        **target_ops.traffic_properties(flops, traffic),
         "sram_bytes": IntegerAttr(sram_bytes, 64),
+        **target_ops.expert_properties(moe),
     }
-    if moe is not None:
-        experts, top_k, expert_read, expert_tier = moe
-        properties |= {
-            "experts": IntegerAttr(experts, 64),
-            "top_k": IntegerAttr(top_k, 64),
-            "expert_read": expert_read,
-            "expert_tier": StringAttr(expert_tier),
-        }
     return StageOp.create(properties=properties)
 
 

@@ -18,19 +18,29 @@ same `SimResult` as the SN40L interpreter, so the same report describes both.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.interpreter import Interpreter, InterpreterFunctions, impl, register_impls
+from xdsl.interpreter import Interpreter, impl, register_impls
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import nv
 from dfdsl.sim import timing
 from dfdsl.sim.hardware import GpuHardware, load_hardware
-from dfdsl.sim.interpreter import Buffer, SimResult, affine
+from dfdsl.sim.interpreter import (
+    Buffer,
+    CallLog,
+    SimResult,
+    TargetFunctions,
+    activations,
+    affine,
+    callee_kernel,
+    interpret,
+    operator_work,
+    run_sizes,
+    the_program,
+)
 
 GPU_TRACK = "GPU kernels"
 """The timeline track whose events (launch/sync, kernel bodies, NCCL calls) tile the step with `host`."""
@@ -51,19 +61,8 @@ def gpu_hardware(hardware: GpuHardware | str) -> GpuHardware:
 def kernel_launch(kernel: nv.KernelOp) -> timing.KernelCall:
     """One launch of `kernel` as the timing skeleton sees it: one iteration, no spatial pipeline
     (depth 0), the whole GPU (`pcus` is an SN40L notion and unused here)."""
-    experts: tuple[timing.ExpertRead, ...] = ()
-    if kernel.experts is not None and kernel.top_k is not None and kernel.expert_tier is not None:
-        experts = (timing.ExpertRead(kernel.experts.value.data, kernel.top_k.value.data,
-                                     affine(kernel.work("expert_read")), kernel.expert_tier.data),)
-    work = timing.IterationWork(
-        flops=affine(kernel.work("flops")),
-        hbm_read=affine(kernel.work("hbm_read")),
-        hbm_write=affine(kernel.work("hbm_write")),
-        ddr_read=affine(kernel.work("ddr_read")),
-        ddr_write=affine(kernel.work("ddr_write")),
-        experts=experts,
-    )
-    return timing.KernelCall(kernel=kernel.sym_name.data, trips=1, depth_stages=0, pcus=0, work=work)
+    return timing.KernelCall(kernel=kernel.sym_name.data, trips=1, depth_stages=0, pcus=0,
+                             work=operator_work(kernel))
 
 
 def nccl_call(op: nv.AllReduceOp) -> timing.KernelCall:
@@ -118,16 +117,7 @@ def launch_timing(call: timing.KernelCall, hw: GpuHardware, batch: int, context:
 
 def step(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, context: int) -> timing.Step:
     """One decode step at `context` tokens cached: the launches in order, then the host."""
-    breakdown = dict.fromkeys(timing.CATEGORIES, 0.0)
-    hbm = ddr = flops = 0.0
-    for call, repeats in Counter(calls).items():
-        launch_timing(call, hw, batch, context).add_to(breakdown, repeats)
-        t = timing.traffic(call.work, batch, context)
-        hbm += repeats * t.hbm_read_bytes
-        ddr += repeats * t.ddr_read_bytes
-        flops += repeats * t.flops
-    breakdown["host"] += hw.assumptions.host_per_token_s
-    return timing.Step(breakdown, hbm + ddr, hbm, ddr, flops)
+    return timing.step(calls, hw, batch, context, launch_timing)
 
 
 def timeline(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, context: int,
@@ -151,71 +141,37 @@ def timeline(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, co
     return timing.Timeline(tuple(events), gpus, now_s + host_s)
 
 
-@attrs.define
-class StepState:
-    """Per-run state of the interpreter: the launches of one step, in stream order."""
-
-    calls: list[timing.KernelCall] = attrs.field(factory=list)
-    kernels: dict[str, timing.KernelCall] = attrs.field(factory=dict)
-
-
 @register_impls
-class NvFunctions(InterpreterFunctions):
+class NvFunctions(TargetFunctions):
     """Records the launches and NCCL calls of one `nv` decode step."""
 
-    def state(self, interpreter: Interpreter) -> StepState:
-        return interpreter.get_data(NvFunctions, "step", StepState)
+    run_program = impl(nv.ProgramOp)(TargetFunctions.enter_program)
+    run_buffer = impl(nv.BufferOp)(TargetFunctions.declare_buffer)
+    run_output = impl(nv.OutputOp)(TargetFunctions.end_step)
 
-    @impl(nv.ProgramOp)
-    def run_program(self, interpreter: Interpreter, op: nv.ProgramOp, args: tuple[Any, ...]) -> tuple[()]:
-        interpreter.run_ssacfg_region(op.body, (), op.sym_name.data)
-        return ()
-
-    @impl(nv.BufferOp)
-    def run_buffer(self, interpreter: Interpreter, op: nv.BufferOp, args: tuple[Any, ...]) -> tuple[Buffer]:
-        return (Buffer(op.buffer_name.data, op.kind.data, op.result.type.tier_name),)  # type: ignore[attr-defined]
+    def state(self, interpreter: Interpreter) -> CallLog:
+        return interpreter.get_data(NvFunctions, "step", CallLog)
 
     @impl(nv.LaunchOp)
     def run_launch(self, interpreter: Interpreter, op: nv.LaunchOp, args: tuple[Any, ...]) -> tuple[Buffer, ...]:
-        state = self.state(interpreter)
         callee = op.callee.string_value()
-        if callee not in state.kernels:
-            kernel = interpreter.get_op_for_symbol(callee)
-            if not isinstance(kernel, nv.KernelOp):
-                raise DiagnosticException(f"nv.launch @{callee}: the callee is not an nv.kernel")
-            state.kernels[callee] = kernel_launch(kernel)
-        state.calls.append(state.kernels[callee])
-        return tuple(Buffer(f"{callee}#{i}", "activation", r.type.tier_name)  # type: ignore[attr-defined]
-                     for i, r in enumerate(op.res))
+        self.state(interpreter).add(callee, lambda: kernel_launch(callee_kernel(interpreter, op, nv.KernelOp)))
+        return activations(callee, op.res)
 
     @impl(nv.AllReduceOp)
     def run_all_reduce(self, interpreter: Interpreter, op: nv.AllReduceOp, args: tuple[Any, ...]) -> tuple[Buffer]:
         self.state(interpreter).calls.append(nccl_call(op))
         return (Buffer("nccl_all_reduce", "activation", op.result.type.tier_name),)  # type: ignore[attr-defined]
 
-    @impl(nv.OutputOp)
-    def run_output(self, interpreter: Interpreter, op: nv.OutputOp, args: tuple[Any, ...]) -> tuple[()]:
-        return ()
-
 
 def _program(module: ModuleOp) -> nv.ProgramOp:
-    programs = [op for op in module.walk() if isinstance(op, nv.ProgramOp)]
-    if len(programs) != 1:
-        raise DiagnosticException(
-            f"the GPU simulator runs a module with exactly one nv.program, found {len(programs)}: "
-            "lower the model with gpu-partition and df-to-nv first"
-        )
-    return programs[0]
+    return the_program(module, nv.ProgramOp, "GPU simulator", "gpu-partition and df-to-nv")
 
 
 def interpret_step(module: ModuleOp) -> list[timing.KernelCall]:
     """Interprets the module's program once: its launches and NCCL calls in stream order."""
-    program = _program(module)
     functions = NvFunctions()
-    interpreter = Interpreter(module)
-    interpreter.register_implementations(functions)
-    interpreter.run_op(program, ())
-    return functions.state(interpreter).calls
+    return functions.state(interpret(module, _program(module), functions)).calls
 
 
 def simulate_gpu(module: ModuleOp, hardware: GpuHardware | str, *, batch: int | None = None,
@@ -223,35 +179,14 @@ def simulate_gpu(module: ModuleOp, hardware: GpuHardware | str, *, batch: int | 
     """Times `tokens` decode steps of the module's `nv.program` (sizes default to the program's)."""
     hw = gpu_hardware(hardware)
     program = _program(module)
-    batch = program.count("batch") if batch is None else batch
-    context = program.count("context") if context is None else context
-    tokens = program.count("tokens") if tokens is None else tokens
+    batch, context, tokens = run_sizes(program, batch, context, tokens)
     gpus = program.count("gpus")
-    if min(batch, context, tokens) <= 0:
-        raise DiagnosticException("batch, context and tokens must be positive")
     if gpus > hw.node.gpus:
         raise DiagnosticException(
             f"{hw.name} has {hw.node.gpus} GPUs per node and the program runs on {gpus}: tensor "
             f"parallelism across nodes is not modelled; use at most {hw.node.gpus} sockets"
         )
     calls = interpret_step(module)
-    run = timing.Run(tuple(step(calls, hw, batch, context + t) for t in range(tokens)))
-    return SimResult(
-        model=program.sym_name.data,
-        target=hw.name,
-        sockets=gpus,
-        batch=batch,
-        context=context,
-        tokens=tokens,
-        ms_per_token=run.step_s * 1e3,
-        breakdown_ms={k: v * 1e3 for k, v in run.breakdown_s.items()},
-        step_ms=tuple(s.total_s * 1e3 for s in run.steps),
-        kernel_calls_per_token=len(calls),
-        bytes_per_token=gpus * run.mean("read_bytes"),
-        hbm_bytes_per_token=gpus * run.mean("hbm_read_bytes"),
-        ddr_bytes_per_token=gpus * run.mean("ddr_read_bytes"),
-        flops_per_token=gpus * run.mean("flops"),
-        aggregate_hbm_bytes_per_s=gpus * hw.hbm.bandwidth_bytes_per_s,
-        calls=tuple(calls),
-        timeline=timeline(calls, hw, batch, context, gpus),
-    )
+    run = timing.run(calls, hw, batch, context, tokens, launch_timing)
+    return SimResult.of_run(program, hw, sockets=gpus, batch=batch, context=context, run=run, calls=calls,
+                            timeline=timeline(calls, hw, batch, context, gpus))

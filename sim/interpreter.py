@@ -5,13 +5,16 @@ in order; the first `rdu.call` of each kernel runs the kernel's body once (stage
 iteration does (`timing.KernelCall`: work affine in B and B*S), then places the call on the
 step's timeline. `simulate` interprets the program once, at the first step's context, and then
 evaluates the same calls at every later context of the run with the timing model alone: the work
-of a call does not change from step to step, only the value of S does.
+of a call does not change from step to step, only the value of S does. What the GPU interpreter
+does alike (the ops of `target_ops`, the log of calls, finding the program, the `SimResult`) is
+here too, and `sim/gpu_interpreter.py` uses it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from xdsl.dialects.builtin import ModuleOp
@@ -24,11 +27,15 @@ from xdsl.interpreter import (
     impl_terminator,
     register_impls,
 )
+from xdsl.ir import Operation, OpResult
 from xdsl.utils.exceptions import DiagnosticException
 
-from dfdsl.dialects import rdu
+from dfdsl.dialects import df, rdu, target_ops
 from dfdsl.sim import timing
-from dfdsl.sim.hardware import Hardware, load_hardware
+from dfdsl.sim.hardware import GpuHardware, Hardware, load_hardware
+
+ProgramT = TypeVar("ProgramT", bound=target_ops.ProgramBase)
+KernelT = TypeVar("KernelT", bound=Operation)
 
 
 @attrs.frozen
@@ -45,6 +52,72 @@ def affine(work: rdu.Work) -> timing.Affine:
     return timing.Affine(*work.terms)
 
 
+def operator_work(op: target_ops.OperatorWorkBase) -> timing.IterationWork:
+    """The work an op states per invocation (an `rdu.stage`, an `nv.kernel`), for the timing model."""
+    experts: tuple[timing.ExpertRead, ...] = ()
+    if op.experts is not None and op.top_k is not None and op.expert_tier is not None:
+        experts = (timing.ExpertRead(op.experts.value.data, op.top_k.value.data,
+                                     affine(op.work("expert_read")), op.expert_tier.data),)
+    return timing.IterationWork(
+        flops=affine(op.work("flops")),
+        hbm_read=affine(op.work("hbm_read")),
+        hbm_write=affine(op.work("hbm_write")),
+        ddr_read=affine(op.work("ddr_read")),
+        ddr_write=affine(op.work("ddr_write")),
+        experts=experts,
+    )
+
+
+def activations(callee: str, results: Sequence[OpResult]) -> tuple[Buffer, ...]:
+    """The buffers a call of `callee` returns, each in the tier of its type."""
+    return tuple(
+        Buffer(f"{callee}#{i}", "activation", result.type.tier_name)  # type: ignore[attr-defined]
+        for i, result in enumerate(results)
+    )
+
+
+def callee_kernel(interpreter: Interpreter, op: df.CallBase, kernel_type: type[KernelT]) -> KernelT:
+    """The kernel `op` calls, or a diagnostic if the symbol names something else."""
+    callee = op.callee.string_value()
+    kernel = interpreter.get_op_for_symbol(callee)
+    if not isinstance(kernel, kernel_type):
+        raise DiagnosticException(f"{op.name} @{callee}: the callee is not an {kernel_type.name}")
+    return kernel
+
+
+@attrs.define
+class CallLog:
+    """The kernel calls of one step so far, in order; what each kernel does is worked out once."""
+
+    calls: list[timing.KernelCall] = attrs.field(factory=list)
+    kernels: dict[str, timing.KernelCall] = attrs.field(factory=dict)
+
+    def add(self, callee: str, profile: Callable[[], timing.KernelCall]) -> timing.KernelCall:
+        """Logs a call of `callee`, running `profile` for its first one."""
+        if callee not in self.kernels:
+            self.kernels[callee] = profile()
+        call = self.kernels[callee]
+        self.calls.append(call)
+        return call
+
+
+class TargetFunctions(InterpreterFunctions):
+    """What both targets' interpreters do with the ops of `target_ops`. A subclass binds these to
+    its dialect's ops, `run_program = impl(rdu.ProgramOp)(TargetFunctions.enter_program)`, as the
+    interpreter dispatches on the exact op class."""
+
+    def enter_program(self, interpreter: Interpreter, op: target_ops.ProgramBase, args: tuple[Any, ...]) -> tuple[()]:
+        interpreter.run_ssacfg_region(op.body, (), op.sym_name.data)
+        return ()
+
+    def declare_buffer(self, interpreter: Interpreter, op: target_ops.BufferBase,
+                       args: tuple[Any, ...]) -> tuple[Buffer]:
+        return (Buffer(op.buffer_name.data, op.kind.data, op.result.type.tier_name),)  # type: ignore[attr-defined]
+
+    def end_step(self, interpreter: Interpreter, op: target_ops.OutputBase, args: tuple[Any, ...]) -> tuple[()]:
+        return ()
+
+
 @attrs.define
 class KernelWork:
     """Accumulates one kernel's pipeline while its body is interpreted."""
@@ -54,36 +127,21 @@ class KernelWork:
     work: timing.IterationWork = timing.IterationWork()
 
     def add_stage(self, stage: rdu.StageOp) -> None:
-        w = self.work
-        experts = w.experts
-        if stage.experts is not None and stage.top_k is not None and stage.expert_tier is not None:
-            experts += (timing.ExpertRead(stage.experts.value.data, stage.top_k.value.data,
-                                          affine(stage.work("expert_read")), stage.expert_tier.data),)
-        self.work = attrs.evolve(
-            w,
-            flops=w.flops + affine(stage.work("flops")),
-            hbm_read=w.hbm_read + affine(stage.work("hbm_read")),
-            hbm_write=w.hbm_write + affine(stage.work("hbm_write")),
-            ddr_read=w.ddr_read + affine(stage.work("ddr_read")),
-            ddr_write=w.ddr_write + affine(stage.work("ddr_write")),
-            experts=experts,
-        )
+        self.work = self.work + operator_work(stage)
         self.depth_stages += 1
 
     def add_all_reduce(self, op: rdu.AllReduceOp) -> None:
         reduce = timing.AllReduce(affine(op.bytes), op.sockets.value.data)
-        self.work = attrs.evolve(self.work, all_reduces=(*self.work.all_reduces, reduce))
+        self.work = self.work + timing.IterationWork(all_reduces=(reduce,))
 
 
-@attrs.define
-class StepState:
+@attrs.define(kw_only=True)
+class StepState(CallLog):
     """Per-run state of the interpreter: the run's sizes, the calls so far, the timeline."""
 
     hardware: Hardware
     batch: int
     context: int
-    calls: list[timing.KernelCall] = attrs.field(factory=list)
-    kernels: dict[str, timing.KernelCall] = attrs.field(factory=dict)
     kernel: KernelWork | None = None
     timeline: timing.TimelineBuilder = attrs.field(init=False)
 
@@ -92,8 +150,12 @@ class StepState:
 
 
 @register_impls
-class RduFunctions(InterpreterFunctions):
+class RduFunctions(TargetFunctions):
     """Times the `rdu` ops of one decode step for one hardware, batch and context."""
+
+    run_program = impl(rdu.ProgramOp)(TargetFunctions.enter_program)
+    run_buffer = impl(rdu.BufferOp)(TargetFunctions.declare_buffer)
+    run_output = impl(rdu.OutputOp)(TargetFunctions.end_step)
 
     def __init__(self, hardware: Hardware, batch: int, context: int):
         self.hardware = hardware
@@ -102,7 +164,8 @@ class RduFunctions(InterpreterFunctions):
 
     def state(self, interpreter: Interpreter) -> StepState:
         return interpreter.get_data(
-            RduFunctions, "step", lambda: StepState(self.hardware, self.batch, self.context)
+            RduFunctions, "step",
+            lambda: StepState(hardware=self.hardware, batch=self.batch, context=self.context),
         )
 
     def _kernel(self, interpreter: Interpreter) -> KernelWork:
@@ -111,34 +174,18 @@ class RduFunctions(InterpreterFunctions):
             raise DiagnosticException("rdu stages and collectives only run inside an rdu.kernel")
         return kernel
 
-    @impl(rdu.ProgramOp)
-    def run_program(self, interpreter: Interpreter, op: rdu.ProgramOp, args: tuple[Any, ...]) -> tuple[()]:
-        interpreter.run_ssacfg_region(op.body, (), op.sym_name.data)
-        return ()
-
-    @impl(rdu.BufferOp)
-    def run_buffer(self, interpreter: Interpreter, op: rdu.BufferOp, args: tuple[Any, ...]) -> tuple[Buffer]:
-        return (Buffer(op.buffer_name.data, op.kind.data, op.result.type.tier_name),)  # type: ignore[attr-defined]
-
     @impl(rdu.CallOp)
     def run_call(self, interpreter: Interpreter, op: rdu.CallOp, args: tuple[Any, ...]) -> tuple[Buffer, ...]:
         state = self.state(interpreter)
         callee = op.callee.string_value()
-        if callee not in state.kernels:
-            state.kernels[callee] = self._profile_kernel(interpreter, callee, args)
-        call = state.kernels[callee]
-        state.calls.append(call)
+        call = state.add(callee, lambda: self._profile_kernel(interpreter, op, args))
         state.timeline.add_call(call)
-        return tuple(
-            Buffer(f"{callee}#{i}", "activation", result.type.tier_name)  # type: ignore[attr-defined]
-            for i, result in enumerate(op.res)
-        )
+        return activations(callee, op.res)
 
-    def _profile_kernel(self, interpreter: Interpreter, callee: str, args: tuple[Any, ...]) -> timing.KernelCall:
+    def _profile_kernel(self, interpreter: Interpreter, op: rdu.CallOp, args: tuple[Any, ...]) -> timing.KernelCall:
         """Interprets the kernel's body once and records what one iteration of it does."""
-        kernel_op = interpreter.get_op_for_symbol(callee)
-        if not isinstance(kernel_op, rdu.KernelOp):
-            raise DiagnosticException(f"rdu.call @{callee}: the callee is not an rdu.kernel")
+        kernel_op = callee_kernel(interpreter, op, rdu.KernelOp)
+        callee = op.callee.string_value()
         state = self.state(interpreter)
         state.kernel = KernelWork()
         interpreter.run_ssacfg_region(kernel_op.body, args, callee)
@@ -150,10 +197,6 @@ class RduFunctions(InterpreterFunctions):
             pcus=kernel_op.pcus.value.data,
             work=kernel.work,
         )
-
-    @impl(rdu.OutputOp)
-    def run_output(self, interpreter: Interpreter, op: rdu.OutputOp, args: tuple[Any, ...]) -> tuple[()]:
-        return ()
 
     @impl(rdu.LoopOp)
     def run_loop(self, interpreter: Interpreter, op: rdu.LoopOp, args: tuple[Any, ...]) -> tuple[()]:
@@ -221,25 +264,71 @@ class SimResult:
         roofline = timing.roofline_tokens_per_s(self.aggregate_hbm_bytes_per_s, bytes_per_step)
         return self.tokens_per_s_per_user / roofline
 
+    @classmethod
+    def of_run(cls, program: target_ops.ProgramBase, hw: Hardware | GpuHardware, *, sockets: int, batch: int,
+               context: int, run: timing.Run, calls: Sequence[timing.KernelCall],
+               timeline: timing.Timeline) -> SimResult:
+        """The figures of `run`, steps of `program` on `sockets` sockets (or GPUs) of `hw` running
+        `calls` each, whose first step is `timeline`."""
+        return cls(
+            model=program.sym_name.data,
+            target=hw.name,
+            sockets=sockets,
+            batch=batch,
+            context=context,
+            tokens=len(run.steps),
+            ms_per_token=run.step_s * 1e3,
+            breakdown_ms={k: v * 1e3 for k, v in run.breakdown_s.items()},
+            step_ms=tuple(s.total_s * 1e3 for s in run.steps),
+            kernel_calls_per_token=len(calls),
+            bytes_per_token=sockets * run.mean("read_bytes"),
+            hbm_bytes_per_token=sockets * run.mean("hbm_read_bytes"),
+            ddr_bytes_per_token=sockets * run.mean("ddr_read_bytes"),
+            flops_per_token=sockets * run.mean("flops"),
+            aggregate_hbm_bytes_per_s=sockets * hw.hbm.bandwidth_bytes_per_s,
+            calls=tuple(calls),
+            timeline=timeline,
+        )
 
-def _program(module: ModuleOp) -> rdu.ProgramOp:
-    programs = [op for op in module.walk() if isinstance(op, rdu.ProgramOp)]
+
+def the_program(module: ModuleOp, program_type: type[ProgramT], simulator: str, lowering: str) -> ProgramT:
+    """The module's one program; else a diagnostic naming the `simulator` and the `lowering` passes."""
+    programs = [op for op in module.walk() if isinstance(op, program_type)]
     if len(programs) != 1:
         raise DiagnosticException(
-            f"the simulator runs a module with exactly one rdu.program, found {len(programs)}: "
-            "lower the model with df-to-rdu first"
+            f"the {simulator} runs a module with exactly one {program_type.name}, found {len(programs)}: "
+            f"lower the model with {lowering} first"
         )
     return programs[0]
 
 
-def interpret_step(module: ModuleOp, hardware: Hardware, batch: int, context: int) -> StepState:
-    """Interprets the module's program once: its calls and the timeline of a step at `context`."""
-    program = _program(module)
-    functions = RduFunctions(hardware, batch, context)
+def run_sizes(program: target_ops.ProgramBase, batch: int | None, context: int | None,
+              tokens: int | None) -> tuple[int, int, int]:
+    """The batch, context and number of steps of a run: those given, else the program's."""
+    batch = program.count("batch") if batch is None else batch
+    context = program.count("context") if context is None else context
+    tokens = program.count("tokens") if tokens is None else tokens
+    if min(batch, context, tokens) <= 0:
+        raise DiagnosticException("batch, context and tokens must be positive")
+    return batch, context, tokens
+
+
+def interpret(module: ModuleOp, program: target_ops.ProgramBase, functions: InterpreterFunctions) -> Interpreter:
+    """Runs `program` once with `functions`; the returned interpreter holds their state."""
     interpreter = Interpreter(module)
     interpreter.register_implementations(functions)
     interpreter.run_op(program, ())
-    return functions.state(interpreter)
+    return interpreter
+
+
+def _program(module: ModuleOp) -> rdu.ProgramOp:
+    return the_program(module, rdu.ProgramOp, "simulator", "df-to-rdu")
+
+
+def interpret_step(module: ModuleOp, hardware: Hardware, batch: int, context: int) -> StepState:
+    """Interprets the module's program once: its calls and the timeline of a step at `context`."""
+    functions = RduFunctions(hardware, batch, context)
+    return functions.state(interpret(module, _program(module), functions))
 
 
 def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | None = None,
@@ -247,30 +336,9 @@ def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | 
     """Times `tokens` decode steps of the module's program (sizes default to the program's)."""
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
     program = _program(module)
-    batch = program.count("batch") if batch is None else batch
-    context = program.count("context") if context is None else context
-    tokens = program.count("tokens") if tokens is None else tokens
+    batch, context, tokens = run_sizes(program, batch, context, tokens)
     sockets = program.count("sockets")
-    if min(batch, context, tokens) <= 0:
-        raise DiagnosticException("batch, context and tokens must be positive")
     first = interpret_step(module, hw, batch, context)
     run = timing.run(first.calls, hw, batch, context, tokens)
-    return SimResult(
-        model=program.sym_name.data,
-        target=hw.name,
-        sockets=sockets,
-        batch=batch,
-        context=context,
-        tokens=tokens,
-        ms_per_token=run.step_s * 1e3,
-        breakdown_ms={k: v * 1e3 for k, v in run.breakdown_s.items()},
-        step_ms=tuple(s.total_s * 1e3 for s in run.steps),
-        kernel_calls_per_token=len(first.calls),
-        bytes_per_token=sockets * run.mean("read_bytes"),
-        hbm_bytes_per_token=sockets * run.mean("hbm_read_bytes"),
-        ddr_bytes_per_token=sockets * run.mean("ddr_read_bytes"),
-        flops_per_token=sockets * run.mean("flops"),
-        aggregate_hbm_bytes_per_s=sockets * hw.hbm.bandwidth_bytes_per_s,
-        calls=tuple(first.calls),
-        timeline=first.timeline.finish(sockets),
-    )
+    return SimResult.of_run(program, hw, sockets=sockets, batch=batch, context=context, run=run,
+                            calls=first.calls, timeline=first.timeline.finish(sockets))

@@ -7,17 +7,19 @@ collectives' latencies and, from the second iteration of a loop on, the carried 
 through the pipeline). A looped kernel therefore pays launch, fill and drain once, and then one
 initiation interval per layer, the next layer's weight stream overlapping this layer's tail. A
 decode step is the program's calls in order plus the host's time per token. docs/timing-model.md
-explains each choice; the numbers come from a `Hardware` (sim/targets/*.toml).
+explains each choice; the numbers come from a `Hardware` (sim/targets/*.toml). `step` and `run`
+take the function that times one call, so the GPU interpreter runs its launches through them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
-from dfdsl.sim.hardware import Hardware
+from dfdsl.sim.hardware import GpuHardware, Hardware
 
 CATEGORIES = ("stream", "compute", "sync", "fill_drain", "collective", "host")
 """Where the time of a decode step goes; the six always sum to the step time."""
@@ -72,6 +74,18 @@ class IterationWork:
     ddr_write: Affine = Affine()
     experts: tuple[ExpertRead, ...] = ()
     all_reduces: tuple[AllReduce, ...] = ()
+
+    def __add__(self, other: IterationWork) -> IterationWork:
+        """The work of both, as one iteration that does the one and then the other."""
+        return IterationWork(
+            flops=self.flops + other.flops,
+            hbm_read=self.hbm_read + other.hbm_read,
+            hbm_write=self.hbm_write + other.hbm_write,
+            ddr_read=self.ddr_read + other.ddr_read,
+            ddr_write=self.ddr_write + other.ddr_write,
+            experts=self.experts + other.experts,
+            all_reduces=self.all_reduces + other.all_reduces,
+        )
 
 
 @attrs.frozen
@@ -271,13 +285,19 @@ class Step:
         return sum(self.breakdown_s.values())
 
 
-def step(calls: Sequence[KernelCall], hw: Hardware, batch: int, context: int) -> Step:
-    """One decode step at `context` tokens already cached: the calls, then the host. Calls of the
-    same kernel cost the same, so each distinct call is timed once."""
+CallTimer = Callable[[KernelCall, Any, int, int], CallTiming]
+"""How a target times one call at a batch and context on its hardware: `call_timing` for the
+SN40L, the GPU interpreter's `launch_timing` for a GPU node."""
+
+
+def step(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, context: int,
+         time_call: CallTimer = call_timing) -> Step:
+    """One decode step at `context` tokens already cached: the calls, each timed by `time_call`,
+    then the host. Calls of the same kernel cost the same, so each distinct call is timed once."""
     breakdown = dict.fromkeys(CATEGORIES, 0.0)
     hbm = ddr = flops = 0.0
     for call, repeats in Counter(calls).items():
-        call_timing(call, hw, batch, context).add_to(breakdown, repeats)
+        time_call(call, hw, batch, context).add_to(breakdown, repeats)
         t = traffic(call.work, batch, context)
         hbm += repeats * call.trips * t.hbm_read_bytes
         ddr += repeats * call.trips * t.ddr_read_bytes
@@ -304,9 +324,10 @@ class Run:
         return {c: sum(s.breakdown_s[c] for s in self.steps) / len(self.steps) for c in CATEGORIES}
 
 
-def run(calls: Sequence[KernelCall], hw: Hardware, batch: int, context: int, tokens: int) -> Run:
+def run(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, context: int, tokens: int,
+        time_call: CallTimer = call_timing) -> Run:
     """Steps at contexts `context`, `context + 1`, ..., `context + tokens - 1`."""
-    return Run(tuple(step(calls, hw, batch, context + t) for t in range(tokens)))
+    return Run(tuple(step(calls, hw, batch, context + t, time_call) for t in range(tokens)))
 
 
 def roofline_tokens_per_s(aggregate_bandwidth_bytes_per_s: float, bytes_per_step: float) -> float:
