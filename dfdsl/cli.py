@@ -15,7 +15,7 @@ from pathlib import Path
 from dfdsl import __version__
 from dfdsl.diagnostics import DfslError, Diagnostic
 
-EMITS = ("df", "fused", "looped", "rdu", "graph")
+EMITS = ("df", "fused", "looped", "rdu", "nv", "graph")
 GRAPH_FORMATS = ("dot", "svg", "png", "json")
 
 
@@ -56,17 +56,19 @@ def _front_end(path: Path, overrides: dict[str, int | str]):
     from dfdsl.elaborate import check_file
     from dfdsl.irgen import generate
 
-    model = check_file(path, overrides)
+    from dfdsl.sim.hardware import bundled_targets
+
+    model = check_file(path, overrides, targets=bundled_targets())
     return model, generate(model)
 
 
-def _lowering_options(args: argparse.Namespace, model):
+def _lowering_options(args: argparse.Namespace, model, *, gpu: bool):
     from dfdsl.lowering.pipeline import LoweringOptions
 
     return LoweringOptions(
         sockets=model.run.sockets,
         fusion=args.fusion,
-        kernel_looping=not args.no_kernel_looping,
+        kernel_looping=not (args.no_kernel_looping or gpu),
         target=model.run.target,
         hardware=args.hardware or "",
     )
@@ -120,14 +122,23 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_lower(args: argparse.Namespace) -> int:
-    from dfdsl.lowering.pipeline import passes_to, run_passes
+    from dfdsl.lowering.pipeline import GPU_STAGES, STAGES, gpu_passes_to, passes_to, run_passes
+    from dfdsl.sim.hardware import GpuHardware, load_hardware
 
     path = Path(args.file)
     model, module = _front_end(path, _overrides(args))
-    options = _lowering_options(args, model)
+    gpu = isinstance(load_hardware(args.hardware or model.run.target), GpuHardware)
+    options = _lowering_options(args, model, gpu=gpu)
     if args.emit != "graph" and (args.stage or args.format or args.unfold):
         raise UsageError("--stage, --format and --unfold go with --emit graph")
-    passes = passes_to(args.stage or "looped" if args.emit == "graph" else args.emit, options)
+    if args.emit is None:
+        args.emit = "nv" if gpu else "rdu"
+    stage = (args.stage or ("fused" if gpu else "looped")) if args.emit == "graph" else args.emit
+    stages = GPU_STAGES if gpu else STAGES
+    if stage not in stages:
+        machine = f"{model.run.target} is a GPU" if gpu else f"{model.run.target} is an RDU"
+        raise UsageError(f"{machine}: its stages are {', '.join(stages)}, not {stage}")
+    passes = (gpu_passes_to if gpu else passes_to)(stage, options)
     if args.remarks:
         passes = [_with_remarks(p) for p in passes]
     timings: list[tuple[str, float]] = []
@@ -153,7 +164,7 @@ def _emit_graph(module, args: argparse.Namespace, path: Path) -> None:
     from dfdsl.graph_view import build_graph, render
 
     fmt = args.format or "dot"
-    data = render(build_graph(module, unfold=args.unfold, stage=args.stage or "looped"), fmt)
+    data = render(build_graph(module, unfold=args.unfold, stage=args.stage), fmt)
     if isinstance(data, bytes) and args.output in (None, "-"):
         if sys.stdout.isatty():
             raise UsageError(f"--format {fmt} is binary: write it to a file with -o graph.{fmt}")
@@ -323,13 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_overrides(p)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("lower", help="lower a model and print the IR of a stage",
+    p = sub.add_parser("lower", help="lower a model and print the IR of a stage (or draw its graph)",
                        description="Lower a .dfl model to a stage of the pipeline and print its IR.")
     p.add_argument("file", metavar="MODEL.dfl")
-    p.add_argument("--emit", choices=EMITS, default="rdu",
-                   help="stage to print: df (front end), fused, looped, rdu (default), or graph: the "
-                        "dataflow graph of --stage")
-    p.add_argument("--stage", choices=EMITS[:4], help="with --emit graph: the stage to draw (default looped)")
+    p.add_argument("--emit", choices=EMITS,
+                   help="stage to print: df (front end), fused, looped, rdu (the default), nv (the GPU "
+                        "program, the default for --target dgx-h100), or graph: the dataflow graph of --stage")
+    p.add_argument("--stage", choices=EMITS[:4],
+                   help="with --emit graph: the stage to draw (default looped; fused on a GPU)")
     p.add_argument("--format", choices=GRAPH_FORMATS,
                    help="with --emit graph: dot (default), svg, png (need Graphviz's `dot`), or json (node-link)")
     p.add_argument("--unfold", action="store_true",

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import attrs
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.passes import ModulePass
 
 from dfdsl.elaborate import check_file
 from dfdsl.footprint import footprint
 from dfdsl.irgen import generate
-from dfdsl.lowering.pipeline import LoweringOptions, passes_to, run_passes
+from dfdsl.lowering.pipeline import LoweringOptions, gpu_passes_to, passes_to, run_passes
 from dfdsl.report import Report, make_report
 from dfdsl.sim.hardware import GpuHardware, Hardware, bundled_targets, load_hardware
 from dfdsl.sim.interpreter import SimResult, simulate
@@ -44,27 +43,10 @@ def load_target(model_target: str, variant: Variant) -> Hardware | GpuHardware:
     return load_hardware(variant.hardware or model_target)
 
 
-def gpu_passes(options: LoweringOptions) -> list[ModulePass]:
-    """The passes that take a front-end `df` module to an `nv` program."""
-    from dfdsl.lowering.df_to_nv import DfToNv
-    from dfdsl.lowering.gpu_partition import GpuPartition, KernelLoopingOnGpuError
-    from dfdsl.lowering.place_memory import PlaceMemory
-    from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
-
-    if options.kernel_looping:
-        raise KernelLoopingOnGpuError()
-    return [
-        ShardTensorParallel(sockets=options.sockets),
-        GpuPartition(),
-        PlaceMemory(target=options.target, hardware=options.hardware),
-        DfToNv(target=options.target),
-    ]
-
-
 def _simulate_gpu(module: ModuleOp, options: LoweringOptions, hardware: GpuHardware) -> SimResult:
     from dfdsl.sim.gpu_interpreter import simulate_gpu
 
-    run_passes(module, gpu_passes(options))
+    run_passes(module, gpu_passes_to("nv", options))
     return simulate_gpu(module, hardware)
 
 

@@ -1,7 +1,9 @@
 """The lowering pipeline: which passes, with which options, take a `df` module to each stage.
 
 `df` is what the front end makes; `fused` has run sharding and fusion; `looped` kernel looping;
-`rdu` memory placement and the conversion to the `rdu` dialect.
+`rdu` memory placement and the conversion to the `rdu` dialect. A GPU target has its own stages:
+`fused` is sharding and `gpu-partition` (TensorRT-LLM's kernels; no kernel looping on a GPU),
+and `nv` memory placement and the conversion to the `nv` dialect.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from xdsl.passes import ModulePass
 from dfdsl.universe import PASSES, dialects
 
 STAGES = ("df", "fused", "looped", "rdu")
+GPU_STAGES = ("df", "fused", "nv")
 FUSION_MODES = ("none", "block", "layer")
 
 
@@ -52,6 +55,25 @@ def passes_to(stage: str, options: LoweringOptions) -> list[ModulePass]:
     if order >= STAGES.index("rdu"):
         passes.append(make_pass("place-memory", target=options.target, hardware=options.hardware))
         passes.append(make_pass("df-to-rdu", target=options.target, hardware=options.hardware))
+    return passes
+
+
+def gpu_passes_to(stage: str, options: LoweringOptions) -> list[ModulePass]:
+    """The passes that take a front-end `df` module to `stage` of a GPU target, in order."""
+    if stage not in GPU_STAGES:
+        raise ValueError(f"a GPU target has the stages {', '.join(GPU_STAGES)}, not {stage!r}")
+    if options.kernel_looping and stage != "df":
+        from dfdsl.lowering.gpu_partition import KernelLoopingOnGpuError
+
+        raise KernelLoopingOnGpuError()
+    order = GPU_STAGES.index(stage)
+    passes: list[ModulePass] = []
+    if order >= GPU_STAGES.index("fused"):
+        passes.append(make_pass("shard-tensor-parallel", sockets=options.sockets))
+        passes.append(make_pass("gpu-partition"))
+    if order >= GPU_STAGES.index("nv"):
+        passes.append(make_pass("place-memory", target=options.target, hardware=options.hardware))
+        passes.append(make_pass("df-to-nv", target=options.target))
     return passes
 
 

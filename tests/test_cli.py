@@ -87,3 +87,11 @@ def test_version_and_help(capsys):
     help_text = capsys.readouterr().out
     for option in ("--json", "--trace", "--fusion", "--no-kernel-looping", "--hardware", "--sockets"):
         assert option in help_text
+
+
+def test_lower_for_a_gpu_target_emits_the_nv_program(capsys):
+    assert main(["lower", MODEL, "--target", "dgx-h100"]) == 0
+    out = capsys.readouterr().out
+    assert "nv.program @llama3_1_8b" in out and out.count("nv.all_reduce") == 64
+    assert main(["lower", MODEL, "--target", "dgx-h100", "--emit", "looped"]) == 2
+    assert "dgx_h100 is a GPU: its stages are df, fused, nv" in capsys.readouterr().err

@@ -17,10 +17,10 @@ from dfdsl.lowering.df_to_nv import DfToNv
 from dfdsl.lowering.gpu_partition import GpuPartition, KernelLoopingOnGpuError
 from dfdsl.lowering.kernel_looping import KernelLooping
 from dfdsl.lowering.fuse import Fuse
-from dfdsl.lowering.pipeline import LoweringOptions, run_passes
+from dfdsl.lowering.pipeline import LoweringOptions, gpu_passes_to, run_passes
 from dfdsl.lowering.place_memory import PlaceMemory
 from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
-from dfdsl.runner import Variant, gpu_passes, run_model
+from dfdsl.runner import Variant, run_model
 from dfdsl.sim import timing
 from dfdsl.sim.gpu_interpreter import (
     GPU_TRACK,
@@ -50,7 +50,7 @@ def _context() -> Context:
 
 
 def _lowered(module: ModuleOp, sockets: int) -> ModuleOp:
-    run_passes(module, gpu_passes(LoweringOptions(sockets=sockets, kernel_looping=False, target="dgx_h100")))
+    run_passes(module, gpu_passes_to("nv", LoweringOptions(sockets=sockets, kernel_looping=False, target="dgx_h100")))
     return module
 
 
