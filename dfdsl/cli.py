@@ -13,10 +13,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dfdsl import __version__
+from dfdsl.ast import Span
 from dfdsl.diagnostics import DfslError, Diagnostic
 
 EMITS = ("df", "fused", "looped", "rdu", "nv", "graph")
 GRAPH_FORMATS = ("dot", "svg", "png", "json")
+
+
+USAGE_CODE = "E027"
+HARDWARE_CODE = "E023"
 
 
 class UsageError(Exception):
@@ -292,7 +297,11 @@ def cmd_opt(args: argparse.Namespace) -> int:
     try:
         module = Parser(ctx, text, str(path)).parse_module()
     except ParseError as err:
-        raise DfslError([Diagnostic("E001", f"cannot parse the IR:\n{err}", None)]) from None
+        start, end = err.span.start, max(err.span.end, err.span.start + 1)
+        line = text.count("\n", 0, start) + 1
+        column = start - (text.rfind("\n", 0, start) + 1) + 1
+        where = Span(path, line, column, line, column + (end - start))
+        raise DfslError([Diagnostic("E026", f"cannot parse the IR: {err.msg}", where)]) from None
     module.verify()
     if args.passes:
         try:
@@ -429,6 +438,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(args.func, args)
 
 
+def _code_of(err: Exception) -> str:
+    """The catalogue code of an error raised by a pass or the simulator (docs/errors.md)."""
+    from xdsl.utils.exceptions import VerifyException
+
+    from dfdsl.lowering.place_memory import CapacityError
+    from dfdsl.lowering.shard_tensor_parallel import ShardingError
+    from dfdsl.sim.hardware import TargetMismatchError
+
+    codes = ((ShardingError, "E020"), (CapacityError, "E021"), (TargetMismatchError, "E022"),
+             (VerifyException, "E025"))
+    return next((code for cls, code in codes if isinstance(err, cls)), "E024")
+
+
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     from xdsl.utils.exceptions import DiagnosticException
 
@@ -440,14 +462,14 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         sys.stderr.write(err.render() + "\n")
         return 2
     except UsageError as err:
-        sys.stderr.write(f"dfdsl: error: {err}\n")
+        sys.stderr.write(f"dfdsl: error: {err} [{USAGE_CODE}]\n")
         return 2
     except HardwareError as err:
-        sys.stderr.write(f"dfdsl: error: {err}\n")
+        sys.stderr.write(f"dfdsl: error: {err} [{HARDWARE_CODE}]\n")
         return 2
     except DiagnosticException as err:
         where = getattr(args, "file", None)
-        sys.stderr.write(f"{where + ': ' if where else ''}error: {err}\n")
+        sys.stderr.write(f"{where + ': ' if where else ''}error: {err} [{_code_of(err)}]\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("dfdsl: interrupted\n")

@@ -42,8 +42,18 @@ ERROR_CODES: dict[str, str] = {
     "E017": "limit exceeded",
     "E018": "layer structure error",
     "E019": "run setting out of range",
+    "E020": "the model does not divide over the sockets",
+    "E021": "the model does not fit in memory",
+    "E022": "not possible on this target",
+    "E023": "bad hardware file",
+    "E024": "the IR does not suit the pass",
+    "E025": "the IR does not verify",
+    "E026": "the IR does not parse",
+    "E027": "bad command line",
 }
-"""Every code the front end emits, with a one-line title (the docs hold examples and fixes)."""
+"""Every code dfdsl emits, with a one-line title (docs/errors.md holds examples and fixes).
+E001-E019 come from the front end, located in the .dfl file; E020-E027 from lowering, the
+simulator and the command line."""
 
 
 @attrs.frozen

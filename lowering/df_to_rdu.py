@@ -31,7 +31,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, rdu
 from dfdsl.dialects.rdu import ZERO, Work
-from dfdsl.sim.hardware import Chip, Hardware, HardwareError, load_hardware
+from dfdsl.sim.hardware import Chip, Hardware, HardwareError, TargetMismatchError, load_hardware
 
 
 def _chip_budget(target: str, hardware: str) -> Chip:
@@ -41,7 +41,7 @@ def _chip_budget(target: str, hardware: str) -> Chip:
     except HardwareError as err:
         raise DiagnosticException(f"df-to-rdu: {err}") from err
     if not isinstance(hw, Hardware):
-        raise DiagnosticException(
+        raise TargetMismatchError(
             f"df-to-rdu: `{hw.name}` is a {hw.kind.upper()}, not an RDU; lower GPU targets with "
             "gpu-partition and df-to-nv (dfdsl run does this for you)")
     return hw.chip

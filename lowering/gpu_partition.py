@@ -33,6 +33,7 @@ from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df
+from dfdsl.sim.hardware import TargetMismatchError
 from dfdsl.lowering.df_to_rdu import ELEMENTWISE_FLOPS
 from dfdsl.lowering.fuse import Group, Kernels
 
@@ -43,7 +44,7 @@ LIGHT_OPERATORS = frozenset(ELEMENTWISE_FLOPS)
 """Norms, rotary, activations and elementwise operators: fused between heavy kernels."""
 
 
-class KernelLoopingOnGpuError(DiagnosticException):
+class KernelLoopingOnGpuError(TargetMismatchError):
     """Kernel looping was asked for on a GPU target."""
 
     def __init__(self) -> None:

@@ -27,6 +27,10 @@ from dfdsl.dialects import df, shapes
 from dfdsl.dialects.shapes import Shape
 
 
+class ShardingError(PassFailedException):
+    """The model does not divide over the sockets (heads, KV heads, FFN width, vocabulary)."""
+
+
 def _socket_counts(fits: Callable[[int], bool], limit: int) -> str:
     """The socket counts up to `limit` for which `fits(n)` holds, as `1, 2 or 4`."""
     counts = [str(n) for n in range(1, limit + 1) if fits(n)]
@@ -46,8 +50,8 @@ class _Plan:
     reduced: list[df.OperatorBase] = field(default_factory=list)
     """Operators whose partial results are summed across sockets by a new all-reduce."""
 
-    def fail(self, message: str) -> PassFailedException:
-        return PassFailedException(f"shard-tensor-parallel: {self.where}: {message}")
+    def fail(self, message: str) -> ShardingError:
+        return ShardingError(f"shard-tensor-parallel: {self.where}: {message}")
 
     def retype(self, value: SSAValue, dims: Shape) -> None:
         """Give a declared tensor (a block argument or a declaration) its per-socket shape."""
@@ -284,7 +288,7 @@ class ShardTensorParallel(ModulePass):
         graph = df.the_graph(op, "shard-tensor-parallel")
         sockets = self.sockets or graph.sockets.value.data
         if sockets < 1:
-            raise PassFailedException(f"shard-tensor-parallel: sockets must be positive, got {sockets}")
+            raise ShardingError(f"shard-tensor-parallel: sockets must be positive, got {sockets}")
         if (tp := graph.tp.value.data) != 1:
             raise PassFailedException(
                 f"shard-tensor-parallel: graph @{graph.sym_name.data} is already sharded over {tp} "

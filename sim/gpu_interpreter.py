@@ -23,11 +23,10 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter, impl, register_impls
-from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import nv
 from dfdsl.sim import timing
-from dfdsl.sim.hardware import GpuHardware, load_hardware
+from dfdsl.sim.hardware import GpuHardware, TargetMismatchError, load_hardware
 from dfdsl.sim.interpreter import (
     Buffer,
     CallLog,
@@ -46,7 +45,7 @@ GPU_TRACK = "GPU kernels"
 """The timeline track whose events (launch/sync, kernel bodies, NCCL calls) tile the step with `host`."""
 
 
-class NotAGpuError(DiagnosticException):
+class NotAGpuError(TargetMismatchError):
     """The GPU interpreter was given hardware that is not a GPU node."""
 
 
@@ -182,7 +181,7 @@ def simulate_gpu(module: ModuleOp, hardware: GpuHardware | str, *, batch: int | 
     batch, context, tokens = run_sizes(program, batch, context, tokens)
     gpus = program.count("gpus")
     if gpus > hw.node.gpus:
-        raise DiagnosticException(
+        raise TargetMismatchError(
             f"{hw.name} has {hw.node.gpus} GPUs per node and the program runs on {gpus}: tensor "
             f"parallelism across nodes is not modelled; use at most {hw.node.gpus} sockets"
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
+from xdsl.utils.exceptions import DiagnosticException
 
 ORCHESTRATIONS = ("hardware", "host")
 ALLREDUCE_ALGORITHMS = ("direct", "ring", "auto")
@@ -26,6 +27,11 @@ KINDS = ("rdu", "gpu")
 
 class HardwareError(ValueError):
     """A hardware file is missing, unreadable, or has a missing, mistyped or non-positive key."""
+
+
+class TargetMismatchError(DiagnosticException):
+    """What was asked cannot exist on this kind of machine (kernel looping on a GPU, an RDU
+    lowering for a GPU, more GPUs than a node)."""
 
 
 @attrs.frozen
