@@ -275,28 +275,18 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
         raise HardwareError(f"{path}: not valid TOML: {err}") from err
     r = _Reader(path, data)
     kind = r.value("", "kind", "a string", KINDS) if "kind" in data else "rdu"
+    common = {
+        "name": r.value("", "name", "a string"),
+        "description": data.get("description", "") if isinstance(data.get("description"), str) else "",
+        "path": path,
+        "hbm": _read_tier(r, "hbm"),
+        "ddr": _read_tier(r, "ddr"),
+        "sources": _sources(data),
+    }
     if kind == "gpu":
-        return GpuHardware(
-            name=r.value("", "name", "a string"),
-            description=data.get("description", "") if isinstance(data.get("description"), str) else "",
-            path=path,
-            chip=_read_gpu(r),
-            hbm=_read_tier(r, "hbm"),
-            ddr=_read_tier(r, "ddr"),
-            node=_read_node(r),
-            assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)),
-            sources=_sources(data),
-        )
-    return Hardware(
-        name=r.value("", "name", "a string"),
-        description=data.get("description", "") if isinstance(data.get("description"), str) else "",
-        path=path,
-        chip=_read_chip(r),
-        hbm=_read_tier(r, "hbm"),
-        ddr=_read_tier(r, "ddr"),
-        assumptions=_read_assumptions(r),
-        sources=_sources(data),
-    )
+        return GpuHardware(**common, chip=_read_gpu(r), node=_read_node(r),
+                           assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)))
+    return Hardware(**common, chip=_read_chip(r), assumptions=_read_assumptions(r))
 
 
 def bundled_targets() -> list[str]:
