@@ -88,7 +88,7 @@ def render_table(report: Report) -> str:
     title = (f"{f['model']} on {f['sockets']} × {f['target']} · batch {f['batch']} · context "
              f"{f['context']:,} · {f['tokens']} tokens · fusion {f['fusion']} · kernel looping "
              f"{'on' if f['kernel_looping'] else 'off'}")
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(show_header=False)
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")
     rows = [
@@ -114,5 +114,7 @@ def render_table(report: Report) -> str:
     for category, ms in f["breakdown_ms"].items():
         table.add_row(f"  {category.replace('_', '/')}", f"{ms:.3f} ms  {ms / total:6.1%}")
     out = StringIO()
-    Console(file=out, width=110, color_system=None, highlight=False).print(table)
+    console = Console(file=out, width=110, color_system=None, highlight=False)
+    console.print(title, markup=False)
+    console.print(table)
     return out.getvalue()
