@@ -275,6 +275,7 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
         raise HardwareError(f"{path}: not valid TOML: {err}") from err
     r = _Reader(path, data)
     kind = r.value("", "kind", "a string", KINDS) if "kind" in data else "rdu"
+    chip = _read_gpu(r) if kind == "gpu" else _read_chip(r)  # read first: its errors come first
     common = {
         "name": r.value("", "name", "a string"),
         "description": data.get("description", "") if isinstance(data.get("description"), str) else "",
@@ -284,9 +285,9 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
         "sources": _sources(data),
     }
     if kind == "gpu":
-        return GpuHardware(**common, chip=_read_gpu(r), node=_read_node(r),
+        return GpuHardware(**common, chip=chip, node=_read_node(r),
                            assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)))
-    return Hardware(**common, chip=_read_chip(r), assumptions=_read_assumptions(r))
+    return Hardware(**common, chip=chip, assumptions=_read_assumptions(r))
 
 
 def bundled_targets() -> list[str]:
