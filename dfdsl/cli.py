@@ -331,8 +331,9 @@ def _read_text(path: Path) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dfdsl",
-        description="Compile LLM decode programs written in .dfl through the df and rdu dialects, "
-                    "and time them on the SN40L.",
+        description="Compile LLM decode programs written in .dfl through the df dialect to the SN40L's "
+                    "rdu dialect (or a DGX H100's nv), and time their decode on a bundled simulator.",
+        epilog="Start with: dfdsl run examples/llama3_1_8b.dfl. Docs: README.md, docs/tutorial.md.",
     )
     parser.add_argument("--version", action="version", version=f"dfdsl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

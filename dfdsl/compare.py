@@ -342,7 +342,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=int, metavar="B", help="sequences decoded together")
     g.add_argument("--context", type=int, metavar="C", help="tokens already in the KV cache")
     g.add_argument("--tokens", type=int, metavar="T", help="tokens to generate")
-    g.add_argument("--target", metavar="NAME", help="machine to target: sn40l")
+    g.add_argument("--target", metavar="NAME", help="machine to run on: sn40l or dgx-h100 (see also --targets)")
     g.add_argument("--hardware", metavar="FILE", help="a hardware TOML file to use instead of the target's")
 
 
@@ -382,6 +382,8 @@ def main(args: argparse.Namespace) -> int:
     path = Path(args.file)
     overrides = {k: getattr(args, k) for k in ("batch", "context", "tokens", "target")
                  if getattr(args, k, None) is not None}
+    if "target" in overrides:
+        overrides["target"] = overrides["target"].replace("-", "_")  # dgx-h100 names dgx_h100
     if args.targets:
         return _compare_targets(args, path, overrides)
     if args.plot:
