@@ -269,3 +269,24 @@ def tiny_mla(layers: int = 2, dense_layers: int = 0, **config: int | str) -> Mod
     layers and routed experts plus a shared expert after."""
     stack = [MLA_DENSE] * dense_layers + [MLA_MOE] * (layers - dense_layers)
     return build_model("tiny_mla", stack, TinyConfig(**config))  # type: ignore[arg-type]
+
+
+def step_totals(module, batch: int, context: int) -> dict[str, float]:
+    """FLOPs, bytes per tier and all-reduce bytes of one decode step of an rdu program."""
+    from dfdsl.dialects import rdu
+
+    kernels = {op.sym_name.data: op for op in module.ops if isinstance(op, rdu.KernelOp)}
+    program = next(op for op in module.ops if isinstance(op, rdu.ProgramOp))
+    keys = ("flops", *rdu.TRAFFIC, "expert_read")
+    totals = dict.fromkeys((*keys, "p2p"), 0.0)
+    for call in program.body.block.ops:
+        if not isinstance(call, rdu.CallOp):
+            continue
+        ops, trips = kernels[call.callee.string_value()].pipeline()
+        for op in ops:
+            if isinstance(op, rdu.AllReduceOp):
+                totals["p2p"] += trips * op.bytes.at(batch, context)
+            else:
+                for key in keys:
+                    totals[key] += trips * op.work(key).at(batch, context)
+    return totals

@@ -7,7 +7,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import DiagnosticException
 
-from df_models import tiny_llama, tiny_mla, tiny_moe
+from df_models import step_totals, tiny_llama, tiny_mla, tiny_moe
 from dfdsl.dialects import df, rdu
 from dfdsl.lowering.df_to_rdu import DfToRdu, _share_out, operator_work
 from dfdsl.lowering.pipeline import LoweringOptions, context, passes_to, run_passes
@@ -23,24 +23,6 @@ def lower(module: ModuleOp, looping: bool = True, **pass_options: str) -> Module
     return module
 
 
-def program_totals(module: ModuleOp, batch: int, context_: int) -> dict[str, float]:
-    """FLOPs and bytes per tier of one decode step: every call's stages times their trip counts."""
-    kernels = {op.sym_name.data: op for op in module.ops if isinstance(op, rdu.KernelOp)}
-    program = next(op for op in module.ops if isinstance(op, rdu.ProgramOp))
-    totals = dict.fromkeys(("flops", *rdu.TRAFFIC, "p2p"), 0.0)
-    for call in program.body.block.ops:
-        if not isinstance(call, rdu.CallOp):
-            continue
-        ops, trips = kernels[call.callee.string_value()].pipeline()
-        for op in ops:
-            if isinstance(op, rdu.AllReduceOp):
-                totals["p2p"] += trips * op.bytes.at(batch, context_)
-                continue
-            for key in ("flops", *rdu.TRAFFIC):
-                totals[key] += trips * op.work(key).at(batch, context_)
-    return totals
-
-
 def test_tiny_llama_totals_match_a_hand_computation():
     # tiny_llama: hidden 64, 4 heads and 2 KV heads of 16, ffn 128, vocab 100, bf16, 2 layers.
     h, heads, kv, d, f, v, layers, b, s = 64, 4, 2, 16, 128, 100, 2, 2, 100
@@ -52,7 +34,7 @@ def test_tiny_llama_totals_match_a_hand_computation():
     layer_read = (matmul_params + 2 * h) * 2 + kv_read
     head_read = b * h * 2 + h * 2 + h * v * 2                                      # embedding rows, norm, lm_head
     module = lower(tiny_llama(layers, batch=b, context=s))
-    totals = program_totals(module, b, s)
+    totals = step_totals(module, b, s)
     assert totals["flops"] == layers * layer_flops + head_flops == 430920
     assert totals["hbm_read"] == layers * layer_read + head_read == 212352
     assert totals["hbm_write"] == layers * 2 * b * kv * d * 2                    # the K and V appends
@@ -62,8 +44,8 @@ def test_tiny_llama_totals_match_a_hand_computation():
 @pytest.mark.parametrize("build", [tiny_llama, tiny_moe, tiny_mla])
 @pytest.mark.parametrize("sockets", [1, 2])
 def test_kernel_looping_does_not_change_the_work_of_a_step(build, sockets):
-    looped = program_totals(lower(build(3, sockets=sockets, batch=2, context=100)), 2, 100)
-    unlooped = program_totals(lower(build(3, sockets=sockets, batch=2, context=100), looping=False), 2, 100)
+    looped = step_totals(lower(build(3, sockets=sockets, batch=2, context=100)), 2, 100)
+    unlooped = step_totals(lower(build(3, sockets=sockets, batch=2, context=100), looping=False), 2, 100)
     assert looped == pytest.approx(unlooped)
 
 

@@ -3,13 +3,14 @@
 import pytest
 from df_models import tiny_llama, tiny_mla, tiny_moe
 from xdsl.context import Context
-from xdsl.dialects.builtin import Builtin, ModuleOp
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df
 from dfdsl.lowering.fuse import Fuse
 from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
+from dfdsl.lowering.pipeline import context
 
 
 def _fuse(module: ModuleOp, mode: str, sockets: int = 1) -> ModuleOp:
@@ -115,10 +116,7 @@ def test_kernel_arguments_in_first_use_order_and_results_used_outside():
 def test_fused_module_is_deterministic_and_parses_back():
     text = str(_fuse(tiny_moe(3, dense_layers=1), "block", 2))
     assert text == str(_fuse(tiny_moe(3, dense_layers=1), "block", 2))
-    ctx = Context()
-    ctx.load_dialect(Builtin)
-    ctx.load_dialect(df.Df)
-    parsed = Parser(ctx, text).parse_module()
+    parsed = Parser(context(), text).parse_module()
     parsed.verify()
     assert str(parsed) == text
 

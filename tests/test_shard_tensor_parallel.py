@@ -3,12 +3,13 @@
 import pytest
 from df_models import tiny_llama, tiny_mla, tiny_moe
 from xdsl.context import Context
-from xdsl.dialects.builtin import Builtin, ModuleOp
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df
 from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
+from dfdsl.lowering.pipeline import context
 
 
 def _shard(module: ModuleOp, sockets: int = 0) -> ModuleOp:
@@ -101,10 +102,7 @@ def test_sockets_default_to_the_graph_and_one_socket_changes_nothing():
 def test_output_is_deterministic_and_parses_back():
     text = str(_shard(tiny_moe(3, dense_layers=1), 2))
     assert text == str(_shard(tiny_moe(3, dense_layers=1), 2))
-    ctx = Context()
-    ctx.load_dialect(Builtin)
-    ctx.load_dialect(df.Df)
-    parsed = Parser(ctx, text).parse_module()
+    parsed = Parser(context(), text).parse_module()
     parsed.verify()
     assert str(parsed) == text
 

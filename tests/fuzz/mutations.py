@@ -470,27 +470,6 @@ def launch_count(module) -> tuple[int, int]:
     return len(launches), invocations
 
 
-def step_totals(module, batch: int, context: int) -> dict[str, float]:
-    """FLOPs, bytes per tier and all-reduce bytes of one decode step of an rdu program."""
-    from dfdsl.dialects import rdu
-
-    kernels = {op.sym_name.data: op for op in module.ops if isinstance(op, rdu.KernelOp)}
-    program = next(op for op in module.ops if isinstance(op, rdu.ProgramOp))
-    keys = ("flops", *rdu.TRAFFIC, "expert_read")
-    totals = dict.fromkeys((*keys, "p2p"), 0.0)
-    for call in program.body.block.ops:
-        if not isinstance(call, rdu.CallOp):
-            continue
-        ops, trips = kernels[call.callee.string_value()].pipeline()
-        for op in ops:
-            if isinstance(op, rdu.AllReduceOp):
-                totals["p2p"] += trips * op.bytes.at(batch, context)
-            else:
-                for key in keys:
-                    totals[key] += trips * op.work(key).at(batch, context)
-    return totals
-
-
 def check_pipeline(program: Program, order: PassOrder, batch: int = 3, context: int = 17,
                    print_parse: bool = True) -> dict[str, float] | None:
     """Lower `program` through `order`, checking after every pass that the module verifies (and,
@@ -534,6 +513,8 @@ def check_pipeline(program: Program, order: PassOrder, batch: int = 3, context: 
             assert before_text is None or str(module) == before_text, "kernel looping twice changed the module"
             looped = True
         elif p.name == "df-to-rdu":
+            from df_models import step_totals
+
             totals = step_totals(module, batch, context)
     return totals
 
