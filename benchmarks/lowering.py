@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dfdsl.elaborate import check_file
 from dfdsl.irgen import generate
-from dfdsl.lowering.pipeline import LoweringOptions, passes_to, run_passes
+from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, run_passes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ def lower(path: Path, sockets: int, looping: bool) -> tuple[dict[str, float], ob
     front = time.perf_counter() - start
     times: dict[str, float] = {}
     options = LoweringOptions(sockets=sockets, kernel_looping=looping, target=model.run.target)
-    run_passes(module, passes_to("rdu", options), lambda p, m, s: times.__setitem__(p.name, s))
+    run_passes(module, RDU_PIPELINE.passes_to("rdu", options), lambda p, m, s: times.__setitem__(p.name, s))
     return times, module, front
 
 

@@ -21,8 +21,8 @@ from xdsl.utils.exceptions import DiagnosticException
 from dfdsl.elaborate import elaborate
 from dfdsl.irgen import generate
 from dfdsl.loader import load
-from dfdsl.lowering.pipeline import LoweringOptions, passes_to, run_passes
-from dfdsl.sim.hardware import bundled_targets, load_hardware
+from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, run_passes
+from dfdsl.hardware import bundled_targets, load_hardware
 from dfdsl.sim.interpreter import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def lower(path: Path, overrides: dict, kernel_looping: bool = True):
     module = generate(model)
     stages["irgen"] = time.perf_counter() - start
     options = LoweringOptions(sockets=model.run.sockets, kernel_looping=kernel_looping, target=model.run.target)
-    run_passes(module, passes_to("rdu", options), lambda p, _, seconds: stages.__setitem__(p.name, seconds))
+    run_passes(module, RDU_PIPELINE.passes_to("rdu", options), lambda p, _, seconds: stages.__setitem__(p.name, seconds))
     return stages, module, load_hardware(model.run.target)
 
 

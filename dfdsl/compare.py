@@ -1,39 +1,36 @@
-"""`dfdsl compare`: one model under every fusion mode, with and without kernel looping, at several
-socket counts, side by side in one table.
+"""`dfdsl compare`: one model under several ways of compiling it, or on several machines, each run
+as `dfdsl run` would run it (through `dfdsl.driver`).
 
-The configurations share work: the front end runs once per socket count, sharding and fusion once
-per (socket count, fusion), and where kernel looping finds nothing to loop (no run of consecutive
-calls to one kernel) the looped configuration is the unlooped program, simulated once and shown in
-both rows with a note. A configuration that cannot be built (sockets that do not divide the heads,
-weights that do not fit) shows its error in its row instead of failing the table. The figures are
-those of `dfdsl run` (`runner.run_model`) under the same settings; a target with its own pipeline
-(a GPU node) goes through `run_model` for each row.
+Variants: every fusion mode with and without kernel looping, at several socket counts. The
+configurations share one `Compiler`, so sharding and fusion run once per (socket count, fusion);
+where kernel looping finds nothing to loop (no run of consecutive calls to one kernel) the looped
+configuration is the unlooped program, simulated once and shown in both rows with a note. On a
+target that makes its own kernels (a GPU), the fusion mode changes nothing: that program is
+simulated once. A configuration that cannot be built (sockets that do not divide the heads,
+weights that do not fit) has its error in its outcome instead of failing the comparison.
+
+Targets: one model on several machines (`sn40l:8,sn40l:16,dgx-h100`), each with its defaults.
+How both are shown is `dfdsl.compare_view`'s job.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
-from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException
 
-from dfdsl.elaborate import check_file
-from dfdsl.footprint import Footprint, footprint
-from dfdsl.irgen import generate
+from dfdsl.driver import CompileOptions, Compiler, Model, Run, RunSettings, load_model, run_model
+from dfdsl.elaborate import check_run_settings
+from dfdsl.hardware import GpuHardware, Hardware, load_hardware, target_name
 from dfdsl.lowering.kernel_looping import find_runs
-from dfdsl.lowering.pipeline import FUSION_MODES, LoweringOptions, passes_to, run_passes
-from dfdsl.report import Report, make_report
-from dfdsl.runner import Variant, load_target, run_model
-from dfdsl.sim.hardware import Hardware, bundled_targets
-from dfdsl.sim.interpreter import SimResult, simulate
+from dfdsl.lowering.pipeline import FUSION_MODES
+from dfdsl.report import Report
+from dfdsl.sim.interpreter import SimResult
 
 DEFAULT_SOCKETS = (8, 16)
-"""A node and a rack (HARDWARE.md)."""
+"""A node and a rack."""
 
 NOTHING_TO_LOOP = "nothing to loop: the same program as looping off"
 
@@ -54,7 +51,7 @@ class Outcome:
     config: Config
     report: Report | None = None
     result: SimResult | None = None
-    hardware: Hardware | None = None
+    hardware: Hardware | GpuHardware | None = None
     error: str = ""
     internal_error: bool = False
     """The error is a bug in dfdsl rather than a property of the configuration."""
@@ -86,36 +83,6 @@ def configurations(sockets: Sequence[int], variants: Sequence[tuple[str, bool]])
     return [Config(s, fusion, looping) for s in sockets for fusion, looping in variants]
 
 
-@attrs.frozen
-class FrontEnd:
-    """A model checked and generated for one socket count, with what every lowering of it shares."""
-
-    module: ModuleOp
-    footprint: Footprint
-    hardware: Hardware
-    target: str
-    sockets: int
-
-
-def front_end(path: Path, overrides: Mapping[str, int | str], hardware_file: str) -> FrontEnd:
-    """Checks and generates the model as `runner.run_model` does, with its footprint and hardware."""
-    model = check_file(path, overrides, targets=bundled_targets())
-    module = generate(model)
-    hardware = load_target(model.run.target, Variant(hardware=hardware_file))
-    return FrontEnd(module, footprint(module, model.run.batch), hardware, model.run.target,
-                    model.run.sockets)
-
-
-def _simulate_lowered(front: FrontEnd, fused: ModuleOp, options: LoweringOptions) -> tuple[Report, SimResult]:
-    """Lowers a copy of the fused module the rest of the way (looping per `options`) and times it."""
-    module = fused.clone()
-    run_passes(module, passes_to("rdu", options)[len(passes_to("fused", options)):])
-    result = simulate(module, front.hardware)
-    report = make_report(result, front.footprint, front.hardware, fusion=options.fusion,
-                         kernel_looping=options.kernel_looping)
-    return report, result
-
-
 def _failure(config: Config, err: Exception) -> Outcome:
     """An outcome for a configuration that could not be built or simulated."""
     if isinstance(err, DiagnosticException):
@@ -123,283 +90,104 @@ def _failure(config: Config, err: Exception) -> Outcome:
     return Outcome(config, error=f"internal error: {type(err).__name__}: {err}", internal_error=True)
 
 
-def _fusion_outcomes(front: FrontEnd, fusion: str, configs: Sequence[Config],
-                     hardware_file: str) -> list[Outcome]:
-    """The configurations of one socket count and fusion mode: shard and fuse once, then lower
-    each distinct program (looped or not) once."""
-    options = LoweringOptions(sockets=front.sockets, fusion=fusion, target=front.target,
-                              hardware=hardware_file)
-    fused = front.module.clone()
-    # A bug in one configuration (not only a user error) must not hide the rest of the table: it
-    # shows in its row, and `main` reports it through its exit code.
-    try:
-        run_passes(fused, passes_to("fused", options))
-        loopable = bool(find_runs(fused, options.min_calls)[0])
-    except Exception as err:
-        return [_failure(c, err) for c in configs]
-    simulated: dict[bool, Outcome] = {}
-    outcomes = []
-    for config in configs:
-        lowers_looped = config.kernel_looping and loopable
-        if lowers_looped not in simulated:
-            try:
-                report, result = _simulate_lowered(front, fused, attrs.evolve(options, kernel_looping=lowers_looped))
-                simulated[lowers_looped] = Outcome(config, report, result, front.hardware)
-            except Exception as err:
-                simulated[lowers_looped] = _failure(config, err)
-        outcome = simulated[lowers_looped]
-        if config.kernel_looping and not loopable:
-            outcome = _relabelled(outcome, config)
-        outcomes.append(attrs.evolve(outcome, config=config))
-    return outcomes
+class _Variants:
+    """Simulates the configurations of one model, each distinct program once."""
 
+    def __init__(self, model: Model, hardware_file: str):
+        self.model = model
+        self.hardware_file = hardware_file
+        self.compiler = Compiler()
+        self.runs: dict[tuple, Run] = {}
 
-def _relabelled(outcome: Outcome, config: Config) -> Outcome:
-    """The unlooped program's outcome shown as the looped configuration's."""
-    if outcome.report is None:
-        return outcome
-    figures = {**outcome.report.figures, "kernel_looping": config.kernel_looping}
-    return attrs.evolve(outcome, report=Report(figures, outcome.report.timeline), note=NOTHING_TO_LOOP)
+    def loops_something(self, settings: RunSettings, fusion: str) -> bool:
+        fused = self.compiler.compile(self.model, settings, CompileOptions(fusion, False, hardware=self.hardware_file),
+                                      until="fused")
+        return bool(find_runs(fused, CompileOptions().min_calls)[0])
 
-
-def _run_outcomes(path: Path, overrides: Mapping[str, int | str], configs: Sequence[Config],
-                  hardware_file: str) -> list[Outcome]:
-    """The configurations of a target lowered by its own pipeline (a GPU node), each through
-    `run_model`. Where the target makes its own kernels whatever the fusion mode, the program of
-    one looping setting runs once and stands for every fusion mode."""
-    own_kernels: dict[bool, Outcome] = {}
-    outcomes = []
-    for config in configs:
-        if config.kernel_looping in own_kernels:
-            outcomes.append(attrs.evolve(own_kernels[config.kernel_looping], config=config))
-            continue
+    def outcome(self, config: Config) -> Outcome:
+        target = self.model.target
+        settings = attrs.evolve(self.model.settings, sockets=config.sockets)
+        note, looping = "", config.kernel_looping
+        # A bug in one configuration (not only a user error) must not hide the rest of the table: it
+        # shows in its row, and the command reports it through its exit code.
         try:
-            report = run_model(path, overrides, Variant(config.fusion, config.kernel_looping, hardware_file))
-            outcome = Outcome(config, report)
+            if looping and target.loops_kernels and not self.loops_something(settings, config.fusion):
+                note, looping = NOTHING_TO_LOOP, False
+            fusion = "" if target.own_kernels else config.fusion
+            key = (config.sockets, fusion, looping)
+            if key not in self.runs:
+                options = CompileOptions(config.fusion, looping, hardware=self.hardware_file)
+                self.runs[key] = self.compiler.simulate(self.model, settings, options)
+            run = self.runs[key]
         except Exception as err:
-            outcome = _failure(config, err)
-        if outcome.report is not None and outcome.report["fusion"] != config.fusion:
-            outcome = attrs.evolve(outcome, note=f"the target makes its own kernels ({outcome.report['fusion']})")
-            own_kernels[config.kernel_looping] = outcome
-        outcomes.append(outcome)
-    return outcomes
+            return _failure(config, err)
+        if target.own_kernels:
+            note = f"the target makes its own kernels ({target.own_kernels})"
+        figures = {**run.report.figures, "kernel_looping": config.kernel_looping}
+        return Outcome(config, Report(figures, run.report.timeline), run.result, run.hardware, note=note)
 
 
 def simulate_configs(path: Path, overrides: Mapping[str, int | str], configs: Sequence[Config],
                      hardware_file: str = "") -> list[Outcome]:
     """Every configuration of `configs`, in order. Front-end errors (a bad file or setting) raise;
     errors of one configuration's lowering or simulation are in its outcome."""
-    by_config: dict[Config, Outcome] = {}
     for sockets in dict.fromkeys(c.sockets for c in configs):
-        front = front_end(path, {**overrides, "sockets": sockets}, hardware_file)
-        if not isinstance(front.hardware, Hardware):
-            group = [c for c in configs if c.sockets == sockets]
-            by_config.update(zip(group, _run_outcomes(path, {**overrides, "sockets": sockets}, group,
-                                                      hardware_file)))
-            continue
-        for fusion in dict.fromkeys(c.fusion for c in configs if c.sockets == sockets):
-            group = [c for c in configs if (c.sockets, c.fusion) == (sockets, fusion)]
-            by_config.update(zip(group, _fusion_outcomes(front, fusion, group, hardware_file)))
-    return [by_config[c] for c in configs]
+        check_run_settings({"sockets": sockets})
+    variants = _Variants(load_model(path, overrides, hardware_file), hardware_file)
+    return [variants.outcome(c) for c in configs]
 
 
-# -- the table ------------------------------------------------------------------------------
+# -- targets ---------------------------------------------------------------------------------
 
 
 @attrs.frozen
-class Row:
-    """An outcome with the speedups the table shows beside it."""
+class TargetSpec:
+    target: str
+    sockets: int | None
 
-    outcome: Outcome
-    speedup: float | None
-    """The baseline's ms/token over this row's (the baseline is the first row that ran)."""
-    looping_speedup: float | None
-    """For a looped row: the same configuration without looping, ms/token over this row's."""
-
-
-def table_rows(outcomes: Sequence[Outcome]) -> list[Row]:
-    baseline = next((o.ms_per_token for o in outcomes if o.ms_per_token is not None), None)
-    unlooped = {(o.config.sockets, o.config.fusion): o.ms_per_token
-                for o in outcomes if not o.config.kernel_looping}
-    rows = []
-    for o in outcomes:
-        ms = o.ms_per_token
-        off = unlooped.get((o.config.sockets, o.config.fusion)) if o.config.kernel_looping else None
-        rows.append(Row(
-            o,
-            speedup=None if ms is None or baseline is None else baseline / ms,
-            looping_speedup=None if ms is None or off is None else off / ms,
-        ))
-    return rows
+    @property
+    def label(self) -> str:
+        return self.target if self.sockets is None else f"{self.target}:{self.sockets}"
 
 
-def _baseline_label(rows: Sequence[Row]) -> str:
-    first = next((r.outcome.config for r in rows if r.outcome.report is not None), None)
-    if first is None:
-        return "no configuration ran"
-    return (f"speedup: over the first row that ran ({first.sockets} sockets, fusion {first.fusion}, "
-            f"looping {'on' if first.kernel_looping else 'off'}); looping speedup: over the same "
-            "sockets and fusion without looping")
+def parse_targets(text: str) -> list[TargetSpec]:
+    """`sn40l:8,sn40l:16,dgx-h100` -> specs; a missing count keeps the file's (or the machine's)."""
+    specs = []
+    for item in text.split(","):
+        name, _, count = item.strip().partition(":")
+        if not name:
+            continue
+        if count and (not count.isdigit() or int(count) < 1):
+            raise ValueError(f"--targets: bad socket count in {item.strip()!r}; write NAME:N, e.g. sn40l:16")
+        specs.append(TargetSpec(target_name(name), int(count) if count else None))
+    if not specs:
+        raise ValueError("--targets needs at least one target, e.g. sn40l:8,sn40l:16,dgx-h100")
+    return specs
 
 
-def render_table(rows: Sequence[Row], title: str) -> str:
-    """The comparison as text (a rich table, no colour)."""
-    from rich.table import Table
+@attrs.frozen
+class TargetOutcome:
+    """One machine's report, or the reason it could not run (a capacity or divisibility error)."""
 
-    table = Table(title=title, title_justify="left", caption=_baseline_label(rows), caption_justify="left")
-    for header in ("sockets", "fusion", "looping", "ms/token", "tokens/s/user", "% roofline",
-                   "calls/token", "speedup", "looping speedup"):
-        table.add_column(header, justify="left" if header in ("fusion", "looping") else "right")
-    table.add_column("note")
-
-    def times(x: float | None) -> str:
-        return "—" if x is None else f"{x:.2f}×"
-
-    for row in rows:
-        o, c = row.outcome, row.outcome.config
-        cells = [str(c.sockets), c.fusion, "on" if c.kernel_looping else "off"]
-        if o.report is None:
-            cells += ["—"] * 6 + [o.error]
-        else:
-            f = o.report.figures
-            cells += [f"{f['ms_per_token']:.3f}", f"{f['tokens_per_s_per_user']:,.1f}",
-                      f"{f['peak_fraction']:.1%}", str(f["kernel_calls_per_token"]),
-                      times(row.speedup), times(row.looping_speedup), o.note]
-        table.add_row(*cells)
-    return table_text(table, width=160)
+    spec: TargetSpec
+    kind: str
+    """The machine's kind (`rdu`, `gpu`): speedups are measured against the first GPU."""
+    report: Report | None = None
+    error: str = ""
 
 
-def table_text(table, width: int) -> str:
-    """A rich table as plain text, without the padding rich adds after the title and caption."""
-    from io import StringIO
-
-    from rich.console import Console
-
-    out = StringIO()
-    Console(file=out, width=width, color_system=None, highlight=False).print(table)
-    return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"
-
-
-def rows_json(rows: Sequence[Row], model: str) -> list[dict]:
-    """The report dict of each row (error rows: the configuration and the error), with the
-    table's speedups and note after the report's keys."""
-    out = []
-    for row in rows:
-        o, c = row.outcome, row.outcome.config
-        if o.report is None:
-            out.append({"model": model, "sockets": c.sockets, "fusion": c.fusion,
-                        "kernel_looping": c.kernel_looping, "error": o.error})
-        else:
-            out.append({**o.report.figures, "speedup": row.speedup,
-                        "looping_speedup": row.looping_speedup, "note": o.note})
-    return out
-
-
-def _title(path: Path, outcomes: Sequence[Outcome]) -> str:
-    ran = next((o.report.figures for o in outcomes if o.report is not None), None)
-    if ran is None:
-        return f"{path.stem}: no configuration ran"
-    return (f"{ran['model']} on {ran['target']} · batch {ran['batch']} · context {ran['context']:,} · "
-            f"{ran['tokens']} tokens")
-
-
-# -- the command ----------------------------------------------------------------------------
-
-
-def _socket_list(text: str) -> list[int]:
-    try:
-        sockets = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected socket counts separated by commas, got {text!r}") from None
-    return list(dict.fromkeys(sockets))
-
-
-def _variant_list(text: str) -> list[tuple[str, bool]]:
-    try:
-        return parse_variants(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `dfdsl compare`."""
-    parser.add_argument("file", metavar="MODEL.dfl")
-    parser.add_argument("--variants", type=_variant_list, metavar="SPEC",
-                        default=[(f, on) for f in FUSION_MODES for on in (False, True)],
-                        help="fusion modes and looping, comma-separated: FUSION (looping off and on), "
-                             "FUSION:on or FUSION:off; FUSION is none, block or layer "
-                             "(default: all six)")
-    parser.add_argument("--sockets", type=_socket_list, metavar="N,M", default=list(DEFAULT_SOCKETS),
-                        help="socket counts, comma-separated (default: 8,16)")
-    parser.add_argument("--targets", metavar="SPEC",
-                        help="compare machines instead: NAME[:SOCKETS],... e.g. sn40l:8,sn40l:16,dgx-h100 "
-                             "(each as `dfdsl run` runs it there; speedups against the GPU)")
-    parser.add_argument("--plot", metavar="FILE.png",
-                        help="with --targets: also draw tokens/s and %% of roofline per target (needs matplotlib)")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of the rows' reports")
-    parser.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
-    g = parser.add_argument_group("run settings (override the file's `run` block)")
-    g.add_argument("--batch", type=int, metavar="B", help="sequences decoded together")
-    g.add_argument("--context", type=int, metavar="C", help="tokens already in the KV cache")
-    g.add_argument("--tokens", type=int, metavar="T", help="tokens to generate")
-    g.add_argument("--target", metavar="NAME", help="machine to run on: sn40l or dgx-h100 (see also --targets)")
-    g.add_argument("--hardware", metavar="FILE", help="a hardware TOML file to use instead of the target's")
-
-
-def _compare_targets(args: argparse.Namespace, path: Path, overrides: dict) -> int:
-    from dfdsl import target_compare
-    from dfdsl.cli import UsageError, _emit, write_output
-
-    try:
-        specs = target_compare.parse_targets(args.targets)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    results = target_compare.run_targets(path, overrides, specs)
-    ran = [r for r in results if not isinstance(r, str)]
-    title = path.stem
-    if ran:
-        f = ran[0].figures
-        title = f"{f['model']} · batch {f['batch']} · context {f['context']:,} · each target as `dfdsl run` runs it"
-    if args.json:
-        rows = [r.figures if not isinstance(r, str) else {"target": s.target, "sockets": s.sockets, "error": r}
-                for s, r in zip(specs, results)]
-        _emit(json.dumps(rows, indent=2), args.output, [path])
-    else:
-        _emit(target_compare.render(specs, results, title), args.output, [path])
-    if args.plot:
+def run_targets(path: Path, overrides: Mapping[str, int | str], specs: Sequence[TargetSpec]) -> list[TargetOutcome]:
+    """The model on each machine of `specs`, as `dfdsl run` runs it there."""
+    outcomes = []
+    for spec in specs:
+        values = dict(overrides, target=spec.target)
+        kind = load_hardware(spec.target).kind
+        if spec.sockets is not None:
+            values["sockets"] = spec.sockets
+        elif kind != "rdu":  # a GPU node without a count: the file's, not the other machines'
+            values.pop("sockets", None)
         try:
-            png = target_compare.plot(specs, results, path.stem)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
-        write_output(Path(args.plot), png, [path])
-    return 0
-
-
-def main(args: argparse.Namespace) -> int:
-    """`dfdsl compare`: prints the table (or JSON); exit code 1 if a row hit a bug in dfdsl."""
-    from dfdsl.cli import _emit
-
-    path = Path(args.file)
-    overrides = {k: getattr(args, k) for k in ("batch", "context", "tokens", "target")
-                 if getattr(args, k, None) is not None}
-    if "target" in overrides:
-        overrides["target"] = overrides["target"].replace("-", "_")  # dgx-h100 names dgx_h100
-    if args.targets:
-        return _compare_targets(args, path, overrides)
-    if args.plot:
-        from dfdsl.cli import UsageError
-
-        raise UsageError("--plot goes with --targets")
-    outcomes = simulate_configs(path, overrides, configurations(args.sockets, args.variants),
-                                args.hardware or "")
-    rows = table_rows(outcomes)
-    if args.json:
-        _emit(json.dumps(rows_json(rows, path.stem), indent=2), args.output, [path])
-    else:
-        _emit(render_table(rows, _title(path, outcomes)), args.output, [path])
-    bugs = [o for o in outcomes if o.internal_error]
-    for o in bugs:
-        sys.stderr.write(f"dfdsl: {o.config.sockets} sockets, fusion {o.config.fusion}, looping "
-                         f"{'on' if o.config.kernel_looping else 'off'}: {o.error}\n"
-                         "This is a bug in dfdsl.\n")
-    return 1 if bugs else 0
+            outcomes.append(TargetOutcome(spec, kind, run_model(path, values)))
+        except DiagnosticException as err:
+            outcomes.append(TargetOutcome(spec, kind, error=" ".join(str(err).split())))
+    return outcomes

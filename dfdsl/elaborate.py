@@ -657,12 +657,8 @@ class Elaborator:
         if self.targets is not None and values["target"] not in self.targets:
             self.errors.error("E016", f"unknown target `{values['target']}`", spans.get("target"),
                               "targets are " + ", ".join(sorted(self.targets)))
-        for key, (lo, hi) in RUN_LIMITS.items():
-            value = values[key]
-            if not isinstance(value, int) or not lo <= value <= hi:
-                from_cli = key in self.overrides
-                self.errors.error("E019", f"`{key}` is {value}{' on the command line' if from_cli else ''}; "
-                                  f"it must be from {lo:,} to {hi:,}", None if from_cli else spans.get(key))
+        for key, message in _run_limit_errors(values, from_cli=self.overrides):
+            self.errors.error("E019", message, None if key in self.overrides else spans.get(key))
         return RunConfig(int(values["batch"]), int(values["context"]), int(values["tokens"]),
                          int(values["sockets"]), str(values["target"]))
 
@@ -757,6 +753,24 @@ def _describe(value: Value) -> str:
 
 def _key(value: Value) -> object:
     return value.name if isinstance(value, (DType, Target)) else value
+
+
+def _run_limit_errors(values: Mapping[str, object], from_cli: Collection[str]) -> Iterator[tuple[str, str]]:
+    """(setting, message) for each run setting in `values` outside `RUN_LIMITS`."""
+    for key, (lo, hi) in RUN_LIMITS.items():
+        value = values.get(key)
+        if key in values and (not isinstance(value, int) or not lo <= value <= hi):
+            where = " on the command line" if key in from_cli else ""
+            yield key, f"`{key}` is {value}{where}; it must be from {lo:,} to {hi:,}"
+
+
+def check_run_settings(values: Mapping[str, object]) -> None:
+    """Raises `DfslError` (E019) if a run setting given outside a file (a command line, a sweep's
+    axis) is outside `RUN_LIMITS`: the limits every command enforces."""
+    errors = Collector()
+    for _, message in _run_limit_errors(values, from_cli=values.keys()):
+        errors.error("E019", message, None)
+    errors.check()
 
 
 def elaborate(program: Program, overrides: Mapping[str, int | str] | None = None,

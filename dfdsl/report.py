@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 
 from dfdsl.footprint import Footprint
-from dfdsl.sim.hardware import Hardware
+from dfdsl.hardware import Hardware
 from dfdsl.sim.interpreter import SimResult
 from dfdsl.sim.timing import CATEGORIES, Timeline
 

@@ -1,8 +1,10 @@
 """Design-space sweeps: every combination of run settings and hardware values, one report each.
 
-Points that differ only in batch, context, tokens or hardware values share one compiled program:
-each distinct (sockets, fusion, kernel looping) is parsed, checked, sharded, fused and looped once
-(`Program`), and each point only places memory, converts to `rdu` and simulates. Work runs on all
+Every point goes through the driver (`dfdsl.driver`), as `dfdsl run` does, on any target. Points
+that differ only in batch, context, tokens or hardware values share the stages of the pipeline
+that do not depend on them: each worker's `Compiler` shards, fuses and loops each distinct
+(sockets, fusion, kernel looping) once, and each point only places memory, converts to the
+target's dialect and simulates. Work runs on all
 local cores (a process pool) or on an existing Dask cluster (`--scheduler ADDRESS`), in chunks
 that keep each worker's compiled programs in a cache.
 
@@ -22,7 +24,11 @@ from pathlib import Path
 
 import attrs
 
-from dfdsl.report import JSON_KEYS, Report
+from xdsl.utils.exceptions import DiagnosticException
+
+from dfdsl.diagnostics import DfslError
+from dfdsl.driver import CompileOptions, Compiler, Model, RunSettings, load_model
+from dfdsl.report import JSON_KEYS
 
 AXES = ("sockets", "batch", "context", "tokens", "fusion", "kernel_looping")
 ALIASES = {
@@ -49,7 +55,8 @@ class Point:
     context: int
     tokens: int
     fusion: str
-    kernel_looping: bool
+    kernel_looping: bool | None
+    """None: the target's default."""
     hardware: tuple[tuple[str, float], ...] = ()
 
     def program_key(self) -> tuple:
@@ -103,74 +110,42 @@ def make_points(axes: dict[str, Sequence], hardware_axes: dict[str, Sequence[flo
 # -- evaluation (runs in worker processes) --------------------------------------------------
 
 
-@attrs.frozen
-class Program:
-    """A model compiled up to kernel looping for one (sockets, fusion, looping)."""
-
-    front: object  # the unsharded df module, for the footprint
-    looped: object
-    target: str
+_COMPILER = Compiler()
+_MODELS: dict[tuple, Model] = {}
+"""Per worker process: the compiler that keeps compiled stages, and the models it compiled,
+by path, hardware file and the files' modification times (an edited file is read again)."""
 
 
-_CACHE: dict[tuple, Program] = {}
-_PLACED: dict[tuple, object] = {}
-"""Per worker process: compiled programs, and their rdu form per batch, context and tokens."""
+def _stamp(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
 
 
-def _compile(path: str, point: Point, hardware_file: str) -> Program:
-    from dfdsl.elaborate import check_file
-    from dfdsl.irgen import generate
-    from dfdsl.lowering.pipeline import LoweringOptions, passes_to, run_passes
-    from dfdsl.sim.hardware import bundled_targets
-
-    key = (path, hardware_file, *point.program_key())
-    if key not in _CACHE:
-        model = check_file(Path(path), {"sockets": point.sockets}, targets=bundled_targets())
-        front = generate(model)
-        looped = front.clone()
-        options = LoweringOptions(sockets=point.sockets, fusion=point.fusion,
-                                  kernel_looping=point.kernel_looping, target=model.run.target,
-                                  hardware=hardware_file)
-        run_passes(looped, passes_to("looped", options))
-        _CACHE[key] = Program(front, looped, model.run.target)
-    return _CACHE[key]
+def _model(path: str, hardware_file: str, target: str) -> Model:
+    key = (path, hardware_file, target, _stamp(path), _stamp(hardware_file) if hardware_file else 0)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(Path(path), {"target": target} if target else None, hardware_file)
+    return _MODELS[key]
 
 
-def evaluate(path: str, point: Point, hardware_file: str = "") -> dict:
+def evaluate(path: str, point: Point, hardware_file: str = "", target: str = "") -> dict:
     """One point's report figures, or its error (capacity, divisibility) as `error`."""
-    from xdsl.utils.exceptions import DiagnosticException
-
-    from dfdsl.diagnostics import DfslError
-    from dfdsl.footprint import footprint
-    from dfdsl.lowering.pipeline import make_pass, run_passes
-    from dfdsl.report import make_report
-    from dfdsl.sim.hardware import load_hardware
-    from dfdsl.sim.interpreter import simulate
-
     row: dict = attrs.asdict(point, recurse=False)
     row.pop("hardware")
     row.update(dict(point.hardware))
     try:
-        program = _compile(path, point, hardware_file)
-        placed_key = (path, hardware_file, *point.program_key(), point.batch, point.context, point.tokens)
-        if placed_key not in _PLACED:
-            # Memory placement depends on the batch and context (KV cache sizes), nothing else does.
-            module = program.looped.clone()
-            graph = next(op for op in module.walk() if op.name == "df.graph")
-            for key in ("batch", "context", "tokens"):
-                graph.properties[key] = type(graph.properties[key])(getattr(point, key), 64)
-            run_passes(module, [make_pass("place-memory", target=program.target, hardware=hardware_file),
-                                make_pass("df-to-rdu", target=program.target, hardware=hardware_file)])
-            _PLACED[placed_key] = module
-        module = _PLACED[placed_key]
-        hw = load_hardware(hardware_file or program.target)
+        model = _model(path, hardware_file, target)
+        hw = model.hardware
         for key, value in point.hardware:
             hw = with_value(hw, hardware_path(hw, key), value)
-        result = simulate(module, hw, batch=point.batch, context=point.context, tokens=point.tokens)
-        report: Report = make_report(result, footprint(program.front, point.batch), hw,
-                                     fusion=point.fusion, kernel_looping=point.kernel_looping)
+        settings = RunSettings(point.batch, point.context, point.tokens, point.sockets)
+        options = CompileOptions(fusion=point.fusion, kernel_looping=point.kernel_looping, hardware=hardware_file)
+        report = _COMPILER.simulate(model, settings, options, hardware=hw).report
         figures = {k: report.figures[k] for k in JSON_KEYS if k not in row}
         breakdown = figures.pop("breakdown_ms")
+        row["kernel_looping"] = report["kernel_looping"]
         row.update(figures)
         row.update({f"{k}_ms": v for k, v in breakdown.items()})
         row["error"] = ""
@@ -180,8 +155,8 @@ def evaluate(path: str, point: Point, hardware_file: str = "") -> dict:
     return row
 
 
-def evaluate_chunk(path: str, points: Sequence[Point], hardware_file: str = "") -> list[dict]:
-    return [evaluate(path, p, hardware_file) for p in points]
+def evaluate_chunk(path: str, points: Sequence[Point], hardware_file: str = "", target: str = "") -> list[dict]:
+    return [evaluate(path, p, hardware_file, target) for p in points]
 
 
 # -- scheduling -------------------------------------------------------------------------------
@@ -195,7 +170,8 @@ def _chunks(points: Sequence[Point]) -> list[list[Point]]:
     return [g[i:i + CHUNK_POINTS] for g in groups.values() for i in range(0, len(g), CHUNK_POINTS)]
 
 
-def run_sweep(path: Path, points: Sequence[Point], *, hardware_file: str = "", workers: int | None = None,
+def run_sweep(path: Path, points: Sequence[Point], *, hardware_file: str = "", target: str = "",
+              workers: int | None = None,
               scheduler: str | None = None, progress: Callable[[int], None] | None = None) -> list[dict]:
     """Every point's row, in the order of `points`."""
     chunks = _chunks(points)
@@ -212,18 +188,18 @@ def run_sweep(path: Path, points: Sequence[Point], *, hardware_file: str = "", w
         from dask.distributed import Client, as_completed
 
         with Client(scheduler) as client:
-            futures = {client.submit(evaluate_chunk, str(path), c, hardware_file, pure=False): c for c in chunks}
+            futures = {client.submit(evaluate_chunk, str(path), c, hardware_file, target, pure=False): c for c in chunks}
             for future in as_completed(futures):
                 collect(futures[future], future.result())
     elif (workers or os.cpu_count() or 1) == 1 or len(chunks) == 1:
         for c in chunks:
-            collect(c, evaluate_chunk(str(path), c, hardware_file))
+            collect(c, evaluate_chunk(str(path), c, hardware_file, target))
     else:
         from concurrent.futures import ProcessPoolExecutor, as_completed
         from multiprocessing import get_context
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(evaluate_chunk, str(path), c, hardware_file): c for c in chunks}
+            futures = {pool.submit(evaluate_chunk, str(path), c, hardware_file, target): c for c in chunks}
             for future in as_completed(futures):
                 collect(futures[future], future.result())
     return [r for r in rows if r is not None]

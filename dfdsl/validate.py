@@ -1,4 +1,4 @@
-"""`dfdsl validate`: the published SN40L results of HARDWARE.md beside what the simulator gives
+"""`dfdsl validate`: the published SN40L results (docs/validation.md) beside what the simulator gives
 under the same configurations, each with its error and a pass or fail against its tolerance.
 
 The dense examples (examples/llama*.dfl, mistral_7b, qwen2_72b) are simulated once each at 8 and 16
@@ -11,22 +11,23 @@ the sockets) is listed as skipped, with the reason.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 
 import attrs
 
-from dfdsl.compare import Config, Outcome, simulate_configs, table_text
+from dfdsl.compare import Config, Outcome, simulate_configs
+from dfdsl.compare_view import table_text
 from dfdsl.sim import timing
-from dfdsl.sim.hardware import Hardware
+from dfdsl.hardware import Hardware
 from dfdsl.sim.interpreter import SimResult
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES_DIR = Path(str(resources.files("dfdsl.examples")))
+"""The bundled examples (the repository's `examples/`, shipped in the package)."""
 SOCKETS = (8, 16)
-"""HARDWARE.md: the roofline claims are for a node (8) and a rack (16)."""
+"""docs/validation.md: the roofline claims are for a node (8) and a rack (16)."""
 RUN = {"batch": 1, "context": 4096, "tokens": 128}
 """The calibration's run settings (docs/timing-model.md), the same for every model."""
 
@@ -35,7 +36,7 @@ PRODUCTION_SOCKETS = 16
 PRODUCTION_CONTEXT = 8192
 """Llama 3.1 8B's published figure is at an 8K context; it runs at that context at every socket count."""
 PUBLISHED_TOKENS_PER_S_PER_USER = 1042.0
-"""HARDWARE.md: Llama 3.1 8B, 16 sockets, BF16, 8K context, production."""
+"""docs/validation.md: Llama 3.1 8B, 16 sockets, BF16, 8K context, production."""
 PUBLISHED_MAX_SPEEDUP = 2.2
 """Kernel looping's decode speedup across open models: "up to 2.2x" (arXiv 2410.23668)."""
 PUBLISHED_GEOMEAN_SPEEDUP = 1.6
@@ -266,7 +267,7 @@ def check_hbm_efficiency(calibrations: Sequence[Calibration]) -> Check:
 CLAIMS: tuple[Callable[[Sequence[Calibration]], Check], ...] = (
     check_production, check_max_speedup, check_geomean_speedup, check_roofline, check_hbm_efficiency,
 )
-"""One check per published figure, in HARDWARE.md's order; each is one row of the table."""
+"""One check per published figure, in docs/validation.md's order; each is one row of the table."""
 
 
 def checks(calibrations: Sequence[Calibration]) -> list[Check]:
@@ -287,7 +288,7 @@ def _error_text(check: Check) -> str:
 def render_checks(results: Sequence[Check]) -> str:
     from rich.table import Table
 
-    table = Table(title="Published SN40L results against the simulator (HARDWARE.md)",
+    table = Table(title="Published SN40L results against the simulator (docs/validation.md)",
                   title_justify="left", caption=f"dense examples: {DENSE_CONFIGURATIONS}",
                   caption_justify="left")
     for header in ("claim", "published", "configuration", "simulated", "error", "tolerance", "result"):
@@ -314,28 +315,3 @@ def render_calibration(calibrations: Sequence[Calibration], skipped: Sequence[Sk
     lines = [table_text(table, width=160)]
     lines += [f"skipped: {s.model} at {s.sockets} sockets: {s.reason}" for s in skipped]
     return "\n".join(lines) + "\n"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `dfdsl validate`."""
-    parser.add_argument("--json", action="store_true",
-                        help="print the checks, the configurations and the skipped ones as one JSON object")
-    parser.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
-    parser.add_argument("--hardware", metavar="FILE",
-                        help="a hardware TOML file to validate instead of the bundled sn40l one")
-
-
-def main(args: argparse.Namespace) -> int:
-    """`dfdsl validate`: exit code 1 when a published figure is outside its tolerance."""
-    from dfdsl.cli import _emit
-
-    calibrations, skipped = calibrate(dense_examples(), SOCKETS, args.hardware or "")
-    results = checks(calibrations)
-    if args.json:
-        data = {"claims": [c.as_json() for c in results],
-                "configurations": [c.as_json() for c in calibrations],
-                "skipped": [attrs.asdict(s) for s in skipped]}
-        _emit(json.dumps(data, indent=2), args.output, [])
-    else:
-        _emit(render_checks(results) + "\n" + render_calibration(calibrations, skipped), args.output, [])
-    return 0 if all(c.passed for c in results) else 1

@@ -31,7 +31,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, rdu
 from dfdsl.dialects.rdu import ZERO, Work
-from dfdsl.sim.hardware import Chip, Hardware, HardwareError, TargetMismatchError, load_hardware
+from dfdsl.hardware import Chip, Hardware, HardwareError, TargetMismatchError, load_hardware
 
 
 def _chip_budget(target: str, hardware: str) -> Chip:

@@ -33,7 +33,7 @@ from xdsl.rewriter import InsertPoint
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df
-from dfdsl.sim.hardware import TargetMismatchError
+from dfdsl.hardware import TargetMismatchError
 from dfdsl.lowering.df_to_rdu import ELEMENTWISE_FLOPS
 from dfdsl.lowering.fuse import Group, Kernels
 

@@ -1,15 +1,19 @@
-"""The lowering pipeline: which passes, with which options, take a `df` module to each stage.
+"""The lowering pipelines as data: for each kind of target, its stages in order and the passes
+that take a module from one stage to the next.
 
-`df` is what the front end makes; `fused` has run sharding and fusion; `looped` kernel looping;
-`rdu` memory placement and the conversion to the `rdu` dialect. A GPU target has its own stages:
-`fused` is sharding and `gpu-partition` (TensorRT-LLM's kernels; no kernel looping on a GPU),
-and `nv` memory placement and the conversion to the `nv` dialect.
+An RDU (the SN40L) has the stages `df` (what the front end makes), `fused` (sharding and fusion),
+`looped` (kernel looping) and `rdu` (memory placement and the conversion to the `rdu` dialect). A
+GPU node has `df`, `fused` (sharding and `gpu-partition`, TensorRT-LLM's kernels; a GPU cannot
+loop kernels) and `nv` (memory placement and the conversion to the `nv` dialect). The passes of
+each step are made from `LoweringOptions`, so one set of options names a whole compilation; the
+passes of a step marked `uses_run_sizes` depend on the batch, context and tokens of the run (the
+KV cache's size decides placement), the earlier ones only on the model and the sockets.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import import_module
 
 import attrs
@@ -17,11 +21,20 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.passes import ModulePass
 
-from dfdsl.universe import PASSES, dialects
+from dfdsl.dialects import all_dialects
 
-STAGES = ("df", "fused", "looped", "rdu")
-GPU_STAGES = ("df", "fused", "nv")
 FUSION_MODES = ("none", "block", "layer")
+
+PASSES: dict[str, tuple[str, str]] = {
+    "shard-tensor-parallel": ("dfdsl.lowering.shard_tensor_parallel", "ShardTensorParallel"),
+    "fuse": ("dfdsl.lowering.fuse", "Fuse"),
+    "kernel-looping": ("dfdsl.lowering.kernel_looping", "KernelLooping"),
+    "place-memory": ("dfdsl.lowering.place_memory", "PlaceMemory"),
+    "df-to-rdu": ("dfdsl.lowering.df_to_rdu", "DfToRdu"),
+    "gpu-partition": ("dfdsl.lowering.gpu_partition", "GpuPartition"),
+    "df-to-nv": ("dfdsl.lowering.df_to_nv", "DfToNv"),
+}
+"""Pass name to (module, class), imported only when the pass is asked for."""
 
 
 @attrs.frozen
@@ -36,51 +49,102 @@ class LoweringOptions:
     """A hardware TOML file overriding `target`'s bundled one."""
 
 
-def make_pass(name: str, **options: object) -> ModulePass:
+def pass_class(name: str) -> type[ModulePass]:
     module, cls = PASSES[name]
-    return getattr(import_module(module), cls)(**options)
+    return getattr(import_module(module), cls)
 
 
-def passes_to(stage: str, options: LoweringOptions) -> list[ModulePass]:
-    """The passes that take a front-end `df` module to `stage`, in order."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
-    order = STAGES.index(stage)
-    passes: list[ModulePass] = []
-    if order >= STAGES.index("fused"):
-        passes.append(make_pass("shard-tensor-parallel", sockets=options.sockets))
-        passes.append(make_pass("fuse", mode=options.fusion))
-    if order >= STAGES.index("looped") and options.kernel_looping:
-        passes.append(make_pass("kernel-looping", min_calls=options.min_calls))
-    if order >= STAGES.index("rdu"):
-        passes.append(make_pass("place-memory", target=options.target, hardware=options.hardware))
-        passes.append(make_pass("df-to-rdu", target=options.target, hardware=options.hardware))
-    return passes
+def make_pass(name: str, **options: object) -> ModulePass:
+    return pass_class(name)(**options)
 
 
-def gpu_passes_to(stage: str, options: LoweringOptions) -> list[ModulePass]:
-    """The passes that take a front-end `df` module to `stage` of a GPU target, in order."""
-    if stage not in GPU_STAGES:
-        raise ValueError(f"a GPU target has the stages {', '.join(GPU_STAGES)}, not {stage!r}")
-    if options.kernel_looping and stage != "df":
+PassMaker = Callable[[LoweringOptions], "ModulePass | None"]
+"""Makes one pass of a step from the options, or None when the options leave it out."""
+
+
+@attrs.frozen
+class Step:
+    """The passes that take a module from the previous stage to `stage`."""
+
+    stage: str
+    passes: tuple[PassMaker, ...] = ()
+    uses_run_sizes: bool = False
+    """The passes depend on the run's batch, context and tokens, not only on the model and sockets."""
+
+    def make(self, options: LoweringOptions) -> list[ModulePass]:
+        made = (maker(options) for maker in self.passes)
+        return [p for p in made if p is not None]
+
+
+@attrs.frozen
+class Pipeline:
+    """A target's stages in order, each reached from the one before by its step's passes."""
+
+    steps: tuple[Step, ...]
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return tuple(step.stage for step in self.steps)
+
+    def steps_to(self, stage: str) -> tuple[Step, ...]:
+        if stage not in self.stages:
+            raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(self.stages)}")
+        return self.steps[: self.stages.index(stage) + 1]
+
+    def passes_to(self, stage: str, options: LoweringOptions) -> list[ModulePass]:
+        """The passes that take a front-end `df` module to `stage`, in order."""
+        return [p for step in self.steps_to(stage) for p in step.make(options)]
+
+
+def _shard(o: LoweringOptions) -> ModulePass:
+    return make_pass("shard-tensor-parallel", sockets=o.sockets)
+
+
+def _fuse(o: LoweringOptions) -> ModulePass:
+    return make_pass("fuse", mode=o.fusion)
+
+
+def _kernel_looping(o: LoweringOptions) -> ModulePass | None:
+    return make_pass("kernel-looping", min_calls=o.min_calls) if o.kernel_looping else None
+
+
+def _place_memory(o: LoweringOptions) -> ModulePass:
+    return make_pass("place-memory", target=o.target, hardware=o.hardware)
+
+
+def _df_to_rdu(o: LoweringOptions) -> ModulePass:
+    return make_pass("df-to-rdu", target=o.target, hardware=o.hardware)
+
+
+def _gpu_partition(o: LoweringOptions) -> ModulePass:
+    if o.kernel_looping:
         from dfdsl.lowering.gpu_partition import KernelLoopingOnGpuError
 
         raise KernelLoopingOnGpuError()
-    order = GPU_STAGES.index(stage)
-    passes: list[ModulePass] = []
-    if order >= GPU_STAGES.index("fused"):
-        passes.append(make_pass("shard-tensor-parallel", sockets=options.sockets))
-        passes.append(make_pass("gpu-partition"))
-    if order >= GPU_STAGES.index("nv"):
-        passes.append(make_pass("place-memory", target=options.target, hardware=options.hardware))
-        passes.append(make_pass("df-to-nv", target=options.target))
-    return passes
+    return make_pass("gpu-partition")
+
+
+def _df_to_nv(o: LoweringOptions) -> ModulePass:
+    return make_pass("df-to-nv", target=o.target)
+
+
+RDU_PIPELINE = Pipeline((
+    Step("df"),
+    Step("fused", (_shard, _fuse)),
+    Step("looped", (_kernel_looping,)),
+    Step("rdu", (_place_memory, _df_to_rdu), uses_run_sizes=True),
+))
+GPU_PIPELINE = Pipeline((
+    Step("df"),
+    Step("fused", (_shard, _gpu_partition)),
+    Step("nv", (_place_memory, _df_to_nv), uses_run_sizes=True),
+))
 
 
 def context() -> Context:
     ctx = Context()
     ctx.load_dialect(Builtin)
-    for dialect in dialects():
+    for dialect in all_dialects():
         ctx.load_dialect(dialect)
     return ctx
 
@@ -88,7 +152,7 @@ def context() -> Context:
 PassCallback = Callable[[ModulePass, ModuleOp, float], None]
 
 
-def run_passes(module: ModuleOp, passes: list[ModulePass], after_each: PassCallback | None = None) -> None:
+def run_passes(module: ModuleOp, passes: Sequence[ModulePass], after_each: PassCallback | None = None) -> None:
     """Apply `passes` in order, verifying after each; `after_each(pass, module, seconds)` sees each."""
     ctx = context()
     for p in passes:
@@ -97,3 +161,4 @@ def run_passes(module: ModuleOp, passes: list[ModulePass], after_each: PassCallb
         module.verify()
         if after_each is not None:
             after_each(p, module, time.perf_counter() - start)
+

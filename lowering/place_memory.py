@@ -31,7 +31,7 @@ from xdsl.traits import SymbolTable
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df
-from dfdsl.sim.hardware import Hardware, HardwareError, load_hardware
+from dfdsl.hardware import Hardware, HardwareError, load_hardware
 
 EXPLICIT_TIERS_ATTR = "df.explicit_tiers"
 """Graph attribute the front end sets: the tensor classes (`weights`, `kv_cache`, `inputs`), or

@@ -26,7 +26,7 @@ from xdsl.interpreter import Interpreter, impl, register_impls
 
 from dfdsl.dialects import nv
 from dfdsl.sim import timing
-from dfdsl.sim.hardware import GpuHardware, TargetMismatchError, load_hardware
+from dfdsl.hardware import GpuHardware, TargetMismatchError, load_hardware
 from dfdsl.sim.interpreter import (
     Buffer,
     CallLog,

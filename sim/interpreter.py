@@ -32,7 +32,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, rdu, target_ops
 from dfdsl.sim import timing
-from dfdsl.sim.hardware import GpuHardware, Hardware, load_hardware
+from dfdsl.hardware import GpuHardware, Hardware, load_hardware
 
 ProgramT = TypeVar("ProgramT", bound=target_ops.ProgramBase)
 KernelT = TypeVar("KernelT", bound=Operation)

@@ -7,7 +7,7 @@ collectives' latencies and, from the second iteration of a loop on, the carried 
 through the pipeline). A looped kernel therefore pays launch, fill and drain once, and then one
 initiation interval per layer, the next layer's weight stream overlapping this layer's tail. A
 decode step is the program's calls in order plus the host's time per token. docs/timing-model.md
-explains each choice; the numbers come from a `Hardware` (sim/targets/*.toml). `step` and `run`
+explains each choice; the numbers come from a `Hardware` (dfdsl/hardware/*.toml). `step` and `run`
 take the function that times one call, so the GPU interpreter runs its launches through them.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from dfdsl.sim.hardware import GpuHardware, Hardware
+from dfdsl.hardware import GpuHardware, Hardware
 
 CATEGORIES = ("stream", "compute", "sync", "fill_drain", "collective", "host")
 """Where the time of a decode step goes; the six always sum to the step time."""

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from dfdsl import compare
+from dfdsl import compare, driver
+from dfdsl.cli import compare as compare_command
 from dfdsl.cli import run_command
-from dfdsl.runner import Variant, run_model
-from dfdsl.sim.hardware import bundled_targets
+from dfdsl.driver import CompileOptions, run_model
+from dfdsl.hardware import bundled_targets
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 LLAMA = EXAMPLES / "llama3_1_8b.dfl"
@@ -23,8 +24,8 @@ LLAMA = EXAMPLES / "llama3_1_8b.dfl"
 def _compare(argv: list[str]) -> int:
     """`dfdsl compare ARGV` as the command line runs it."""
     parser = argparse.ArgumentParser(prog="dfdsl compare")
-    compare.add_arguments(parser)
-    return run_command(compare.main, parser.parse_args(argv))
+    compare_command.add_arguments(parser)
+    return run_command(compare_command.main, parser.parse_args(argv))
 
 
 def _table_rows(text: str) -> list[list[str]]:
@@ -50,7 +51,7 @@ def test_variants_parse_into_fusion_and_looping():
 
 def test_the_default_table_is_every_fusion_with_and_without_looping_at_8_and_16_sockets():
     parser = argparse.ArgumentParser()
-    compare.add_arguments(parser)
+    compare_command.add_arguments(parser)
     args = parser.parse_args([str(LLAMA)])
     configs = compare.configurations(args.sockets, args.variants)
     assert [(c.sockets, c.fusion, c.kernel_looping) for c in configs] == list(
@@ -81,14 +82,14 @@ def test_the_figures_are_those_of_run():
         compare.Config(16, "layer", True), compare.Config(8, "block", False)])
     for outcome in outcomes:
         c = outcome.config
-        expected = run_model(LLAMA, {"tokens": 4, "sockets": c.sockets}, Variant(c.fusion, c.kernel_looping))
+        expected = run_model(LLAMA, {"tokens": 4, "sockets": c.sockets}, CompileOptions(c.fusion, c.kernel_looping))
         assert outcome.report.figures == expected.figures
 
 
 def test_each_distinct_program_is_simulated_once(monkeypatch):
     simulated = []
-    real = compare.simulate
-    monkeypatch.setattr(compare, "simulate", lambda module, hw: simulated.append(1) or real(module, hw))
+    real = driver.Compiler.simulate
+    monkeypatch.setattr(driver.Compiler, "simulate", lambda *args, **kw: simulated.append(1) or real(*args, **kw))
     configs = compare.configurations([8], compare.parse_variants("block,layer"))
     outcomes = compare.simulate_configs(LLAMA, {"tokens": 2}, configs)
     # block fusion leaves nothing to loop (attention and MLP kernels alternate): one program for two rows.
@@ -121,10 +122,10 @@ def test_a_configuration_that_does_not_fit_shows_its_error(capsys):
 
 
 def test_a_bug_in_one_configuration_is_shown_and_fails_the_command(monkeypatch, capsys):
-    def broken(module, hw):
+    def broken(*args, **kw):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(compare, "simulate", broken)
+    monkeypatch.setattr(driver.Compiler, "simulate", broken)
     assert _compare([str(LLAMA), "--variants", "layer:off", "--sockets", "8"]) == 1
     captured = capsys.readouterr()
     assert "internal error: RuntimeError: boom" in captured.out

@@ -10,15 +10,15 @@ from xdsl.utils.exceptions import DiagnosticException
 from df_models import step_totals, tiny_llama, tiny_mla, tiny_moe
 from dfdsl.dialects import df, rdu
 from dfdsl.lowering.df_to_rdu import DfToRdu, _share_out, operator_work
-from dfdsl.lowering.pipeline import LoweringOptions, context, passes_to, run_passes
-from dfdsl.sim.hardware import load_hardware
+from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, context, run_passes
+from dfdsl.hardware import load_hardware
 
 TINY_CHIP = Path(__file__).parent / "filecheck" / "df-to-rdu" / "Inputs" / "tiny_chip.toml"
 
 
 def lower(module: ModuleOp, looping: bool = True, **pass_options: str) -> ModuleOp:
     """Shards, fuses, loops (if asked) and lowers `module` to rdu, verifying after each pass."""
-    passes = passes_to("looped", LoweringOptions(kernel_looping=looping))
+    passes = RDU_PIPELINE.passes_to("looped", LoweringOptions(kernel_looping=looping))
     run_passes(module, [*passes, DfToRdu(**pass_options)])
     return module
 

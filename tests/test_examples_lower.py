@@ -11,7 +11,7 @@ from xdsl.utils.exceptions import DiagnosticException
 from dfdsl.dialects import rdu
 from dfdsl.elaborate import check_file
 from dfdsl.irgen import generate
-from dfdsl.lowering.pipeline import FUSION_MODES, LoweringOptions, passes_to, run_passes
+from dfdsl.lowering.pipeline import FUSION_MODES, RDU_PIPELINE, LoweringOptions, run_passes
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.dfl"))
 ACCEPTED_FAILURES = ("cannot split", "GB of hbm", "GB of ddr")
@@ -29,7 +29,7 @@ def test_example_lowers_in_every_configuration(path, sockets):
             module = front.clone()
             options = LoweringOptions(sockets=sockets, fusion=fusion, kernel_looping=looping)
             try:
-                run_passes(module, passes_to("rdu", options))
+                run_passes(module, RDU_PIPELINE.passes_to("rdu", options))
             except DiagnosticException as err:
                 assert any(s in str(err) for s in ACCEPTED_FAILURES), str(err)
                 outcomes[fusion, looping] = "refused"

@@ -17,10 +17,10 @@ from dfdsl.lowering.df_to_nv import DfToNv
 from dfdsl.lowering.gpu_partition import GpuPartition, KernelLoopingOnGpuError
 from dfdsl.lowering.kernel_looping import KernelLooping
 from dfdsl.lowering.fuse import Fuse
-from dfdsl.lowering.pipeline import LoweringOptions, gpu_passes_to, run_passes
+from dfdsl.lowering.pipeline import GPU_PIPELINE, LoweringOptions, run_passes
 from dfdsl.lowering.place_memory import PlaceMemory
 from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
-from dfdsl.runner import Variant, run_model
+from dfdsl.driver import CompileOptions, run_model
 from dfdsl.sim import timing
 from dfdsl.sim.gpu_interpreter import (
     GPU_TRACK,
@@ -30,7 +30,7 @@ from dfdsl.sim.gpu_interpreter import (
     simulate_gpu,
     step,
 )
-from dfdsl.sim.hardware import GpuHardware, HardwareError, load_hardware, parse_hardware
+from dfdsl.hardware import GpuHardware, HardwareError, load_hardware, parse_hardware
 
 HW = load_hardware("dgx_h100")
 A = HW.assumptions
@@ -50,7 +50,7 @@ def _context() -> Context:
 
 
 def _lowered(module: ModuleOp, sockets: int) -> ModuleOp:
-    run_passes(module, gpu_passes_to("nv", LoweringOptions(sockets=sockets, kernel_looping=False, target="dgx_h100")))
+    run_passes(module, GPU_PIPELINE.passes_to("nv", LoweringOptions(sockets=sockets, kernel_looping=False, target="dgx_h100")))
     return module
 
 
@@ -69,7 +69,7 @@ def test_the_bundled_dgx_h100_has_the_published_numbers():
 
 
 def test_a_missing_gpu_key_is_named():
-    source = (resources.files("dfdsl.sim.targets") / "dgx_h100.toml").read_text(encoding="utf-8")
+    source = (resources.files("dfdsl.hardware") / "dgx_h100.toml").read_text(encoding="utf-8")
     broken = source.replace("stream_ramp_s = 1.0e-6", "")
     with pytest.raises(HardwareError, match=r"my\.toml: \[gpu_assumptions\] stream_ramp_s is missing"):
         parse_hardware(broken, "my.toml")
@@ -115,7 +115,7 @@ def test_a_step_is_the_sum_of_its_launches_and_the_host():
 def result_calls(model: str) -> tuple[timing.KernelCall, ...]:
     from dfdsl.elaborate import check_file
     from dfdsl.irgen import generate
-    from dfdsl.sim.hardware import bundled_targets
+    from dfdsl.hardware import bundled_targets
 
     module = generate(check_file(EXAMPLES / f"{model}.dfl", {"target": "dgx_h100", "tokens": 1},
                                  targets=bundled_targets()))
@@ -206,7 +206,7 @@ def test_nv_verifiers_name_the_problem():
 
 def test_kernel_looping_is_an_error_on_a_gpu():
     with pytest.raises(KernelLoopingOnGpuError, match="kernel looping is not possible on a GPU"):
-        run_model(EXAMPLES / "llama3_1_8b.dfl", {"target": "dgx_h100"}, Variant(kernel_looping=True))
+        run_model(EXAMPLES / "llama3_1_8b.dfl", {"target": "dgx_h100"}, CompileOptions(kernel_looping=True))
     looped = tiny_llama(layers=2)
     run_passes(looped, [ShardTensorParallel(sockets=2), Fuse(mode="layer"), KernelLooping()])
     with pytest.raises(KernelLoopingOnGpuError):

@@ -29,7 +29,7 @@ from dfdsl.graph_view import (
     short_name,
 )
 from dfdsl.irgen import generate
-from dfdsl.lowering.pipeline import STAGES, LoweringOptions, context, passes_to, run_passes
+from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, context, run_passes
 
 EXPECTED = Path(__file__).parent / "data" / "graph"
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -38,7 +38,7 @@ needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
 
 
 def lowered(module: ModuleOp, stage: str, **options: object) -> ModuleOp:
-    run_passes(module, passes_to(stage, LoweringOptions(**options)))  # type: ignore[arg-type]
+    run_passes(module, RDU_PIPELINE.passes_to(stage, LoweringOptions(**options)))  # type: ignore[arg-type]
     return module
 
 
@@ -63,7 +63,7 @@ def nodes(graph: nx.MultiDiGraph, kind: str) -> list[dict]:
 # -- exact output --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", RDU_PIPELINE.stages)
 def test_dot_of_tiny_llama_matches_the_reviewed_file(stage: str):
     dot = render(build_graph(tiny(stage)), "dot")
     expected = EXPECTED / f"tiny_llama_{stage}.dot"
@@ -72,7 +72,7 @@ def test_dot_of_tiny_llama_matches_the_reviewed_file(stage: str):
     assert dot == expected.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", RDU_PIPELINE.stages)
 def test_dot_is_the_same_for_the_same_module(stage: str):
     assert render(build_graph(tiny(stage)), "dot") == render(build_graph(tiny(stage)), "dot")
 

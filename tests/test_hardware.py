@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dfdsl.sim.hardware import HardwareError, bundled_targets, load_hardware, parse_hardware
+from dfdsl.hardware import HardwareError, bundled_targets, load_hardware, parse_hardware
 
-SN40L_TEXT = (resources.files("dfdsl.sim.targets") / "sn40l.toml").read_text(encoding="utf-8")
+SN40L_TEXT = (resources.files("dfdsl.hardware") / "sn40l.toml").read_text(encoding="utf-8")
 
 NUMERIC_KEYS = [
     ("chip", "pcus"), ("chip", "pmus"), ("chip", "pmu_bytes"), ("chip", "sram_bytes"),

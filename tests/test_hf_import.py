@@ -12,7 +12,7 @@ from dfdsl.dialects import df
 from dfdsl.elaborate import ResolvedModel, check_file
 from dfdsl.hf_import import FAMILIES, HfImportError, import_config, model_name, weight_bytes
 from dfdsl.irgen import generate
-from dfdsl.lowering.pipeline import LoweringOptions, passes_to, run_passes
+from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, run_passes
 from dfdsl.parser import parse_text
 from dfdsl.sim.interpreter import simulate
 
@@ -65,7 +65,7 @@ def test_every_shipped_config_checks_lowers_and_simulates(config: Path, tmp_path
     text, model = imported(config, tmp_path)
     assert text.startswith(f"# Imported by `dfdsl import-hf` from {config.name}")
     module = generate(model)
-    run_passes(module, passes_to("rdu", LoweringOptions(sockets=model.run.sockets)))
+    run_passes(module, RDU_PIPELINE.passes_to("rdu", LoweringOptions(sockets=model.run.sockets)))
     result = simulate(module, "sn40l")
     assert result.sockets == model.run.sockets
     assert result.ms_per_token > 0

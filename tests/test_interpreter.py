@@ -19,7 +19,7 @@ from dfdsl.lowering.kernel_looping import KernelLooping
 from dfdsl.lowering.place_memory import PlaceMemory
 from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
 from dfdsl.sim import timing
-from dfdsl.sim.hardware import load_hardware
+from dfdsl.hardware import load_hardware
 from dfdsl.sim.interpreter import interpret_step, simulate
 
 HW = load_hardware("sn40l")
@@ -185,7 +185,7 @@ def test_moe_reads_the_expected_experts_only():
 
 
 def test_a_hardware_file_by_path_changes_the_result(tmp_path):
-    bundled = (resources.files("dfdsl.sim.targets") / "sn40l.toml").read_text(encoding="utf-8")
+    bundled = (resources.files("dfdsl.hardware") / "sn40l.toml").read_text(encoding="utf-8")
     path = tmp_path / "slow.toml"
     path.write_text(bundled.replace("bandwidth_bytes_per_s = 1.6e12", "bandwidth_bytes_per_s = 0.8e12"))
     fast = simulate(_parse(TWO_LAYERS), "sn40l")

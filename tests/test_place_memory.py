@@ -15,7 +15,7 @@ from dfdsl.lowering.place_memory import CapacityError, PlaceMemory, group_name, 
 from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
 from df_models import tiny_llama
 
-SN40L_TEXT = (resources.files("dfdsl.sim.targets") / "sn40l.toml").read_text(encoding="utf-8")
+SN40L_TEXT = (resources.files("dfdsl.hardware") / "sn40l.toml").read_text(encoding="utf-8")
 TINY_LLAMA_3_LAYERS_BYTES = 298_372
 """Per-socket bytes of `tiny_llama(layers=3)`'s declarations (KV caches at context + tokens)."""
 

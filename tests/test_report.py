@@ -17,10 +17,10 @@ from dfdsl.cli import main as cli_main
 from dfdsl.elaborate import check_file
 from dfdsl.footprint import footprint
 from dfdsl.irgen import generate
-from dfdsl.lowering.pipeline import LoweringOptions, passes_to, run_passes
+from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, run_passes
 from dfdsl.report import JSON_KEYS, Report, make_report, render_table
-from dfdsl.runner import Variant, run_model
-from dfdsl.sim.hardware import load_hardware
+from dfdsl.driver import CompileOptions, run_model
+from dfdsl.hardware import load_hardware
 from dfdsl.sim.interpreter import simulate
 from dfdsl.sim.timing import CATEGORIES
 
@@ -39,7 +39,7 @@ CONTRACT_TYPES = {
 
 @cache
 def _report(model: str, sockets: int = 8, looping: bool = True) -> Report:
-    return run_model(EXAMPLES / f"{model}.dfl", {"sockets": sockets}, Variant(kernel_looping=looping))
+    return run_model(EXAMPLES / f"{model}.dfl", {"sockets": sockets}, CompileOptions(kernel_looping=looping))
 
 
 def test_the_contract_names_every_key_once():
@@ -94,7 +94,7 @@ def _lowered(model: str, sockets: int, looping: bool):
     front = generate(resolved)
     module = front.clone()
     options = LoweringOptions(sockets=sockets, kernel_looping=looping, target=resolved.run.target)
-    run_passes(module, passes_to("rdu", options))
+    run_passes(module, RDU_PIPELINE.passes_to("rdu", options))
     return front, module
 
 

@@ -49,7 +49,7 @@ def test_a_point_that_does_not_fit_is_a_row_with_its_error():
 def test_unknown_hardware_keys_are_named():
     with pytest.raises(sweep.SweepError, match="unknown hardware key `hbm_bandwith`"):
         sweep.run_sweep(MODEL, sweep.make_points(axes(), {"hbm_bandwith": [1.0]}), workers=1)[0]["error"] \
-            and sweep.hardware_path(__import__("dfdsl.sim.hardware", fromlist=["x"]).load_hardware("sn40l"),
+            and sweep.hardware_path(__import__("dfdsl.hardware", fromlist=["x"]).load_hardware("sn40l"),
                                     "hbm_bandwith")
 
 

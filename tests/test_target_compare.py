@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dfdsl.cli import main
-from dfdsl.target_compare import TargetSpec, parse_targets
+from dfdsl.compare import TargetSpec, parse_targets
 
 MODEL = str(Path(__file__).parent.parent / "examples" / "llama3_1_8b.dfl")
 

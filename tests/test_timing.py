@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dfdsl.sim import timing
-from dfdsl.sim.hardware import load_hardware
+from dfdsl.hardware import load_hardware
 from dfdsl.sim.timing import Affine, AllReduce, ExpertRead, IterationWork, KernelCall
 
 HW = load_hardware("sn40l")

@@ -13,7 +13,7 @@ import pytest
 
 from dfdsl.cli import main as cli_main
 from dfdsl.report import Report
-from dfdsl.runner import Variant, run_model
+from dfdsl.driver import CompileOptions, run_model
 from dfdsl.sim.timing import SCHEDULE_TRACKS
 from dfdsl.sim.trace import MAX_TRACED_SOCKETS, trace_events, trace_json
 
@@ -23,7 +23,7 @@ LLAMA = EXAMPLES / "llama3_1_8b.dfl"
 
 @cache
 def _report(looping: bool, sockets: int = 16) -> Report:
-    return run_model(LLAMA, {"sockets": sockets, "tokens": 2}, Variant(kernel_looping=looping))
+    return run_model(LLAMA, {"sockets": sockets, "tokens": 2}, CompileOptions(kernel_looping=looping))
 
 
 @pytest.mark.parametrize("looping", [True, False])

@@ -14,6 +14,7 @@ import pytest
 
 from dfdsl import validate
 from dfdsl.cli import run_command
+from dfdsl.cli import validate as validate_command
 from dfdsl.report import Report
 
 SMALL = [validate.EXAMPLES_DIR / f"{name}.dfl" for name in ("llama3_1_8b", "mistral_7b", "llama2_13b")]
@@ -27,10 +28,10 @@ def _calibrated():
 def _validate(argv: list[str], monkeypatch, calibrated=None) -> int:
     """`dfdsl validate ARGV` as the command line runs it, over `calibrated` (default: SMALL)."""
     result = _calibrated() if calibrated is None else calibrated
-    monkeypatch.setattr(validate, "calibrate", lambda *args: result)
+    monkeypatch.setattr(validate_command, "calibrate", lambda *args: result)
     parser = argparse.ArgumentParser(prog="dfdsl validate")
-    validate.add_arguments(parser)
-    return run_command(validate.main, parser.parse_args(argv))
+    validate_command.add_arguments(parser)
+    return run_command(validate_command.main, parser.parse_args(argv))
 
 
 def _with_looped_figures(calibration: validate.Calibration, **figures) -> validate.Calibration:

@@ -1,4 +1,4 @@
-"""Hardware as data: reads a target's TOML file (sim/targets/*.toml, or a user's) into `Hardware`.
+"""Hardware as data: reads a target's TOML file (bundled beside this module, or a user's) into `Hardware`.
 
 A target file says its `kind`: `"rdu"` (the default: an SN40L-style dataflow chip, read into
 `Hardware`) or `"gpu"` (a node of GPUs, read into `GpuHardware`). An RDU file has a `[chip]`, a
@@ -290,16 +290,21 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
     return Hardware(**common, chip=chip, assumptions=_read_assumptions(r))
 
 
+def target_name(text: str) -> str:
+    """The bundled target a user's spelling names: `dgx-h100` and `dgx_h100` are one target."""
+    return text.replace("-", "_")
+
+
 def bundled_targets() -> list[str]:
-    """Names of the targets shipped in `dfdsl.sim.targets`."""
-    files = resources.files("dfdsl.sim.targets")
+    """Names of the targets shipped in `dfdsl.hardware`."""
+    files = resources.files("dfdsl.hardware")
     return sorted(f.name.removesuffix(".toml") for f in files.iterdir() if f.name.endswith(".toml"))
 
 
 def load_hardware(name_or_path: str | Path) -> Hardware | GpuHardware:
     """A bundled target by name (`sn40l`) or a target file by path (`my_chip.toml`)."""
     text_path = str(name_or_path)
-    bundled = resources.files("dfdsl.sim.targets") / f"{text_path}.toml"
+    bundled = resources.files("dfdsl.hardware") / f"{text_path}.toml"
     if "/" not in text_path and not text_path.endswith(".toml") and bundled.is_file():
         return parse_hardware(bundled.read_text(encoding="utf-8"), f"{text_path}.toml (bundled)")
     path = Path(name_or_path)

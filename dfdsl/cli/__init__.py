@@ -1,0 +1,86 @@
+"""The `dfdsl` command line: one module per subcommand, each a short layer over the library
+(`dfdsl.driver` and what it drives); this module builds the parser and turns errors into exit codes.
+
+Exit codes: 0 success, 2 bad input (a located diagnostic), 1 an internal failure (a bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from xdsl.utils.exceptions import DiagnosticException
+
+from dfdsl import __version__
+from dfdsl.cli import check, compare, import_hf, lower, opt, run, sweep, validate
+from dfdsl.cli.output import USAGE_CODE, UsageError
+from dfdsl.diagnostics import DfslError
+from dfdsl.hardware import HardwareError, TargetMismatchError
+from dfdsl.lowering.place_memory import CapacityError
+from dfdsl.lowering.shard_tensor_parallel import ShardingError
+
+HARDWARE_CODE = "E023"
+COMMANDS = (check, lower, run, compare, validate, sweep, import_hf, opt)
+"""Each subcommand's module, in the order `--help` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dfdsl",
+        description="Compile LLM decode programs written in .dfl through the df dialect to the SN40L's "
+                    "rdu dialect (or a DGX H100's nv), and time their decode on a bundled simulator.",
+        epilog="Start with: dfdsl run examples/llama3_1_8b.dfl. Docs: README.md, docs/tutorial.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"dfdsl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(args.func, args)
+
+
+def _code_of(err: Exception) -> str:
+    """The catalogue code of an error raised by a pass or the simulator (docs/errors.md)."""
+    from xdsl.utils.exceptions import VerifyException
+
+    codes = ((ShardingError, "E020"), (CapacityError, "E021"), (TargetMismatchError, "E022"),
+             (VerifyException, "E025"))
+    return next((code for cls, code in codes if isinstance(err, cls)), "E024")
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return func(args)
+    except DfslError as err:
+        sys.stderr.write(err.render() + "\n")
+        return 2
+    except UsageError as err:
+        sys.stderr.write(f"dfdsl: error: {err} [{USAGE_CODE}]\n")
+        return 2
+    except HardwareError as err:
+        sys.stderr.write(f"dfdsl: error: {err} [{HARDWARE_CODE}]\n")
+        return 2
+    except DiagnosticException as err:
+        where = getattr(args, "file", None)
+        sys.stderr.write(f"{where + ': ' if where else ''}error: {err} [{_code_of(err)}]\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("dfdsl: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # a bug in dfdsl: say so, briefly, and how to see more
+        if os.environ.get("DFDSL_DEBUG"):
+            traceback.print_exc()
+        sys.stderr.write(f"dfdsl: internal error: {type(err).__name__}: {err}\n"
+                         "This is a bug in dfdsl. Rerun with DFDSL_DEBUG=1 to see the traceback.\n")
+        return 1
+

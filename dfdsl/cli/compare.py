@@ -1,0 +1,104 @@
+"""`dfdsl compare`: one model under every fusion mode with and without kernel looping, or on
+several machines (`--targets`), in one table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dfdsl import compare, compare_view
+from dfdsl.cli.options import add_lowering_options, add_run_settings, overrides, target_names
+from dfdsl.cli.output import UsageError, emit, write_output
+from dfdsl.lowering.pipeline import FUSION_MODES
+
+
+def _socket_list(text: str) -> list[int]:
+    try:
+        sockets = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected socket counts separated by commas, got {text!r}") from None
+    return list(dict.fromkeys(sockets))
+
+
+def _variant_list(text: str) -> list[tuple[str, bool]]:
+    try:
+        return compare.parse_variants(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `dfdsl compare`."""
+    parser.add_argument("file", metavar="MODEL.dfl")
+    parser.add_argument("--variants", type=_variant_list, metavar="SPEC",
+                        default=[(f, on) for f in FUSION_MODES for on in (False, True)],
+                        help="fusion modes and looping, comma-separated: FUSION (looping off and on), "
+                             "FUSION:on or FUSION:off; FUSION is none, block or layer "
+                             "(default: all six)")
+    parser.add_argument("--sockets", type=_socket_list, metavar="N,M", default=list(compare.DEFAULT_SOCKETS),
+                        help="socket counts, comma-separated (default: 8,16)")
+    parser.add_argument("--targets", metavar="SPEC",
+                        help=f"compare machines instead: NAME[:SOCKETS],... with NAME one of {target_names()}, "
+                             "e.g. sn40l:8,sn40l:16,dgx-h100 (each as `dfdsl run` runs it there; speedups "
+                             "against the GPU)")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="with --targets: also draw tokens/s and %% of roofline per target (needs matplotlib)")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of the rows' reports")
+    parser.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
+    add_run_settings(parser, sockets=False)
+    add_lowering_options(parser, fusion=False)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="one model under every fusion mode and looping, or on several machines "
+                                       "(--targets)",
+                       description="Compile and simulate a .dfl model under fusion none/block/layer x kernel "
+                                   "looping on/off x socket counts, as one table with speedups; or, with "
+                                   "--targets, on several machines side by side.")
+    add_arguments(p)
+    p.set_defaults(func=main)
+
+
+def _compare_targets(args: argparse.Namespace, path: Path, values: dict[str, int | str]) -> int:
+    try:
+        specs = compare.parse_targets(args.targets)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    outcomes = compare.run_targets(path, values, specs)
+    if args.json:
+        emit(json.dumps(compare_view.targets_json(outcomes), indent=2), args.output, [path])
+    else:
+        emit(compare_view.render_targets(outcomes, compare_view.targets_title(outcomes, path.stem)),
+             args.output, [path])
+    if args.plot:
+        try:
+            png = compare_view.plot_targets(outcomes, path.stem)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        write_output(Path(args.plot), png, [path])
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """`dfdsl compare`: prints the table (or JSON); exit code 1 if a row hit a bug in dfdsl."""
+    path = Path(args.file)
+    values = {k: v for k, v in overrides(args).items() if k != "sockets"}  # --sockets is a list here
+    if args.targets:
+        return _compare_targets(args, path, values)
+    if args.plot:
+        raise UsageError("--plot goes with --targets")
+    outcomes = compare.simulate_configs(path, values, compare.configurations(args.sockets, args.variants),
+                                        args.hardware or "")
+    rows = compare_view.table_rows(outcomes)
+    if args.json:
+        emit(json.dumps(compare_view.rows_json(rows, path.stem), indent=2), args.output, [path])
+    else:
+        emit(compare_view.render_table(rows, compare_view.variants_title(path, outcomes)), args.output, [path])
+    bugs = [o for o in outcomes if o.internal_error]
+    for o in bugs:
+        sys.stderr.write(f"dfdsl: {o.config.sockets} sockets, fusion {o.config.fusion}, looping "
+                         f"{'on' if o.config.kernel_looping else 'off'}: {o.error}\n"
+                         "This is a bug in dfdsl.\n")
+    return 1 if bugs else 0

@@ -1,0 +1,98 @@
+"""`dfdsl lower`: a model compiled to a stage of its target's pipeline, as IR or as a graph."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from dfdsl.cli.options import add_lowering_options, add_run_settings, compile_options, overrides
+from dfdsl.cli.output import UsageError, emit, print_ir, write_output
+from dfdsl.driver import Compiler, load_model
+from dfdsl.targets import TARGETS
+
+STAGES = tuple(dict.fromkeys(stage for target in TARGETS.values() for stage in target.stages))
+"""Every stage of every target, in pipeline order."""
+EMITS = (*STAGES, "graph")
+GRAPH_FORMATS = ("dot", "svg", "png", "json")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("lower", help="lower a model and print the IR of a stage (or draw its graph)",
+                       description="Lower a .dfl model to a stage of its target's pipeline and print its IR.")
+    p.add_argument("file", metavar="MODEL.dfl")
+    p.add_argument("--emit", choices=EMITS,
+                   help="stage to print: df (front end), fused, looped, rdu (an RDU's last stage, its "
+                        "default), nv (a GPU's last stage, its default), or graph: the dataflow graph of --stage")
+    p.add_argument("--stage", choices=STAGES,
+                   help="with --emit graph: the stage to draw (default looped on an RDU, fused on a GPU)")
+    p.add_argument("--format", choices=GRAPH_FORMATS,
+                   help="with --emit graph: dot (default), svg, png (need Graphviz's `dot`), or json (node-link)")
+    p.add_argument("--unfold", action="store_true",
+                   help="with --emit graph: draw every layer instead of folding identical ones")
+    p.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
+    p.add_argument("--generic", action="store_true", help="print the generic form of every op")
+    p.add_argument("--print-after-all", action="store_true", help="print the IR after each pass to stderr")
+    p.add_argument("--timing", action="store_true", help="print each pass's wall time to stderr")
+    p.add_argument("--remarks", action="store_true",
+                   help="say where kernel looping did not apply, and why (stderr)")
+    add_run_settings(p)
+    add_lowering_options(p)
+    p.set_defaults(func=main)
+
+
+def _with_remarks(p: ModulePass) -> ModulePass:
+    if p.name == "kernel-looping" and dataclasses.is_dataclass(p):
+        return dataclasses.replace(p, remarks=True)  # type: ignore[call-arg]
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    model = load_model(path, overrides(args), args.hardware or "")
+    target = model.target
+    if args.emit != "graph" and (args.stage or args.format or args.unfold):
+        raise UsageError("--stage, --format and --unfold go with --emit graph")
+    emit_what = args.emit or target.final_stage
+    stage = (args.stage or target.graph_stage) if emit_what == "graph" else emit_what
+    if stage not in target.stages:
+        machine = f"{model.target_name} is {'a GPU' if target.kind == 'gpu' else 'an RDU'}"
+        raise UsageError(f"{machine}: its stages are {', '.join(target.stages)}, not {stage}")
+    timings: list[tuple[str, float]] = []
+
+    def after_each(p: ModulePass, module: ModuleOp, seconds: float) -> None:
+        timings.append((p.name, seconds))
+        if args.print_after_all:
+            sys.stderr.write(f"// -----// IR after {p.name} //----- //\n{print_ir(module, False)}\n")
+
+    module = Compiler().compile(model, model.settings, compile_options(args), stage,
+                                rewrite=_with_remarks if args.remarks else None, after_each=after_each)
+    if emit_what == "graph":
+        _emit_graph(module, args, path)
+    else:
+        emit(print_ir(module, args.generic), args.output, [path])
+    if args.timing:
+        width = max((len(n) for n, _ in timings), default=4)
+        for name, seconds in timings:
+            sys.stderr.write(f"{name:<{width}}  {seconds * 1e3:8.2f} ms\n")
+    return 0
+
+
+def _emit_graph(module: ModuleOp, args: argparse.Namespace, path: Path) -> None:
+    from dfdsl.graph_view import build_graph, render
+
+    fmt = args.format or "dot"
+    data = render(build_graph(module, unfold=args.unfold, stage=args.stage), fmt)
+    if isinstance(data, bytes) and args.output in (None, "-"):
+        if sys.stdout.isatty():
+            raise UsageError(f"--format {fmt} is binary: write it to a file with -o graph.{fmt}")
+        sys.stdout.buffer.write(data)
+        return
+    if isinstance(data, bytes):
+        write_output(Path(args.output), data, [path])
+    else:
+        emit(data, args.output, [path])

@@ -1,0 +1,95 @@
+"""`dfdsl sweep`: every combination of run settings and hardware values, one CSV row each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dfdsl import sweep
+from dfdsl.cli.options import add_lowering_options, overrides
+from dfdsl.cli.output import UsageError, emit, write_output
+from dfdsl.driver import load_model
+from dfdsl.lowering.pipeline import FUSION_MODES
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="run every combination of settings and write a CSV",
+                       description="Simulate every combination of the given axes (comma-separated values; "
+                                   "an axis not given takes the file's run value) and write one CSV row per "
+                                   "point. Points that differ only in run or hardware values share one "
+                                   "compiled program.")
+    p.add_argument("file", metavar="MODEL.dfl")
+    p.add_argument("--sockets", metavar="N,N", help="socket counts, e.g. 8,16")
+    p.add_argument("--batch", metavar="B,B", help="batch sizes, e.g. 1,8,32")
+    p.add_argument("--context", metavar="C,C", help="context lengths, e.g. 4096,32768")
+    p.add_argument("--tokens", metavar="T,T", help="tokens to generate")
+    p.add_argument("--target", metavar="NAME", help="machine to run on, as in `dfdsl run`")
+    p.add_argument("--fusion", metavar="MODES", default="layer", help="fusion modes: none,block,layer (default layer)")
+    p.add_argument("--kernel-looping", metavar="on,off",
+                   help="kernel looping on, off, or on,off (default: the target's, on wherever it can loop)")
+    p.add_argument("--set", metavar="KEY=V,V", action="append",
+                   help="a hardware value to sweep, e.g. hbm_bandwidth=1.6e12,1.8e12 (repeatable)")
+    add_lowering_options(p, fusion=False)
+    p.add_argument("--workers", type=int, metavar="N", help="local processes (default: all cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)")
+    p.add_argument("-o", "--output", metavar="OUT.csv", help="write the CSV here instead of standard output")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw tokens/s per user against the axis with the most values (needs matplotlib)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=main)
+
+
+def _points(args: argparse.Namespace, path: Path) -> list[sweep.Point]:
+    target = overrides(args).get("target")
+    run = load_model(path, {"target": target} if target else None, args.hardware or "").settings
+    looping = args.kernel_looping.split(",") if args.kernel_looping else []
+    bad = [v for v in looping if v.strip() not in ("on", "off")]
+    axes = {
+        "sockets": sweep.parse_values(args.sockets or str(run.sockets), int, "sockets"),
+        "batch": sweep.parse_values(args.batch or str(run.batch), int, "batch"),
+        "context": sweep.parse_values(args.context or str(run.context), int, "context"),
+        "tokens": sweep.parse_values(args.tokens or str(run.tokens), int, "tokens"),
+        "fusion": sweep.parse_values(args.fusion, str, "fusion"),
+        "kernel_looping": [v.strip() == "on" for v in looping] or [None],
+    }
+    bad += [f for f in axes["fusion"] if f not in FUSION_MODES]
+    if bad:
+        raise sweep.SweepError(f"unknown value(s) {', '.join(bad)}: --fusion takes none,block,layer and "
+                               "--kernel-looping on,off")
+    hardware_axes = {}
+    for item in args.set or []:
+        key, eq, values = item.partition("=")
+        if not eq:
+            raise sweep.SweepError(f"--set {item!r}: write KEY=V1,V2")
+        hardware_axes[key.strip()] = sweep.parse_values(values, float, "set")
+    return sweep.make_points(axes, hardware_axes)
+
+
+def main(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        points = _points(args, path)
+    except sweep.SweepError as err:
+        raise UsageError(str(err)) from None
+    if args.output and Path(args.output).resolve() == path.resolve():
+        raise UsageError(f"refusing to overwrite the input file {path}; choose another -o")
+    columns = [TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, transient=True, disable=args.quiet) as bar:
+        task = bar.add_task("points", total=len(points))
+        rows = sweep.run_sweep(path, points, hardware_file=args.hardware or "",
+                               target=str(overrides(args).get("target", "")), workers=args.workers,
+                               scheduler=args.scheduler, progress=lambda n: bar.advance(task, n))
+    failed = sum(1 for r in rows if r["error"])
+    emit(sweep.to_csv(rows), args.output, [path])
+    if args.plot:
+        try:
+            write_output(Path(args.plot), sweep.plot(rows, path.stem), [path])
+        except sweep.SweepError as err:
+            raise UsageError(str(err)) from None
+    if not args.quiet:
+        sys.stderr.write(f"{len(rows)} points, {failed} with an error (see the `error` column)"
+                         + (f"; wrote {args.output}" if args.output else "") + "\n")
+    return 0

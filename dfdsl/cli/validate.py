@@ -1,0 +1,43 @@
+"""`dfdsl validate`: the published SN40L results beside the simulator's, one table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import attrs
+
+from dfdsl.cli.output import emit
+from dfdsl.validate import SOCKETS, calibrate, checks, dense_examples, render_calibration, render_checks
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("validate", help="the published SN40L results beside the simulator's",
+                       description="Compare the published SN40L figures (docs/validation.md lists them with "
+                                   "their sources) with the simulator under the same configurations; exit "
+                                   "code 1 if one is outside its tolerance.")
+    add_arguments(p)
+    p.set_defaults(func=main)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `dfdsl validate`."""
+    parser.add_argument("--json", action="store_true",
+                        help="print the checks, the configurations and the skipped ones as one JSON object")
+    parser.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
+    parser.add_argument("--hardware", metavar="FILE",
+                        help="a hardware TOML file to validate instead of the bundled sn40l one")
+
+
+def main(args: argparse.Namespace) -> int:
+    """`dfdsl validate`: exit code 1 when a published figure is outside its tolerance."""
+    calibrations, skipped = calibrate(dense_examples(), SOCKETS, args.hardware or "")
+    results = checks(calibrations)
+    if args.json:
+        data = {"claims": [c.as_json() for c in results],
+                "configurations": [c.as_json() for c in calibrations],
+                "skipped": [attrs.asdict(s) for s in skipped]}
+        emit(json.dumps(data, indent=2), args.output, [])
+    else:
+        emit(render_checks(results) + "\n" + render_calibration(calibrations, skipped), args.output, [])
+    return 0 if all(c.passed for c in results) else 1

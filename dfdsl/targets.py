@@ -1,0 +1,74 @@
+"""Targets as data: one `Target` record per kind of machine, found from its hardware file.
+
+A record holds what differs between machines and nothing else: the lowering pipeline (its stages
+and the passes between them), the simulator that times the last stage, and the defaults of a run
+there. Everything that compiles or simulates a model (`dfdsl.driver`) reads the record; adding a
+kind of machine is one record here plus its dialect, passes and simulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from dfdsl.hardware import GpuHardware, Hardware
+from dfdsl.lowering.pipeline import GPU_PIPELINE, RDU_PIPELINE, Pipeline
+from dfdsl.sim.gpu_interpreter import simulate_gpu
+from dfdsl.sim.interpreter import SimResult, simulate
+
+Simulator = Callable[..., SimResult]
+"""`simulator(module, hardware, batch=, context=, tokens=)`: times a module at the target's last stage."""
+
+
+@attrs.frozen
+class Target:
+    kind: str
+    """The `kind` of the hardware files this record runs."""
+    description: str
+    pipeline: Pipeline
+    simulator: Simulator
+    loops_kernels: bool
+    """Kernel looping is possible, and on unless turned off."""
+    graph_stage: str
+    """The stage `dfdsl lower --emit graph` draws unless told."""
+    own_kernels: str = ""
+    """The pass that makes the target's kernels whatever the fusion mode ("" where `--fusion`
+    decides); reports name it as the run's fusion."""
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return self.pipeline.stages
+
+    @property
+    def final_stage(self) -> str:
+        return self.pipeline.stages[-1]
+
+    def fusion_label(self, fusion: str) -> str:
+        return self.own_kernels or fusion
+
+
+RDU = Target(
+    kind="rdu",
+    description="a reconfigurable dataflow chip (SN40L): fused kernels, kernel looping",
+    pipeline=RDU_PIPELINE,
+    simulator=simulate,
+    loops_kernels=True,
+    graph_stage="looped",
+)
+GPU = Target(
+    kind="gpu",
+    description="a node of GPUs (DGX H100): TensorRT-LLM-style kernels, NCCL all-reduce",
+    pipeline=GPU_PIPELINE,
+    simulator=simulate_gpu,
+    loops_kernels=False,
+    graph_stage="fused",
+    own_kernels="gpu-partition",
+)
+TARGETS: dict[str, Target] = {t.kind: t for t in (RDU, GPU)}
+
+
+def target_for(hardware: Hardware | GpuHardware) -> Target:
+    """The record of the machine a hardware file describes."""
+    return TARGETS[hardware.kind]
+

@@ -1,1 +1,0 @@
-"""Hardware descriptions as data: one TOML file per target."""
