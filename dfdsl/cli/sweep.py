@@ -12,6 +12,7 @@ from dfdsl import sweep
 from dfdsl.cli.options import add_lowering_options, overrides
 from dfdsl.cli.output import UsageError, emit, write_output
 from dfdsl.driver import load_model
+from dfdsl.elaborate import check_run_settings
 from dfdsl.lowering.pipeline import FUSION_MODES
 
 
@@ -55,6 +56,9 @@ def _points(args: argparse.Namespace, path: Path) -> list[sweep.Point]:
         "fusion": sweep.parse_values(args.fusion, str, "fusion"),
         "kernel_looping": [v.strip() == "on" for v in looping] or [None],
     }
+    for key in ("sockets", "batch", "context", "tokens"):
+        for value in axes[key]:
+            check_run_settings({key: value})  # the limits `dfdsl run` enforces, before any work
     bad += [f for f in axes["fusion"] if f not in FUSION_MODES]
     if bad:
         raise sweep.SweepError(f"unknown value(s) {', '.join(bad)}: --fusion takes none,block,layer and "
