@@ -25,19 +25,23 @@ DIALECTS: dict[str, tuple[str, str]] = {
 }
 
 
-def _loader(module: str, attr: str) -> Callable[[], object]:
+def _dialect(module: str, attr: str) -> Callable[[], Dialect]:
+    return lambda: getattr(import_module(module), attr)
+
+
+def _pass(module: str, attr: str) -> Callable[[], type[ModulePass]]:
     return lambda: getattr(import_module(module), attr)
 
 
 DFDSL_UNIVERSE = Universe(
-    all_dialects={name: _loader(*where) for name, where in DIALECTS.items()},  # type: ignore[misc]
-    all_passes={name: _loader(*where) for name, where in PASSES.items()},  # type: ignore[misc]
+    all_dialects={name: _dialect(*where) for name, where in DIALECTS.items()},
+    all_passes={name: _pass(*where) for name, where in PASSES.items()},
 )
 
 
 def dialects() -> list[Dialect]:
-    return [_loader(*where)() for where in DIALECTS.values()]  # type: ignore[misc]
+    return [_dialect(*where)() for where in DIALECTS.values()]
 
 
 def pass_classes() -> dict[str, type[ModulePass]]:
-    return {name: _loader(*where)() for name, where in PASSES.items()}  # type: ignore[misc]
+    return {name: _pass(*where)() for name, where in PASSES.items()}
