@@ -153,12 +153,12 @@ def _heads(config: _Config) -> list[Binding]:
     hidden = config.size("hidden_size")
     if config.data.get("num_key_value_heads") is None:
         config.seen.add("num_key_value_heads")
-        kv_heads = Binding("kv_heads", heads, "num_attention_heads (num_key_value_heads is absent)")
+        kv_heads, kv_source = heads, "num_attention_heads (num_key_value_heads is absent)"
     else:
-        kv_heads = config.bind("kv_heads", "num_key_value_heads")
-    if heads % kv_heads.value:  # type: ignore[operator]
+        kv_heads, kv_source = config.size("num_key_value_heads"), "num_key_value_heads"
+    if heads % kv_heads:
         raise config.error(f"num_attention_heads ({heads}) is not a multiple of num_key_value_heads "
-                           f"({kv_heads.value})")
+                           f"({kv_heads})")
     if config.data.get("head_dim") is not None:
         head_dim = config.bind("head_dim", "head_dim")
     else:
@@ -168,7 +168,7 @@ def _heads(config: _Config) -> list[Binding]:
                                f"of num_attention_heads ({heads})")
         head_dim = Binding("head_dim", hidden // heads,
                            "hidden_size / num_attention_heads (head_dim is absent)")
-    return [Binding("heads", heads, "num_attention_heads"), kv_heads, head_dim]
+    return [Binding("heads", heads, "num_attention_heads"), Binding("kv_heads", kv_heads, kv_source), head_dim]
 
 
 def _silu_mlp(config: _Config, library: str) -> None:
@@ -187,19 +187,19 @@ def _read_qwen2(config: _Config) -> list[list[Binding]]:
     return [_stack(config), [*_heads(config), config.bind("ffn", "intermediate_size")]]
 
 
-def _top_k(config: _Config, experts: Binding) -> Binding:
-    top_k = config.bind("top_k", "num_experts_per_tok")
-    if top_k.value > experts.value:  # type: ignore[operator]
-        raise config.error(f"num_experts_per_tok ({top_k.value}) exceeds the {experts.value} experts")
-    return top_k
+def _top_k(config: _Config, experts: int) -> Binding:
+    top_k = config.size("num_experts_per_tok")
+    if top_k > experts:
+        raise config.error(f"num_experts_per_tok ({top_k}) exceeds the {experts} experts")
+    return Binding("top_k", top_k, "num_experts_per_tok")
 
 
 def _read_mixtral(config: _Config) -> list[list[Binding]]:
     _silu_mlp(config, "std.moe")
-    experts = config.bind("experts", "num_local_experts")
+    experts = config.size("num_local_experts")
     config.note(["router_aux_loss_coef", "output_router_logits"], "training only")
-    return [_stack(config), [*_heads(config), config.bind("ffn", "intermediate_size"), experts,
-                             _top_k(config, experts)]]
+    return [_stack(config), [*_heads(config), config.bind("ffn", "intermediate_size"),
+                             Binding("experts", experts, "num_local_experts"), _top_k(config, experts)]]
 
 
 def _read_gemma2(config: _Config) -> list[list[Binding]]:
@@ -218,9 +218,9 @@ def _read_gemma2(config: _Config) -> list[list[Binding]]:
 def _read_deepseek(config: _Config) -> list[list[Binding]]:
     _silu_mlp(config, "std.deepseek")
     layers = config.size("num_hidden_layers")
-    dense = config.bind("dense_layers", "first_k_dense_replace")
-    if dense.value >= layers:  # type: ignore[operator]
-        raise config.error(f"first_k_dense_replace ({dense.value}) leaves no mixture-of-experts layer "
+    dense = config.size("first_k_dense_replace")
+    if dense >= layers:
+        raise config.error(f"first_k_dense_replace ({dense}) leaves no mixture-of-experts layer "
                            f"among the {layers}; std.deepseek needs at least one of each kind")
     config.expect("n_shared_experts", [1], "std.deepseek has one shared expert")
     config.expect("moe_layer_freq", [1], "std.deepseek makes every layer after the dense ones MoE")
@@ -233,14 +233,14 @@ def _read_deepseek(config: _Config) -> list[list[Binding]]:
     config.note(["num_nextn_predict_layers"], "the multi-token prediction module, not used by plain "
                 "decoding, is left out")
     config.note(["aux_loss_alpha", "seq_aux", "ep_size"], "training or expert-parallel settings")
-    experts = config.bind("experts", "n_routed_experts")
+    experts = config.size("n_routed_experts")
     attention = [config.bind("heads", "num_attention_heads"), config.bind("q_lora_rank", "q_lora_rank"),
                  config.bind("kv_lora_rank", "kv_lora_rank")]
     head_dims = [config.bind("qk_nope_dim", "qk_nope_head_dim"),
                  config.bind("qk_rope_dim", "qk_rope_head_dim"), config.bind("v_head_dim", "v_head_dim")]
-    mlp = [config.bind("ffn", "intermediate_size"), config.bind("moe_ffn", "moe_intermediate_size"), experts,
-           _top_k(config, experts)]
-    return [[*_stack(config), dense], attention, head_dims, mlp]
+    mlp = [config.bind("ffn", "intermediate_size"), config.bind("moe_ffn", "moe_intermediate_size"),
+           Binding("experts", experts, "n_routed_experts"), _top_k(config, experts)]
+    return [[*_stack(config), Binding("dense_layers", dense, "first_k_dense_replace")], attention, head_dims, mlp]
 
 
 FAMILIES = (
@@ -312,7 +312,7 @@ def _gb(num_bytes: int) -> str:
 
 def _sockets(total_bytes: int) -> tuple[int, bool, str]:
     """The smallest socket choice whose HBM holds `total_bytes`, whether it does, and why."""
-    hardware = load_hardware(DEFAULT_RUN["target"])
+    hardware = load_hardware(str(DEFAULT_RUN["target"]))
     per_socket = hardware.hbm.capacity_bytes
     capacity = f"{_gb(per_socket)} of HBM per socket, from the {hardware.name} hardware file"
     for sockets in SOCKET_CHOICES:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
+from lark.tree import Meta
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from dfdsl import ast
@@ -26,12 +28,41 @@ def _lark() -> Lark:
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
-def _span(path: Path, meta) -> ast.Span:
+def _span(path: Path, meta: Meta) -> ast.Span:
     return ast.Span(path, meta.line, meta.column, meta.end_line, meta.end_column)
 
 
 def _token_span(path: Path, tok: Token) -> ast.Span:
+    # lark types a token's position as optional, for tokens made by hand; its lexer always sets it.
+    assert tok.line is not None and tok.column is not None and tok.end_line is not None and tok.end_column is not None
     return ast.Span(path, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+# Rule methods for several rules that differ in one word, made outside the class so that they are
+# typed as what they are: methods of _ToAst.
+
+def _binary(op: str) -> Callable[[_ToAst, Meta, ast.Expr, ast.Expr], ast.BinOp]:
+    def method(self: _ToAst, meta: Meta, left: ast.Expr, right: ast.Expr) -> ast.BinOp:
+        return ast.BinOp(op, left, right, self._s(meta))
+
+    return method
+
+
+def _declaration(kind: str) -> Callable[[_ToAst, Meta, Token, ast.TensorTypeExpr], ast.Decl]:
+    def method(self: _ToAst, meta: Meta, name: Token, type_: ast.TensorTypeExpr) -> ast.Decl:
+        return ast.Decl(kind, str(name), type_, self._s(meta), self._t(name))
+
+    return method
+
+
+def _definition(kind: str) -> Callable[
+    [_ToAst, Meta, Token, tuple[ast.Name, ...] | None, tuple[ast.Stmt, ...]], ast.Definition
+]:
+    def method(self: _ToAst, meta: Meta, name: Token, params: tuple[ast.Name, ...] | None,
+               body: tuple[ast.Stmt, ...]) -> ast.Definition:
+        return ast.Definition(kind, str(name), params or (), body, self._s(meta), self._t(name))
+
+    return method
 
 
 @v_args(meta=True, inline=True)
@@ -42,7 +73,7 @@ class _ToAst(Transformer):
         super().__init__()
         self.path = path
 
-    def _s(self, meta) -> ast.Span:
+    def _s(self, meta: Meta) -> ast.Span:
         return _span(self.path, meta)
 
     def _t(self, tok: Token) -> ast.Span:
@@ -59,17 +90,11 @@ class _ToAst(Transformer):
     def name(self, meta, tok):
         return ast.Name(str(tok), self._s(meta))
 
-    def _bin(op):  # noqa: N805 - a factory used in the class body
-        def method(self, meta, left, right):
-            return ast.BinOp(op, left, right, self._s(meta))
-
-        return method
-
-    add = _bin("+")
-    sub = _bin("-")
-    mul = _bin("*")
-    div = _bin("/")
-    mod = _bin("%")
+    add = _binary("+")
+    sub = _binary("-")
+    mul = _binary("*")
+    div = _binary("/")
+    mod = _binary("%")
 
     def neg(self, meta, operand):
         return ast.Neg(operand, self._s(meta))
@@ -90,15 +115,9 @@ class _ToAst(Transformer):
     def tensor_type(self, meta, dtype, *dims):
         return ast.TensorTypeExpr(ast.Name(str(dtype), self._t(dtype)), tuple(dims), self._s(meta))
 
-    def _decl(kind):  # noqa: N805
-        def method(self, meta, name, type_):
-            return ast.Decl(kind, str(name), type_, self._s(meta), self._t(name))
-
-        return method
-
-    input_decl = _decl("in")
-    weight_decl = _decl("weight")
-    cache_decl = _decl("cache")
+    input_decl = _declaration("in")
+    weight_decl = _declaration("weight")
+    cache_decl = _declaration("cache")
 
     def let_stmt(self, meta, name, value):
         return ast.Let(str(name), value, self._s(meta), self._t(name))
@@ -127,12 +146,6 @@ class _ToAst(Transformer):
 
     def param_list(self, meta, *names):
         return tuple(ast.Name(str(n), self._t(n)) for n in names)
-
-    def _definition(kind):  # noqa: N805
-        def method(self, meta, name, params, body):
-            return ast.Definition(kind, str(name), params or (), body, self._s(meta), self._t(name))
-
-        return method
 
     layer_def = _definition("layer")
     graph_def = _definition("graph")

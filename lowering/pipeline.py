@@ -54,6 +54,10 @@ def pass_class(name: str) -> type[ModulePass]:
     return getattr(import_module(module), cls)
 
 
+def pass_loader(name: str) -> Callable[[], type[ModulePass]]:
+    return lambda: pass_class(name)
+
+
 def make_pass(name: str, **options: object) -> ModulePass:
     return pass_class(name)(**options)
 

@@ -160,7 +160,7 @@ class NvFunctions(TargetFunctions):
     @impl(nv.AllReduceOp)
     def run_all_reduce(self, interpreter: Interpreter, op: nv.AllReduceOp, args: tuple[Any, ...]) -> tuple[Buffer]:
         self.state(interpreter).calls.append(nccl_call(op))
-        return (Buffer("nccl_all_reduce", "activation", op.result.type.tier_name),)  # type: ignore[attr-defined]
+        return (Buffer("nccl_all_reduce", "activation", op.result.type.tier_name),)
 
 
 def _program(module: ModuleOp) -> nv.ProgramOp:

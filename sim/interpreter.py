@@ -32,7 +32,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, rdu, target_ops
 from dfdsl.sim import timing
-from dfdsl.hardware import GpuHardware, Hardware, load_hardware
+from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, load_hardware
 
 ProgramT = TypeVar("ProgramT", bound=target_ops.ProgramBase)
 KernelT = TypeVar("KernelT", bound=Operation)
@@ -68,12 +68,9 @@ def operator_work(op: target_ops.OperatorWorkBase) -> timing.IterationWork:
     )
 
 
-def activations(callee: str, results: Sequence[OpResult]) -> tuple[Buffer, ...]:
+def activations(callee: str, results: Sequence[OpResult[df.ShapedTypeBase]]) -> tuple[Buffer, ...]:
     """The buffers a call of `callee` returns, each in the tier of its type."""
-    return tuple(
-        Buffer(f"{callee}#{i}", "activation", result.type.tier_name)  # type: ignore[attr-defined]
-        for i, result in enumerate(results)
-    )
+    return tuple(Buffer(f"{callee}#{i}", "activation", result.type.tier_name) for i, result in enumerate(results))
 
 
 def callee_kernel(interpreter: Interpreter, op: df.CallBase, kernel_type: type[KernelT]) -> KernelT:
@@ -335,6 +332,9 @@ def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | 
              context: int | None = None, tokens: int | None = None) -> SimResult:
     """Times `tokens` decode steps of the module's program (sizes default to the program's)."""
     hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
+    if not isinstance(hw, Hardware):
+        raise TargetMismatchError(f"{hw.name} is a GPU: the SN40L interpreter needs a hardware file with "
+                                  "kind = \"rdu\" (the default); GPUs run with simulate_gpu")
     program = _program(module)
     batch, context, tokens = run_sizes(program, batch, context, tokens)
     sockets = program.count("sockets")

@@ -19,7 +19,7 @@ from dfdsl.lowering.kernel_looping import KernelLooping
 from dfdsl.lowering.place_memory import PlaceMemory
 from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
 from dfdsl.sim import timing
-from dfdsl.hardware import load_hardware
+from dfdsl.hardware import TargetMismatchError, load_hardware
 from dfdsl.sim.interpreter import interpret_step, simulate
 
 HW = load_hardware("sn40l")
@@ -191,3 +191,8 @@ def test_a_hardware_file_by_path_changes_the_result(tmp_path):
     fast = simulate(_parse(TWO_LAYERS), "sn40l")
     slow = simulate(_parse(TWO_LAYERS), path)
     assert slow.breakdown_ms["stream"] == pytest.approx(2 * fast.breakdown_ms["stream"])
+
+
+def test_a_gpu_hardware_file_is_refused_by_name():
+    with pytest.raises(TargetMismatchError, match='kind = "rdu"'):
+        simulate(_parse(TWO_LAYERS), "dgx_h100")

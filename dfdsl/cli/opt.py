@@ -13,7 +13,7 @@ from xdsl.utils.exceptions import ParseError
 from dfdsl.ast import Span
 from dfdsl.cli.output import UsageError, emit, print_ir, read_text
 from dfdsl.diagnostics import DfslError, Diagnostic
-from dfdsl.lowering.pipeline import PASSES, context, pass_class
+from dfdsl.lowering.pipeline import PASSES, context, pass_loader
 
 
 def add_parser(sub) -> None:
@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
         raise DfslError([Diagnostic("E026", f"cannot parse the IR: {err.msg}", where)]) from None
     module.verify()
     if args.passes:
-        available = {name: (lambda name=name: pass_class(name)) for name in PASSES}
+        available = {name: pass_loader(name) for name in PASSES}
         try:
             pipeline = PassPipeline.parse_spec(available, args.passes)
         except Exception as err:  # xDSL reports a bad spec as ValueError or its own exceptions
