@@ -112,7 +112,7 @@ def baseline_index(outcomes: Sequence[TargetOutcome]) -> int | None:
     """The row speedups are measured against: the first GPU that ran, else the first row that ran."""
     ran = [i for i, o in enumerate(outcomes) if o.report is not None]
     gpus = [i for i in ran if outcomes[i].kind == "gpu"]
-    return (gpus or ran or [None])[0]
+    return next(iter(gpus or ran), None)
 
 
 def render_targets(outcomes: Sequence[TargetOutcome], title: str) -> str:

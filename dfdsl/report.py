@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 
 from dfdsl.footprint import Footprint
-from dfdsl.hardware import Hardware
+from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.sim.interpreter import SimResult
 from dfdsl.sim.timing import CATEGORIES, Timeline
 
@@ -34,7 +34,7 @@ class Report:
         return self.figures[key]
 
 
-def make_report(result: SimResult, fp: Footprint, hardware: Hardware, *, fusion: str,
+def make_report(result: SimResult, fp: Footprint, hardware: Hardware | GpuHardware, *, fusion: str,
                 kernel_looping: bool) -> Report:
     # The run's steps see contexts context .. context + tokens - 1; its roofline uses their mean.
     mean_context = result.context + (result.tokens - 1) / 2

@@ -19,7 +19,7 @@ import csv
 import io
 import itertools
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -98,12 +98,12 @@ def parse_values(text: str, kind: Callable[[str], object], name: str) -> list:
     return values
 
 
-def make_points(axes: dict[str, Sequence], hardware_axes: dict[str, Sequence[float]]) -> list[Point]:
+def make_points(axes: Mapping[str, Sequence], hardware_axes: Mapping[str, Sequence[float]]) -> list[Point]:
     hw_keys = sorted(hardware_axes)
     points = []
     for combo in itertools.product(*(axes[a] for a in AXES), *(hardware_axes[k] for k in hw_keys)):
         run, hw = combo[: len(AXES)], combo[len(AXES):]
-        points.append(Point(*run, hardware=tuple(zip(hw_keys, hw))))
+        points.append(Point(**dict(zip(AXES, run)), hardware=tuple(zip(hw_keys, hw))))
     return points
 
 
@@ -195,12 +195,13 @@ def run_sweep(path: Path, points: Sequence[Point], *, hardware_file: str = "", t
         for c in chunks:
             collect(c, evaluate_chunk(str(path), c, hardware_file, target))
     else:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import as_completed as pool_completed
         from multiprocessing import get_context
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(evaluate_chunk, str(path), c, hardware_file, target): c for c in chunks}
-            for future in as_completed(futures):
+            for future in pool_completed(futures):
                 collect(futures[future], future.result())
     return [r for r in rows if r is not None]
 

@@ -235,8 +235,9 @@ def _numbers(r: _Reader, section: str, cls: type, skip: Collection[str] = ()) ->
 def _read_assumptions(r: _Reader) -> Assumptions:
     s = "assumptions"
     choices = {"orchestration": ORCHESTRATIONS, "allreduce_algorithm": ALLREDUCE_ALGORITHMS}
-    strings = {key: r.value(s, key, "a string", allowed) for key, allowed in choices.items()}
-    return Assumptions(**strings, **_numbers(r, s, Assumptions, choices))
+    return Assumptions(orchestration=r.value(s, "orchestration", "a string", ORCHESTRATIONS),
+                       allreduce_algorithm=r.value(s, "allreduce_algorithm", "a string", ALLREDUCE_ALGORITHMS),
+                       **_numbers(r, s, Assumptions, choices))
 
 
 def _read_gpu(r: _Reader) -> GpuChip:
@@ -275,7 +276,7 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
         raise HardwareError(f"{path}: not valid TOML: {err}") from err
     r = _Reader(path, data)
     kind = r.value("", "kind", "a string", KINDS) if "kind" in data else "rdu"
-    chip = _read_gpu(r) if kind == "gpu" else _read_chip(r)  # read first: its errors come first
+    chip: Chip | GpuChip = _read_gpu(r) if kind == "gpu" else _read_chip(r)  # read first: its errors come first
     common = {
         "name": r.value("", "name", "a string"),
         "description": data.get("description", "") if isinstance(data.get("description"), str) else "",
@@ -284,7 +285,7 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
         "ddr": _read_tier(r, "ddr"),
         "sources": _sources(data),
     }
-    if kind == "gpu":
+    if isinstance(chip, GpuChip):
         return GpuHardware(**common, chip=chip, node=_read_node(r),
                            assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)))
     return Hardware(**common, chip=chip, assumptions=_read_assumptions(r))
