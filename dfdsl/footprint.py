@@ -13,7 +13,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import BlockArgument
 
 from dfdsl.dialects import df
-from dfdsl.sim.timing import expected_experts
+from dfdsl.dialects.cost import expected_experts
 
 
 @attrs.frozen

@@ -20,6 +20,7 @@ PASSES: dict[str, tuple[str, str]] = {
 
 DIALECTS: dict[str, tuple[str, str]] = {
     "df": ("dfdsl.dialects.df", "Df"),
+    "cost": ("dfdsl.dialects.cost", "Cost"),
     "rdu": ("dfdsl.dialects.rdu", "Rdu"),
     "nv": ("dfdsl.dialects.nv", "Nv"),
 }

@@ -3,7 +3,7 @@
 A module holds one `rdu.program` (the decode step: declared buffers, `rdu.call`s of kernels in
 order, `rdu.output`) and the `rdu.kernel`s it calls. A kernel is a spatial pipeline of
 `rdu.stage`s (each on its own PCUs and PMUs, with its work per invocation) and `rdu.all_reduce`
-collectives, or one `rdu.loop` holding them (a looped kernel). Work is `#rdu.work<c + b*B + bs*B*S>`,
+collectives, or one `rdu.loop` holding them (a looped kernel). Work is `#cost.work<c + b*B + bs*B*S>`,
 affine in the batch `B` and in batch times context `B*S`, so one program serves every run size.
 Everything inside a program is per socket; `sockets` says how many run it side by side.
 """
@@ -34,8 +34,8 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from dfdsl.dialects import df, target_ops
-from dfdsl.dialects.target_ops import BUFFER_KINDS, TRAFFIC, NotAffineError, Work, parse_work_terms
-from dfdsl.dialects.target_ops import ZERO as ZERO  # re-exported: the lowerings build work from `rdu`
+from dfdsl.dialects.cost import NotAffineError, Work, expected_experts, parse_work_terms
+from dfdsl.dialects.target_ops import BUFFER_KINDS, TRAFFIC
 
 
 @irdl_attr_definition
@@ -227,7 +227,7 @@ class LoopOp(IRDLOperation):
     `carried_bytes` is the activation handed from one iteration to the next, kept on chip in a
     double buffer. The body holds the stages and collectives of one iteration.
 
-    `rdu.loop 32 stacked [1, 2] strides [1048576, 2048*B*S] carried_bytes #rdu.work<128*B> { ... }`
+    `rdu.loop 32 stacked [1, 2] strides [1048576, 2048*B*S] carried_bytes #cost.work<128*B> { ... }`
     """
 
     name = "rdu.loop"
@@ -305,7 +305,7 @@ class LoopOp(IRDLOperation):
         parser.parse_keyword("carried_bytes")
         carried = parser.parse_attribute()
         if not isinstance(carried, Work):
-            parser.raise_error(f"rdu.loop: carried_bytes must be #rdu.work, got {carried}")
+            parser.raise_error(f"rdu.loop: carried_bytes must be #cost.work, got {carried}")
         extra = parser.parse_optional_attr_dict_with_keyword()
         region = parser.parse_region()
         if not region.blocks:  # `{ }` is an empty body, which is still one block
@@ -318,11 +318,6 @@ class LoopOp(IRDLOperation):
 
 # ---------------------------------------------------------------------------------------------
 # What runs inside a kernel.
-
-
-def expected_experts_touched(experts: int, top_k: int, batch: int) -> float:
-    """Distinct experts a step of `batch` tokens reaches when each picks `top_k` of `experts` uniformly."""
-    return experts * (1 - (1 - top_k / experts) ** batch)
 
 
 @irdl_op_definition
@@ -358,7 +353,7 @@ class StageOp(target_ops.OperatorWorkBase):
         moved = sum(self.work(key).at(batch, context) for key in TRAFFIC)
         if self.experts is None or self.top_k is None:
             return moved
-        touched = expected_experts_touched(self.experts.value.data, self.top_k.value.data, batch)
+        touched = expected_experts(self.experts.value.data, self.top_k.value.data, batch)
         return moved + touched * self.work("expert_read").at(batch, context)
 
     def verify_(self) -> None:
@@ -411,5 +406,5 @@ def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffi
 Rdu = Dialect(
     "rdu",
     [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp],
-    [BufferType, Work],
+    [BufferType],
 )

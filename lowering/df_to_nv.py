@@ -21,7 +21,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, nv
-from dfdsl.dialects.rdu import ZERO, Work
+from dfdsl.dialects.cost import ZERO, Work
 from dfdsl.lowering.df_to_rdu import OperatorWork, operator_work
 
 ACTIVATION_TIER = "hbm"

@@ -30,7 +30,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, rdu
-from dfdsl.dialects.rdu import ZERO, Work
+from dfdsl.dialects.cost import ZERO, Work
 from dfdsl.sim.hardware import Chip, Hardware, HardwareError, TargetMismatchError, load_hardware
 
 
