@@ -38,7 +38,6 @@ MAX_FOLD_PERIOD = 64
 
 CALL_OPS = (df.CallOp, df.LaunchOp, rdu.CallOp)
 DECL_OPS = (*df.DECLS, rdu.BufferOp)
-_DECL_KINDS = {df.InputOp: "input", df.WeightOp: "weight", df.KvCacheOp: "kv_cache"}
 _LAYER_PREFIX = re.compile(r"^.*?\.(?:\d+|\{\d+\.\.\d+\})\.")
 """A tensor name's prefix up to the layer number: `layers.3.` of `layers.3.wq`, or `layers.{0..31}.`."""
 _RANGE = re.compile(r"\.\{(\d+)\.\.(\d+)\}\.")
@@ -191,11 +190,17 @@ def find_folds(block: Block, unfold: bool = False) -> list[Fold]:
 
 
 def _decl_name(op: Operation) -> str:
-    return op.buffer_name.data if isinstance(op, rdu.BufferOp) else op.tensor_name.data  # type: ignore[attr-defined]
+    if isinstance(op, rdu.BufferOp):
+        return op.buffer_name.data
+    assert isinstance(op, df.DeclBase), f"{op.name} declares no tensor"
+    return op.tensor_name.data
 
 
 def _decl_kind(op: Operation) -> str:
-    return op.kind.data if isinstance(op, rdu.BufferOp) else _DECL_KINDS[type(op)]  # type: ignore[attr-defined]
+    if isinstance(op, rdu.BufferOp):
+        return op.kind.data
+    assert isinstance(op, df.DeclBase), f"{op.name} declares no tensor"
+    return op.BUFFER_KIND
 
 
 def _stage_of(module: ModuleOp, top: Operation) -> str:
@@ -470,7 +475,7 @@ _EDGE_STYLE = {
     "argument": 'style=dashed, color="#868e96"',
     "pipeline": 'penwidth=2, color="#6a4c93"',
 }
-_DECL_KINDS_DRAWN = ("input", "weight", "kv_cache")
+_DECL_KINDS_DRAWN = tuple(decl.BUFFER_KIND for decl in df.DECLS)
 
 
 def _quote(text: str) -> str:

@@ -30,8 +30,8 @@ from dfdsl.dialects import df
 from dfdsl.dialects.cost import ZERO, Work
 from dfdsl.dialects.shapes import TIERS
 
-BUFFER_KINDS = ("input", "weight", "kv_cache")
-"""What a declared buffer holds: a step's input, a parameter, or a KV cache."""
+BUFFER_KINDS = tuple(decl.BUFFER_KIND for decl in df.DECLS)
+"""What a declared buffer holds, as its `df` declaration says: a step's input, a parameter, or a KV cache."""
 
 
 class BufferTypeBase(df.ShapedTypeBase):
