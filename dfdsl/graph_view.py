@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import networkx as nx
 from xdsl.dialects.builtin import ModuleOp
@@ -115,7 +116,7 @@ class Fold:
         return self.reps[0]
 
 
-def _is_decl(value: SSAValue) -> bool:
+def _is_decl(value: SSAValue) -> TypeGuard[OpResult]:
     return isinstance(value, OpResult) and isinstance(value.op, DECL_OPS)
 
 
@@ -301,7 +302,7 @@ class _GraphBuilder:
             for value in call.operands:
                 users = {use.operation for use in value.uses}
                 if _is_decl(value) and users == {call}:
-                    self.owner[value.op] = call  # type: ignore[attr-defined]
+                    self.owner[value.op] = call
         for rep in fold.reps[1:]:
             for call0, call in zip(fold.first, rep):
                 for value0, value in zip(call0.operands, call.operands):
@@ -321,9 +322,10 @@ class _GraphBuilder:
         full_name = name_range(names)
         copies = len(names) if len(names) > 1 else _copies(full_name)
         label = short_name(full_name) + (f" ×{copies}" if copies > 1 else "")
+        type_ = value.type
+        assert isinstance(type_, df.ShapedTypeBase), f"{op.name} declares a tensor or buffer"
         self.producer[value] = self.add_node(
-            _decl_kind(op), label, cluster, tier=value.type.tier_name,  # type: ignore[attr-defined]
-            tooltip=full_name,
+            _decl_kind(op), label, cluster, tier=type_.tier_name, tooltip=full_name,
         )
 
     def add_operator(self, op: Operation, cluster: str) -> None:
@@ -348,7 +350,7 @@ class _GraphBuilder:
     def layer_span(self, fold: Fold) -> str:
         """`layers 0..31` from the declarations' names, else `calls 1..32` counting the step's calls from 0."""
         def index(rep: tuple[Operation, ...]) -> int | None:
-            decls = [v.op for call in rep for v in call.operands if _is_decl(v)]  # type: ignore[attr-defined]
+            decls = [v.op for call in rep for v in call.operands if _is_decl(v)]
             found = [i for i in (layer_index(_decl_name(d)) for d in decls) if i is not None]
             return found[0] if found else None
 
@@ -376,8 +378,8 @@ class _GraphBuilder:
         else:
             cluster = self.add_cluster(_cluster_kind(callee), label, parent)
         for value in call.operands:
-            if _is_decl(value) and self.owner.get(value.op) is call:  # type: ignore[attr-defined]
-                self.add_decl(value.op, cluster, fold)  # type: ignore[attr-defined]
+            if _is_decl(value) and self.owner.get(value.op) is call:
+                self.add_decl(value.op, cluster, fold)
         if isinstance(callee, rdu.KernelOp):
             self.add_rdu_kernel(callee, call, cluster)
             return

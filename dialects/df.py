@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from xdsl.dialects.builtin import (
     I64,
@@ -99,7 +99,7 @@ class ShapedTypeBase(ParametrizedAttribute, TypeAttribute):
 
     @property
     def dims(self) -> Shape:
-        return tuple(d.data for d in self.shape.data)  # type: ignore[union-attr]
+        return tuple(d.data for d in self.shape.data)
 
     @property
     def dtype(self) -> str:
@@ -167,16 +167,39 @@ class TensorType(ShapedTypeBase):
     name = "df.tensor"
 
 
+def tensor_type(type_: Attribute) -> TensorType:
+    """`type_`, which the op it comes from declares a `!df.tensor` (an operand's, a `df.kernel`'s
+    argument's), narrowed to one."""
+    if not isinstance(type_, TensorType):
+        raise VerifyException(f"expected a !df.tensor, got {type_}")
+    return type_
+
+
+def tensor_operand() -> SSAValue[TensorType]:
+    """An operand that is a `!df.tensor`, typed as one (xDSL's `operand_def` is not generic)."""
+    return cast("SSAValue[TensorType]", operand_def(TensorType))
+
+
+def opt_tensor_operand() -> SSAValue[TensorType] | None:
+    """An optional operand that is a `!df.tensor`, typed as one."""
+    return cast("SSAValue[TensorType] | None", opt_operand_def(TensorType))
+
+
+def var_tensor_operand() -> VarOperand[TensorType]:
+    """A variadic operand of `!df.tensor`s, typed as such."""
+    return cast("VarOperand[TensorType]", var_operand_def(TensorType))
+
+
 # ---------------------------------------------------------------------------------------------
 # Structure: the decode-step graph, layers, kernels, calls.
 
 
-def _print_func_like(op: IRDLOperation, printer: Printer) -> None:
+def _print_func_like(op: FuncLikeBase, printer: Printer) -> None:
     print_func_op_like(
         printer,
-        op.properties["sym_name"],  # type: ignore[arg-type]
-        op.properties["function_type"],  # type: ignore[arg-type]
-        op.regions[0],
+        op.sym_name,
+        op.function_type,
+        op.body,
         op.attributes,
         reserved_attr_names=("sym_name", "function_type"),
     )
@@ -519,14 +542,6 @@ class OperatorBase(IRDLOperation):
             raise VerifyException(f"{self.name}: result should be {expected}, got {got}")
 
 
-def tensor_type(type_: Attribute) -> TensorType:
-    """`type_`, which the op it comes from declares a `!df.tensor` (an operand's, a `df.kernel`'s
-    argument's), narrowed to one."""
-    if not isinstance(type_, TensorType):
-        raise VerifyException(f"expected a !df.tensor, got {type_}")
-    return type_
-
-
 class LightOperatorBase(OperatorBase):
     """A norm, rotary embedding, activation or elementwise operator: a little arithmetic per
     element of its result, fused with its heavy neighbours."""
@@ -549,8 +564,8 @@ class EmbeddingOp(OperatorBase):
     HEAVY: ClassVar[bool] = True
 
     name = "df.embedding"
-    ids: SSAValue[TensorType] = operand_def(TensorType)
-    table: SSAValue[TensorType] = operand_def(TensorType)
+    ids = tensor_operand()
+    table = tensor_operand()
     traits = traits_def(Pure())
     assembly_format = "$ids `,` $table attr-dict `:` functional-type(operands, results)"
 
@@ -560,9 +575,9 @@ class ProjectionBase(OperatorBase):
 
     HEAVY: ClassVar[bool] = True
 
-    x: SSAValue[TensorType] = operand_def(TensorType)
-    w: SSAValue[TensorType] = operand_def(TensorType)
-    bias: SSAValue[TensorType] | None = opt_operand_def(TensorType)
+    x = tensor_operand()
+    w = tensor_operand()
+    bias = opt_tensor_operand()
     traits = traits_def(Pure())
     assembly_format = _PROJECTION_FORMAT
 
@@ -596,9 +611,9 @@ class MatmulOp(OperatorBase):
     HEAVY: ClassVar[bool] = True
 
     name = "df.matmul"
-    lhs: SSAValue[TensorType] = operand_def(TensorType)
-    rhs: SSAValue[TensorType] = operand_def(TensorType)
-    bias: SSAValue[TensorType] | None = opt_operand_def(TensorType)
+    lhs = tensor_operand()
+    rhs = tensor_operand()
+    bias = opt_tensor_operand()
     traits = traits_def(Pure())
     assembly_format = "$lhs `,` $rhs (`,` $bias^)? attr-dict `:` functional-type(operands, results)"
 
@@ -606,9 +621,9 @@ class MatmulOp(OperatorBase):
 class NormBase(LightOperatorBase):
     """A normalisation of x over its last dimension, with a `scale` (and a `bias`) of that width."""
 
-    x: SSAValue[TensorType] = operand_def(TensorType)
-    scale: SSAValue[TensorType] = operand_def(TensorType)
-    bias: SSAValue[TensorType] | None = opt_operand_def(TensorType)
+    x = tensor_operand()
+    scale = tensor_operand()
+    bias = opt_tensor_operand()
     assembly_format = "$x `,` $scale (`,` $bias^)? attr-dict `:` functional-type(operands, results)"
 
 
@@ -638,7 +653,7 @@ class RopeOp(LightOperatorBase):
     FLOPS_PER_ELEMENT: ClassVar[int] = 3  # x * cos + rotate(x) * sin
 
     name = "df.rope"
-    x: SSAValue[TensorType] = operand_def(TensorType)
+    x = tensor_operand()
     head_dim = prop_def(IntegerAttr[I64])
     assembly_format = _UNARY_FORMAT
 
@@ -654,11 +669,11 @@ class AttentionOp(OperatorBase):
     HEAVY: ClassVar[bool] = True
 
     name = "df.attention"
-    q: SSAValue[TensorType] = operand_def(TensorType)
-    k: SSAValue[TensorType] = operand_def(TensorType)
-    v: SSAValue[TensorType] = operand_def(TensorType)
-    k_cache: SSAValue[TensorType] = operand_def(TensorType)
-    v_cache: SSAValue[TensorType] = operand_def(TensorType)
+    q = tensor_operand()
+    k = tensor_operand()
+    v = tensor_operand()
+    k_cache = tensor_operand()
+    v_cache = tensor_operand()
     heads = prop_def(IntegerAttr[I64])
     kv_heads = prop_def(IntegerAttr[I64])
     assembly_format = (
@@ -678,10 +693,10 @@ class MlaAttentionOp(OperatorBase):
     HEAVY: ClassVar[bool] = True
 
     name = "df.mla_attention"
-    q: SSAValue[TensorType] = operand_def(TensorType)
-    kv: SSAValue[TensorType] = operand_def(TensorType)
-    kv_up: SSAValue[TensorType] = operand_def(TensorType)
-    cache: SSAValue[TensorType] = operand_def(TensorType)
+    q = tensor_operand()
+    kv = tensor_operand()
+    kv_up = tensor_operand()
+    cache = tensor_operand()
     heads = prop_def(IntegerAttr[I64])
     rope_dim = prop_def(IntegerAttr[I64])
     v_head = prop_def(IntegerAttr[I64])
@@ -695,7 +710,7 @@ class SoftmaxOp(LightOperatorBase):
     FLOPS_PER_ELEMENT: ClassVar[int] = 5  # max, subtract, exp, accumulate, divide
 
     name = "df.softmax"
-    x: SSAValue[TensorType] = operand_def(TensorType)
+    x = tensor_operand()
     assembly_format = _UNARY_FORMAT
 
 
@@ -706,7 +721,7 @@ class SiluOp(LightOperatorBase):
     FLOPS_PER_ELEMENT: ClassVar[int] = 4  # exp, add, divide (the sigmoid), multiply
 
     name = "df.silu"
-    x: SSAValue[TensorType] = operand_def(TensorType)
+    x = tensor_operand()
     assembly_format = _UNARY_FORMAT
 
 
@@ -718,7 +733,7 @@ class GeluOp(LightOperatorBase):
     FLOPS_PER_ELEMENT: ClassVar[int] = 8
 
     name = "df.gelu"
-    x: SSAValue[TensorType] = operand_def(TensorType)
+    x = tensor_operand()
     assembly_format = _UNARY_FORMAT
 
 
@@ -729,8 +744,8 @@ class MulOp(LightOperatorBase):
     FLOPS_PER_ELEMENT: ClassVar[int] = 1
 
     name = "df.mul"
-    lhs: SSAValue[TensorType] = operand_def(TensorType)
-    rhs: SSAValue[TensorType] = operand_def(TensorType)
+    lhs = tensor_operand()
+    rhs = tensor_operand()
     assembly_format = _BINARY_FORMAT
 
 
@@ -741,8 +756,8 @@ class AddOp(LightOperatorBase):
     FLOPS_PER_ELEMENT: ClassVar[int] = 1
 
     name = "df.add"
-    lhs: SSAValue[TensorType] = operand_def(TensorType)
-    rhs: SSAValue[TensorType] = operand_def(TensorType)
+    lhs = tensor_operand()
+    rhs = tensor_operand()
     assembly_format = _BINARY_FORMAT
 
 
@@ -754,7 +769,7 @@ class AllReduceOp(OperatorBase):
     """
 
     name = "df.all_reduce"
-    x: SSAValue[TensorType] = operand_def(TensorType)
+    x = tensor_operand()
     assembly_format = _UNARY_FORMAT
 
 
@@ -768,7 +783,7 @@ class SampleOp(OperatorBase):
     HEAVY: ClassVar[bool] = True
 
     name = "df.sample"
-    logits: SSAValue[TensorType] = operand_def(TensorType)
+    logits = tensor_operand()
     assembly_format = "$logits attr-dict `:` functional-type(operands, results)"
 
 
@@ -782,11 +797,11 @@ class MoeExpertsOp(OperatorBase):
     HEAVY: ClassVar[bool] = True
 
     name = "df.moe_experts"
-    x: SSAValue[TensorType] = operand_def(TensorType)
-    scores: SSAValue[TensorType] = operand_def(TensorType)
-    gate: SSAValue[TensorType] = operand_def(TensorType)
-    up: SSAValue[TensorType] = operand_def(TensorType)
-    down: SSAValue[TensorType] = operand_def(TensorType)
+    x = tensor_operand()
+    scores = tensor_operand()
+    gate = tensor_operand()
+    up = tensor_operand()
+    down = tensor_operand()
     top_k = prop_def(IntegerAttr[I64])
     traits = traits_def(Pure())
     assembly_format = "$x `,` $scores `,` $gate `,` $up `,` $down attr-dict `:` functional-type(operands, results)"
@@ -819,8 +834,8 @@ class LoopOp(IRDLOperation):
 
     name = "df.loop"
     trip_count = prop_def(IntegerAttr[I64])
-    carried: VarOperand[TensorType] = var_operand_def(TensorType)
-    stacked: VarOperand[TensorType] = var_operand_def(TensorType)
+    carried = var_tensor_operand()
+    stacked = var_tensor_operand()
     res = var_result_def(TensorType)
     body = region_def("single_block")
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())

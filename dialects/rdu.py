@@ -11,7 +11,7 @@ Everything inside a program is per socket; `sockets` says how many run it side b
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from xdsl.dialects.builtin import I64, ArrayAttr, DenseArrayBase, IntegerAttr, StringAttr, i64
 from xdsl.ir import Attribute, Block, Dialect, Region
@@ -167,19 +167,19 @@ class KernelOp(df.FuncLikeBase):
         if any(isinstance(op, LoopOp) for op in body) and len(body) != 1:
             raise VerifyException(f"{name}: a looped kernel holds its rdu.loop and nothing else")
         stages = self.stages()
-        for key in ("pcus", "pmus"):
+        for key, declared in (("pcus", self.pcus), ("pmus", self.pmus)):
             total = sum(s.units(key) for s in stages)
-            if self.attributes[key].value.data != total:  # type: ignore[union-attr]
+            if declared.value.data != total:
                 raise VerifyException(f"{name}: {key} must be the sum over its stages, {total}")
         program = self._program()
         if program is None:
             return
         sram_bytes = sum(s.units("sram_bytes") for s in stages)
         for what, used, budget in (
-            ("PCUs", "pcus", "pcus_per_socket"),
-            ("PMUs", "pmus", "pmus_per_socket"),
+            ("PCUs", self.pcus, "pcus_per_socket"),
+            ("PMUs", self.pmus, "pmus_per_socket"),
         ):
-            needed = self.attributes[used].value.data  # type: ignore[union-attr]
+            needed = used.value.data
             if needed > program.count(budget):
                 raise VerifyException(
                     f"{name} needs {needed} {what} but a socket has {program.count(budget)}: "
@@ -252,7 +252,7 @@ class LoopOp(IRDLOperation):
 
     @property
     def stacked_indices(self) -> tuple[int, ...]:
-        return self.stacked.get_values()  # type: ignore[return-value]
+        return self.stacked.get_values()
 
     def verify_(self) -> None:
         trips = self.trip_count.value.data
@@ -260,18 +260,19 @@ class LoopOp(IRDLOperation):
             raise VerifyException("rdu.loop: the trip count must be positive")
         if len(self.strides.data) != len(self.stacked_indices):
             raise VerifyException("rdu.loop: give one stride per stacked argument")
-        args = self.parent_op().args  # type: ignore[union-attr]
+        # HasParent, checked before this, makes the parent an rdu.kernel.
+        args = cast(KernelOp, self.parent_op()).args
         for index, stride in zip(self.stacked_indices, self.strides.data):
             if not 0 <= index < len(args):
                 raise VerifyException(f"rdu.loop: stacked index {index} is not a kernel argument")
-            dims = args[index].type.dims  # type: ignore[attr-defined]
+            dims = args[index].type.dims
             if not dims or dims[0] != trips:
                 raise VerifyException(
                     f"rdu.loop: stacked argument {index} of shape [{', '.join(map(str, dims))}] must "
                     f"have the trip count {trips} as its leading dimension"
                 )
             try:
-                slice_bytes = Work.of_bytes(args[index].type.with_dims(dims[1:]))  # type: ignore[attr-defined]
+                slice_bytes = Work.of_bytes(args[index].type.with_dims(dims[1:]))
             except NotAffineError as err:
                 raise VerifyException(f"rdu.loop: stacked argument {index}: {err}") from err
             if stride != slice_bytes:
@@ -341,7 +342,7 @@ class StageOp(target_ops.OperatorWorkBase):
 
     def units(self, key: str) -> int:
         """`pcus`, `pmus` or `sram_bytes` as an int."""
-        return self.properties[key].value.data  # type: ignore[union-attr]
+        return cast(IntegerAttr, self.properties[key]).value.data
 
     def assign(self, *, pcus: int, pmus: int, sram_bytes: int) -> None:
         """Gives the stage its units (the enclosing kernel's totals then need `KernelOp.set_units`)."""

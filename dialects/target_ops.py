@@ -11,7 +11,7 @@ a GPU kernel).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from xdsl.dialects.builtin import I64, ArrayAttr, IntegerAttr, StringAttr, SymbolNameConstraint
 from xdsl.ir import Attribute, Block, Region, SSAValue
@@ -78,7 +78,7 @@ class OperatorWorkBase(IRDLOperation):
 
     def work(self, key: str) -> Work:
         """`flops`, one of `TRAFFIC`, or `expert_read` (zero when absent)."""
-        return self.properties.get(key, ZERO)  # type: ignore[return-value]
+        return cast(Work, self.properties.get(key, ZERO))
 
     def verify_work(self, label: str) -> None:
         """Checks the operators and the MoE fields; `label` names this op in the messages."""
@@ -148,7 +148,7 @@ class ProgramBase(IRDLOperation):
 
     def count(self, key: str) -> int:
         """One of the integer properties (`COUNTS`) as an int."""
-        return self.properties[key].value.data  # type: ignore[union-attr]
+        return cast(IntegerAttr, self.properties[key]).value.data
 
     def verify_(self) -> None:
         for key in self.COUNTS:

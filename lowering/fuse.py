@@ -92,7 +92,9 @@ class Group:
     def of(cls, ops: list[df.OperatorBase]) -> Group:
         inside = set(ops)
         args = list(dict.fromkeys(v for op in ops for v in op.operands if v.owner not in inside))
-        results = [r for op in ops for r in op.results if any(u.operation not in inside for u in r.uses)]
+        results: list[SSAValue] = [
+            r for op in ops for r in op.results if any(u.operation not in inside for u in r.uses)
+        ]
         return cls(ops, args, results)
 
     def outline(self) -> Region:

@@ -144,6 +144,7 @@ def _emit(group: list[df.OperatorBase], kernels: Kernels, values: dict[SSAValue,
             rewriter.insert(decl, InsertPoint.before(output))
             values[arg] = arg
     args = [values[a] for a in outline.args]
+    new: df.AllReduceOp | df.LaunchOp
     if isinstance(group[0], df.AllReduceOp):
         (reduce,) = group
         new = df.AllReduceOp(*args, result_type=reduce.result.type)

@@ -210,7 +210,7 @@ def _set_inputs(callee: df.FuncLikeBase, inputs: Sequence[Attribute]) -> None:
     """Retypes a callee's arguments, and the loop slices they feed, to the new tiers."""
     for arg, new_type in zip(callee.args, inputs):
         if _signature([arg.type]) != _signature([new_type]):
-            _retype(arg, new_type)  # type: ignore[arg-type]
+            _retype(arg, df.tensor_type(new_type))
     callee.properties["function_type"] = FunctionType.from_lists(inputs, callee.function_type.outputs.data)
 
 
@@ -219,10 +219,11 @@ def _retype(value: SSAValue, new_type: df.TensorType) -> None:
     new_value = Rewriter.replace_value_with_new_type(value, new_type)
     for use in list(new_value.uses):
         loop = use.operation
-        if isinstance(loop, df.LoopOp) and new_value in loop.stacked:
-            position = len(loop.carried) + list(loop.stacked).index(new_value)
-            slice_arg = loop.body.block.args[position]
-            _retype(slice_arg, slice_arg.type.with_tier(new_type.tier_name))  # type: ignore[attr-defined]
+        # A loop's operands are its carried values then its stacked ones, and its body's
+        # arguments follow the same order: a stacked operand's index is its slice's.
+        if isinstance(loop, df.LoopOp) and use.index >= len(loop.carried):
+            slice_arg = loop.body.block.args[use.index]
+            _retype(slice_arg, df.tensor_type(slice_arg.type).with_tier(new_type.tier_name))
 
 
 

@@ -74,6 +74,8 @@ class _Plan:
         """Divide dimension `dim` of a declared tensor by the socket count."""
         dims = df.tensor_type(value.type).dims
         width = dims[dim]
+        if not isinstance(width, int):
+            raise self.fail(f"{what} has width {width}, which is not a number and cannot be split")
         if width % self.sockets:
             raise self.fail(
                 f"{what} has width {width}, which does not divide over {self.sockets} sockets; "
@@ -250,8 +252,8 @@ def _apply(plan: _Plan, layers: dict[str, df.LayerOp], rewriter: PatternRewriter
     for value, new_type in plan.new_types.items():
         rewriter.replace_value_with_new_type(value, new_type)
     for op, attrs in plan.new_attrs.items():
-        for key, value in attrs.items():
-            op.properties[key] = IntegerAttr(value, 64)
+        for key, count in attrs.items():
+            op.properties[key] = IntegerAttr(count, 64)
     for op in plan.reduced:
         reduce = df.AllReduceOp(op.result, result_type=op.result.type)
         rewriter.insert(reduce, InsertPoint.after(op))
@@ -261,8 +263,8 @@ def _apply(plan: _Plan, layers: dict[str, df.LayerOp], rewriter: PatternRewriter
             _reinfer(op, plan, rewriter)
         elif isinstance(op, df.CallOp):
             layer = layers[op.callee.string_value()]
-            for result, new_type in zip(op.res, layer.function_type.outputs.data):
-                rewriter.replace_value_with_new_type(result, new_type)
+            for result, result_type in zip(op.res, layer.function_type.outputs.data):
+                rewriter.replace_value_with_new_type(result, result_type)
 
 
 def _reinfer(op: df.OperatorBase, plan: _Plan, rewriter: PatternRewriter) -> None:
