@@ -461,9 +461,9 @@ _NODE_STYLE = {
     "operator": 'shape=box, style="rounded"',
     "stage": 'shape=box, style="rounded,filled", fillcolor="#f8f9fa"',
     "collective": f'shape=hexagon, style="filled,bold", fillcolor="{COLLECTIVE_COLOUR}", penwidth=2',
-    "input": "shape=invhouse, style=filled",
-    "weight": "shape=box, style=filled",
-    "kv_cache": "shape=cylinder, style=filled",
+    df.InputOp.BUFFER_KIND: "shape=invhouse, style=filled",
+    df.WeightOp.BUFFER_KIND: "shape=box, style=filled",
+    df.KvCacheOp.BUFFER_KIND: "shape=cylinder, style=filled",
     "output": "shape=house, style=bold",
 }
 _CLUSTER_STYLE = {

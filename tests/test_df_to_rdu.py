@@ -9,7 +9,8 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from df_models import step_totals, tiny_llama, tiny_mla, tiny_moe
 from dfdsl.dialects import cost, df, rdu
-from dfdsl.lowering.df_to_rdu import DfToRdu, _share_out, operator_work
+from dfdsl.lowering.df_to_rdu import DfToRdu, _share_out
+from dfdsl.lowering.operator_work import operator_work
 from dfdsl.lowering.pipeline import LoweringOptions, context, passes_to, run_passes
 from dfdsl.sim.hardware import load_hardware
 
