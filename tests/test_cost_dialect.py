@@ -7,6 +7,7 @@ from xdsl.utils.exceptions import ParseError, VerifyException
 from dfdsl.dialects import df
 from dfdsl.dialects.cost import NotAffineError, Work, expected_experts
 from dfdsl.lowering.pipeline import context
+from dfdsl.universe import DFDSL_UNIVERSE
 
 
 def parse_attr(text: str):
@@ -63,3 +64,8 @@ def test_expected_experts():
     assert expected_experts(8, 2, 1) == pytest.approx(2)
     assert expected_experts(8, 2, 2) == pytest.approx(8 * (1 - 0.75**2))
     assert expected_experts(8, 2, 1000) == pytest.approx(8)
+
+
+def test_xdsl_opt_and_the_pipeline_know_the_dialect():
+    assert "cost" in DFDSL_UNIVERSE.all_dialects
+    assert context().get_optional_attr("cost.work") is Work
