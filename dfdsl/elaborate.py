@@ -16,7 +16,7 @@ from pathlib import Path
 import attrs
 
 from dfdsl import ast
-from dfdsl.dialects import shapes
+from dfdsl.dialects import df, shapes
 from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, TensorShape
 from dfdsl.diagnostics import Collector, DfslError, did_you_mean
 from dfdsl.loader import Program, load
@@ -32,9 +32,9 @@ RUN_LIMITS: dict[str, tuple[int, int]] = {
     "sockets": (1, 1024),
 }
 """Bounds on run settings (E019), wide enough for any real deployment."""
-TENSOR_CLASSES = ("weights", "kv_cache", "activations", "inputs")
+TENSOR_CLASSES = df.PLACEMENT_CLASSES
 DEFAULT_PLACEMENT = {"weights": "hbm", "kv_cache": "hbm", "activations": "sram", "inputs": "hbm"}
-DECL_CLASS = {"in": "inputs", "weight": "weights", "cache": "kv_cache"}
+DECL_CLASS = {decl.KEYWORD: decl.PLACEMENT_CLASS for decl in df.DECLS}
 DEFAULT_RUN = {"batch": 1, "context": 4096, "tokens": 128, "sockets": 8, "target": "sn40l"}
 
 
@@ -127,6 +127,8 @@ class ResolvedModel:
     activations_tier: str
     explicit_classes: tuple[str, ...]
     """Tensor classes whose tier the file set explicitly (place-memory will not spill those)."""
+    explicit_patterns: tuple[str, ...]
+    """Tensor names or name patterns whose tier the file set explicitly (nor those)."""
 
 
 class _Abort(Exception):
@@ -180,7 +182,8 @@ class Elaborator:
         self.layer_calls = 0
         self.place_rules: list[ast.PlaceRule] = []
         self.placement = dict(DEFAULT_PLACEMENT)
-        self.explicit: set[str] = set()
+        self.explicit_classes: set[str] = set()
+        self.explicit_patterns: set[str] = set()
         self.context: list[str] = []
         self._root: _Scope | None = None
         """Where the statement being elaborated was instantiated from, innermost last."""
@@ -615,10 +618,10 @@ class Elaborator:
                 continue
             if rule.is_pattern:
                 self.place_rules.append(rule)
-                self.explicit.add(rule.subject)
+                self.explicit_patterns.add(rule.subject)
             elif rule.subject in TENSOR_CLASSES:
                 self.placement[rule.subject] = rule.tier.name
-                self.explicit.add(rule.subject)
+                self.explicit_classes.add(rule.subject)
             else:
                 self.errors.error("E011", f"unknown tensor class `{rule.subject}`", rule.subject_span,
                                   did_you_mean(rule.subject, TENSOR_CLASSES)
@@ -718,7 +721,8 @@ class Elaborator:
         self.errors.check()
         return ResolvedModel(
             model.name, tuple(self.layers.values()), tuple(self.steps), outputs[0][0].ref,
-            outputs[0][0].type, run, self.placement["activations"], tuple(sorted(self.explicit)),
+            outputs[0][0].type, run, self.placement["activations"], tuple(sorted(self.explicit_classes)),
+            tuple(sorted(self.explicit_patterns)),
         )
 
 

@@ -8,12 +8,14 @@ under uniform routing, E (1 - (1 - k/E)^B), the same rule the simulator uses.
 
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import BlockArgument
 
 from dfdsl.dialects import df
-from dfdsl.sim.timing import expected_experts
+from dfdsl.dialects.cost import expected_experts
 
 
 @attrs.frozen
@@ -45,9 +47,10 @@ def _expert_arguments(module: ModuleOp) -> dict[str, dict[int, tuple[int, int]]]
             continue
         for op in layer.walk():
             if isinstance(op, df.MoeExpertsOp):
-                experts = op.inputs[2].type.dims[0]  # type: ignore[attr-defined]
-                top_k = op.int_attrs()["top_k"]
-                for weight in op.inputs[2:]:
+                # The moe_experts shape rule, which the verifier applied, makes E a number.
+                experts = cast(int, op.gate.type.dims[0])
+                top_k = op.top_k.value.data
+                for weight in (op.gate, op.up, op.down):
                     if isinstance(weight, BlockArgument):
                         found.setdefault(layer.sym_name.data, {})[weight.index] = (experts, top_k)
     return found
@@ -68,7 +71,7 @@ def footprint(module: ModuleOp, batch: int) -> Footprint:
                 value = op.args[index]
                 if value.owner not in expert_ops:
                     expert_ops.add(value.owner)
-                    n = value.type.num_bytes()  # type: ignore[attr-defined]
+                    n = df.tensor_type(value.type).num_bytes()
                     expert_bytes += n
                     read_fraction_weighted += n * expected_experts(experts, top_k, batch) / experts
     params = sum(op.result.type.num_bytes() for op in graphs[0].body.block.ops if isinstance(op, df.WeightOp))

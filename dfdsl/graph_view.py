@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import networkx as nx
 from xdsl.dialects.builtin import ModuleOp
@@ -38,7 +39,6 @@ MAX_FOLD_PERIOD = 64
 
 CALL_OPS = (df.CallOp, df.LaunchOp, rdu.CallOp)
 DECL_OPS = (*df.DECLS, rdu.BufferOp)
-_DECL_KINDS = {df.InputOp: "input", df.WeightOp: "weight", df.KvCacheOp: "kv_cache"}
 _LAYER_PREFIX = re.compile(r"^.*?\.(?:\d+|\{\d+\.\.\d+\})\.")
 """A tensor name's prefix up to the layer number: `layers.3.` of `layers.3.wq`, or `layers.{0..31}.`."""
 _RANGE = re.compile(r"\.\{(\d+)\.\.(\d+)\}\.")
@@ -116,7 +116,7 @@ class Fold:
         return self.reps[0]
 
 
-def _is_decl(value: SSAValue) -> bool:
+def _is_decl(value: SSAValue) -> TypeGuard[OpResult]:
     return isinstance(value, OpResult) and isinstance(value.op, DECL_OPS)
 
 
@@ -191,11 +191,17 @@ def find_folds(block: Block, unfold: bool = False) -> list[Fold]:
 
 
 def _decl_name(op: Operation) -> str:
-    return op.buffer_name.data if isinstance(op, rdu.BufferOp) else op.tensor_name.data  # type: ignore[attr-defined]
+    if isinstance(op, rdu.BufferOp):
+        return op.buffer_name.data
+    assert isinstance(op, df.DeclBase), f"{op.name} declares no tensor"
+    return op.tensor_name.data
 
 
 def _decl_kind(op: Operation) -> str:
-    return op.kind.data if isinstance(op, rdu.BufferOp) else _DECL_KINDS[type(op)]  # type: ignore[attr-defined]
+    if isinstance(op, rdu.BufferOp):
+        return op.kind.data
+    assert isinstance(op, df.DeclBase), f"{op.name} declares no tensor"
+    return op.BUFFER_KIND
 
 
 def _stage_of(module: ModuleOp, top: Operation) -> str:
@@ -296,7 +302,7 @@ class _GraphBuilder:
             for value in call.operands:
                 users = {use.operation for use in value.uses}
                 if _is_decl(value) and users == {call}:
-                    self.owner[value.op] = call  # type: ignore[attr-defined]
+                    self.owner[value.op] = call
         for rep in fold.reps[1:]:
             for call0, call in zip(fold.first, rep):
                 for value0, value in zip(call0.operands, call.operands):
@@ -316,9 +322,10 @@ class _GraphBuilder:
         full_name = name_range(names)
         copies = len(names) if len(names) > 1 else _copies(full_name)
         label = short_name(full_name) + (f" ×{copies}" if copies > 1 else "")
+        type_ = value.type
+        assert isinstance(type_, df.ShapedTypeBase), f"{op.name} declares a tensor or buffer"
         self.producer[value] = self.add_node(
-            _decl_kind(op), label, cluster, tier=value.type.tier_name,  # type: ignore[attr-defined]
-            tooltip=full_name,
+            _decl_kind(op), label, cluster, tier=type_.tier_name, tooltip=full_name,
         )
 
     def add_operator(self, op: Operation, cluster: str) -> None:
@@ -343,7 +350,7 @@ class _GraphBuilder:
     def layer_span(self, fold: Fold) -> str:
         """`layers 0..31` from the declarations' names, else `calls 1..32` counting the step's calls from 0."""
         def index(rep: tuple[Operation, ...]) -> int | None:
-            decls = [v.op for call in rep for v in call.operands if _is_decl(v)]  # type: ignore[attr-defined]
+            decls = [v.op for call in rep for v in call.operands if _is_decl(v)]
             found = [i for i in (layer_index(_decl_name(d)) for d in decls) if i is not None]
             return found[0] if found else None
 
@@ -371,8 +378,8 @@ class _GraphBuilder:
         else:
             cluster = self.add_cluster(_cluster_kind(callee), label, parent)
         for value in call.operands:
-            if _is_decl(value) and self.owner.get(value.op) is call:  # type: ignore[attr-defined]
-                self.add_decl(value.op, cluster, fold)  # type: ignore[attr-defined]
+            if _is_decl(value) and self.owner.get(value.op) is call:
+                self.add_decl(value.op, cluster, fold)
         if isinstance(callee, rdu.KernelOp):
             self.add_rdu_kernel(callee, call, cluster)
             return
@@ -454,9 +461,9 @@ _NODE_STYLE = {
     "operator": 'shape=box, style="rounded"',
     "stage": 'shape=box, style="rounded,filled", fillcolor="#f8f9fa"',
     "collective": f'shape=hexagon, style="filled,bold", fillcolor="{COLLECTIVE_COLOUR}", penwidth=2',
-    "input": "shape=invhouse, style=filled",
-    "weight": "shape=box, style=filled",
-    "kv_cache": "shape=cylinder, style=filled",
+    df.InputOp.BUFFER_KIND: "shape=invhouse, style=filled",
+    df.WeightOp.BUFFER_KIND: "shape=box, style=filled",
+    df.KvCacheOp.BUFFER_KIND: "shape=cylinder, style=filled",
     "output": "shape=house, style=bold",
 }
 _CLUSTER_STYLE = {
@@ -470,7 +477,7 @@ _EDGE_STYLE = {
     "argument": 'style=dashed, color="#868e96"',
     "pipeline": 'penwidth=2, color="#6a4c93"',
 }
-_DECL_KINDS_DRAWN = ("input", "weight", "kv_cache")
+_DECL_KINDS_DRAWN = tuple(decl.BUFFER_KIND for decl in df.DECLS)
 
 
 def _quote(text: str) -> str:

@@ -13,7 +13,7 @@ from dfdsl.dialects import df
 from dfdsl.dialects.shapes import TensorShape
 from dfdsl.elaborate import LayerCall, ResolvedDecl, ResolvedLayer, ResolvedModel, ResolvedOp
 
-_DECL_OPS = {"in": df.InputOp, "weight": df.WeightOp, "cache": df.KvCacheOp}
+_DECL_OPS = {decl.KEYWORD: decl for decl in df.DECLS}
 
 
 def _type(t: TensorShape, tier: str = "") -> df.TensorType:
@@ -32,7 +32,7 @@ def _named(op: Operation, ref: str) -> Operation:
 
 def _operator(op: ResolvedOp, values: dict[str, SSAValue]) -> Operation:
     cls = df.OPERATORS[op.op]
-    return _named(cls.make([values[r] for r in op.operands], _type(op.type), **dict(op.attrs)), op.ref)
+    return _named(cls(*(values[r] for r in op.operands), result_type=_type(op.type), **dict(op.attrs)), op.ref)
 
 
 def _layer(layer: ResolvedLayer) -> df.LayerOp:
@@ -56,7 +56,8 @@ def generate(model: ResolvedModel) -> ModuleOp:
     layers = {layer.symbol: _layer(layer) for layer in model.layers}
     run = model.run
     graph = df.GraphOp(model.name, batch=run.batch, context=run.context, tokens=run.tokens,
-                       sockets=run.sockets, target=run.target, activations=model.activations_tier)
+                       sockets=run.sockets, target=run.target, activations=model.activations_tier,
+                       explicit_tiers=model.explicit_classes, explicit_tensors=model.explicit_patterns)
     block = graph.body.block
     values: dict[str, SSAValue] = {}
     for step in model.steps:
@@ -72,10 +73,6 @@ def generate(model: ResolvedModel) -> ModuleOp:
         block.add_op(op)
         values[step.ref] = op.results[0]
     block.add_op(df.OutputOp(values[model.output]))
-    if model.explicit_classes:
-        from xdsl.dialects.builtin import ArrayAttr, StringAttr
-
-        graph.attributes["df.explicit_tiers"] = ArrayAttr([StringAttr(c) for c in model.explicit_classes])
     module = ModuleOp([*layers.values(), graph])
     module.verify()
     return module

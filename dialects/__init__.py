@@ -1,4 +1,4 @@
-"""The `df` dialect, the target dialects `rdu` (SN40L) and `nv` (GPU) with the ops they share, and the shape rules."""
+"""The `df` dialect, the `cost` attributes, the target dialects `rdu` (SN40L) and `nv` (GPU) with the ops they share, and the shape rules."""
 
 from collections.abc import Callable
 from importlib import import_module
@@ -7,6 +7,7 @@ from xdsl.ir import Dialect
 
 DIALECTS: dict[str, tuple[str, str]] = {
     "df": ("dfdsl.dialects.df", "Df"),
+    "cost": ("dfdsl.dialects.cost", "Cost"),
     "rdu": ("dfdsl.dialects.rdu", "Rdu"),
     "nv": ("dfdsl.dialects.nv", "Nv"),
 }

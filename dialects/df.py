@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from xdsl.dialects.builtin import (
     I64,
@@ -37,8 +37,11 @@ from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
     ParsePropInAttrDict,
+    VarOperand,
     irdl_attr_definition,
     irdl_op_definition,
+    operand_def,
+    opt_operand_def,
     opt_prop_def,
     prop_def,
     region_def,
@@ -54,6 +57,7 @@ from xdsl.traits import (
     IsolatedFromAbove,
     IsTerminator,
     NoTerminator,
+    Pure,
     SymbolOpInterface,
     SymbolTable,
 )
@@ -95,7 +99,7 @@ class ShapedTypeBase(ParametrizedAttribute, TypeAttribute):
 
     @property
     def dims(self) -> Shape:
-        return tuple(d.data for d in self.shape.data)  # type: ignore[union-attr]
+        return tuple(d.data for d in self.shape.data)
 
     @property
     def dtype(self) -> str:
@@ -163,16 +167,39 @@ class TensorType(ShapedTypeBase):
     name = "df.tensor"
 
 
+def tensor_type(type_: Attribute) -> TensorType:
+    """`type_`, which the op it comes from declares a `!df.tensor` (an operand's, a `df.kernel`'s
+    argument's), narrowed to one."""
+    if not isinstance(type_, TensorType):
+        raise VerifyException(f"expected a !df.tensor, got {type_}")
+    return type_
+
+
+def tensor_operand() -> SSAValue[TensorType]:
+    """An operand that is a `!df.tensor`, typed as one (xDSL's `operand_def` is not generic)."""
+    return cast("SSAValue[TensorType]", operand_def(TensorType))
+
+
+def opt_tensor_operand() -> SSAValue[TensorType] | None:
+    """An optional operand that is a `!df.tensor`, typed as one."""
+    return cast("SSAValue[TensorType] | None", opt_operand_def(TensorType))
+
+
+def var_tensor_operand() -> VarOperand[TensorType]:
+    """A variadic operand of `!df.tensor`s, typed as such."""
+    return cast("VarOperand[TensorType]", var_operand_def(TensorType))
+
+
 # ---------------------------------------------------------------------------------------------
 # Structure: the decode-step graph, layers, kernels, calls.
 
 
-def _print_func_like(op: IRDLOperation, printer: Printer) -> None:
+def _print_func_like(op: FuncLikeBase, printer: Printer) -> None:
     print_func_op_like(
         printer,
-        op.properties["sym_name"],  # type: ignore[arg-type]
-        op.properties["function_type"],  # type: ignore[arg-type]
-        op.regions[0],
+        op.sym_name,
+        op.function_type,
+        op.body,
         op.attributes,
         reserved_attr_names=("sym_name", "function_type"),
     )
@@ -264,7 +291,9 @@ class GraphOp(IRDLOperation):
 
     `sockets` is the tensor-parallel degree asked for; `tp` the degree the graph is sharded to
     (1 until `shard-tensor-parallel` runs). Tensor types inside are per socket. `activations`
-    is the tier of the activations passed between kernel calls.
+    is the tier of the activations passed between kernel calls. `explicit_tiers` lists the tensor
+    classes (`PLACEMENT_CLASSES`), and `explicit_tensors` the tensor names or name patterns
+    (`layers.*.wq`), whose tier the `.dfl` file set: memory placement never moves those.
     """
 
     name = "df.graph"
@@ -276,6 +305,8 @@ class GraphOp(IRDLOperation):
     tp = prop_def(IntegerAttr[I64])
     target = prop_def(StringAttr)
     activations = prop_def(StringAttr)
+    explicit_tiers = opt_prop_def(ArrayAttr[StringAttr])
+    explicit_tensors = opt_prop_def(ArrayAttr[StringAttr])
     body = region_def("single_block")
     traits = traits_def(NoTerminator(), SymbolOpInterface())
     irdl_options = (ParsePropInAttrDict(),)
@@ -283,7 +314,9 @@ class GraphOp(IRDLOperation):
 
     def __init__(self, name: str, *, batch: int, context: int, tokens: int, sockets: int,
                  target: str, activations: str = "sram", tp: int = 1,
+                 explicit_tiers: Sequence[str] = (), explicit_tensors: Sequence[str] = (),
                  region: Region | None = None):
+        explicit = {"explicit_tiers": explicit_tiers, "explicit_tensors": explicit_tensors}
         super().__init__(
             properties={
                 "sym_name": StringAttr(name),
@@ -294,16 +327,32 @@ class GraphOp(IRDLOperation):
                 "tp": IntegerAttr(tp, 64),
                 "target": StringAttr(target),
                 "activations": StringAttr(activations),
+                **{key: ArrayAttr(StringAttr(n) for n in names) for key, names in explicit.items() if names},
             },
             regions=[region or Region(Block())],
         )
 
+    def classes_placed_explicitly(self) -> set[str]:
+        """The entries of `explicit_tiers`."""
+        return {c.data for c in self.explicit_tiers.data} if self.explicit_tiers else set()
+
+    def tensors_placed_explicitly(self) -> set[str]:
+        """The entries of `explicit_tensors`."""
+        return {t.data for t in self.explicit_tensors.data} if self.explicit_tensors else set()
+
     def verify_(self) -> None:
-        for key in ("batch", "context", "tokens", "sockets", "tp"):
-            if self.properties[key].value.data <= 0:  # type: ignore[union-attr]
+        for key, value in (("batch", self.batch), ("context", self.context), ("tokens", self.tokens),
+                           ("sockets", self.sockets), ("tp", self.tp)):
+            if value.value.data <= 0:
                 raise VerifyException(f"df.graph: {key} must be positive")
         if self.activations.data not in TIERS:
             raise VerifyException(f"df.graph: unknown tier {self.activations.data!r} for activations")
+        unknown = sorted(self.classes_placed_explicitly() - set(PLACEMENT_CLASSES))
+        if unknown:
+            raise VerifyException(
+                f"df.graph: explicit_tiers holds {', '.join(map(repr, unknown))}, not a tensor class; "
+                f"classes are {', '.join(PLACEMENT_CLASSES)}"
+            )
 
 
 @irdl_op_definition
@@ -374,7 +423,17 @@ class LaunchOp(CallBase):
 # Tensor declarations.
 
 
-class _DeclBase(IRDLOperation):
+class DeclBase(IRDLOperation):
+    """A declared tensor of the graph, named `tensor_name`. The class variables say what the
+    front end, memory placement and the target dialects call such a tensor."""
+
+    KEYWORD: ClassVar[str]
+    """The `.dfl` keyword that declares one (`weight w: bf16[4096, 1024]`)."""
+    PLACEMENT_CLASS: ClassVar[str]
+    """The tensor class a `.dfl` `place` block names for it (`weights -> hbm`)."""
+    BUFFER_KIND: ClassVar[str]
+    """What a target buffer of it holds, its `kind` (`rdu.buffer "wq" kind weight`)."""
+
     tensor_name = prop_def(StringAttr)
     result = result_def(TensorType)
     traits = traits_def(HasParent(GraphOp))
@@ -385,31 +444,43 @@ class _DeclBase(IRDLOperation):
 
 
 @irdl_op_definition
-class InputOp(_DeclBase):
+class InputOp(DeclBase):
     """A tensor fed to each decode step (the previous step's tokens)."""
+
+    KEYWORD: ClassVar[str] = "in"
+    PLACEMENT_CLASS: ClassVar[str] = "inputs"
+    BUFFER_KIND: ClassVar[str] = "input"
 
     name = "df.input"
 
 
 @irdl_op_definition
-class WeightOp(_DeclBase):
+class WeightOp(DeclBase):
     """A model parameter, read once per decode step whatever the batch."""
+
+    KEYWORD: ClassVar[str] = "weight"
+    PLACEMENT_CLASS: ClassVar[str] = "weights"
+    BUFFER_KIND: ClassVar[str] = "weight"
 
     name = "df.weight"
 
     def verify_(self) -> None:
-        if set(self.result.type.dims) & set(shapes.SYMBOLIC_DIMS):  # type: ignore[attr-defined]
+        if set(self.result.type.dims) & set(shapes.SYMBOLIC_DIMS):
             raise VerifyException(f"weight {self.tensor_name.data!r}: weights cannot depend on B or S")
 
 
 @irdl_op_definition
-class KvCacheOp(_DeclBase):
+class KvCacheOp(DeclBase):
     """A KV cache: `S` tokens of context per sequence, read in full and appended to each step."""
+
+    KEYWORD: ClassVar[str] = "cache"
+    PLACEMENT_CLASS: ClassVar[str] = "kv_cache"
+    BUFFER_KIND: ClassVar[str] = "kv_cache"
 
     name = "df.kv_cache"
 
     def verify_(self) -> None:
-        dims = self.result.type.dims  # type: ignore[attr-defined]
+        dims = self.result.type.dims
         if "S" not in dims:
             raise VerifyException(f"kv cache {self.tensor_name.data!r} must have a context dimension S")
 
@@ -419,90 +490,322 @@ class KvCacheOp(_DeclBase):
 
 
 class OperatorBase(IRDLOperation):
-    """An operator: tensors in, one tensor out; its shape rule lives in `dfdsl.dialects.shapes`."""
+    """An operator: named tensor operands, one tensor result, and the integer properties it takes.
 
-    inputs = var_operand_def(TensorType)
+    Its operands, in the order the op declares them, are the operands of its shape rule in
+    `dfdsl.dialects.shapes` (the rules the front end checks `.dfl` files with), and the verifier
+    checks the result against that rule. Every operator prints as
+    `df.linear %x, %w {...} : (...) -> ...`. The class variables are what the passes know of it.
+    """
+
+    HEAVY: ClassVar[bool] = False
+    """The operator carries the bulk of a step's work (a projection, attention, experts, a gather
+    from a table, the sampling pass over the vocabulary's logits): on an RDU it gets a pipeline
+    stage of its own, on a GPU a kernel of its own (projections of one input share a GEMM), and a
+    fused kernel is named after its last heavy operator. Light operators (`LightOperatorBase`)
+    ride along with a neighbour; `df.all_reduce`, a collective, is neither."""
+
     result = result_def(TensorType)
-    heads = opt_prop_def(IntegerAttr[I64])
-    kv_heads = opt_prop_def(IntegerAttr[I64])
-    head_dim = opt_prop_def(IntegerAttr[I64])
-    top_k = opt_prop_def(IntegerAttr[I64])
-    rope_dim = opt_prop_def(IntegerAttr[I64])
-    v_head = opt_prop_def(IntegerAttr[I64])
     irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$inputs attr-dict `:` functional-type($inputs, $result)"
+
+    def __init__(self, *operands: SSAValue, result_type: Attribute, **int_properties: int):
+        """Operands in the order the op declares them (an optional one, last, may be left out);
+        the integer properties by name."""
+        declared = len(type(self).get_irdl_definition().operands)
+        super().__init__(
+            operands=[*operands, *[None] * (declared - len(operands))],
+            result_types=[result_type],
+            properties={k: IntegerAttr(v, 64) for k, v in int_properties.items()},
+        )
 
     @property
     def operator(self) -> str:
+        """The operator's name without the dialect, as the front end and the stage lists spell it."""
         return self.name.removeprefix("df.")
 
     def int_attrs(self) -> dict[str, int]:
-        return {
-            k: v.value.data  # type: ignore[union-attr]
-            for k, v in self.properties.items()
-            if isinstance(v, IntegerAttr)
-        }
+        """The integer properties by name, as the shape rule takes them."""
+        return {k: v.value.data for k, v in self.properties.items() if isinstance(v, IntegerAttr)}
 
-    @classmethod
-    def make(cls, inputs: Sequence[SSAValue], result_type: TensorType, **int_attrs: int):
-        return cls(
-            operands=[inputs],
-            result_types=[result_type],
-            properties={k: IntegerAttr(v, 64) for k, v in int_attrs.items()},
-        )
+    def inferred_shape(self) -> TensorShape:
+        """The result the shape rule gives for the current operands; raises `shapes.ShapeError`."""
+        operands = [tensor_type(t).tensor_shape() for t in self.operand_types]
+        return shapes.infer(self.operator, operands, self.int_attrs())
 
     def verify_(self) -> None:
-        wanted = set(shapes.OPERATOR_ATTRS.get(self.operator, ()))
-        given = set(self.int_attrs())
-        if given - wanted:
-            raise VerifyException(f"{self.name} takes no attribute {', '.join(sorted(given - wanted))}")
         try:
-            expected = shapes.infer(
-                self.operator,
-                [t.tensor_shape() for t in self.inputs.types],  # type: ignore[attr-defined]
-                self.int_attrs(),
-            )
+            expected = self.inferred_shape()
         except shapes.ShapeError as err:
             raise VerifyException(f"{self.name}: {err.message}") from err
-        got = self.result.type.tensor_shape()  # type: ignore[attr-defined]
+        got = self.result.type.tensor_shape()
         if got != expected:
             raise VerifyException(f"{self.name}: result should be {expected}, got {got}")
 
 
-def _operator(op_name: str, doc: str) -> type[OperatorBase]:
-    cls = type(
-        "".join(p.capitalize() for p in op_name.split("_")) + "Op",
-        (OperatorBase,),
-        {"name": f"df.{op_name}", "__doc__": doc, "__module__": __name__},
+class LightOperatorBase(OperatorBase):
+    """A norm, rotary embedding, activation or elementwise operator: a little arithmetic per
+    element of its result, fused with its heavy neighbours."""
+
+    FLOPS_PER_ELEMENT: ClassVar[int]
+    """FLOPs per result element (estimates: light operators are never the bottleneck)."""
+
+    traits = traits_def(Pure())
+
+
+_UNARY_FORMAT = "$x attr-dict `:` functional-type(operands, results)"
+_BINARY_FORMAT = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
+_PROJECTION_FORMAT = "$x `,` $w (`,` $bias^)? attr-dict `:` functional-type(operands, results)"
+
+
+@irdl_op_definition
+class EmbeddingOp(OperatorBase):
+    """Gather the rows of `table` for the token `ids`: only this step's rows are read."""
+
+    HEAVY: ClassVar[bool] = True
+
+    name = "df.embedding"
+    ids = tensor_operand()
+    table = tensor_operand()
+    traits = traits_def(Pure())
+    assembly_format = "$ids `,` $table attr-dict `:` functional-type(operands, results)"
+
+
+class ProjectionBase(OperatorBase):
+    """x[..., K] @ w[K, N] (+ bias[N]): an activation projected by a weight."""
+
+    HEAVY: ClassVar[bool] = True
+
+    x = tensor_operand()
+    w = tensor_operand()
+    bias = opt_tensor_operand()
+    traits = traits_def(Pure())
+    assembly_format = _PROJECTION_FORMAT
+
+
+@irdl_op_definition
+class LinearOp(ProjectionBase):
+    """x[..., K] @ w[K, N] (+ bias[N]): a projection by a weight."""
+
+    name = "df.linear"
+
+
+@irdl_op_definition
+class LmHeadOp(ProjectionBase):
+    """The classifier: hidden state x[B, H] @ w[H, V] to logits over the vocabulary."""
+
+    name = "df.lm_head"
+
+
+@irdl_op_definition
+class MoeRouterOp(ProjectionBase):
+    """Score experts for each token, x[B, H] @ w[H, E]; the `top_k` best are used."""
+
+    name = "df.moe_router"
+    top_k = prop_def(IntegerAttr[I64])
+
+
+@irdl_op_definition
+class MatmulOp(OperatorBase):
+    """lhs[..., K] @ rhs[K, N] (+ bias[N]) where both factors are activations."""
+
+    HEAVY: ClassVar[bool] = True
+
+    name = "df.matmul"
+    lhs = tensor_operand()
+    rhs = tensor_operand()
+    bias = opt_tensor_operand()
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs (`,` $bias^)? attr-dict `:` functional-type(operands, results)"
+
+
+class NormBase(LightOperatorBase):
+    """A normalisation of x over its last dimension, with a `scale` (and a `bias`) of that width."""
+
+    x = tensor_operand()
+    scale = tensor_operand()
+    bias = opt_tensor_operand()
+    assembly_format = "$x `,` $scale (`,` $bias^)? attr-dict `:` functional-type(operands, results)"
+
+
+@irdl_op_definition
+class RmsnormOp(NormBase):
+    """RMS normalisation over the last dimension, with a scale."""
+
+    FLOPS_PER_ELEMENT: ClassVar[int] = 4  # square, accumulate, multiply by the reciprocal root, scale
+
+    name = "df.rmsnorm"
+
+
+@irdl_op_definition
+class LayernormOp(NormBase):
+    """Layer normalisation over the last dimension, with a scale and a bias."""
+
+    # accumulate, centre, square, accumulate, normalise, scale, add the bias
+    FLOPS_PER_ELEMENT: ClassVar[int] = 7
+
+    name = "df.layernorm"
+
+
+@irdl_op_definition
+class RopeOp(LightOperatorBase):
+    """Rotary position embedding of x, applied per head of `head_dim`."""
+
+    FLOPS_PER_ELEMENT: ClassVar[int] = 3  # x * cos + rotate(x) * sin
+
+    name = "df.rope"
+    x = tensor_operand()
+    head_dim = prop_def(IntegerAttr[I64])
+    assembly_format = _UNARY_FORMAT
+
+
+@irdl_op_definition
+class AttentionOp(OperatorBase):
+    """Grouped-query attention of q[B, H*D] over a KV cache of S tokens plus this step's k and v.
+
+    The caches are k_cache[B, S, Hkv, D] and v_cache[B, S, Hkv, Dv]; the step's key k[B, Hkv*D]
+    and value v[B, Hkv*Dv] are appended to them. Not pure: it writes the caches.
+    """
+
+    HEAVY: ClassVar[bool] = True
+
+    name = "df.attention"
+    q = tensor_operand()
+    k = tensor_operand()
+    v = tensor_operand()
+    k_cache = tensor_operand()
+    v_cache = tensor_operand()
+    heads = prop_def(IntegerAttr[I64])
+    kv_heads = prop_def(IntegerAttr[I64])
+    assembly_format = (
+        "$q `,` $k `,` $v `,` $k_cache `,` $v_cache attr-dict `:` functional-type(operands, results)"
     )
-    return irdl_op_definition(cls)
 
 
-EmbeddingOp = _operator("embedding", "Gather the rows of a table for token ids.")
-LinearOp = _operator("linear", "x[..., K] @ w[K, N] (+ bias[N]): a projection by a weight.")
-MatmulOp = _operator("matmul", "a[..., K] @ b[K, N] where both are activations.")
-RmsnormOp = _operator("rmsnorm", "RMS normalisation over the last dimension, with a scale.")
-LayernormOp = _operator("layernorm", "Layer normalisation over the last dimension, scale and bias.")
-RopeOp = _operator("rope", "Rotary position embedding, applied per head of `head_dim`.")
-AttentionOp = _operator(
-    "attention",
-    "Grouped-query attention over a KV cache of S tokens, appending this step's key and value.",
-)
-MlaAttentionOp = _operator(
-    "mla_attention", "Multi-head latent attention over a latent cache, with absorbed up-projections."
-)
-SoftmaxOp = _operator("softmax", "Softmax over the last dimension.")
-SiluOp = _operator("silu", "x * sigmoid(x).")
-GeluOp = _operator("gelu", "Gaussian error linear unit.")
-MulOp = _operator("mul", "Elementwise product.")
-AddOp = _operator("add", "Elementwise sum (residual connections).")
-AllReduceOp = _operator("all_reduce", "Sum partial results across the tensor-parallel sockets.")
-LmHeadOp = _operator("lm_head", "The classifier: hidden state to logits over the vocabulary.")
-SampleOp = _operator("sample", "Pick the next token from the logits.")
-MoeRouterOp = _operator("moe_router", "Score experts for each token; the top_k are used.")
-MoeExpertsOp = _operator(
-    "moe_experts", "Run each token through its top_k experts (SwiGLU MLPs) and combine them."
-)
+@irdl_op_definition
+class MlaAttentionOp(OperatorBase):
+    """Multi-head latent attention (DeepSeek), with the up-projections absorbed.
+
+    The cache[B, S, latent + rope_dim] holds one latent vector and one rotary key per token; this
+    step's kv[B, latent + rope_dim] is appended to it. q is `heads` heads of (nope + rope_dim), and
+    kv_up[latent, heads * (nope + v_head)] the absorbed up-projection. Not pure: it writes the cache.
+    """
+
+    HEAVY: ClassVar[bool] = True
+
+    name = "df.mla_attention"
+    q = tensor_operand()
+    kv = tensor_operand()
+    kv_up = tensor_operand()
+    cache = tensor_operand()
+    heads = prop_def(IntegerAttr[I64])
+    rope_dim = prop_def(IntegerAttr[I64])
+    v_head = prop_def(IntegerAttr[I64])
+    assembly_format = "$q `,` $kv `,` $kv_up `,` $cache attr-dict `:` functional-type(operands, results)"
+
+
+@irdl_op_definition
+class SoftmaxOp(LightOperatorBase):
+    """Softmax over the last dimension."""
+
+    FLOPS_PER_ELEMENT: ClassVar[int] = 5  # max, subtract, exp, accumulate, divide
+
+    name = "df.softmax"
+    x = tensor_operand()
+    assembly_format = _UNARY_FORMAT
+
+
+@irdl_op_definition
+class SiluOp(LightOperatorBase):
+    """x * sigmoid(x)."""
+
+    FLOPS_PER_ELEMENT: ClassVar[int] = 4  # exp, add, divide (the sigmoid), multiply
+
+    name = "df.silu"
+    x = tensor_operand()
+    assembly_format = _UNARY_FORMAT
+
+
+@irdl_op_definition
+class GeluOp(LightOperatorBase):
+    """Gaussian error linear unit."""
+
+    # the tanh approximation: cube, two multiply-adds, tanh, add, two multiplies
+    FLOPS_PER_ELEMENT: ClassVar[int] = 8
+
+    name = "df.gelu"
+    x = tensor_operand()
+    assembly_format = _UNARY_FORMAT
+
+
+@irdl_op_definition
+class MulOp(LightOperatorBase):
+    """Elementwise product."""
+
+    FLOPS_PER_ELEMENT: ClassVar[int] = 1
+
+    name = "df.mul"
+    lhs = tensor_operand()
+    rhs = tensor_operand()
+    assembly_format = _BINARY_FORMAT
+
+
+@irdl_op_definition
+class AddOp(LightOperatorBase):
+    """Elementwise sum (residual connections)."""
+
+    FLOPS_PER_ELEMENT: ClassVar[int] = 1
+
+    name = "df.add"
+    lhs = tensor_operand()
+    rhs = tensor_operand()
+    assembly_format = _BINARY_FORMAT
+
+
+@irdl_op_definition
+class AllReduceOp(OperatorBase):
+    """Sum x, each socket's partial result, across the tensor-parallel sockets.
+
+    A collective, neither heavy nor light, and not pure: every socket must take part in it.
+    """
+
+    name = "df.all_reduce"
+    x = tensor_operand()
+    assembly_format = _UNARY_FORMAT
+
+
+@irdl_op_definition
+class SampleOp(OperatorBase):
+    """Pick the next token from the logits[B, V]: one pass over the vocabulary per sequence.
+
+    Not pure: sampling may draw at random, so two samples of the same logits can differ.
+    """
+
+    HEAVY: ClassVar[bool] = True
+
+    name = "df.sample"
+    logits = tensor_operand()
+    assembly_format = "$logits attr-dict `:` functional-type(operands, results)"
+
+
+@irdl_op_definition
+class MoeExpertsOp(OperatorBase):
+    """Run each token of x[B, H] through its `top_k` experts by `scores`[B, E] and combine them.
+
+    Each expert is a SwiGLU MLP: gate[E, H, F], up[E, H, F] and down[E, F, H] hold all experts.
+    """
+
+    HEAVY: ClassVar[bool] = True
+
+    name = "df.moe_experts"
+    x = tensor_operand()
+    scores = tensor_operand()
+    gate = tensor_operand()
+    up = tensor_operand()
+    down = tensor_operand()
+    top_k = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
+    assembly_format = "$x `,` $scores `,` $gate `,` $up `,` $down attr-dict `:` functional-type(operands, results)"
+
 
 OPERATORS: dict[str, type[OperatorBase]] = {
     cls.name.removeprefix("df."): cls
@@ -512,6 +815,7 @@ OPERATORS: dict[str, type[OperatorBase]] = {
         SampleOp, MoeRouterOp, MoeExpertsOp,
     )
 }
+"""The operators by the name the front end and `shapes.RULES` use."""
 assert set(OPERATORS) == set(shapes.RULES), "every operator needs an op and a shape rule"
 
 
@@ -530,8 +834,8 @@ class LoopOp(IRDLOperation):
 
     name = "df.loop"
     trip_count = prop_def(IntegerAttr[I64])
-    carried = var_operand_def(TensorType)
-    stacked = var_operand_def(TensorType)
+    carried = var_tensor_operand()
+    stacked = var_tensor_operand()
     res = var_result_def(TensorType)
     body = region_def("single_block")
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
@@ -560,13 +864,13 @@ class LoopOp(IRDLOperation):
             if arg.type != value.type:
                 raise VerifyException("df.loop: a carried body argument differs from its operand's type")
         for value, arg in zip(self.stacked, args[len(self.carried):]):
-            dims = value.type.dims  # type: ignore[attr-defined]
+            dims = value.type.dims
             if not dims or dims[0] != n:
                 raise VerifyException(
                     f"df.loop: stacked operand of shape [{', '.join(map(str, dims))}] must have "
                     f"the trip count {n} as its leading dimension"
                 )
-            if arg.type.dims != dims[1:] or arg.type.dtype != value.type.dtype:  # type: ignore[attr-defined]
+            if tensor_type(arg.type).dims != dims[1:] or tensor_type(arg.type).dtype != value.type.dtype:
                 raise VerifyException("df.loop: a stacked body argument must be one slice of its operand")
         if tuple(self.res.types) != tuple(self.carried.types):
             raise VerifyException("df.loop: results must have the carried values' types")
@@ -586,6 +890,13 @@ class YieldOp(IRDLOperation):
 
 
 DECLS = (InputOp, WeightOp, KvCacheOp)
+"""The ops that declare a graph's tensors."""
+
+ACTIVATIONS_CLASS = "activations"
+"""The placement class of the tensors operators pass between them, which no op declares."""
+
+PLACEMENT_CLASSES = (WeightOp.PLACEMENT_CLASS, KvCacheOp.PLACEMENT_CLASS, ACTIVATIONS_CLASS, InputOp.PLACEMENT_CLASS)
+"""Every tensor class a `place` block can name, and `df.graph`'s `explicit_tiers` can hold."""
 
 
 def the_graph(module: ModuleOp, who: str) -> GraphOp:

@@ -3,8 +3,8 @@
 A module holds one `nv.program` (the decode step on one GPU: declared buffers, `nv.launch`es of
 kernels and `nv.all_reduce` NCCL calls in stream order, `nv.output`) and the `nv.kernel`s it
 launches. A GPU kernel is opaque here: a symbol with a signature, the operators it runs and its
-work per launch as `#rdu.work<c + b*B + bs*B*S>` quantities (the affine work both target
-dialects share, from `target_ops`). Every launch and every NCCL call is a synchronization boundary; nothing
+work per launch as `#cost.work<c + b*B + bs*B*S>` quantities (the affine work both target
+dialects share, from the `cost` dialect). Every launch and every NCCL call is a synchronization boundary; nothing
 is pipelined across them. Everything inside a program is per GPU; `gpus` says how many run it
 side by side (the tensor-parallel degree).
 """
@@ -32,7 +32,7 @@ from xdsl.traits import HasParent, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
 from dfdsl.dialects import df, target_ops
-from dfdsl.dialects.target_ops import Work
+from dfdsl.dialects.cost import Work
 
 
 @irdl_attr_definition
@@ -86,7 +86,7 @@ class KernelOp(target_ops.OperatorWorkBase):
     activations included. A MoE experts kernel also says `experts`, `top_k` and `expert_read`,
     the bytes of ONE expert in `expert_tier`, as `rdu.stage` does.
 
-    `nv.kernel @gemm_wq_wk_wv : (...) -> ... {operators = ["linear", ...], flops = #rdu.work<...>, ...}`
+    `nv.kernel @gemm_wq_wk_wv : (...) -> ... {operators = ["linear", ...], flops = #cost.work<...>, ...}`
     """
 
     name = "nv.kernel"

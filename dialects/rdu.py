@@ -3,7 +3,7 @@
 A module holds one `rdu.program` (the decode step: declared buffers, `rdu.call`s of kernels in
 order, `rdu.output`) and the `rdu.kernel`s it calls. A kernel is a spatial pipeline of
 `rdu.stage`s (each on its own PCUs and PMUs, with its work per invocation) and `rdu.all_reduce`
-collectives, or one `rdu.loop` holding them (a looped kernel). Work is `#rdu.work<c + b*B + bs*B*S>`,
+collectives, or one `rdu.loop` holding them (a looped kernel). Work is `#cost.work<c + b*B + bs*B*S>`,
 affine in the batch `B` and in batch times context `B*S`, so one program serves every run size.
 Everything inside a program is per socket; `sockets` says how many run it side by side.
 """
@@ -11,7 +11,7 @@ Everything inside a program is per socket; `sockets` says how many run it side b
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from xdsl.dialects.builtin import I64, ArrayAttr, DenseArrayBase, IntegerAttr, StringAttr, i64
 from xdsl.ir import Attribute, Block, Dialect, Region
@@ -34,8 +34,8 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from dfdsl.dialects import df, target_ops
-from dfdsl.dialects.target_ops import BUFFER_KINDS, TRAFFIC, NotAffineError, Work, parse_work_terms
-from dfdsl.dialects.target_ops import ZERO as ZERO  # re-exported: the lowerings build work from `rdu`
+from dfdsl.dialects.cost import NotAffineError, Work, expected_experts, parse_work_terms
+from dfdsl.dialects.target_ops import BUFFER_KINDS, TRAFFIC
 
 
 @irdl_attr_definition
@@ -167,19 +167,19 @@ class KernelOp(df.FuncLikeBase):
         if any(isinstance(op, LoopOp) for op in body) and len(body) != 1:
             raise VerifyException(f"{name}: a looped kernel holds its rdu.loop and nothing else")
         stages = self.stages()
-        for key in ("pcus", "pmus"):
+        for key, declared in (("pcus", self.pcus), ("pmus", self.pmus)):
             total = sum(s.units(key) for s in stages)
-            if self.attributes[key].value.data != total:  # type: ignore[union-attr]
+            if declared.value.data != total:
                 raise VerifyException(f"{name}: {key} must be the sum over its stages, {total}")
         program = self._program()
         if program is None:
             return
         sram_bytes = sum(s.units("sram_bytes") for s in stages)
         for what, used, budget in (
-            ("PCUs", "pcus", "pcus_per_socket"),
-            ("PMUs", "pmus", "pmus_per_socket"),
+            ("PCUs", self.pcus, "pcus_per_socket"),
+            ("PMUs", self.pmus, "pmus_per_socket"),
         ):
-            needed = self.attributes[used].value.data  # type: ignore[union-attr]
+            needed = used.value.data
             if needed > program.count(budget):
                 raise VerifyException(
                     f"{name} needs {needed} {what} but a socket has {program.count(budget)}: "
@@ -227,7 +227,7 @@ class LoopOp(IRDLOperation):
     `carried_bytes` is the activation handed from one iteration to the next, kept on chip in a
     double buffer. The body holds the stages and collectives of one iteration.
 
-    `rdu.loop 32 stacked [1, 2] strides [1048576, 2048*B*S] carried_bytes #rdu.work<128*B> { ... }`
+    `rdu.loop 32 stacked [1, 2] strides [1048576, 2048*B*S] carried_bytes #cost.work<128*B> { ... }`
     """
 
     name = "rdu.loop"
@@ -252,7 +252,7 @@ class LoopOp(IRDLOperation):
 
     @property
     def stacked_indices(self) -> tuple[int, ...]:
-        return self.stacked.get_values()  # type: ignore[return-value]
+        return self.stacked.get_values()
 
     def verify_(self) -> None:
         trips = self.trip_count.value.data
@@ -260,18 +260,19 @@ class LoopOp(IRDLOperation):
             raise VerifyException("rdu.loop: the trip count must be positive")
         if len(self.strides.data) != len(self.stacked_indices):
             raise VerifyException("rdu.loop: give one stride per stacked argument")
-        args = self.parent_op().args  # type: ignore[union-attr]
+        # HasParent, checked before this, makes the parent an rdu.kernel.
+        args = cast(KernelOp, self.parent_op()).args
         for index, stride in zip(self.stacked_indices, self.strides.data):
             if not 0 <= index < len(args):
                 raise VerifyException(f"rdu.loop: stacked index {index} is not a kernel argument")
-            dims = args[index].type.dims  # type: ignore[attr-defined]
+            dims = args[index].type.dims
             if not dims or dims[0] != trips:
                 raise VerifyException(
                     f"rdu.loop: stacked argument {index} of shape [{', '.join(map(str, dims))}] must "
                     f"have the trip count {trips} as its leading dimension"
                 )
             try:
-                slice_bytes = Work.of_bytes(args[index].type.with_dims(dims[1:]))  # type: ignore[attr-defined]
+                slice_bytes = Work.of_bytes(args[index].type.with_dims(dims[1:]))
             except NotAffineError as err:
                 raise VerifyException(f"rdu.loop: stacked argument {index}: {err}") from err
             if stride != slice_bytes:
@@ -305,7 +306,7 @@ class LoopOp(IRDLOperation):
         parser.parse_keyword("carried_bytes")
         carried = parser.parse_attribute()
         if not isinstance(carried, Work):
-            parser.raise_error(f"rdu.loop: carried_bytes must be #rdu.work, got {carried}")
+            parser.raise_error(f"rdu.loop: carried_bytes must be #cost.work, got {carried}")
         extra = parser.parse_optional_attr_dict_with_keyword()
         region = parser.parse_region()
         if not region.blocks:  # `{ }` is an empty body, which is still one block
@@ -318,11 +319,6 @@ class LoopOp(IRDLOperation):
 
 # ---------------------------------------------------------------------------------------------
 # What runs inside a kernel.
-
-
-def expected_experts_touched(experts: int, top_k: int, batch: int) -> float:
-    """Distinct experts a step of `batch` tokens reaches when each picks `top_k` of `experts` uniformly."""
-    return experts * (1 - (1 - top_k / experts) ** batch)
 
 
 @irdl_op_definition
@@ -346,7 +342,7 @@ class StageOp(target_ops.OperatorWorkBase):
 
     def units(self, key: str) -> int:
         """`pcus`, `pmus` or `sram_bytes` as an int."""
-        return self.properties[key].value.data  # type: ignore[union-attr]
+        return cast(IntegerAttr, self.properties[key]).value.data
 
     def assign(self, *, pcus: int, pmus: int, sram_bytes: int) -> None:
         """Gives the stage its units (the enclosing kernel's totals then need `KernelOp.set_units`)."""
@@ -358,7 +354,7 @@ class StageOp(target_ops.OperatorWorkBase):
         moved = sum(self.work(key).at(batch, context) for key in TRAFFIC)
         if self.experts is None or self.top_k is None:
             return moved
-        touched = expected_experts_touched(self.experts.value.data, self.top_k.value.data, batch)
+        touched = expected_experts(self.experts.value.data, self.top_k.value.data, batch)
         return moved + touched * self.work("expert_read").at(batch, context)
 
     def verify_(self) -> None:
@@ -411,5 +407,5 @@ def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffi
 Rdu = Dialect(
     "rdu",
     [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp],
-    [BufferType, Work],
+    [BufferType],
 )

@@ -4,37 +4,34 @@
 buffers, calls kernels in order and ends with its output. The classes here are undecorated IRDL
 bases, as `df.FuncLikeBase` is for func-like ops: each dialect's op subclasses one, names itself,
 its buffer type and its parent, and keeps its own syntax. Calls reuse `df.CallBase`. Also here is
-what both state work in, `#rdu.work` (affine in B and B*S, named for the dialect that introduced
-it), and the base of the ops that run `df` operators with such work (an SN40L stage, a GPU kernel).
+the base of the ops that run `df` operators and state their work in `#cost.work` (an SN40L stage,
+a GPU kernel).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, cast
 
-from xdsl.dialects.builtin import I64, ArrayAttr, IntAttr, IntegerAttr, StringAttr, SymbolNameConstraint
-from xdsl.ir import Attribute, Block, ParametrizedAttribute, Region, SSAValue
+from xdsl.dialects.builtin import I64, ArrayAttr, IntegerAttr, StringAttr, SymbolNameConstraint
+from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
-    irdl_attr_definition,
     opt_prop_def,
     prop_def,
     region_def,
     traits_def,
 )
-from xdsl.parser import AttrParser
-from xdsl.parser.base_parser import BaseParser
-from xdsl.printer import Printer
 from xdsl.traits import NoTerminator, SymbolOpInterface
-from xdsl.utils.exceptions import DiagnosticException, VerifyException
+from xdsl.utils.exceptions import VerifyException
 
 from dfdsl.dialects import df
-from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, Shape
+from dfdsl.dialects.cost import ZERO, Work
+from dfdsl.dialects.shapes import TIERS
 
-BUFFER_KINDS = ("input", "weight", "kv_cache")
-"""What a declared buffer holds: a step's input, a parameter, or a KV cache."""
+BUFFER_KINDS = tuple(decl.BUFFER_KIND for decl in df.DECLS)
+"""What a declared buffer holds, as its `df` declaration says: a step's input, a parameter, or a KV cache."""
 
 
 class BufferTypeBase(df.ShapedTypeBase):
@@ -47,118 +44,8 @@ class BufferTypeBase(df.ShapedTypeBase):
 
 
 # ---------------------------------------------------------------------------------------------
-# Work: a quantity per invocation, affine in B and B*S.
+# Ops that run `df` operators, and their work.
 
-
-class NotAffineError(DiagnosticException):
-    """A shape whose size is not of the form c, b*B or bs*B*S, so it cannot be a `Work`."""
-
-
-def parse_work_terms(parser: BaseParser) -> tuple[int, int, int]:
-    """Parses `1024 + 8*B + 2*B*S` (any order, any subset, `B` alone meaning `1*B`) into coefficients."""
-    coefficients = [0, 0, 0]
-
-    def term() -> None:
-        factor = parser.parse_optional_integer(allow_boolean=False, allow_negative=False)
-        if factor is not None and parser.parse_optional_punctuation("*") is None:
-            coefficients[0] += factor
-            return
-        parser.parse_keyword("B", " (a term of work: N, N*B or N*B*S)")
-        per_context = parser.parse_optional_punctuation("*") is not None
-        if per_context:
-            parser.parse_keyword("S", " (B*S is the only product of dimensions)")
-        coefficients[2 if per_context else 1] += 1 if factor is None else factor
-
-    term()
-    while parser.parse_optional_punctuation("+") is not None:
-        term()
-    return coefficients[0], coefficients[1], coefficients[2]
-
-
-@irdl_attr_definition
-class Work(ParametrizedAttribute):
-    """FLOPs or bytes per invocation: `const + per_batch*B + per_batch_context*B*S`.
-
-    Printed `#rdu.work<1024 + 8*B + 2*B*S>` with the zero terms left out (`#rdu.work<0>`).
-    """
-
-    name = "rdu.work"
-
-    const: IntAttr
-    per_batch: IntAttr
-    per_batch_context: IntAttr
-
-    @staticmethod
-    def make(const: int = 0, per_batch: int = 0, per_batch_context: int = 0) -> Work:
-        return Work(IntAttr(const), IntAttr(per_batch), IntAttr(per_batch_context))
-
-    @staticmethod
-    def of_elements(dims: Shape) -> Work:
-        """The number of elements of a shape: numbers times at most one B and, with it, one S."""
-        count = 1
-        for d in dims:
-            if isinstance(d, int):
-                count *= d
-        symbols = sorted(d for d in dims if isinstance(d, str))
-        if symbols == []:
-            return Work.make(count)
-        if symbols == ["B"]:
-            return Work.make(0, count)
-        if symbols == ["B", "S"]:
-            return Work.make(0, 0, count)
-        raise NotAffineError(
-            f"shape [{', '.join(map(str, dims))}] is not affine in B and B*S, so its size cannot be "
-            "expressed as rdu work"
-        )
-
-    @staticmethod
-    def of_bytes(type_: df.ShapedTypeBase) -> Work:
-        """The bytes of a tensor or buffer type."""
-        return Work.of_elements(type_.dims) * DTYPE_BYTES[type_.dtype]
-
-    @property
-    def terms(self) -> tuple[int, int, int]:
-        return self.const.data, self.per_batch.data, self.per_batch_context.data
-
-    def at(self, batch: int, context: int) -> int:
-        """The value for a run of `batch` sequences with `context` tokens already cached."""
-        c, b, bs = self.terms
-        return c + b * batch + bs * batch * context
-
-    def __add__(self, other: Work) -> Work:
-        return Work.make(*(x + y for x, y in zip(self.terms, other.terms)))
-
-    def __mul__(self, factor: int) -> Work:
-        return Work.make(*(x * factor for x in self.terms))
-
-    __rmul__ = __mul__
-
-    def is_zero(self) -> bool:
-        return self.terms == (0, 0, 0)
-
-    def verify(self) -> None:
-        if any(x < 0 for x in self.terms):
-            raise VerifyException(f"#rdu.work<{self.expression()}>: work cannot be negative")
-
-    def expression(self) -> str:
-        """`1024 + 8*B + 2*B*S`, without the zero terms; `0` if all are zero."""
-        c, b, bs = self.terms
-        parts = [str(c)] if c else []
-        parts += [f"{'' if b == 1 else f'{b}*'}B"] if b else []
-        parts += [f"{'' if bs == 1 else f'{bs}*'}B*S"] if bs else []
-        return " + ".join(parts) or "0"
-
-    @classmethod
-    def parse_parameters(cls, parser: AttrParser) -> list[Attribute]:
-        with parser.in_angle_brackets():
-            terms = parse_work_terms(parser)
-        return [IntAttr(x) for x in terms]
-
-    def print_parameters(self, printer: Printer) -> None:
-        printer.print_string(f"<{self.expression()}>")
-
-
-ZERO = Work.make()
 
 TRAFFIC = ("hbm_read", "hbm_write", "ddr_read", "ddr_write")
 """Memory traffic per invocation, by tier and direction (SRAM traffic is on chip)."""
@@ -191,7 +78,7 @@ class OperatorWorkBase(IRDLOperation):
 
     def work(self, key: str) -> Work:
         """`flops`, one of `TRAFFIC`, or `expert_read` (zero when absent)."""
-        return self.properties.get(key, ZERO)  # type: ignore[return-value]
+        return cast(Work, self.properties.get(key, ZERO))
 
     def verify_work(self, label: str) -> None:
         """Checks the operators and the MoE fields; `label` names this op in the messages."""
@@ -261,7 +148,7 @@ class ProgramBase(IRDLOperation):
 
     def count(self, key: str) -> int:
         """One of the integer properties (`COUNTS`) as an int."""
-        return self.properties[key].value.data  # type: ignore[union-attr]
+        return cast(IntegerAttr, self.properties[key]).value.data
 
     def verify_(self) -> None:
         for key in self.COUNTS:

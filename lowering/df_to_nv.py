@@ -3,7 +3,7 @@
 It runs after `gpu-partition` (and `place-memory`). The `df.graph` becomes one `nv.program`:
 declarations become `nv.buffer`s, `df.launch`es become `nv.launch`es, graph-level
 `df.all_reduce`s become `nv.all_reduce` NCCL calls. Each `df.kernel` becomes an `nv.kernel` whose
-work is the sum of its operators' work (the same rules `df-to-rdu` uses, `operator_work`) plus
+work is the sum of its operators' work (the cost model `df-to-rdu` uses too, `operator_work`) plus
 its activations: a GPU kernel reads its activation inputs from and writes its results to device
 memory, since nothing stays on chip across a kernel boundary. That traffic is counted as HBM
 traffic; at decode sizes it sits in L2 and is a few KB against the MB of weights.
@@ -21,16 +21,11 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, nv
-from dfdsl.dialects.rdu import ZERO, Work
-from dfdsl.lowering.df_to_rdu import OperatorWork, operator_work
+from dfdsl.dialects.cost import ZERO, Work
+from dfdsl.lowering.operator_work import OperatorWork, operator_work
 
 ACTIVATION_TIER = "hbm"
 """Where activations live between GPU kernels: device global memory."""
-
-_BUFFER_KINDS: dict[type[Operation], str] = {
-    df.InputOp: "input", df.WeightOp: "weight", df.KvCacheOp: "kv_cache",
-}
-
 
 def buffer_type(type_: df.TensorType) -> nv.BufferType:
     """The nv buffer of a df tensor: a declared tensor keeps its tier, an activation is in HBM."""
@@ -39,47 +34,50 @@ def buffer_type(type_: df.TensorType) -> nv.BufferType:
 
 def _activation_io(kernel: df.KernelOp) -> OperatorWork:
     """The kernel's activation arguments read from, and its results written to, device memory."""
-    read = sum((Work.of_bytes(a.type) for a in kernel.args if not a.type.tier_name), ZERO)  # type: ignore[attr-defined]
-    written = sum((Work.of_bytes(t) for t in kernel.function_type.outputs.data), ZERO)  # type: ignore[arg-type]
+    args = [df.tensor_type(a.type) for a in kernel.args]
+    read = sum((Work.of_bytes(t) for t in args if not t.tier_name), ZERO)
+    written = sum((Work.of_bytes(df.tensor_type(t)) for t in kernel.function_type.outputs.data), ZERO)
     return OperatorWork(traffic={f"{ACTIVATION_TIER}_read": read, f"{ACTIVATION_TIER}_write": written})
 
 
 def lower_kernel(kernel: df.KernelOp, activations: str) -> nv.KernelOp:
     """The `nv.kernel` of a `df.kernel` of operators: its signature, operators and summed work."""
     name = kernel.sym_name.data
-    ops = [op for op in kernel.body.block.ops if not isinstance(op, df.ReturnOp)]
-    for op in ops:
-        if not isinstance(op, df.OperatorBase) or op.operator == "all_reduce":
+    ops: list[df.OperatorBase] = []
+    for op in kernel.body.block.ops:
+        if isinstance(op, df.ReturnOp):
+            continue
+        if not isinstance(op, df.OperatorBase) or isinstance(op, df.AllReduceOp):
             raise DiagnosticException(
                 f"df-to-nv: kernel @{name} holds {op.name}; a GPU kernel holds operators only "
                 "(run gpu-partition, which leaves all-reduces as NCCL calls)"
             )
-    work = sum((operator_work(op, activations) for op in ops), OperatorWork()) + _activation_io(kernel)  # type: ignore[arg-type]
+        ops.append(op)
+    work = sum((operator_work(op, activations) for op in ops), OperatorWork()) + _activation_io(kernel)
     return nv.make_kernel(
         name,
-        [buffer_type(t) for t in kernel.function_type.inputs.data],  # type: ignore[arg-type]
-        [buffer_type(t) for t in kernel.function_type.outputs.data],  # type: ignore[arg-type]
-        [op.operator for op in ops],  # type: ignore[union-attr]
+        [buffer_type(df.tensor_type(t)) for t in kernel.function_type.inputs.data],
+        [buffer_type(df.tensor_type(t)) for t in kernel.function_type.outputs.data],
+        [op.operator for op in ops],
         flops=work.flops, traffic=work.traffic, moe=work.moe,
     )
 
 
 def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], gpus: int) -> Operation | None:
     """The program op for one op of a partitioned graph (None: a reduction over one GPU vanishes)."""
-    if isinstance(op, df.InputOp | df.WeightOp | df.KvCacheOp):
-        kind = _BUFFER_KINDS[type(op)]
-        if kind != "input" and not op.result.type.tier_name:  # type: ignore[attr-defined]
+    if isinstance(op, df.DeclBase):
+        if not isinstance(op, df.InputOp) and not op.result.type.tier_name:
             raise DiagnosticException(
-                f"df-to-nv: {kind} {op.tensor_name.data!r} has no memory tier: run place-memory first"
+                f"df-to-nv: {op.BUFFER_KIND} {op.tensor_name.data!r} has no memory tier: run place-memory first"
             )
-        return nv.BufferOp(op.tensor_name.data, kind, buffer_type(op.result.type))  # type: ignore[arg-type]
+        return nv.BufferOp(op.tensor_name.data, op.BUFFER_KIND, buffer_type(op.result.type))
     if isinstance(op, df.LaunchOp):
         return nv.LaunchOp(op.callee.string_value(), [values[a] for a in op.args],
-                           [buffer_type(t) for t in op.res.types])  # type: ignore[arg-type]
+                           [buffer_type(df.tensor_type(t)) for t in op.res.types])
     if isinstance(op, df.AllReduceOp):
         if gpus < 2:
             return None
-        return nv.AllReduceOp(values[op.inputs[0]], Work.of_bytes(op.inputs[0].type), gpus)  # type: ignore[arg-type]
+        return nv.AllReduceOp(values[op.x], Work.of_bytes(op.x.type), gpus)
     if isinstance(op, df.OutputOp):
         return nv.OutputOp(*(values[v] for v in op.values))
     raise DiagnosticException(

@@ -12,7 +12,7 @@ the program's batch and context.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import attrs
@@ -30,8 +30,9 @@ from xdsl.pattern_rewriter import (
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, rdu
-from dfdsl.dialects.rdu import ZERO, Work
+from dfdsl.dialects.cost import ZERO, Work
 from dfdsl.hardware import Chip, Hardware, HardwareError, TargetMismatchError, load_hardware
+from dfdsl.lowering.operator_work import OFF_CHIP_TIERS, OperatorWork, moved, operator_work
 
 
 def _chip_budget(target: str, hardware: str) -> Chip:
@@ -45,149 +46,6 @@ def _chip_budget(target: str, hardware: str) -> Chip:
             f"df-to-rdu: `{hw.name}` is a {hw.kind.upper()}, not an RDU; lower GPU targets with "
             "gpu-partition and df-to-nv (dfdsl run does this for you)")
     return hw.chip
-
-
-HEAVY_OPERATORS = (
-    "linear", "matmul", "lm_head", "embedding", "attention", "mla_attention", "moe_router",
-    "moe_experts", "sample",
-)
-"""Operators that get a stage of their own; the others ride along in a neighbouring stage."""
-
-ELEMENTWISE_FLOPS: dict[str, int] = {
-    "rmsnorm": 4,     # square, accumulate, multiply by the reciprocal root, multiply by the scale
-    "layernorm": 7,   # accumulate, centre, square, accumulate, normalise, scale, add the bias
-    "rope": 3,        # x * cos + rotate(x) * sin
-    "silu": 4,        # exp, add, divide (the sigmoid), multiply
-    "gelu": 8,        # tanh approximation: cube, two multiply-adds, tanh, add, two multiplies
-    "softmax": 5,     # max, subtract, exp, accumulate, divide
-    "mul": 1,
-    "add": 1,
-}
-"""FLOPs per result element of the light operators (estimates: they are never the bottleneck)."""
-
-OFF_CHIP_TIERS = ("hbm", "ddr")
-
-
-@attrs.frozen
-class OperatorWork:
-    """The work of one operator or stage per invocation: FLOPs, bytes by `rdu.TRAFFIC` key,
-    and for MoE experts (experts, top_k, one expert's bytes, the experts' tier)."""
-
-    flops: Work = ZERO
-    traffic: Mapping[str, Work] = attrs.field(factory=dict)
-    moe: tuple[int, int, Work, str] | None = None
-
-    def __add__(self, other: OperatorWork) -> OperatorWork:
-        keys = dict.fromkeys([*self.traffic, *other.traffic])
-        return OperatorWork(
-            self.flops + other.flops,
-            {k: self.traffic.get(k, ZERO) + other.traffic.get(k, ZERO) for k in keys},
-            self.moe or other.moe,
-        )
-
-
-def _tier(value: SSAValue) -> str:
-    """The memory tier of a declared tensor ("" for an activation); a loop's slice of a stacked
-    tensor lives where the stacked tensor does."""
-    tier = value.type.tier_name  # type: ignore[attr-defined]
-    if tier or not isinstance(value, BlockArgument):
-        return tier
-    loop = value.owner.parent_op() if isinstance(value.owner, Block) else None
-    if isinstance(loop, df.LoopOp) and value.index >= len(loop.carried):
-        return _tier(loop.stacked[value.index - len(loop.carried)])
-    return tier
-
-
-def _moved(direction: str, tier: str, nbytes: Work) -> OperatorWork:
-    """`nbytes` read or written in `tier`; nothing when the tier is on chip."""
-    if tier not in OFF_CHIP_TIERS:
-        return OperatorWork()
-    return OperatorWork(traffic={f"{tier}_{direction}": nbytes})
-
-
-def _read_all(values: Sequence[SSAValue]) -> OperatorWork:
-    """Each declared tensor among `values` read once in full (activations are on chip)."""
-    reads = (_moved("read", _tier(v), Work.of_bytes(v.type)) for v in values)  # type: ignore[arg-type]
-    return sum(reads, OperatorWork())
-
-
-def _elements(value: SSAValue, drop_last: int = 0) -> Work:
-    dims = value.type.dims  # type: ignore[attr-defined]
-    return Work.of_elements(dims[: len(dims) - drop_last])
-
-
-def _projection(op: df.OperatorBase) -> OperatorWork:
-    """x[..., K] @ w[K, N] (+ bias): 2*K*N FLOPs per row (+ N for the bias); the weights read in full."""
-    x, w, *bias = op.inputs
-    n = w.type.dims[1]  # type: ignore[attr-defined]
-    flops = _elements(x) * (2 * n) + (_elements(op.result) if bias else ZERO)
-    return OperatorWork(flops) + _read_all([w, *bias])
-
-
-def _embedding(op: df.OperatorBase) -> OperatorWork:
-    """A gather: only the rows of this step's tokens are read."""
-    return _moved("read", _tier(op.inputs[1]), Work.of_bytes(op.result.type))  # type: ignore[arg-type]
-
-
-def _attention(op: df.OperatorBase) -> OperatorWork:
-    """Scores and weighted sum over S + 1 tokens per head: 2*H*(D+Dv)*(S+1) FLOPs per sequence;
-    both caches read, this step's key and value appended."""
-    q, k, v, k_cache, v_cache = op.inputs
-    heads = op.int_attrs()["heads"]
-    per_token = 2 * heads * (k_cache.type.dims[3] + v_cache.type.dims[3])  # type: ignore[attr-defined]
-    flops = (_elements(k_cache, drop_last=2) + _elements(q, drop_last=1)) * per_token
-    work = OperatorWork(flops) + _read_all([k_cache, v_cache])
-    for new, cache in ((k, k_cache), (v, v_cache)):
-        work += _moved("write", _tier(cache), Work.of_bytes(new.type))  # type: ignore[arg-type]
-    return work
-
-
-def _mla_attention(op: df.OperatorBase) -> OperatorWork:
-    """Latent attention with absorbed up-projections (latent L, rope r, nope n, value width v,
-    H heads): per sequence 2H(n*L + (S+1)(L+r) + (S+1)L + L*v) FLOPs; the cache and kv_up read,
-    the new latent appended."""
-    q, kv, kv_up, cache = op.inputs
-    attrs_ = op.int_attrs()
-    heads, rope, v_head = attrs_["heads"], attrs_["rope_dim"], attrs_["v_head"]
-    latent = cache.type.dims[2] - rope  # type: ignore[attr-defined]
-    nope = q.type.dims[-1] // heads - rope  # type: ignore[attr-defined]
-    per_token = 2 * heads * ((latent + rope) + latent)
-    per_sequence = 2 * heads * (nope * latent + latent * v_head) + per_token
-    flops = _elements(cache, drop_last=1) * per_token + _elements(q, drop_last=1) * per_sequence
-    work = OperatorWork(flops) + _read_all([cache, kv_up])
-    return work + _moved("write", _tier(cache), Work.of_bytes(kv.type))  # type: ignore[arg-type]
-
-
-def _moe_experts(op: df.OperatorBase, activations: str) -> OperatorWork:
-    """Each token through top_k SwiGLU experts: 2*k*3*H*F FLOPs per token; the expert weights are
-    counted per expert touched (`expert_read`, one expert's gate, up and down), not here."""
-    x, _, gate, up, down = op.inputs
-    top_k = op.int_attrs()["top_k"]
-    experts, _, ffn = gate.type.dims  # type: ignore[attr-defined]
-    slices = (w.type.with_dims(w.type.dims[1:]) for w in (gate, up, down))  # type: ignore[attr-defined]
-    one_expert = sum((Work.of_bytes(t) for t in slices), ZERO)
-    return OperatorWork(_elements(x) * (2 * top_k * 3 * ffn),
-                        moe=(experts, top_k, one_expert, _tier(gate) or activations))
-
-
-def operator_work(op: df.OperatorBase, activations: str = "sram") -> OperatorWork:
-    """The work of one `df` operator per invocation, per socket; `activations` is the graph's tier."""
-    name = op.operator
-    if name in ("linear", "matmul", "lm_head", "moe_router"):
-        return _projection(op)
-    if name == "embedding":
-        return _embedding(op)
-    if name == "attention":
-        return _attention(op)
-    if name == "mla_attention":
-        return _mla_attention(op)
-    if name == "moe_experts":
-        return _moe_experts(op, activations)
-    if name == "sample":
-        return OperatorWork(_elements(op.inputs[0]))  # one pass over the logits
-    if name in ELEMENTWISE_FLOPS:
-        return OperatorWork(_elements(op.result) * ELEMENTWISE_FLOPS[name]) + _read_all(op.inputs)
-    raise DiagnosticException(f"df-to-rdu: no work rule for df.{name}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,11 +91,11 @@ def _group(ops: Sequence[Operation], run: _Run) -> Pipeline:
     for op in ops:
         if not isinstance(op, df.OperatorBase):
             raise DiagnosticException(f"df-to-rdu: {op.name} cannot appear in a kernel body")
-        if op.operator == "all_reduce":
+        if isinstance(op, df.AllReduceOp):
             # On one socket there is nothing to reduce: the collective vanishes.
             if run.tp >= 2:
-                pipeline.append(rdu.AllReduceOp(Work.of_bytes(op.inputs[0].type), run.tp))  # type: ignore[arg-type]
-        elif op.operator in HEAVY_OPERATORS:
+                pipeline.append(rdu.AllReduceOp(Work.of_bytes(op.x.type), run.tp))
+        elif op.HEAVY:
             grouped = [*light, op]
             pipeline.append(_StageDraft(op.operator, [o.operator for o in grouped], _summed(grouped, run)))
             light = []
@@ -246,10 +104,10 @@ def _group(ops: Sequence[Operation], run: _Run) -> Pipeline:
     if light:
         last = next((d for d in reversed(pipeline) if isinstance(d, _StageDraft)), None)
         if last is None:
-            pipeline.append(_StageDraft(light[-1].operator, [], OperatorWork()))
-            last = pipeline[-1]  # type: ignore[assignment]
-        last.operators += [o.operator for o in light]  # type: ignore[union-attr]
-        last.work += _summed(light, run)  # type: ignore[union-attr]
+            last = _StageDraft(light[-1].operator, [], OperatorWork())
+            pipeline.append(last)
+        last.operators += [o.operator for o in light]
+        last.work += _summed(light, run)
     return pipeline
 
 
@@ -299,10 +157,10 @@ def _activation_io(kernel: df.KernelOp, pipeline: Pipeline, run: _Run) -> None:
     if run.activations not in OFF_CHIP_TIERS or not drafts:
         return
     for arg in kernel.args:
-        if not arg.type.tier_name:  # type: ignore[attr-defined]
-            drafts[0].work += _moved("read", run.activations, Work.of_bytes(arg.type))  # type: ignore[arg-type]
-    for type_ in kernel.function_type.outputs.data:
-        drafts[-1].work += _moved("write", run.activations, Work.of_bytes(type_))  # type: ignore[arg-type]
+        if not df.tensor_type(arg.type).tier_name:
+            drafts[0].work += moved("read", run.activations, Work.of_bytes(df.tensor_type(arg.type)))
+    for result in kernel.function_type.outputs.data:
+        drafts[-1].work += moved("write", run.activations, Work.of_bytes(df.tensor_type(result)))
 
 
 def _lower_loop(kernel: df.KernelOp, loop: df.LoopOp, run: _Run) -> rdu.LoopOp:
@@ -318,8 +176,8 @@ def _lower_loop(kernel: df.KernelOp, loop: df.LoopOp, run: _Run) -> rdu.LoopOp:
                 f"df-to-rdu: kernel @{kernel.sym_name.data}: a stacked loop operand must be a kernel argument"
             )
         stacked.append(value.index)
-    strides = [Work.of_bytes(v.type.with_dims(v.type.dims[1:])) for v in loop.stacked]  # type: ignore[attr-defined]
-    carried = sum((Work.of_bytes(v.type) for v in loop.carried), ZERO)  # type: ignore[arg-type]
+    strides = [Work.of_bytes(v.type.with_dims(v.type.dims[1:])) for v in loop.stacked]
+    carried = sum((Work.of_bytes(v.type) for v in loop.carried), ZERO)
     body = [op for op in loop.body.block.ops if not isinstance(op, df.YieldOp)]
     ops = _sized_ops(kernel.sym_name.data, _group(body, run), run)
     return rdu.LoopOp(loop.trip_count.value.data, stacked, strides, carried, Region(Block(ops)))
@@ -338,8 +196,8 @@ def _lower_kernel(kernel: df.KernelOp, run: _Run) -> rdu.KernelOp:
         pipeline = _group(body, run)
         _activation_io(kernel, pipeline, run)
         ops = _sized_ops(name, pipeline, run)
-    inputs = [run.buffer_type(t) for t in kernel.function_type.inputs.data]  # type: ignore[arg-type]
-    outputs = [run.buffer_type(t) for t in kernel.function_type.outputs.data]  # type: ignore[arg-type]
+    inputs = [run.buffer_type(df.tensor_type(t)) for t in kernel.function_type.inputs.data]
+    outputs = [run.buffer_type(df.tensor_type(t)) for t in kernel.function_type.outputs.data]
     block = Block(arg_types=inputs)
     for arg, old in zip(block.args, kernel.args):
         arg.name_hint = old.name_hint
@@ -350,25 +208,19 @@ def _lower_kernel(kernel: df.KernelOp, run: _Run) -> rdu.KernelOp:
 # ---------------------------------------------------------------------------------------------
 # The graph: declarations, launches and the output become the program.
 
-_BUFFER_KINDS: dict[type[Operation], str] = {
-    df.InputOp: "input", df.WeightOp: "weight", df.KvCacheOp: "kv_cache",
-}
-
-
 def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], run: _Run) -> Operation:
     """The program op for one op of a fused graph."""
-    if isinstance(op, df.InputOp | df.WeightOp | df.KvCacheOp):
-        kind = _BUFFER_KINDS[type(op)]
-        if kind != "input" and not op.result.type.tier_name:  # type: ignore[attr-defined]
+    if isinstance(op, df.DeclBase):
+        if not isinstance(op, df.InputOp) and not op.result.type.tier_name:
             raise DiagnosticException(
-                f"df-to-rdu: {kind} {op.tensor_name.data!r} has no memory tier: run place-memory first"
+                f"df-to-rdu: {op.BUFFER_KIND} {op.tensor_name.data!r} has no memory tier: run place-memory first"
             )
-        return rdu.BufferOp(op.tensor_name.data, kind, run.buffer_type(op.result.type))  # type: ignore[arg-type]
+        return rdu.BufferOp(op.tensor_name.data, op.BUFFER_KIND, run.buffer_type(op.result.type))
     if isinstance(op, df.LaunchOp):
         return rdu.CallOp(
             op.callee.string_value(),
             [values[a] for a in op.args],
-            [run.buffer_type(t) for t in op.res.types],  # type: ignore[arg-type]
+            [run.buffer_type(df.tensor_type(t)) for t in op.res.types],
         )
     if isinstance(op, df.OutputOp):
         return rdu.OutputOp(*(values[v] for v in op.values))

@@ -29,11 +29,6 @@ from dfdsl.dialects import df
 
 MODES = ("none", "block", "layer")
 
-HEAVY_OPERATORS = frozenset(
-    {"embedding", "linear", "matmul", "attention", "mla_attention", "moe_router", "moe_experts", "lm_head"}
-)
-"""Operators that read weights or caches; a graph-level group is named after its last one."""
-
 SOLO_OPERATORS = (df.EmbeddingOp, df.SampleOp)
 """Graph-level operators that are always a kernel of their own."""
 
@@ -97,7 +92,9 @@ class Group:
     def of(cls, ops: list[df.OperatorBase]) -> Group:
         inside = set(ops)
         args = list(dict.fromkeys(v for op in ops for v in op.operands if v.owner not in inside))
-        results = [r for op in ops for r in op.results if any(u.operation not in inside for u in r.uses)]
+        results: list[SSAValue] = [
+            r for op in ops for r in op.results if any(u.operation not in inside for u in r.uses)
+        ]
         return cls(ops, args, results)
 
     def outline(self) -> Region:
@@ -115,7 +112,7 @@ class Group:
         """`<op>_N` for a single operator in mode `none`, else the last heavy operator's name."""
         if mode == "none":
             return self.ops[0].operator, True
-        heavy = [op for op in self.ops if op.operator in HEAVY_OPERATORS] or self.ops
+        heavy = [op for op in self.ops if op.HEAVY] or self.ops
         return heavy[-1].operator, False
 
 
@@ -144,7 +141,7 @@ def _residual_blocks(ops: list[df.OperatorBase], stream: SSAValue) -> list[list[
     blocks: list[list[df.OperatorBase]] = [[]]
     for op in ops:
         blocks[-1].append(op)
-        if isinstance(op, df.AddOp) and stream in op.inputs:
+        if isinstance(op, df.AddOp) and stream in (op.lhs, op.rhs):
             stream = op.result
             blocks.append([])
     return [b for b in blocks if b]

@@ -34,14 +34,10 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df
 from dfdsl.hardware import TargetMismatchError
-from dfdsl.lowering.df_to_rdu import ELEMENTWISE_FLOPS
 from dfdsl.lowering.fuse import Group, Kernels
 
-GEMM_OPERATORS = frozenset({"linear", "matmul", "lm_head"})
+GEMM_OPERATORS = (df.LinearOp, df.MatmulOp, df.LmHeadOp)
 """Projections; siblings reading the same input share one GEMM kernel."""
-
-LIGHT_OPERATORS = frozenset(ELEMENTWISE_FLOPS)
-"""Norms, rotary, activations and elementwise operators: fused between heavy kernels."""
 
 
 class KernelLoopingOnGpuError(TargetMismatchError):
@@ -72,9 +68,11 @@ def _inline_calls(graph: df.GraphOp, layers: dict[str, df.LayerOp], rewriter: Pa
 
 
 def _kind(op: df.OperatorBase) -> str:
-    if op.operator in GEMM_OPERATORS:
+    """`gemm` for a projection, `light` for an operator fused between heavy kernels, else the
+    operator's own name (a kernel of its own, or an all-reduce)."""
+    if isinstance(op, GEMM_OPERATORS):
         return "gemm"
-    return "light" if op.operator in LIGHT_OPERATORS else op.operator
+    return "light" if isinstance(op, df.LightOperatorBase) else op.operator
 
 
 def _levels(ops: list[df.OperatorBase]) -> dict[df.OperatorBase, int]:
@@ -110,9 +108,8 @@ def _weight_name(value: SSAValue) -> str:
 
 def kernel_name(ops: list[df.OperatorBase]) -> str:
     """`gemm_wq_wk_wv` for a fused projection, `add_rmsnorm` for light operators, else the operator."""
-    kind = _kind(ops[0])
-    if kind == "gemm" and ops[0].operator == "linear":
-        weights = [_weight_name(op.operands[1]) for op in ops]
+    if isinstance(ops[0], df.LinearOp):
+        weights = [_weight_name(op.w) if isinstance(op, df.ProjectionBase) else "" for op in ops]
         return "_".join(["gemm", *weights]) if all(weights) else "gemm"
     return "_".join(dict.fromkeys(op.operator for op in ops))
 
@@ -147,9 +144,10 @@ def _emit(group: list[df.OperatorBase], kernels: Kernels, values: dict[SSAValue,
             rewriter.insert(decl, InsertPoint.before(output))
             values[arg] = arg
     args = [values[a] for a in outline.args]
-    if group[0].operator == "all_reduce":
+    new: df.AllReduceOp | df.LaunchOp
+    if isinstance(group[0], df.AllReduceOp):
         (reduce,) = group
-        new = df.AllReduceOp.make(args, reduce.result.type)  # type: ignore[arg-type]
+        new = df.AllReduceOp(*args, result_type=reduce.result.type)
         results = list(new.results)
     else:
         name = kernel_name(group)

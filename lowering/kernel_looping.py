@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import attrs
 from xdsl.context import Context
@@ -311,12 +312,12 @@ def stacked_name(names: Sequence[str]) -> str:
 
 
 def _stack_declarations(
-    decls: Sequence[df.WeightOp | df.KvCacheOp], rewriter: PatternRewriter
+    decls: Sequence[df.DeclBase], rewriter: PatternRewriter
 ) -> SSAValue:
     """One declaration of `decls[0]`'s kind with a leading layer dimension, where decls[0] stood."""
     first = decls[0]
     slice_type = first.result.type
-    stacked_type = slice_type.with_dims((len(decls), *slice_type.dims))  # type: ignore[attr-defined]
+    stacked_type = slice_type.with_dims((len(decls), *slice_type.dims))
     stacked = type(first)(stacked_name([d.tensor_name.data for d in decls]), stacked_type)
     rewriter.insert(stacked, InsertPoint.before(first))
     # `%wq0` names layer 0's tensor; the stacked one is `%wq`.
@@ -331,7 +332,7 @@ def looped_kernel(kernel: df.KernelOp, name: str, trip_count: int, carried: Sequ
     dimension, whose body is a `df.loop` of `trip_count` copies of `kernel`'s body."""
     inputs = list(kernel.function_type.inputs.data)
     outer_inputs = [
-        t.with_dims((trip_count, *t.dims)) if p in stacked else t  # type: ignore[attr-defined]
+        df.tensor_type(t).with_dims((trip_count, *df.tensor_type(t).dims)) if p in stacked else t
         for p, t in enumerate(inputs)
     ]
     looped = df.KernelOp(name, outer_inputs, kernel.function_type.outputs.data)
@@ -379,12 +380,9 @@ def _loop_run(
         made[key] = _free_symbol(module, f"{run.kernel}_x{trip_count}")
         new_kernel = looped_kernel(kernel, made[key], trip_count, run.carried, run.stacked)
         rewriter.insert(new_kernel, InsertPoint.before(kernel))
-    per_layer = {p: [launch.args[p].owner for launch in run.launches] for p in run.stacked}
     # find_runs checked that these owners are df.weight or df.kv_cache ops.
-    stacked = {
-        p: _stack_declarations(decls, rewriter)  # type: ignore[arg-type]
-        for p, decls in per_layer.items()
-    }
+    per_layer = {p: [cast(df.DeclBase, launch.args[p].owner) for launch in run.launches] for p in run.stacked}
+    stacked = {p: _stack_declarations(decls, rewriter) for p, decls in per_layer.items()}
     first, last = run.launches[0], run.launches[-1]
     args = [stacked.get(p, value) for p, value in enumerate(first.args)]
     rewriter.replace(last, df.LaunchOp(made[key], args, kernel.function_type.outputs.data))
@@ -392,7 +390,7 @@ def _loop_run(
         rewriter.erase(launch)
     for decls in per_layer.values():
         for decl in decls:
-            rewriter.erase(decl)  # type: ignore[arg-type]
+            rewriter.erase(decl)
 
 
 @dataclass(frozen=True)

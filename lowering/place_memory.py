@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import attrs
 from xdsl.context import Context
-from xdsl.dialects.builtin import ArrayAttr, FunctionType, ModuleOp, StringAttr, SymbolRefAttr
+from xdsl.dialects.builtin import FunctionType, ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -33,15 +33,10 @@ from xdsl.utils.exceptions import DiagnosticException
 from dfdsl.dialects import df
 from dfdsl.hardware import Hardware, HardwareError, load_hardware
 
-EXPLICIT_TIERS_ATTR = "df.explicit_tiers"
-"""Graph attribute the front end sets: the tensor classes (`weights`, `kv_cache`, `inputs`), or
-tensor names or groups (`lm_head`, `layers.*.wq`), whose tier the user wrote in the `.dfl`."""
-
 TIER_ORDER = ("sram", "hbm", "ddr")
 """Fastest and smallest first; a spill moves a group one step along."""
 
-CLASS_OF = {df.InputOp: "inputs", df.WeightOp: "weights", df.KvCacheOp: "kv_cache"}
-SPILL_PRIORITY = ("kv_cache", "weights")
+SPILL_PRIORITY = (df.KvCacheOp.PLACEMENT_CLASS, df.WeightOp.PLACEMENT_CLASS)
 """Classes that may spill, first to go first: weights stay in the faster tier longest."""
 
 GB = 10**9
@@ -67,37 +62,29 @@ class TensorGroup:
     bytes_per_socket: int
     dtype: str
     explicit: bool
-    decls: list[df.InputOp | df.WeightOp | df.KvCacheOp] = attrs.field(factory=list)
+    decls: list[df.DeclBase] = attrs.field(factory=list)
 
 
 def _gb(num_bytes: float) -> str:
     return f"{num_bytes / GB:.1f} GB"
 
 
-def _explicit(graph: df.GraphOp) -> set[str]:
-    attr = graph.attributes.get(EXPLICIT_TIERS_ATTR)
-    if attr is None:
-        return set()
-    if not isinstance(attr, ArrayAttr) or not all(isinstance(a, StringAttr) for a in attr.data):
-        raise DiagnosticException(f"df.graph: {EXPLICIT_TIERS_ATTR} must be an array of strings")
-    return {a.data for a in attr.data}  # type: ignore[union-attr]
-
-
 def tensor_groups(graph: df.GraphOp) -> list[TensorGroup]:
     """The graph's declarations grouped by tensor (across layers) and tier, sized per socket."""
     batch = graph.batch.value.data
     tokens_cached = graph.context.value.data + graph.tokens.value.data
-    explicit = _explicit(graph)
+    explicit_classes = graph.classes_placed_explicitly()
+    explicit_tensors = graph.tensors_placed_explicitly()
     groups: dict[tuple[str, str], TensorGroup] = {}
     for op in graph.body.block.ops:
-        if not isinstance(op, df.InputOp | df.WeightOp | df.KvCacheOp):
+        if not isinstance(op, df.DeclBase):
             continue
-        type_: df.TensorType = op.result.type  # type: ignore[assignment]
-        name, tensor_class = group_name(op.tensor_name.data), CLASS_OF[type(op)]
+        type_ = op.result.type
+        name, tensor_class = group_name(op.tensor_name.data), op.PLACEMENT_CLASS
         key = (name, type_.tier_name)
         if key not in groups:
-            named = {tensor_class, name, op.tensor_name.data} & explicit
-            groups[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, bool(named))
+            explicit = tensor_class in explicit_classes or bool({name, op.tensor_name.data} & explicit_tensors)
+            groups[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, explicit)
         groups[key].bytes_per_socket += type_.num_bytes(batch, tokens_cached)
         groups[key].decls.append(op)
     return list(groups.values())
@@ -138,7 +125,7 @@ def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
     total = sum(by_class.values())
     # Parts under 1% of the total (the token inputs) only add noise to the message.
     needs = " and ".join(
-        f"{_gb(b)} of {'KV cache' if c == 'kv_cache' else c}"
+        f"{_gb(b)} of {'KV cache' if c == df.KvCacheOp.PLACEMENT_CLASS else c}"
         for c, b in sorted(by_class.items(), key=lambda item: -item[1]) if b >= 0.01 * total
     )
     dtype = f" in {dtypes.pop().upper()}" if len(dtypes) == 1 else ""
@@ -223,7 +210,7 @@ def _set_inputs(callee: df.FuncLikeBase, inputs: Sequence[Attribute]) -> None:
     """Retypes a callee's arguments, and the loop slices they feed, to the new tiers."""
     for arg, new_type in zip(callee.args, inputs):
         if _signature([arg.type]) != _signature([new_type]):
-            _retype(arg, new_type)  # type: ignore[arg-type]
+            _retype(arg, df.tensor_type(new_type))
     callee.properties["function_type"] = FunctionType.from_lists(inputs, callee.function_type.outputs.data)
 
 
@@ -232,10 +219,11 @@ def _retype(value: SSAValue, new_type: df.TensorType) -> None:
     new_value = Rewriter.replace_value_with_new_type(value, new_type)
     for use in list(new_value.uses):
         loop = use.operation
-        if isinstance(loop, df.LoopOp) and new_value in loop.stacked:
-            position = len(loop.carried) + list(loop.stacked).index(new_value)
-            slice_arg = loop.body.block.args[position]
-            _retype(slice_arg, slice_arg.type.with_tier(new_type.tier_name))  # type: ignore[attr-defined]
+        # A loop's operands are its carried values then its stacked ones, and its body's
+        # arguments follow the same order: a stacked operand's index is its slice's.
+        if isinstance(loop, df.LoopOp) and use.index >= len(loop.carried):
+            slice_arg = loop.body.block.args[use.index]
+            _retype(slice_arg, df.tensor_type(slice_arg.type).with_tier(new_type.tier_name))
 
 
 
@@ -261,7 +249,7 @@ class PlaceMemory(ModulePass):
             print(warning, file=sys.stderr)
         for group in groups:
             for decl in group.decls:
-                type_: df.TensorType = decl.result.type  # type: ignore[assignment]
+                type_ = decl.result.type
                 if type_.tier_name != group.tier:
                     _retype(decl.result, type_.with_tier(group.tier))
         _retype_callees(op, graph)

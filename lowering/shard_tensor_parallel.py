@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import FunctionType, IntegerAttr, ModuleOp
-from xdsl.ir import Block, BlockArgument, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint
@@ -57,12 +58,13 @@ class _Plan:
         """Give a declared tensor (a block argument or a declaration) its per-socket shape."""
         owner = value.owner
         declared = isinstance(value, BlockArgument) and value.block is self.block
-        if not declared and not isinstance(owner, df.DECLS):
+        if not declared and not isinstance(owner, df.DeclBase):
+            computed_by = owner.name if isinstance(owner, Operation) else "an enclosing block"
             raise self.fail(
-                f"a split operand is computed by {owner.name}, not declared; tensor parallelism "  # type: ignore[union-attr]
+                f"a split operand is computed by {computed_by}, not declared; tensor parallelism "
                 "splits declared weights and caches"
             )
-        new_type = value.type.with_dims(dims)  # type: ignore[attr-defined]
+        new_type = df.tensor_type(value.type).with_dims(dims)
         if self.new_types.setdefault(value, new_type).dims != dims:
             raise self.fail(
                 f"a tensor of type {value.type} is shared by operators that split it differently"
@@ -70,8 +72,10 @@ class _Plan:
 
     def split(self, value: SSAValue, dim: int, what: str) -> None:
         """Divide dimension `dim` of a declared tensor by the socket count."""
-        dims = value.type.dims  # type: ignore[attr-defined]
+        dims = df.tensor_type(value.type).dims
         width = dims[dim]
+        if not isinstance(width, int):
+            raise self.fail(f"{what} has width {width}, which is not a number and cannot be split")
         if width % self.sockets:
             raise self.fail(
                 f"{what} has width {width}, which does not divide over {self.sockets} sockets; "
@@ -79,46 +83,49 @@ class _Plan:
             )
         self.retype(value, dims[:dim] + (width // self.sockets,) + dims[dim + 1 :])
 
-    def column_split(self, linear: df.OperatorBase, width: int) -> None:
+    def column_split(self, linear: df.LinearOp, width: int) -> None:
         """Keep `width` output columns of a projection (its weight's dim 1, and its bias)."""
-        weight = linear.inputs[1]
-        rows = weight.type.dims[0]  # type: ignore[attr-defined]
-        self.retype(weight, (rows, width))
-        if len(linear.inputs) == 3:
-            self.retype(linear.inputs[2], (width,))
+        rows = linear.w.type.dims[0]
+        self.retype(linear.w, (rows, width))
+        if linear.bias is not None:
+            self.retype(linear.bias, (width,))
 
-    def row_split(self, linear: df.OperatorBase, what: str) -> None:
+    def row_split(self, linear: df.LinearOp, what: str) -> None:
         """Split a projection's weight by rows and sum its partial products across sockets."""
-        if len(linear.inputs) == 3:
+        if linear.bias is not None:
             raise self.fail(
                 f"the {what} has a bias; a row-split projection would add it once per socket. "
                 "Fold the bias into the next operator or run with sockets=1"
             )
-        self.split(linear.inputs[1], 0, f"the input of the {what}")
+        self.split(linear.w, 0, f"the input of the {what}")
         self.reduced.append(linear)
 
 
-def _producer(value: SSAValue, through: tuple[type[df.OperatorBase], ...]) -> df.OperatorBase | None:
+_SingleInput = df.RopeOp | df.SiluOp | df.GeluOp
+"""The operators `_producer` looks through: one input `x`, and the shape of it out."""
+
+
+def _producer(value: SSAValue, through: tuple[type[_SingleInput], ...]) -> df.LinearOp | None:
     """The `df.linear` computing `value`, looking through the single-input operators `through`."""
     op = value.owner
     while isinstance(op, through):
-        op = op.inputs[0].owner
+        op = op.x.owner
     return op if isinstance(op, df.LinearOp) else None
 
 
-def _only_consumer(value: SSAValue) -> df.OperatorBase | None:
+def _only_consumer(value: SSAValue) -> df.LinearOp | None:
     """The `df.linear` that alone reads `value` as its input, if there is one."""
     uses = list(value.uses)
-    if len(uses) == 1 and isinstance(uses[0].operation, df.LinearOp) and uses[0].index == 0:
-        return uses[0].operation
+    if len(uses) == 1 and isinstance(user := uses[0].operation, df.LinearOp) and user.x is value:
+        return user
     return None
 
 
-def _plan_attention(op: df.OperatorBase, plan: _Plan) -> None:
+def _plan_attention(op: df.AttentionOp, plan: _Plan) -> None:
     """Head-parallel attention; KV heads are replicated when there are fewer than sockets."""
     n = plan.sockets
-    heads = op.int_attrs()["heads"]
-    kv_heads = op.int_attrs()["kv_heads"]
+    heads = op.heads.value.data
+    kv_heads = op.kv_heads.value.data
 
     def fits(s: int) -> bool:
         return heads % s == 0 and (kv_heads % s == 0 or s % kv_heads == 0)
@@ -130,44 +137,46 @@ def _plan_attention(op: df.OperatorBase, plan: _Plan) -> None:
             f"sockets over the KV heads; use {_socket_counts(fits, heads)} sockets"
         )
     local_kv = kv_heads // n if kv_heads % n == 0 else 1
-    q, k, v, k_cache, v_cache = op.inputs
-    head_dim = k_cache.type.dims[3]  # type: ignore[attr-defined]
-    v_dim = v_cache.type.dims[3]  # type: ignore[attr-defined]
+    # The attention shape rule, which the verifier applied, makes both head widths numbers.
+    head_dim, v_dim = cast(int, op.k_cache.type.dims[3]), cast(int, op.v_cache.type.dims[3])
     for value, width, what in (
-        (q, heads // n * head_dim, "query"),
-        (k, local_kv * head_dim, "key"),
-        (v, local_kv * v_dim, "value"),
+        (op.q, heads // n * head_dim, "query"),
+        (op.k, local_kv * head_dim, "key"),
+        (op.v, local_kv * v_dim, "value"),
     ):
         linear = _producer(value, (df.RopeOp,))
         if linear is None:
             raise plan.fail(f"the attention {what} is not computed by a df.linear, so it cannot be split by heads")
         plan.column_split(linear, width)
-    for cache in (k_cache, v_cache):
-        plan.retype(cache, cache.type.dims[:2] + (local_kv,) + cache.type.dims[3:])  # type: ignore[attr-defined]
+    for cache in (op.k_cache, op.v_cache):
+        plan.retype(cache, cache.type.dims[:2] + (local_kv,) + cache.type.dims[3:])
     plan.new_attrs[op] = {"heads": heads // n, "kv_heads": local_kv}
     _plan_output_projection(op, plan, "attention output projection")
 
 
-def _plan_mla_attention(op: df.OperatorBase, plan: _Plan) -> None:
+def _plan_mla_attention(op: df.MlaAttentionOp, plan: _Plan) -> None:
     """Head-parallel latent attention: the latent input and cache stay whole on every socket,
     as in real MLA tensor parallelism, since every head reads all of the latent."""
     n = plan.sockets
-    heads = op.int_attrs()["heads"]
+    heads = op.heads.value.data
     if heads % n:
         raise plan.fail(
             f"{n} sockets cannot split latent attention with {heads} heads; "
             f"use {_socket_counts(lambda s: heads % s == 0, heads)} sockets"
         )
-    q_linear = _producer(op.inputs[0], (df.RopeOp,))
+    q_linear = _producer(op.q, (df.RopeOp,))
     if q_linear is None:
         raise plan.fail("the latent attention query is not computed by a df.linear, so it cannot be split by heads")
-    plan.column_split(q_linear, q_linear.inputs[1].type.dims[1] // n)  # type: ignore[attr-defined]
-    plan.split(op.inputs[2], 1, "the latent up-projection")
+    q_width = q_linear.w.type.dims[1]
+    if not isinstance(q_width, int):
+        raise plan.fail("the latent attention query's width must be a number")
+    plan.column_split(q_linear, q_width // n)
+    plan.split(op.kv_up, 1, "the latent up-projection")
     plan.new_attrs[op] = {"heads": heads // n}
     _plan_output_projection(op, plan, "latent attention output projection")
 
 
-def _plan_output_projection(op: df.OperatorBase, plan: _Plan, what: str) -> None:
+def _plan_output_projection(op: df.AttentionOp | df.MlaAttentionOp, plan: _Plan, what: str) -> None:
     """Row-split the projection reading an attention's heads, which each socket holds a share of."""
     linear = _only_consumer(op.result)
     if linear is None:
@@ -175,52 +184,53 @@ def _plan_output_projection(op: df.OperatorBase, plan: _Plan, what: str) -> None
     plan.row_split(linear, what)
 
 
-def _plan_gated_mlp(mul: df.OperatorBase, plan: _Plan) -> None:
+def _plan_gated_mlp(mul: df.MulOp, plan: _Plan) -> None:
     """FFN-parallel `mul(act(x @ w_gate), x @ w_up) @ w_down`; any other product stays replicated."""
-    gate_up = [_producer(v, (df.SiluOp, df.GeluOp)) for v in mul.inputs]
+    gate = _producer(mul.lhs, (df.SiluOp, df.GeluOp))
+    up = _producer(mul.rhs, (df.SiluOp, df.GeluOp))
     down = _only_consumer(mul.result)
-    if None in gate_up or down is None:
+    if gate is None or up is None or down is None:
         return
-    ffn = mul.result.type.dims[-1]  # type: ignore[attr-defined]
+    ffn = mul.result.type.dims[-1]
+    if not isinstance(ffn, int):
+        raise plan.fail("the MLP width (ffn) must be a number")
     if ffn % plan.sockets:
         raise plan.fail(
             f"the MLP width (ffn) {ffn} does not divide over {plan.sockets} sockets; "
             f"use {_socket_counts(lambda s: ffn % s == 0, min(ffn, 64))} sockets"
         )
-    for linear in gate_up:
-        plan.column_split(linear, ffn // plan.sockets)  # type: ignore[arg-type]
+    for linear in (gate, up):
+        plan.column_split(linear, ffn // plan.sockets)
     plan.row_split(down, "MLP down projection")
 
 
-def _plan_moe_experts(op: df.OperatorBase, plan: _Plan) -> None:
+def _plan_moe_experts(op: df.MoeExpertsOp, plan: _Plan) -> None:
     """Every expert split along its FFN width; the router stays replicated."""
-    _, _, gate, up, down = op.inputs
-    plan.split(gate, 2, "the experts' gate projection (expert ffn)")
-    plan.split(up, 2, "the experts' up projection (expert ffn)")
-    plan.split(down, 1, "the experts' down projection (expert ffn)")
+    plan.split(op.gate, 2, "the experts' gate projection (expert ffn)")
+    plan.split(op.up, 2, "the experts' up projection (expert ffn)")
+    plan.split(op.down, 1, "the experts' down projection (expert ffn)")
     plan.reduced.append(op)
 
 
-def _plan_lm_head(op: df.OperatorBase, plan: _Plan) -> None:
+def _plan_lm_head(op: df.LmHeadOp, plan: _Plan) -> None:
     """Column-split over the vocabulary. `df.sample` then picks from the local shard; choosing
     among the sockets' candidates is a reduction of B values, too small to model as an op."""
-    plan.split(op.inputs[1], 1, "the LM head (vocab)")
-
-
-_PLANNERS = {
-    df.AttentionOp: _plan_attention,
-    df.MlaAttentionOp: _plan_mla_attention,
-    df.MulOp: _plan_gated_mlp,
-    df.MoeExpertsOp: _plan_moe_experts,
-    df.LmHeadOp: _plan_lm_head,
-}
+    plan.split(op.w, 1, "the LM head (vocab)")
 
 
 def _plan_block(block: Block, sockets: int, where: str) -> _Plan:
     plan = _Plan(sockets, where, block)
     for op in block.ops:
-        if (planner := _PLANNERS.get(type(op))) is not None:
-            planner(op, plan)  # type: ignore[arg-type]
+        if isinstance(op, df.AttentionOp):
+            _plan_attention(op, plan)
+        elif isinstance(op, df.MlaAttentionOp):
+            _plan_mla_attention(op, plan)
+        elif isinstance(op, df.MulOp):
+            _plan_gated_mlp(op, plan)
+        elif isinstance(op, df.MoeExpertsOp):
+            _plan_moe_experts(op, plan)
+        elif isinstance(op, df.LmHeadOp):
+            _plan_lm_head(op, plan)
     return plan
 
 
@@ -242,10 +252,10 @@ def _apply(plan: _Plan, layers: dict[str, df.LayerOp], rewriter: PatternRewriter
     for value, new_type in plan.new_types.items():
         rewriter.replace_value_with_new_type(value, new_type)
     for op, attrs in plan.new_attrs.items():
-        for key, value in attrs.items():
-            op.properties[key] = IntegerAttr(value, 64)
+        for key, count in attrs.items():
+            op.properties[key] = IntegerAttr(count, 64)
     for op in plan.reduced:
-        reduce = df.AllReduceOp.make([op.result], op.result.type)  # type: ignore[arg-type]
+        reduce = df.AllReduceOp(op.result, result_type=op.result.type)
         rewriter.insert(reduce, InsertPoint.after(op))
         rewriter.replace_uses_with_if(op.result, reduce.result, lambda use: use.operation is not reduce)
     for op in plan.block.ops:
@@ -253,19 +263,18 @@ def _apply(plan: _Plan, layers: dict[str, df.LayerOp], rewriter: PatternRewriter
             _reinfer(op, plan, rewriter)
         elif isinstance(op, df.CallOp):
             layer = layers[op.callee.string_value()]
-            for result, new_type in zip(op.res, layer.function_type.outputs.data):
-                rewriter.replace_value_with_new_type(result, new_type)
+            for result, result_type in zip(op.res, layer.function_type.outputs.data):
+                rewriter.replace_value_with_new_type(result, result_type)
 
 
 def _reinfer(op: df.OperatorBase, plan: _Plan, rewriter: PatternRewriter) -> None:
     """Give an operator the result shape its rule derives from its (new) operands."""
-    operands = [t.tensor_shape() for t in op.inputs.types]  # type: ignore[attr-defined]
     try:
-        inferred = shapes.infer(op.operator, operands, op.int_attrs())
+        inferred = op.inferred_shape()
     except shapes.ShapeError as err:
         raise plan.fail(f"after splitting, {op.name} no longer fits its operands: {err.message}") from err
-    if inferred.shape != op.result.type.dims:  # type: ignore[attr-defined]
-        rewriter.replace_value_with_new_type(op.result, op.result.type.with_dims(inferred.shape))  # type: ignore[attr-defined]
+    if inferred.shape != op.result.type.dims:
+        rewriter.replace_value_with_new_type(op.result, op.result.type.with_dims(inferred.shape))
 
 
 def _refresh_signature(layer: df.LayerOp) -> None:

@@ -30,7 +30,7 @@ from xdsl.interpreter import (
 from xdsl.ir import Operation, OpResult
 from xdsl.utils.exceptions import DiagnosticException
 
-from dfdsl.dialects import df, rdu, target_ops
+from dfdsl.dialects import cost, df, rdu, target_ops
 from dfdsl.sim import timing
 from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, load_hardware
 
@@ -47,8 +47,8 @@ class Buffer:
     tier: str
 
 
-def affine(work: rdu.Work) -> timing.Affine:
-    """The timing model's plain-number copy of an `#rdu.work`."""
+def affine(work: cost.Work) -> timing.Affine:
+    """The timing model's plain-number copy of a `#cost.work`."""
     return timing.Affine(*work.terms)
 
 

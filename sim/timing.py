@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from dfdsl.dialects.cost import expected_experts
 from dfdsl.hardware import GpuHardware, Hardware
 
 CATEGORIES = ("stream", "compute", "sync", "fill_drain", "collective", "host")
@@ -157,11 +158,6 @@ def allreduce_time_s(message_bytes: float, sockets: int, algorithm: str,
     if algorithm == "ring":
         return ring
     return min(direct, ring, key=sum)
-
-
-def expected_experts(experts: int, top_k: int, batch: int) -> float:
-    """Distinct experts a batch touches under uniform routing: E (1 - (1 - k/E)^B)."""
-    return experts * (1.0 - (1.0 - top_k / experts) ** batch)
 
 
 @attrs.frozen

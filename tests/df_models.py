@@ -55,11 +55,9 @@ class _Emitter:
         self.block = block
 
     def __call__(self, operator: str, *inputs: SSAValue, **int_attrs: int) -> SSAValue:
-        inferred = shapes.infer(
-            operator, [v.type.tensor_shape() for v in inputs], int_attrs  # type: ignore[attr-defined]
-        )
-        op = df.OPERATORS[operator].make(
-            inputs, df.TensorType.make(inferred.shape, inferred.dtype), **int_attrs
+        inferred = shapes.infer(operator, [df.tensor_type(v.type).tensor_shape() for v in inputs], int_attrs)
+        op = df.OPERATORS[operator](
+            *inputs, result_type=df.TensorType.make(inferred.shape, inferred.dtype), **int_attrs
         )
         self.block.add_op(op)
         return op.result

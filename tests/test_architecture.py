@@ -20,8 +20,9 @@ FOLDERS = {"dfdsl": "dfdsl", "dialects": "dfdsl.dialects", "lowering": "dfdsl.lo
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("dfdsl", "dfdsl.ast", "dfdsl.diagnostics", "dfdsl.hardware")),
-    ("IR leaves", ("dfdsl.dialects", "dfdsl.dialects.shapes", "dfdsl.dialects.cost")),
+    ("IR leaves", ("dfdsl.dialects", "dfdsl.dialects.shapes")),
     ("df dialect", ("dfdsl.dialects.df",)),
+    ("work", ("dfdsl.dialects.cost",)),
     ("target dialects", ("dfdsl.dialects.*",)),
     ("front end: text, AST, df", ("dfdsl.parser", "dfdsl.loader", "dfdsl.model", "dfdsl.elaborate", "dfdsl.irgen",
                                   "dfdsl.hf_import", "dfdsl.stdlib", "dfdsl.examples")),

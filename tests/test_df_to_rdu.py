@@ -8,10 +8,11 @@ from xdsl.parser import Parser
 from xdsl.utils.exceptions import DiagnosticException
 
 from df_models import step_totals, tiny_llama, tiny_mla, tiny_moe
-from dfdsl.dialects import df, rdu
-from dfdsl.lowering.df_to_rdu import DfToRdu, _share_out, operator_work
-from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, context, run_passes
+from dfdsl.dialects import cost, df, rdu
 from dfdsl.hardware import load_hardware
+from dfdsl.lowering.df_to_rdu import DfToRdu, _share_out
+from dfdsl.lowering.operator_work import operator_work
+from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, context, run_passes
 
 TINY_CHIP = Path(__file__).parent / "filecheck" / "df-to-rdu" / "Inputs" / "tiny_chip.toml"
 
@@ -79,7 +80,7 @@ def test_a_sharded_layer_gets_one_all_reduce_per_row_split_projection():
     assert program.count("sockets") == 2
     layer = next(op for op in module.ops if isinstance(op, rdu.KernelOp) and op.loop)
     reduces = [op for op in layer.pipeline()[0] if isinstance(op, rdu.AllReduceOp)]
-    assert [(r.bytes, r.sockets.value.data) for r in reduces] == [(rdu.Work.make(0, 128), 2)] * 2
+    assert [(r.bytes, r.sockets.value.data) for r in reduces] == [(cost.Work.make(0, 128), 2)] * 2
 
 
 def test_the_loop_strides_its_stacked_arguments_by_one_layer():
@@ -89,8 +90,8 @@ def test_the_loop_strides_its_stacked_arguments_by_one_layer():
     assert loop.trip_count.value.data == 3
     for index, stride in zip(loop.stacked_indices, loop.strides.data):
         slice_type = layer.args[index].type.with_dims(layer.args[index].type.dims[1:])
-        assert stride == rdu.Work.of_bytes(slice_type)
-    assert loop.carried_bytes == rdu.Work.make(0, 64 * 2)
+        assert stride == cost.Work.of_bytes(slice_type)
+    assert loop.carried_bytes == cost.Work.make(0, 64 * 2)
 
 
 def test_moe_experts_stage_reads_experts_by_the_expert():
@@ -99,9 +100,9 @@ def test_moe_experts_stage_reads_experts_by_the_expert():
                  if s.stage_name.data == "moe_experts")
     # 4 experts, top 2, hidden 64, expert ffn 32: one expert's gate, up and down in bf16.
     assert (stage.experts.value.data, stage.top_k.value.data) == (4, 2)
-    assert stage.work("expert_read") == rdu.Work.make(3 * 64 * 32 * 2)
+    assert stage.work("expert_read") == cost.Work.make(3 * 64 * 32 * 2)
     assert stage.expert_tier.data == "hbm"
-    assert stage.work("flops") == rdu.Work.make(0, 2 * 2 * 3 * 64 * 32 + 64)  # + the residual add
+    assert stage.work("flops") == cost.Work.make(0, 2 * 2 * 3 * 64 * 32 + 64)  # + the residual add
 
 
 def test_mla_attention_work_by_hand():
@@ -110,9 +111,9 @@ def test_mla_attention_work_by_hand():
     work = operator_work(op)
     # 4 heads, latent 32, rope 8, nope 16, v_head 16: per sequence
     # 2*4*(16*32 + (S+1)*40 + (S+1)*32 + 32*16) = 8768 + 576*S.
-    assert work.flops == rdu.Work.make(0, 8768, 576)
-    assert work.traffic["hbm_read"] == rdu.Work.make(32 * 128 * 2, 0, 40 * 2)  # kv_up + the cache
-    assert work.traffic["hbm_write"] == rdu.Work.make(0, 40 * 2)
+    assert work.flops == cost.Work.make(0, 8768, 576)
+    assert work.traffic["hbm_read"] == cost.Work.make(32 * 128 * 2, 0, 40 * 2)  # kv_up + the cache
+    assert work.traffic["hbm_write"] == cost.Work.make(0, 40 * 2)
 
 
 def test_activations_in_hbm_are_read_and_written_by_each_unlooped_kernel():
@@ -122,8 +123,8 @@ def test_activations_in_hbm_are_read_and_written_by_each_unlooped_kernel():
     lower(module, looping=False)
     sample = next(op for op in module.ops if isinstance(op, rdu.KernelOp) and op.sym_name.data == "sample")
     (stage,) = sample.stages()
-    assert stage.work("hbm_read") == rdu.Work.make(0, 100 * 2)   # the logits in
-    assert stage.work("hbm_write") == rdu.Work.make(0, 4)        # the token ids out
+    assert stage.work("hbm_read") == cost.Work.make(0, 100 * 2)   # the logits in
+    assert stage.work("hbm_write") == cost.Work.make(0, 4)        # the token ids out
 
 
 def test_share_out_gives_every_stage_a_unit_and_spends_the_budget():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from xdsl.utils.exceptions import DiagnosticException
 
-from dfdsl.dialects import rdu
+from dfdsl.dialects import df, rdu
 from dfdsl.elaborate import check_file
 from dfdsl.irgen import generate
 from dfdsl.lowering.pipeline import FUSION_MODES, RDU_PIPELINE, LoweringOptions, run_passes
@@ -40,9 +40,9 @@ def test_example_lowers_in_every_configuration(path, sockets):
         # A configuration that cannot exist is refused whatever the fusion.
         assert set(outcomes.values()) == {"refused"}
         return
-    layers = sum(1 for op in front.walk() if op.name == "df.call")
+    layers = sum(1 for op in front.walk() if isinstance(op, df.CallOp))
     assert outcomes["layer", False] == layers + 3
-    kinds = len({op.callee.string_value() for op in front.walk() if op.name == "df.call"})
+    kinds = len({op.callee.string_value() for op in front.walk() if isinstance(op, df.CallOp)})
     assert outcomes["layer", True] == kinds + 3  # one looped call per run of identical layers
     assert outcomes["block", True] == outcomes["block", False]  # alternating kernels never loop
     assert outcomes["none", False] > outcomes["block", False] > outcomes["layer", False]

@@ -12,7 +12,7 @@ from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import DiagnosticException
 
-from dfdsl.dialects import df, nv, rdu
+from dfdsl.dialects import cost, df, nv, rdu
 from dfdsl.lowering.df_to_nv import DfToNv
 from dfdsl.lowering.gpu_partition import GpuPartition, KernelLoopingOnGpuError
 from dfdsl.lowering.kernel_looping import KernelLooping
@@ -44,7 +44,7 @@ NON_LAYER_CALLS = 4
 def _context() -> Context:
     ctx = Context()
     ctx.load_dialect(Builtin)
-    for dialect in (df.Df, rdu.Rdu, nv.Nv):
+    for dialect in (df.Df, cost.Cost, rdu.Rdu, nv.Nv):
         ctx.load_dialect(dialect)
     return ctx
 
@@ -94,7 +94,7 @@ def test_one_gemv_kernel_by_hand():
 
 def test_one_nccl_all_reduce_by_hand():
     op = nv.AllReduceOp(nv.BufferOp("x", "input", nv.BufferType.make(["B", 4096], "bf16", "hbm")).result,
-                        rdu.Work.make(0, 8192), 8)
+                        cost.Work.make(0, 8192), 8)
     t = launch_timing(nccl_call(op), HW, batch=1, context=4096)
     # launch 2 us + NCCL base 1.6 us + 14 ring steps of 0.47 us + 14/8 of 8 KB over 370 GB/s
     expected = 2.0e-6 + 1.6e-6 + 14 * 0.47e-6 + 14 / 8 * 8192 / 370e9
@@ -196,7 +196,7 @@ def test_nv_verifiers_name_the_problem():
     builtin.module {
       nv.program @m attributes {batch = 1 : i64, context = 8 : i64, tokens = 1 : i64, gpus = 1 : i64, target = "dgx_h100"} {
         %x = nv.buffer "x" {kind = "input"} : !nv.buffer<[B, 8], bf16, hbm>
-        %y = nv.all_reduce %x {bytes = #rdu.work<16*B>, gpus = 1 : i64} : (!nv.buffer<[B, 8], bf16, hbm>) -> !nv.buffer<[B, 8], bf16, hbm>
+        %y = nv.all_reduce %x {bytes = #cost.work<16*B>, gpus = 1 : i64} : (!nv.buffer<[B, 8], bf16, hbm>) -> !nv.buffer<[B, 8], bf16, hbm>
       }
     }
     """

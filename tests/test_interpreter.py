@@ -12,7 +12,7 @@ from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import DiagnosticException
 
-from dfdsl.dialects import rdu
+from dfdsl.dialects import cost, rdu
 from dfdsl.lowering.df_to_rdu import DfToRdu
 from dfdsl.lowering.fuse import Fuse
 from dfdsl.lowering.kernel_looping import KernelLooping
@@ -34,10 +34,10 @@ builtin.module {
     rdu.output %y : !rdu.buffer<[B, 64], bf16, sram>
   }
   rdu.kernel @layers(%x: !rdu.buffer<[B, 64], bf16, sram>, %w: !rdu.buffer<[2, 4000, 4000], bf16, hbm>) -> !rdu.buffer<[B, 64], bf16, sram> attributes {pcus = 520 : i64, pmus = 20 : i64} {
-    rdu.loop 2 stacked [1] strides [32000000] carried_bytes #rdu.work<128*B> {
-      rdu.stage "linear" {operators = ["linear"], pcus = 500 : i64, pmus = 10 : i64, flops = #rdu.work<32000000*B>, hbm_read = #rdu.work<32000000 + 1000*B*S>, sram_bytes = 0 : i64}
-      rdu.all_reduce {bytes = #rdu.work<128*B>, sockets = 2 : i64}
-      rdu.stage "moe" {operators = ["moe_experts"], pcus = 20 : i64, pmus = 10 : i64, flops = #rdu.work<0>, sram_bytes = 0 : i64, experts = 8 : i64, top_k = 2 : i64, expert_read = #rdu.work<1000000>, expert_tier = "hbm"}
+    rdu.loop 2 stacked [1] strides [32000000] carried_bytes #cost.work<128*B> {
+      rdu.stage "linear" {operators = ["linear"], pcus = 500 : i64, pmus = 10 : i64, flops = #cost.work<32000000*B>, hbm_read = #cost.work<32000000 + 1000*B*S>, sram_bytes = 0 : i64}
+      rdu.all_reduce {bytes = #cost.work<128*B>, sockets = 2 : i64}
+      rdu.stage "moe" {operators = ["moe_experts"], pcus = 20 : i64, pmus = 10 : i64, flops = #cost.work<0>, sram_bytes = 0 : i64, experts = 8 : i64, top_k = 2 : i64, expert_read = #cost.work<1000000>, expert_tier = "hbm"}
     }
     rdu.return
   }
@@ -48,6 +48,7 @@ builtin.module {
 def _parse(text: str) -> ModuleOp:
     ctx = Context()
     ctx.load_dialect(Builtin)
+    ctx.load_dialect(cost.Cost)
     ctx.load_dialect(rdu.Rdu)
     return Parser(ctx, text).parse_module()
 
@@ -177,7 +178,7 @@ def test_moe_reads_the_expected_experts_only():
     module = _lower(tiny_moe(layers=2, experts=8, top_k=2), 1, True)
     one, many = simulate(module, HW, batch=1), simulate(module, HW, batch=64)
     experts_one = sum(
-        call.trips * timing.expected_experts(e.experts, e.top_k, 1) * e.bytes_per_expert.at(1, 0)
+        call.trips * cost.expected_experts(e.experts, e.top_k, 1) * e.bytes_per_expert.at(1, 0)
         for call in one.calls for e in call.work.experts
     )
     assert experts_one > 0

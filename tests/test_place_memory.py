@@ -7,6 +7,7 @@ import pytest
 from xdsl.context import Context
 from xdsl.dialects.builtin import ArrayAttr, Builtin, ModuleOp, StringAttr
 from xdsl.parser import Parser
+from xdsl.utils.exceptions import VerifyException
 
 from dfdsl.dialects import df
 from dfdsl.lowering.fuse import Fuse
@@ -35,9 +36,9 @@ def _graph(module: ModuleOp) -> df.GraphOp:
 
 def _tiers(module: ModuleOp) -> dict[str, str]:
     return {
-        op.tensor_name.data: op.result.type.tier_name  # type: ignore[attr-defined]
+        op.tensor_name.data: op.result.type.tier_name
         for op in _graph(module).body.block.ops
-        if isinstance(op, df.InputOp | df.WeightOp | df.KvCacheOp)
+        if isinstance(op, df.DeclBase)
     }
 
 
@@ -157,9 +158,26 @@ def test_sram_overflow_spills_to_hbm(tmp_path, capsys):
     _round_trip(module)
 
 
+def test_an_explicitly_placed_tensor_stays_and_the_other_spills(tmp_path):
+    module = _parse(SHARED_KERNEL.replace('target = "sn40l"', 'target = "sn40l", explicit_tensors = ["gate"]'))
+    PlaceMemory(hardware=_hardware(tmp_path, hbm_bytes=150_000_000)).apply(Context(), module)
+    assert _tiers(module) == {"x": "", "gate": "hbm", "up": "ddr"}
+    assert 'explicit_tensors = ["gate"]' in _round_trip(module)
+
+
+def test_explicit_tiers_name_known_tensor_classes_only():
+    graph = _graph(tiny_llama(layers=1))
+    graph.properties["explicit_tiers"] = ArrayAttr([StringAttr("weights"), StringAttr("activations")])
+    graph.verify_()
+    graph.properties["explicit_tiers"] = ArrayAttr([StringAttr("weights"), StringAttr("foo")])
+    with pytest.raises(VerifyException, match="explicit_tiers holds 'foo', not a tensor class; classes are "
+                       "weights, kv_cache, activations, inputs"):
+        graph.verify_()
+
+
 def test_explicit_weights_in_hbm_fail_with_the_numbers_and_a_way_out(tmp_path):
     module = tiny_llama(layers=3)
-    _graph(module).attributes["df.explicit_tiers"] = ArrayAttr([StringAttr("weights")])
+    _graph(module).properties["explicit_tiers"] = ArrayAttr([StringAttr("weights")])
     with pytest.raises(CapacityError) as caught:
         PlaceMemory(hardware=_hardware(tmp_path, hbm_bytes=200_000)).apply(Context(), module)
     message = str(caught.value)
@@ -173,7 +191,7 @@ def test_llama_405b_on_8_sockets_of_hbm():
     module = tiny_llama(layers=126, hidden=16384, heads=128, kv_heads=8, head_dim=128, ffn=53248,
                         vocab=128256, context=8192, tokens=128, sockets=8)
     ShardTensorParallel(sockets=8).apply(Context(), module)
-    _graph(module).attributes["df.explicit_tiers"] = ArrayAttr([StringAttr("weights")])
+    _graph(module).properties["explicit_tiers"] = ArrayAttr([StringAttr("weights")])
     with pytest.raises(CapacityError, match=re.escape(
         "tiny_llama in BF16 needs 841.2 GB of weights in hbm (105.1 GB per socket, replicated "
         "tensors counted on every socket); 8 sockets have 512.0 GB of hbm (GB = 10^9 bytes): "

@@ -68,9 +68,9 @@ def test_llama_two_sockets_splits_heads_and_ffn():
     assert types["lm_head"].dims == (64, 50)
     layer = _layer(module, "llama_decoder")
     (attention,) = _ops(layer.body.block, df.AttentionOp)
-    assert attention.int_attrs() == {"heads": 2, "kv_heads": 1}
+    assert (attention.heads.value.data, attention.kv_heads.value.data) == (2, 1)
     reduces = _ops(layer.body.block, df.AllReduceOp)
-    assert [r.inputs[0].owner.inputs[1].name_hint for r in reduces] == ["wo", "w_down"]
+    assert [r.x.owner.w.name_hint for r in reduces] == ["wo", "w_down"]
     assert _graph(module).tp.value.data == 2
 
 
@@ -91,7 +91,7 @@ def test_mla_keeps_the_latent_cache_whole():
     assert types["layers.0.router"].dims == (64, 4)
     assert types["layers.0.experts_up"].dims == (4, 64, 8)
     (mla,) = _ops(_layer(module, "mla_moe_decoder").body.block, df.MlaAttentionOp)
-    assert mla.int_attrs()["heads"] == 1
+    assert mla.heads.value.data == 1
 
 
 def test_sockets_default_to_the_graph_and_one_socket_changes_nothing():

@@ -37,12 +37,6 @@ def test_allreduce_direct_and_ring():
     assert timing.allreduce_time_s(8192, 1, "direct", 50e9, 1.5 * US) == (0.0, 0.0)
 
 
-def test_expected_experts():
-    assert timing.expected_experts(8, 2, 1) == pytest.approx(2)
-    assert timing.expected_experts(8, 2, 2) == pytest.approx(8 * (1 - 0.75**2))
-    assert timing.expected_experts(256, 8, 10_000) == pytest.approx(256)
-
-
 def test_affine_work():
     w = Affine(1000, 10, 2)
     assert w.at(4, 100) == 1000 + 40 + 800

@@ -103,15 +103,15 @@ builtin.module {
 }
 
 
-// CHECK:      nv.kernel @embedding : (!nv.buffer<[B], i32, hbm>, !nv.buffer<[100, 64], bf16, hbm>) -> !nv.buffer<[B, 64], bf16, hbm> {operators = ["embedding"], flops = #rdu.work<0>, hbm_read = #rdu.work<132*B>, hbm_write = #rdu.work<128*B>}
-// CHECK:      nv.kernel @gemm_w_gate_w_up : {{.*}} {operators = ["linear", "linear"], flops = #rdu.work<16384*B>, hbm_read = #rdu.work<16384 + 128*B>, hbm_write = #rdu.work<256*B>}
-// CHECK:      nv.kernel @silu_mul : {{.*}} {operators = ["silu", "mul"], flops = #rdu.work<320*B>, hbm_read = #rdu.work<256*B>, hbm_write = #rdu.work<128*B>}
+// CHECK:      nv.kernel @embedding : (!nv.buffer<[B], i32, hbm>, !nv.buffer<[100, 64], bf16, hbm>) -> !nv.buffer<[B, 64], bf16, hbm> {operators = ["embedding"], flops = #cost.work<0>, hbm_read = #cost.work<132*B>, hbm_write = #cost.work<128*B>}
+// CHECK:      nv.kernel @gemm_w_gate_w_up : {{.*}} {operators = ["linear", "linear"], flops = #cost.work<16384*B>, hbm_read = #cost.work<16384 + 128*B>, hbm_write = #cost.work<256*B>}
+// CHECK:      nv.kernel @silu_mul : {{.*}} {operators = ["silu", "mul"], flops = #cost.work<320*B>, hbm_read = #cost.work<256*B>, hbm_write = #cost.work<128*B>}
 // CHECK:      nv.program @tiny_llama attributes {target = "dgx_h100", batch = 1 : i64, context = 128 : i64, tokens = 4 : i64, gpus = 2 : i64} {
 // CHECK-NEXT:   %tokens = nv.buffer "tokens" {kind = "input"} : !nv.buffer<[B], i32, hbm>
 // CHECK-NEXT:   %embed = nv.buffer "embed" {kind = "weight"} : !nv.buffer<[100, 64], bf16, hbm>
 // CHECK-NEXT:   nv.launch @embedding(%tokens, %embed)
 // CHECK:        %[[O:.*]] = nv.launch @gemm_wo(
-// CHECK-NEXT:   %{{.*}} = nv.all_reduce %[[O]] {bytes = #rdu.work<128*B>, gpus = 2 : i64} : (!nv.buffer<[B, 64], bf16, hbm>) -> !nv.buffer<[B, 64], bf16, hbm>
+// CHECK-NEXT:   %{{.*}} = nv.all_reduce %[[O]] {bytes = #cost.work<128*B>, gpus = 2 : i64} : (!nv.buffer<[B, 64], bf16, hbm>) -> !nv.buffer<[B, 64], bf16, hbm>
 // CHECK:        %[[S:.*]] = nv.launch @sample(
 // CHECK-NEXT:   nv.output %[[S]] : !nv.buffer<[B], i32, hbm>
 // CHECK-NOT:  df.

@@ -37,10 +37,10 @@ builtin.module {
 
 // CHECK-NOT:  df.
 // CHECK:      rdu.kernel @mlp(%{{.*}}: !rdu.buffer<[B, 64], bf16, sram>, %{{.*}}: !rdu.buffer<[64], bf16, hbm>, %{{.*}}: !rdu.buffer<[64, 128], bf16, hbm>, %{{.*}}: !rdu.buffer<[64, 128], bf16, hbm>, %{{.*}}: !rdu.buffer<[128, 64], bf16, hbm>) -> !rdu.buffer<[B, 64], bf16, sram> attributes {pcus = 90 : i64, pmus = 90 : i64} {
-// CHECK-NEXT:   rdu.stage "linear" {operators = ["rmsnorm", "linear"], pcus = 30 : i64, pmus = 30 : i64, flops = #rdu.work<16640*B>, hbm_read = #rdu.work<16512>, sram_bytes = 30000 : i64}
-// CHECK-NEXT:   rdu.stage "linear" {operators = ["linear"], pcus = 29 : i64, pmus = 30 : i64, flops = #rdu.work<16384*B>, hbm_read = #rdu.work<16384>, sram_bytes = 30000 : i64}
-// CHECK-NEXT:   rdu.stage "linear" {operators = ["silu", "mul", "linear", "add"], pcus = 31 : i64, pmus = 30 : i64, flops = #rdu.work<17088*B>, hbm_read = #rdu.work<16384>, sram_bytes = 30000 : i64}
-// CHECK-NEXT:   rdu.all_reduce {bytes = #rdu.work<128*B>, sockets = 2 : i64}
+// CHECK-NEXT:   rdu.stage "linear" {operators = ["rmsnorm", "linear"], pcus = 30 : i64, pmus = 30 : i64, flops = #cost.work<16640*B>, hbm_read = #cost.work<16512>, sram_bytes = 30000 : i64}
+// CHECK-NEXT:   rdu.stage "linear" {operators = ["linear"], pcus = 29 : i64, pmus = 30 : i64, flops = #cost.work<16384*B>, hbm_read = #cost.work<16384>, sram_bytes = 30000 : i64}
+// CHECK-NEXT:   rdu.stage "linear" {operators = ["silu", "mul", "linear", "add"], pcus = 31 : i64, pmus = 30 : i64, flops = #cost.work<17088*B>, hbm_read = #cost.work<16384>, sram_bytes = 30000 : i64}
+// CHECK-NEXT:   rdu.all_reduce {bytes = #cost.work<128*B>, sockets = 2 : i64}
 // CHECK-NEXT:   rdu.return
 // CHECK-NEXT: }
 // CHECK:      rdu.program @m attributes {target = "sn40l", batch = 2 : i64, context = 100 : i64, tokens = 4 : i64, sockets = 2 : i64, pcus_per_socket = 100 : i64, pmus_per_socket = 100 : i64, sram_bytes_per_socket = 100000 : i64} {

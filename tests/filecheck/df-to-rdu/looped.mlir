@@ -42,11 +42,11 @@ builtin.module {
 
 // CHECK-NOT:  df.
 // CHECK:      rdu.kernel @layer_x2({{.*}}%{{.*}}: !rdu.buffer<[2, B, S, 1, 16], bf16, hbm>) -> !rdu.buffer<[B, 64], bf16, sram> attributes {pcus = 90 : i64, pmus = 90 : i64} {
-// CHECK-NEXT:   rdu.loop 2 stacked [1, 2, 3, 4, 5, 6] strides [128, 8192, 2048, 2048, 32*B*S, 32*B*S] carried_bytes #rdu.work<128*B> {
-// CHECK-NEXT:     rdu.stage "linear" {operators = ["rmsnorm", "linear"], pcus = 20 : i64, pmus = 29 : i64, flops = #rdu.work<8448*B>, hbm_read = #rdu.work<8320>, sram_bytes = 29000 : i64}
-// CHECK-NEXT:     rdu.stage "linear" {operators = ["linear"], pcus = 6 : i64, pmus = 8 : i64, flops = #rdu.work<2048*B>, hbm_read = #rdu.work<2048>, sram_bytes = 8000 : i64}
-// CHECK-NEXT:     rdu.stage "linear" {operators = ["linear"], pcus = 5 : i64, pmus = 8 : i64, flops = #rdu.work<2048*B>, hbm_read = #rdu.work<2048>, sram_bytes = 8000 : i64}
-// CHECK-NEXT:     rdu.stage "attention" {operators = ["attention", "add"], pcus = 59 : i64, pmus = 45 : i64, flops = #rdu.work<320*B + 256*B*S>, hbm_read = #rdu.work<64*B*S>, hbm_write = #rdu.work<64*B>, sram_bytes = 45000 : i64}
+// CHECK-NEXT:   rdu.loop 2 stacked [1, 2, 3, 4, 5, 6] strides [128, 8192, 2048, 2048, 32*B*S, 32*B*S] carried_bytes #cost.work<128*B> {
+// CHECK-NEXT:     rdu.stage "linear" {operators = ["rmsnorm", "linear"], pcus = 20 : i64, pmus = 29 : i64, flops = #cost.work<8448*B>, hbm_read = #cost.work<8320>, sram_bytes = 29000 : i64}
+// CHECK-NEXT:     rdu.stage "linear" {operators = ["linear"], pcus = 6 : i64, pmus = 8 : i64, flops = #cost.work<2048*B>, hbm_read = #cost.work<2048>, sram_bytes = 8000 : i64}
+// CHECK-NEXT:     rdu.stage "linear" {operators = ["linear"], pcus = 5 : i64, pmus = 8 : i64, flops = #cost.work<2048*B>, hbm_read = #cost.work<2048>, sram_bytes = 8000 : i64}
+// CHECK-NEXT:     rdu.stage "attention" {operators = ["attention", "add"], pcus = 59 : i64, pmus = 45 : i64, flops = #cost.work<320*B + 256*B*S>, hbm_read = #cost.work<64*B*S>, hbm_write = #cost.work<64*B>, sram_bytes = 45000 : i64}
 // CHECK-NEXT:   }
 // CHECK-NEXT:   rdu.return
 // CHECK-NEXT: }

@@ -1,7 +1,7 @@
 // RUN: not xdsl-opt %s -p 'place-memory{hardware="%S/Inputs/small_hbm.toml"}' 2>&1 | filecheck %s
 
 // The same two layers, but the .dfl named HBM for weights and KV caches explicitly (the front
-// end lists those classes in `df.explicit_tiers`): nothing may spill, so the pass fails with the
+// end lists those classes in `explicit_tiers`): nothing may spill, so the pass fails with the
 // numbers and what to do.
 
 builtin.module {
@@ -9,7 +9,7 @@ builtin.module {
     %y = df.linear %x, %w : (!df.tensor<[B, 4096], bf16>, !df.tensor<[4096, 14336], bf16, hbm>) -> !df.tensor<[B, 14336], bf16>
     df.return %y : !df.tensor<[B, 14336], bf16>
   }
-  df.graph @m attributes {activations = "sram", batch = 4 : i64, context = 8064 : i64, tokens = 128 : i64, sockets = 1 : i64, tp = 1 : i64, target = "sn40l", df.explicit_tiers = ["weights", "kv_cache"]} {
+  df.graph @m attributes {activations = "sram", batch = 4 : i64, context = 8064 : i64, tokens = 128 : i64, sockets = 1 : i64, tp = 1 : i64, target = "sn40l", explicit_tiers = ["weights", "kv_cache"]} {
     %t = df.input "tokens" : !df.tensor<[B], i32>
     %e = df.weight "embed" : !df.tensor<[32000, 4096], bf16, hbm>
     %x = df.embedding %t, %e : (!df.tensor<[B], i32>, !df.tensor<[32000, 4096], bf16, hbm>) -> !df.tensor<[B, 4096], bf16>

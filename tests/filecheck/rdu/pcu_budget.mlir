@@ -8,8 +8,8 @@ builtin.module {
     rdu.output %y : !rdu.buffer<[B, 64], bf16, sram>
   }
   rdu.kernel @big(%x: !rdu.buffer<[B, 64], bf16, sram>) -> !rdu.buffer<[B, 64], bf16, sram> attributes {pcus = 1100 : i64, pmus = 2 : i64} {
-    rdu.stage "linear" {operators = ["linear"], pcus = 600 : i64, pmus = 1 : i64, flops = #rdu.work<8192*B>, sram_bytes = 0 : i64}
-    rdu.stage "linear" {operators = ["linear"], pcus = 500 : i64, pmus = 1 : i64, flops = #rdu.work<8192*B>, sram_bytes = 0 : i64}
+    rdu.stage "linear" {operators = ["linear"], pcus = 600 : i64, pmus = 1 : i64, flops = #cost.work<8192*B>, sram_bytes = 0 : i64}
+    rdu.stage "linear" {operators = ["linear"], pcus = 500 : i64, pmus = 1 : i64, flops = #cost.work<8192*B>, sram_bytes = 0 : i64}
     rdu.return
   }
 }

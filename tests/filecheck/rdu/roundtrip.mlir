@@ -14,10 +14,10 @@ builtin.module {
     rdu.output %y : !rdu.buffer<[B, 64], bf16, sram>
   }
   rdu.kernel @layers(%x: !rdu.buffer<[B], i32, sram>, %w: !rdu.buffer<[2, 64, 64], bf16, hbm>, %k: !rdu.buffer<[2, B, S, 2, 16], bf16, ddr>) -> !rdu.buffer<[B, 64], bf16, sram> attributes {pcus = 10 : i64, pmus = 4 : i64} {
-    rdu.loop 2 stacked [1, 2] strides [8192, 64*B*S] carried_bytes #rdu.work<128*B> {
-      rdu.stage "linear" {operators = ["rmsnorm", "linear"], pcus = 9 : i64, pmus = 3 : i64, flops = #rdu.work<1*B + 8192*B>, hbm_read = #rdu.work<8320>, ddr_read = #rdu.work<2*B*S + 7 + B*S>, ddr_write = #rdu.work<B>, sram_bytes = 1536 : i64}
-      rdu.all_reduce {bytes = #rdu.work<128*B>, sockets = 2 : i64}
-      rdu.stage "moe_experts" {operators = ["moe_experts"], pcus = 1 : i64, pmus = 1 : i64, flops = #rdu.work<0>, sram_bytes = 512 : i64, experts = 8 : i64, top_k = 2 : i64, expert_read = #rdu.work<1024>, expert_tier = "hbm"}
+    rdu.loop 2 stacked [1, 2] strides [8192, 64*B*S] carried_bytes #cost.work<128*B> {
+      rdu.stage "linear" {operators = ["rmsnorm", "linear"], pcus = 9 : i64, pmus = 3 : i64, flops = #cost.work<1*B + 8192*B>, hbm_read = #cost.work<8320>, ddr_read = #cost.work<2*B*S + 7 + B*S>, ddr_write = #cost.work<B>, sram_bytes = 1536 : i64}
+      rdu.all_reduce {bytes = #cost.work<128*B>, sockets = 2 : i64}
+      rdu.stage "moe_experts" {operators = ["moe_experts"], pcus = 1 : i64, pmus = 1 : i64, flops = #cost.work<0>, sram_bytes = 512 : i64, experts = 8 : i64, top_k = 2 : i64, expert_read = #cost.work<1024>, expert_tier = "hbm"}
     }
     rdu.return
   }
@@ -31,10 +31,10 @@ builtin.module {
 // CHECK-NEXT:   rdu.output %y : !rdu.buffer<[B, 64], bf16, sram>
 // CHECK-NEXT: }
 // CHECK-NEXT: rdu.kernel @layers(%{{.*}}: !rdu.buffer<[B], i32, sram>, %{{.*}}: !rdu.buffer<[2, 64, 64], bf16, hbm>, %{{.*}}: !rdu.buffer<[2, B, S, 2, 16], bf16, ddr>) -> !rdu.buffer<[B, 64], bf16, sram> attributes {pcus = 10 : i64, pmus = 4 : i64} {
-// CHECK-NEXT:   rdu.loop 2 stacked [1, 2] strides [8192, 64*B*S] carried_bytes #rdu.work<128*B> {
-// CHECK-NEXT:     rdu.stage "linear" {operators = ["rmsnorm", "linear"], pcus = 9 : i64, pmus = 3 : i64, flops = #rdu.work<8193*B>, hbm_read = #rdu.work<8320>, ddr_read = #rdu.work<7 + 3*B*S>, ddr_write = #rdu.work<B>, sram_bytes = 1536 : i64}
-// CHECK-NEXT:     rdu.all_reduce {bytes = #rdu.work<128*B>, sockets = 2 : i64}
-// CHECK-NEXT:     rdu.stage "moe_experts" {operators = ["moe_experts"], pcus = 1 : i64, pmus = 1 : i64, flops = #rdu.work<0>, sram_bytes = 512 : i64, experts = 8 : i64, top_k = 2 : i64, expert_read = #rdu.work<1024>, expert_tier = "hbm"}
+// CHECK-NEXT:   rdu.loop 2 stacked [1, 2] strides [8192, 64*B*S] carried_bytes #cost.work<128*B> {
+// CHECK-NEXT:     rdu.stage "linear" {operators = ["rmsnorm", "linear"], pcus = 9 : i64, pmus = 3 : i64, flops = #cost.work<8193*B>, hbm_read = #cost.work<8320>, ddr_read = #cost.work<7 + 3*B*S>, ddr_write = #cost.work<B>, sram_bytes = 1536 : i64}
+// CHECK-NEXT:     rdu.all_reduce {bytes = #cost.work<128*B>, sockets = 2 : i64}
+// CHECK-NEXT:     rdu.stage "moe_experts" {operators = ["moe_experts"], pcus = 1 : i64, pmus = 1 : i64, flops = #cost.work<0>, sram_bytes = 512 : i64, experts = 8 : i64, top_k = 2 : i64, expert_read = #cost.work<1024>, expert_tier = "hbm"}
 // CHECK-NEXT:   }
 // CHECK-NEXT:   rdu.return
 // CHECK-NEXT: }

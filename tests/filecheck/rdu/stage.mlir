@@ -4,7 +4,7 @@
 // operators, and a MoE stage gives its expert fields all together; an all-reduce spans 2+ sockets.
 
 rdu.kernel @k() attributes {pcus = 0 : i64, pmus = 1 : i64} {
-  rdu.stage "linear" {operators = ["linear"], pcus = 0 : i64, pmus = 1 : i64, flops = #rdu.work<0>, sram_bytes = 0 : i64}
+  rdu.stage "linear" {operators = ["linear"], pcus = 0 : i64, pmus = 1 : i64, flops = #cost.work<0>, sram_bytes = 0 : i64}
   rdu.return
 }
 // CHECK: rdu.stage 'linear' needs at least one PCU and one PMU
@@ -12,7 +12,7 @@ rdu.kernel @k() attributes {pcus = 0 : i64, pmus = 1 : i64} {
 // -----
 
 rdu.kernel @k() attributes {pcus = 1 : i64, pmus = 1 : i64} {
-  rdu.stage "empty" {operators = [], pcus = 1 : i64, pmus = 1 : i64, flops = #rdu.work<0>, sram_bytes = 0 : i64}
+  rdu.stage "empty" {operators = [], pcus = 1 : i64, pmus = 1 : i64, flops = #cost.work<0>, sram_bytes = 0 : i64}
   rdu.return
 }
 // CHECK: rdu.stage 'empty' runs no operators
@@ -20,7 +20,7 @@ rdu.kernel @k() attributes {pcus = 1 : i64, pmus = 1 : i64} {
 // -----
 
 rdu.kernel @k() attributes {pcus = 1 : i64, pmus = 1 : i64} {
-  rdu.stage "moe_experts" {operators = ["moe_experts"], pcus = 1 : i64, pmus = 1 : i64, flops = #rdu.work<0>, sram_bytes = 0 : i64, experts = 8 : i64}
+  rdu.stage "moe_experts" {operators = ["moe_experts"], pcus = 1 : i64, pmus = 1 : i64, flops = #cost.work<0>, sram_bytes = 0 : i64, experts = 8 : i64}
   rdu.return
 }
 // CHECK: rdu.stage 'moe_experts': a MoE stage gives all of experts, top_k, expert_read, expert_tier
@@ -28,7 +28,7 @@ rdu.kernel @k() attributes {pcus = 1 : i64, pmus = 1 : i64} {
 // -----
 
 rdu.kernel @k() attributes {pcus = 0 : i64, pmus = 0 : i64} {
-  rdu.all_reduce {bytes = #rdu.work<128*B>, sockets = 1 : i64}
+  rdu.all_reduce {bytes = #cost.work<128*B>, sockets = 1 : i64}
   rdu.return
 }
 // CHECK: rdu.all_reduce: a collective needs at least 2 sockets
@@ -36,7 +36,7 @@ rdu.kernel @k() attributes {pcus = 0 : i64, pmus = 0 : i64} {
 // -----
 
 rdu.kernel @k() attributes {pcus = 5 : i64, pmus = 1 : i64} {
-  rdu.stage "linear" {operators = ["linear"], pcus = 1 : i64, pmus = 1 : i64, flops = #rdu.work<0>, sram_bytes = 0 : i64}
+  rdu.stage "linear" {operators = ["linear"], pcus = 1 : i64, pmus = 1 : i64, flops = #cost.work<0>, sram_bytes = 0 : i64}
   rdu.return
 }
 // CHECK: rdu.kernel @k: pcus must be the sum over its stages, 1

@@ -1,0 +1,149 @@
+"""The cost model of `df` operators: the work of one operator per invocation, on any target.
+
+`operator_work` gives an operator's FLOPs and its bytes read and written per memory tier, as
+`#cost.work` quantities affine in B and B*S, per socket (or GPU). Declared tensors are read from
+the tier they are placed in; activations are on chip and cost no traffic here (each target's
+lowering adds what its kernels move between them). A MoE experts operator states one expert's
+bytes and the routing instead, since which experts a step reads depends on the batch. `df-to-rdu`
+sums this over a stage's operators, `df-to-nv` over a GPU kernel's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import attrs
+from xdsl.ir import Block, BlockArgument, SSAValue
+from xdsl.utils.exceptions import DiagnosticException
+
+from dfdsl.dialects import df
+from dfdsl.dialects.cost import ZERO, Work
+from dfdsl.dialects.target_ops import ExpertWork
+
+OFF_CHIP_TIERS = ("hbm", "ddr")
+
+
+@attrs.frozen
+class OperatorWork:
+    """The work of one operator or stage per invocation: FLOPs, bytes by `target_ops.TRAFFIC`
+    key, and for MoE experts (experts, top_k, one expert's bytes, the experts' tier)."""
+
+    flops: Work = ZERO
+    traffic: Mapping[str, Work] = attrs.field(factory=dict)
+    moe: ExpertWork | None = None
+
+    def __add__(self, other: OperatorWork) -> OperatorWork:
+        keys = dict.fromkeys([*self.traffic, *other.traffic])
+        return OperatorWork(
+            self.flops + other.flops,
+            {k: self.traffic.get(k, ZERO) + other.traffic.get(k, ZERO) for k in keys},
+            self.moe or other.moe,
+        )
+
+
+def _tier(value: SSAValue) -> str:
+    """The memory tier of a declared tensor ("" for an activation); a loop's slice of a stacked
+    tensor lives where the stacked tensor does."""
+    tier = df.tensor_type(value.type).tier_name
+    if tier or not isinstance(value, BlockArgument):
+        return tier
+    loop = value.owner.parent_op() if isinstance(value.owner, Block) else None
+    if isinstance(loop, df.LoopOp) and value.index >= len(loop.carried):
+        return _tier(loop.stacked[value.index - len(loop.carried)])
+    return tier
+
+
+def moved(direction: str, tier: str, nbytes: Work) -> OperatorWork:
+    """`nbytes` read or written in `tier`; nothing when the tier is on chip."""
+    if tier not in OFF_CHIP_TIERS:
+        return OperatorWork()
+    return OperatorWork(traffic={f"{tier}_{direction}": nbytes})
+
+
+def _read_all(values: Sequence[SSAValue]) -> OperatorWork:
+    """Each declared tensor among `values` read once in full (activations are on chip)."""
+    reads = (moved("read", _tier(v), Work.of_bytes(df.tensor_type(v.type))) for v in values)
+    return sum(reads, OperatorWork())
+
+
+def _elements(value: SSAValue, drop_last: int = 0) -> Work:
+    dims = df.tensor_type(value.type).dims
+    return Work.of_elements(dims[: len(dims) - drop_last])
+
+
+def _size(value: SSAValue, index: int) -> int:
+    """Dimension `index` of `value`'s type, which a cost rule needs as a number (a weight's width,
+    a cache's head width)."""
+    dim = df.tensor_type(value.type).dims[index]
+    if not isinstance(dim, int):
+        raise DiagnosticException(f"no work rule for a tensor whose dimension {index} is {dim}, not a number")
+    return dim
+
+
+def _projection(x: SSAValue, w: SSAValue, bias: SSAValue | None, result: SSAValue) -> OperatorWork:
+    """x[..., K] @ w[K, N] (+ bias): 2*K*N FLOPs per row (+ N for the bias); w and the bias read
+    in full when declared."""
+    flops = _elements(x) * (2 * _size(w, 1)) + (_elements(result) if bias else ZERO)
+    return OperatorWork(flops) + _read_all([w] if bias is None else [w, bias])
+
+
+def _embedding(op: df.EmbeddingOp) -> OperatorWork:
+    """A gather: only the rows of this step's tokens are read."""
+    return moved("read", _tier(op.table), Work.of_bytes(op.result.type))
+
+
+def _attention(op: df.AttentionOp) -> OperatorWork:
+    """Scores and weighted sum over S + 1 tokens per head: 2*H*(D+Dv)*(S+1) FLOPs per sequence;
+    both caches read, this step's key and value appended."""
+    per_token = 2 * op.heads.value.data * (_size(op.k_cache, 3) + _size(op.v_cache, 3))
+    flops = (_elements(op.k_cache, drop_last=2) + _elements(op.q, drop_last=1)) * per_token
+    work = OperatorWork(flops) + _read_all([op.k_cache, op.v_cache])
+    for new, cache in ((op.k, op.k_cache), (op.v, op.v_cache)):
+        work += moved("write", _tier(cache), Work.of_bytes(new.type))
+    return work
+
+
+def _mla_attention(op: df.MlaAttentionOp) -> OperatorWork:
+    """Latent attention with absorbed up-projections (latent L, rope r, nope n, value width v,
+    H heads): per sequence 2H(n*L + (S+1)(L+r) + (S+1)L + L*v) FLOPs; the cache and kv_up read,
+    the new latent appended."""
+    heads, rope, v_head = op.heads.value.data, op.rope_dim.value.data, op.v_head.value.data
+    latent = _size(op.cache, 2) - rope
+    nope = _size(op.q, -1) // heads - rope
+    per_token = 2 * heads * ((latent + rope) + latent)
+    per_sequence = 2 * heads * (nope * latent + latent * v_head) + per_token
+    flops = _elements(op.cache, drop_last=1) * per_token + _elements(op.q, drop_last=1) * per_sequence
+    work = OperatorWork(flops) + _read_all([op.cache, op.kv_up])
+    return work + moved("write", _tier(op.cache), Work.of_bytes(op.kv.type))
+
+
+def _moe_experts(op: df.MoeExpertsOp, activations: str) -> OperatorWork:
+    """Each token through top_k SwiGLU experts: 2*k*3*H*F FLOPs per token; the expert weights are
+    counted per expert touched (`expert_read`, one expert's gate, up and down), not here."""
+    top_k = op.top_k.value.data
+    experts, ffn = _size(op.gate, 0), _size(op.gate, 2)
+    slices = (w.type.with_dims(w.type.dims[1:]) for w in (op.gate, op.up, op.down))
+    one_expert = sum((Work.of_bytes(t) for t in slices), ZERO)
+    return OperatorWork(_elements(op.x) * (2 * top_k * 3 * ffn),
+                        moe=(experts, top_k, one_expert, _tier(op.gate) or activations))
+
+
+def operator_work(op: df.OperatorBase, activations: str = "sram") -> OperatorWork:
+    """The work of one `df` operator per invocation, per socket; `activations` is the graph's tier."""
+    if isinstance(op, df.ProjectionBase):
+        return _projection(op.x, op.w, op.bias, op.result)
+    if isinstance(op, df.MatmulOp):
+        return _projection(op.lhs, op.rhs, op.bias, op.result)
+    if isinstance(op, df.EmbeddingOp):
+        return _embedding(op)
+    if isinstance(op, df.AttentionOp):
+        return _attention(op)
+    if isinstance(op, df.MlaAttentionOp):
+        return _mla_attention(op)
+    if isinstance(op, df.MoeExpertsOp):
+        return _moe_experts(op, activations)
+    if isinstance(op, df.SampleOp):
+        return OperatorWork(_elements(op.logits))  # one pass over the logits
+    if isinstance(op, df.LightOperatorBase):
+        return OperatorWork(_elements(op.result) * op.FLOPS_PER_ELEMENT) + _read_all(op.operands)
+    raise DiagnosticException(f"no work rule for {op.name}")
