@@ -322,11 +322,11 @@ class OutputOp(IRDLOperation):
 class CallBase(IRDLOperation):
     """A call of a symbol by name: `args` in, `res` out, as the callee's signature says.
 
-    A subclass that calls something other than a func-like op overrides `callee_signature`, and
-    `CALLEE_NOUN`, what its messages call the callee.
+    `CALLEE` is the op class the symbol must name, in the same module; anything else, or no such
+    symbol, does not verify, so every pass and simulator may look a callee up without checking.
     """
 
-    CALLEE_NOUN: ClassVar[str] = "callee"
+    CALLEE: ClassVar[type[Operation]]
 
     callee = prop_def(SymbolRefAttr)
     args = var_operand_def(TensorType)
@@ -338,21 +338,18 @@ class CallBase(IRDLOperation):
             operands=[args], result_types=[result_types], properties={"callee": SymbolRefAttr(callee)}
         )
 
-    def callee_signature(self, callee: Operation) -> FunctionType:
-        """The signature of the op the symbol names; raises if this op cannot call it."""
-        if not isinstance(callee, FuncLikeBase):
-            raise VerifyException(f"{self.name}: @{self.callee.string_value()} is not callable")
-        return callee.function_type
-
     def verify_(self) -> None:
+        symbol = f"@{self.callee.string_value()}"
+        wanted = self.CALLEE.name
         callee = SymbolTable.lookup_symbol(self, self.callee)
         if callee is None:
-            return
-        ft = self.callee_signature(callee)
+            raise VerifyException(f"{self.name} {symbol}: the module has no {wanted} {symbol}")
+        if not isinstance(callee, self.CALLEE):
+            raise VerifyException(f"{self.name} {symbol}: {symbol} is a {callee.name}, not a {wanted}")
+        ft: FunctionType = callee.function_type  # type: ignore[attr-defined]
         if tuple(self.args.types) != ft.inputs.data or tuple(self.res.types) != ft.outputs.data:
             raise VerifyException(
-                f"{self.name} @{self.callee.string_value()}: operand or result types differ from "
-                f"the {self.CALLEE_NOUN}'s signature"
+                f"{self.name} {symbol}: operand or result types differ from the {wanted}'s signature"
             )
 
 
@@ -361,6 +358,7 @@ class CallOp(CallBase):
     """One instance of a layer: its activation in, its own weights and KV cache, its activation out."""
 
     name = "df.call"
+    CALLEE: ClassVar[type[Operation]] = LayerOp
 
 
 @irdl_op_definition
@@ -368,6 +366,7 @@ class LaunchOp(CallBase):
     """One call of a fused kernel: a synchronization boundary (launch, fill, run, drain)."""
 
     name = "df.launch"
+    CALLEE: ClassVar[type[Operation]] = KernelOp
 
 
 # ---------------------------------------------------------------------------------------------
