@@ -289,6 +289,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
     from xdsl.utils.exceptions import ParseError
 
     from dfdsl.lowering.pipeline import context
+    from dfdsl.lowering.stages import apply_checked
     from dfdsl.universe import DFDSL_UNIVERSE
 
     path = Path(args.file)
@@ -310,8 +311,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
             raise UsageError(f"bad pass pipeline {args.passes!r}: {err}; passes are "
                              + ", ".join(DFDSL_UNIVERSE.all_passes)) from None
         for p in pipeline.passes:
-            p.apply(ctx, module)
-            module.verify()
+            apply_checked(p, ctx, module)
     _emit(_print_ir(module, args.generic), args.output, [path])
     return 0
 
@@ -440,16 +440,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _code_of(err: Exception) -> str:
-    """The catalogue code of an error raised by a pass or the simulator (docs/errors.md)."""
+    """The catalogue code of an error raised by a pass or the simulator (docs/errors.md): its
+    `code` (dfdsl.lowering.errors), or E025 for xDSL's own verifier."""
     from xdsl.utils.exceptions import VerifyException
 
-    from dfdsl.lowering.place_memory import CapacityError
-    from dfdsl.lowering.shard_tensor_parallel import ShardingError
-    from dfdsl.sim.hardware import TargetMismatchError
-
-    codes = ((ShardingError, "E020"), (CapacityError, "E021"), (TargetMismatchError, "E022"),
-             (VerifyException, "E025"))
-    return next((code for cls, code in codes if isinstance(err, cls)), "E024")
+    return "E025" if isinstance(err, VerifyException) else getattr(err, "code", "E024")
 
 
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

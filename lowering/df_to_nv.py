@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Block, Operation, Region, SSAValue
-from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
-from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, nv
 from dfdsl.dialects.rdu import ZERO, Work
 from dfdsl.lowering.df_to_rdu import OperatorWork, operator_work
+from dfdsl.lowering.errors import LoweringError
+from dfdsl.lowering.gpu_partition import KernelLoopingOnGpuError
+from dfdsl.lowering.stages import Stage, StagedPass
 
 ACTIVATION_TIER = "hbm"
 """Where activations live between GPU kernels: device global memory."""
@@ -49,8 +50,8 @@ def lower_kernel(kernel: df.KernelOp, activations: str) -> nv.KernelOp:
     name = kernel.sym_name.data
     ops = [op for op in kernel.body.block.ops if not isinstance(op, df.ReturnOp)]
     for op in ops:
-        if not isinstance(op, df.OperatorBase) or op.operator == "all_reduce":
-            raise DiagnosticException(
+        if isinstance(op, df.AllReduceOp):
+            raise LoweringError(
                 f"df-to-nv: kernel @{name} holds {op.name}; a GPU kernel holds operators only "
                 "(run gpu-partition, which leaves all-reduces as NCCL calls)"
             )
@@ -68,10 +69,6 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], gpus: int) -> Ope
     """The program op for one op of a partitioned graph (None: a reduction over one GPU vanishes)."""
     if isinstance(op, df.InputOp | df.WeightOp | df.KvCacheOp):
         kind = _BUFFER_KINDS[type(op)]
-        if kind != "input" and not op.result.type.tier_name:  # type: ignore[attr-defined]
-            raise DiagnosticException(
-                f"df-to-nv: {kind} {op.tensor_name.data!r} has no memory tier: run place-memory first"
-            )
         return nv.BufferOp(op.tensor_name.data, kind, buffer_type(op.result.type))  # type: ignore[arg-type]
     if isinstance(op, df.LaunchOp):
         return nv.LaunchOp(op.callee.string_value(), [values[a] for a in op.args],
@@ -80,11 +77,8 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], gpus: int) -> Ope
         if gpus < 2:
             return None
         return nv.AllReduceOp(values[op.inputs[0]], Work.of_bytes(op.inputs[0].type), gpus)  # type: ignore[arg-type]
-    if isinstance(op, df.OutputOp):
-        return nv.OutputOp(*(values[v] for v in op.values))
-    raise DiagnosticException(
-        f"df-to-nv expects a GPU-partitioned graph, but {op.name} is outside a kernel: run gpu-partition first"
-    )
+    # The placed contract leaves only the df.output.
+    return nv.OutputOp(*(values[v] for v in op.values))  # type: ignore[attr-defined]
 
 
 def lower_graph(graph: df.GraphOp, target: str) -> nv.ProgramOp:
@@ -109,19 +103,19 @@ def lower_graph(graph: df.GraphOp, target: str) -> nv.ProgramOp:
 
 
 @dataclass(frozen=True)
-class DfToNv(ModulePass):
+class DfToNv(StagedPass):
     """Lowers a GPU-partitioned `df` module to an `nv` program for `target`."""
 
     name = "df-to-nv"
+    STAGES = {Stage.PLACED: Stage.NV}
 
     target: str = "dgx_h100"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.expect(op)
         graph = df.the_graph(op, "df-to-nv")
-        if any(isinstance(o, df.LayerOp | df.LoopOp) for o in op.walk()):
-            raise DiagnosticException(
-                "df-to-nv expects a GPU-partitioned module (no df.layer, no df.loop): run gpu-partition first"
-            )
+        if any(isinstance(o, df.LoopOp) for o in op.walk()):
+            raise KernelLoopingOnGpuError()
         activations = graph.activations.data
         replaced: list[tuple[Operation, Operation]] = [
             (kernel, lower_kernel(kernel, activations)) for kernel in op.ops if isinstance(kernel, df.KernelOp)

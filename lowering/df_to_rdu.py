@@ -19,7 +19,6 @@ import attrs
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
-from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
     PatternRewriter,
@@ -31,6 +30,8 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, rdu
 from dfdsl.dialects.rdu import ZERO, Work
+from dfdsl.lowering.errors import HardwareFileError, LoweringError, describe
+from dfdsl.lowering.stages import Stage, StagedPass
 from dfdsl.sim.hardware import Chip, Hardware, HardwareError, TargetMismatchError, load_hardware
 
 
@@ -39,7 +40,7 @@ def _chip_budget(target: str, hardware: str) -> Chip:
     try:
         hw = load_hardware(hardware or target)
     except HardwareError as err:
-        raise DiagnosticException(f"df-to-rdu: {err}") from err
+        raise HardwareFileError(f"df-to-rdu: {err}") from err
     if not isinstance(hw, Hardware):
         raise TargetMismatchError(
             f"df-to-rdu: `{hw.name}` is a {hw.kind.upper()}, not an RDU; lower GPU targets with "
@@ -226,13 +227,12 @@ def _summed(ops: Sequence[df.OperatorBase], run: _Run) -> OperatorWork:
     return sum((operator_work(o, run.activations) for o in ops), OperatorWork())
 
 
-def _group(ops: Sequence[Operation], run: _Run) -> Pipeline:
-    """The pipeline of a kernel body: stage drafts and collectives in order."""
+def _group(ops: Sequence[df.OperatorBase], run: _Run) -> Pipeline:
+    """The pipeline of a kernel body (operators, as the placed contract says): stage drafts and
+    collectives in order."""
     pipeline: Pipeline = []
     light: list[df.OperatorBase] = []
     for op in ops:
-        if not isinstance(op, df.OperatorBase):
-            raise DiagnosticException(f"df-to-rdu: {op.name} cannot appear in a kernel body")
         if op.operator == "all_reduce":
             # On one socket there is nothing to reduce: the collective vanishes.
             if run.tp >= 2:
@@ -279,7 +279,7 @@ def _sized_ops(kernel: str, pipeline: Pipeline, run: _Run) -> list[Operation]:
     ]
     stages = [op for op in ops if isinstance(op, rdu.StageOp)]
     if len(stages) > min(usable_pcus, usable_pmus):
-        raise DiagnosticException(
+        raise LoweringError(
             f"df-to-rdu: kernel @{kernel} has {len(stages)} stages but a socket has only "
             f"{min(usable_pcus, usable_pmus)} usable PCUs/PMUs: fuse fewer operators per kernel"
         )
@@ -311,17 +311,12 @@ def _lower_loop(kernel: df.KernelOp, loop: df.LoopOp, run: _Run) -> rdu.LoopOp:
     Its carried activation stays on chip between iterations, so a looped kernel's stages carry no
     activation traffic even when activations live off chip (the one read of its input and write
     of its result per call are not counted)."""
-    stacked = []
-    for value in loop.stacked:
-        if not (isinstance(value, BlockArgument) and value.owner is kernel.body.block):
-            raise DiagnosticException(
-                f"df-to-rdu: kernel @{kernel.sym_name.data}: a stacked loop operand must be a kernel argument"
-            )
-        stacked.append(value.index)
+    # The placed contract: a loop stacks arguments of its kernel.
+    stacked = [value.index for value in loop.stacked]  # type: ignore[attr-defined]
     strides = [Work.of_bytes(v.type.with_dims(v.type.dims[1:])) for v in loop.stacked]  # type: ignore[attr-defined]
     carried = sum((Work.of_bytes(v.type) for v in loop.carried), ZERO)  # type: ignore[arg-type]
     body = [op for op in loop.body.block.ops if not isinstance(op, df.YieldOp)]
-    ops = _sized_ops(kernel.sym_name.data, _group(body, run), run)
+    ops = _sized_ops(kernel.sym_name.data, _group(body, run), run)  # type: ignore[arg-type]
     return rdu.LoopOp(loop.trip_count.value.data, stacked, strides, carried, Region(Block(ops)))
 
 
@@ -329,13 +324,10 @@ def _lower_kernel(kernel: df.KernelOp, run: _Run) -> rdu.KernelOp:
     """The `rdu.kernel` for a `df.kernel` whose body is operators or one `df.loop`."""
     name = kernel.sym_name.data
     body = [op for op in kernel.body.block.ops if not isinstance(op, df.ReturnOp)]
-    loops = [op for op in body if isinstance(op, df.LoopOp)]
-    if loops and len(body) != 1:
-        raise DiagnosticException(f"df-to-rdu: kernel @{name} mixes a df.loop with other operators")
-    if loops:
-        ops: list[Operation] = [_lower_loop(kernel, loops[0], run)]
+    if isinstance(body[0], df.LoopOp):  # then it is the only op, as the placed contract says
+        ops: list[Operation] = [_lower_loop(kernel, body[0], run)]
     else:
-        pipeline = _group(body, run)
+        pipeline = _group(body, run)  # type: ignore[arg-type]
         _activation_io(kernel, pipeline, run)
         ops = _sized_ops(name, pipeline, run)
     inputs = [run.buffer_type(t) for t in kernel.function_type.inputs.data]  # type: ignore[arg-type]
@@ -359,10 +351,6 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], run: _Run) -> Ope
     """The program op for one op of a fused graph."""
     if isinstance(op, df.InputOp | df.WeightOp | df.KvCacheOp):
         kind = _BUFFER_KINDS[type(op)]
-        if kind != "input" and not op.result.type.tier_name:  # type: ignore[attr-defined]
-            raise DiagnosticException(
-                f"df-to-rdu: {kind} {op.tensor_name.data!r} has no memory tier: run place-memory first"
-            )
         return rdu.BufferOp(op.tensor_name.data, kind, run.buffer_type(op.result.type))  # type: ignore[arg-type]
     if isinstance(op, df.LaunchOp):
         return rdu.CallOp(
@@ -372,8 +360,10 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], run: _Run) -> Ope
         )
     if isinstance(op, df.OutputOp):
         return rdu.OutputOp(*(values[v] for v in op.values))
-    raise DiagnosticException(
-        f"df-to-rdu expects a fused graph, but {op.name} is outside a kernel: run fuse first"
+    # The placed contract leaves only a graph-level df.all_reduce, which an RDU runs in a kernel.
+    raise LoweringError(
+        f"df-to-rdu: {describe(op)} is outside a kernel, where gpu-partition leaves it for a GPU: "
+        "run fuse instead for an RDU"
     )
 
 
@@ -429,16 +419,18 @@ class DropLayer(RewritePattern):
 
 
 @dataclass(frozen=True)
-class DfToRdu(ModulePass):
+class DfToRdu(StagedPass):
     """Lowers a fused `df` module to an `rdu` program sized for `target` (or the `hardware` file)."""
 
     name = "df-to-rdu"
+    STAGES = {Stage.PLACED: Stage.RDU}
 
     target: str = "sn40l"
     hardware: str = ""
     """A hardware TOML file; overrides `target`'s bundled one."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.expect(op)
         graph = df.the_graph(op, "df-to-rdu")
         run = _Run(
             batch=graph.batch.value.data, context=graph.context.value.data, tp=graph.tp.value.data,

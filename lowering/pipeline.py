@@ -17,6 +17,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.passes import ModulePass
 
+from dfdsl.lowering.stages import apply_checked
 from dfdsl.universe import PASSES, dialects
 
 STAGES = ("df", "fused", "looped", "rdu")
@@ -89,11 +90,11 @@ PassCallback = Callable[[ModulePass, ModuleOp, float], None]
 
 
 def run_passes(module: ModuleOp, passes: list[ModulePass], after_each: PassCallback | None = None) -> None:
-    """Apply `passes` in order, verifying after each; `after_each(pass, module, seconds)` sees each."""
+    """Apply `passes` in order, verifying and checking the stage after each (`apply_checked`);
+    `after_each(pass, module, seconds)` sees each."""
     ctx = context()
     for p in passes:
         start = time.perf_counter()
-        p.apply(ctx, module)
-        module.verify()
+        apply_checked(p, ctx, module)
         if after_each is not None:
             after_each(p, module, time.perf_counter() - start)
