@@ -65,11 +65,18 @@ def find_runs(module: ModuleOp, min_calls: int = 2) -> tuple[list[Run], list[Rem
     """The runs of at least `min_calls` launches to loop in every graph, and remarks on the rest."""
     runs: list[Run] = []
     remarks: list[Remark] = []
+    looped = {op.sym_name.data for op in module.ops
+              if isinstance(op, df.KernelOp) and isinstance(op.body.block.first_op, df.LoopOp)}
     for graph in module.ops:
         if isinstance(graph, df.GraphOp):
             launches = [op for op in graph.body.block.ops if isinstance(op, df.LaunchOp)]
             graph_remarks = _interleaving_remarks(launches)
             for group in _same_kernel_groups(launches):
+                if (kernel := _callee(launches[group[0]])) in looped:
+                    graph_remarks.append(Remark(kernel, tuple(group), (
+                        f"launches {group[0]}..{group[-1]} of @{kernel} not looped: @{kernel} already "
+                        "holds a df.loop, and loops do not nest")))
+                    continue
                 runs += _runs_in_group(launches, group, min_calls, graph_remarks)
             remarks += sorted(graph_remarks, key=lambda r: r.launches)
     return runs, remarks
