@@ -167,6 +167,20 @@ class TensorType(ShapedTypeBase):
 # Structure: the decode-step graph, layers, kernels, calls.
 
 
+def verify_defined_before_use(block: Block, where: str) -> None:
+    """Raises unless each value an op of `block` (or an op nested in it) uses from `block` is
+    defined by an earlier op: the parser accepts a use before its definition, and xDSL's verifier
+    does not check dominance."""
+    seen: set[Operation] = set()
+    for op in block.ops:
+        for user in op.walk():
+            for value in user.operands:
+                owner = value.owner
+                if isinstance(owner, Operation) and owner.parent is block and owner not in seen:
+                    raise VerifyException(f"{where}: {user.name} uses a result of {owner.name} before it is defined")
+        seen.add(op)
+
+
 def _print_func_like(op: IRDLOperation, printer: Printer) -> None:
     print_func_op_like(
         printer,
@@ -217,6 +231,7 @@ class FuncLikeBase(IRDLOperation):
         return self.body.block.args
 
     def verify_(self) -> None:
+        verify_defined_before_use(self.body.block, f"{self.name} @{self.sym_name.data}")
         if tuple(self.body.block.arg_types) != self.function_type.inputs.data:
             raise VerifyException(f"@{self.sym_name.data}: block arguments differ from the signature")
         ret = self.body.block.last_op
@@ -299,6 +314,7 @@ class GraphOp(IRDLOperation):
         )
 
     def verify_(self) -> None:
+        verify_defined_before_use(self.body.block, f"df.graph @{self.sym_name.data}")
         for key in ("batch", "context", "tokens", "sockets", "tp"):
             if self.properties[key].value.data <= 0:  # type: ignore[union-attr]
                 raise VerifyException(f"df.graph: {key} must be positive")
@@ -549,6 +565,7 @@ class LoopOp(IRDLOperation):
         )
 
     def verify_(self) -> None:
+        verify_defined_before_use(self.body.block, "df.loop")
         n = self.trip_count.value.data
         if n < 1:
             raise VerifyException("df.loop: trip count must be positive")

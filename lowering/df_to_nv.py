@@ -111,11 +111,16 @@ class DfToNv(StagedPass):
 
     target: str = "dgx_h100"
 
+    def expect(self, module: ModuleOp) -> Stage:
+        """Placed IR without loops: a GPU cannot loop kernels."""
+        stage = super().expect(module)
+        if any(isinstance(o, df.LoopOp) for o in module.walk()):
+            raise KernelLoopingOnGpuError()
+        return stage
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         self.expect(op)
         graph = df.the_graph(op, "df-to-nv")
-        if any(isinstance(o, df.LoopOp) for o in op.walk()):
-            raise KernelLoopingOnGpuError()
         activations = graph.activations.data
         replaced: list[tuple[Operation, Operation]] = [
             (kernel, lower_kernel(kernel, activations)) for kernel in op.ops if isinstance(kernel, df.KernelOp)

@@ -324,7 +324,7 @@ def _lower_kernel(kernel: df.KernelOp, run: _Run) -> rdu.KernelOp:
     """The `rdu.kernel` for a `df.kernel` whose body is operators or one `df.loop`."""
     name = kernel.sym_name.data
     body = [op for op in kernel.body.block.ops if not isinstance(op, df.ReturnOp)]
-    if isinstance(body[0], df.LoopOp):  # then it is the only op, as the placed contract says
+    if body and isinstance(body[0], df.LoopOp):  # then it is the only op, as the placed contract says
         ops: list[Operation] = [_lower_loop(kernel, body[0], run)]
     else:
         pipeline = _group(body, run)  # type: ignore[arg-type]
@@ -358,13 +358,8 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], run: _Run) -> Ope
             [values[a] for a in op.args],
             [run.buffer_type(t) for t in op.res.types],  # type: ignore[arg-type]
         )
-    if isinstance(op, df.OutputOp):
-        return rdu.OutputOp(*(values[v] for v in op.values))
-    # The placed contract leaves only a graph-level df.all_reduce, which an RDU runs in a kernel.
-    raise LoweringError(
-        f"df-to-rdu: {describe(op)} is outside a kernel, where gpu-partition leaves it for a GPU: "
-        "run fuse instead for an RDU"
-    )
+    # The placed contract, less the graph-level all-reduces DfToRdu refuses, leaves the output.
+    return rdu.OutputOp(*(values[v] for v in op.values))  # type: ignore[attr-defined]
 
 
 def _lower_graph(graph: df.GraphOp, run: _Run, target: str) -> rdu.ProgramOp:
@@ -432,6 +427,11 @@ class DfToRdu(StagedPass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         self.expect(op)
         graph = df.the_graph(op, "df-to-rdu")
+        if (stray := next((o for o in graph.body.block.ops if isinstance(o, df.AllReduceOp)), None)) is not None:
+            raise LoweringError(
+                f"df-to-rdu: {describe(stray)} is outside a kernel, where gpu-partition leaves it for a GPU: "
+                "run fuse instead for an RDU"
+            )
         run = _Run(
             batch=graph.batch.value.data, context=graph.context.value.data, tp=graph.tp.value.data,
             activations=graph.activations.data, chip=_chip_budget(self.target, self.hardware),

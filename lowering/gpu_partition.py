@@ -182,11 +182,14 @@ class GpuPartition(StagedPass):
     name = "gpu-partition"
     STAGES = {Stage.DF: Stage.FUSED, Stage.SHARDED: Stage.FUSED}
 
-    def apply(self, ctx: Context, op: ModuleOp) -> None:
+    def expect(self, module: ModuleOp) -> Stage:
         # A looped module is not sharded IR either, but what it needs is another target, not
         # another pass: say that first.
-        if any(isinstance(o, df.LoopOp) for o in op.walk()):
+        if any(isinstance(o, df.LoopOp) for o in module.walk()):
             raise KernelLoopingOnGpuError()
+        return super().expect(module)
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
         self.expect(op)
         graph = df.the_graph(op, "gpu-partition")
         layers = {layer.sym_name.data: layer for layer in op.ops if isinstance(layer, df.LayerOp)}

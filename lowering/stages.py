@@ -29,7 +29,7 @@ dfdsl) fails where it does, not in a later pass.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import ClassVar
 
 from xdsl.context import Context
@@ -92,7 +92,7 @@ def _df_graph(module: ModuleOp, stage: Stage, callables: type[df.FuncLikeBase]) 
                                     BEFORE_FUSE)
         elif op.name.startswith(("rdu.", "nv.")):
             lowering = "df-to-rdu" if op.name.startswith("rdu.") else "df-to-nv"
-            raise StageError.broken(stage, f"the module holds {describe(op)}: it is already lowered",
+            raise StageError.broken(stage, f"the module holds {describe(op)}, so it is already lowered",
                                     f"use the module from before {lowering}")
         else:
             raise StageError.broken(stage, f"the module holds {describe(op)}, which is not df IR",
@@ -168,7 +168,7 @@ def _check_fused(module: ModuleOp, stage: Stage) -> None:
         if isinstance(op, df.CallOp):
             raise StageError.broken(stage, f"{describe(op)} remains", RUN_FUSE)
         if isinstance(op, df.OperatorBase) and not isinstance(op, df.AllReduceOp):
-            raise StageError.broken(stage, f"{op.name} is outside a kernel", RUN_FUSE)
+            raise StageError.broken(stage, f"{describe(op)} is outside a kernel", RUN_FUSE)
         if not isinstance(op, FUSED_GRAPH_OPS):
             raise StageError.broken(stage, f"{where} holds {describe(op)}",
                                     "a fused graph holds declarations, df.launches, df.all_reduces and df.output")
@@ -214,7 +214,7 @@ def check_stage(module: ModuleOp, stage: Stage) -> None:
     CHECKS[stage](module, stage)
 
 
-def expect(module: ModuleOp, who: str, stages: Iterable[Stage]) -> Stage:
+def expect(module: ModuleOp, who: str, stages: Collection[Stage]) -> Stage:
     """The first of `stages` whose contract `module` meets; else a `StageError` saying what `who`
     (a pass, a simulator) expects and what the last of `stages` finds wrong."""
     for stage in stages:
@@ -223,7 +223,8 @@ def expect(module: ModuleOp, who: str, stages: Iterable[Stage]) -> Stage:
             return stage
         except StageError as err:
             last = err
-    accepted = " or ".join(str(s) for s in stages)
+    names = [str(s) for s in stages]
+    accepted = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
     raise StageError(f"{who} expects {accepted} IR, but {last.problem}: {last.fix}",
                      last.stage, last.problem, last.fix) from last
 
