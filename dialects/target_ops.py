@@ -28,10 +28,11 @@ from xdsl.parser import AttrParser
 from xdsl.parser.base_parser import BaseParser
 from xdsl.printer import Printer
 from xdsl.traits import NoTerminator, SymbolOpInterface
-from xdsl.utils.exceptions import DiagnosticException, VerifyException
+from xdsl.utils.exceptions import VerifyException
 
 from dfdsl.dialects import df
 from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, Shape
+from dfdsl.lowering.errors import LoweringError
 
 BUFFER_KINDS = ("input", "weight", "kv_cache")
 """What a declared buffer holds: a step's input, a parameter, or a KV cache."""
@@ -50,8 +51,9 @@ class BufferTypeBase(df.ShapedTypeBase):
 # Work: a quantity per invocation, affine in B and B*S.
 
 
-class NotAffineError(DiagnosticException):
-    """A shape whose size is not of the form c, b*B or bs*B*S, so it cannot be a `Work`."""
+class NotAffineError(LoweringError):
+    """A shape whose size is not of the form c, b*B or bs*B*S, so it cannot be a `Work`: a lowering
+    to a target cannot state it (E024)."""
 
 
 def parse_work_terms(parser: BaseParser) -> tuple[int, int, int]:

@@ -42,6 +42,8 @@ from dfdsl.lowering.errors import LoweringError, describe, verify
 
 
 class Stage(enum.Enum):
+    """The stages of the lowering (docs/ir.md); `dfdsl lower --emit` prints five of them."""
+
     DF = "df"
     SHARDED = "sharded"
     FUSED = "fused"

@@ -310,6 +310,26 @@ def test_output_that_does_not_verify_is_a_verification_error():
     assert err.value.code == "E025"
 
 
+def test_a_size_not_affine_in_b_and_s_is_refused_with_its_code(tmp_path, capsys):
+    c = "!df.tensor<[S, 64], bf16, hbm>"
+    path = tmp_path / "cache.mlir"
+    path.write_text(f"""builtin.module {{
+  df.kernel @k(%c: {c}) -> {c} {{
+    %h = df.add %c, %c : ({c}, {c}) -> {c}
+    df.return %h : {c}
+  }}
+  {GRAPH} {{
+    %c = df.kv_cache "c" : {c}
+    %y = df.launch @k(%c) : ({c}) -> {c}
+    df.output %y : {c}
+  }}
+}}""")
+    for lowering in ("df-to-rdu", "df-to-nv"):
+        assert main(["opt", str(path), "-p", lowering]) == 2
+        assert capsys.readouterr().err == (f"{path}: error: shape [S, 64] is not affine in B and B*S, so its size "
+                                           "cannot be expressed as rdu work [E024]\n")
+
+
 def test_the_simulators_check_their_input():
     with pytest.raises(StageError, match=r"^the simulator expects rdu IR, but df ops remain: df.kernel @llama_decoder_x3"):
         simulate(stage_module("placed"), "sn40l")
