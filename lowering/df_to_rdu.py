@@ -404,14 +404,6 @@ class LowerGraph(RewritePattern):
         rewriter.replace(op, _lower_graph(op, self.run, self.target))
 
 
-class DropLayer(RewritePattern):
-    """df.layer definitions are dead once every call is fused into a kernel."""
-
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: df.LayerOp, rewriter: PatternRewriter) -> None:
-        rewriter.erase(op)
-
-
 
 @dataclass(frozen=True)
 class DfToRdu(StagedPass):
@@ -437,6 +429,6 @@ class DfToRdu(StagedPass):
             activations=graph.activations.data, chip=_chip_budget(self.target, self.hardware),
         )
         PatternRewriteWalker(
-            GreedyRewritePatternApplier([LowerKernel(run), LowerGraph(run, self.target), DropLayer()]),
+            GreedyRewritePatternApplier([LowerKernel(run), LowerGraph(run, self.target)]),
             apply_recursively=False,
         ).rewrite_module(op)

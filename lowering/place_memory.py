@@ -245,9 +245,9 @@ def _retype(value: SSAValue, new_type: df.TensorType) -> None:
 class PlaceMemory(StagedPass):
     """Checks the tensors fit each socket's SRAM, HBM and DDR, spilling one tier down if not.
 
-    `target` names a bundled hardware file; `hardware` is a path to another one (it wins). It
-    places a fused or looped module in the pipeline, and an unfused one (layers are retyped like
-    kernels) for whoever wants to see placement before fusion.
+    `target` names a bundled hardware file; `hardware` is a path to another one (it wins). The
+    pipeline places a fused or looped module; an unfused one works too, its layers retyped as
+    kernels are.
     """
 
     name = "place-memory"

@@ -330,6 +330,15 @@ def test_a_size_not_affine_in_b_and_s_is_refused_with_its_code(tmp_path, capsys)
                                            "cannot be expressed as rdu work [E024]\n")
 
 
+def test_a_bad_hardware_file_given_to_a_pass_is_e023(tmp_path, capsys):
+    path = tmp_path / "placed.mlir"
+    path.write_text(str(stage_module("placed")))
+    for spec in ('place-memory{hardware="no/chip.toml"}', 'df-to-rdu{hardware="no/chip.toml"}'):
+        assert main(["opt", str(path), "-p", spec]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{path}: error: {spec.split('{')[0]}: ") and err.endswith("[E023]\n"), err
+
+
 def test_the_simulators_check_their_input():
     with pytest.raises(StageError, match=r"^the simulator expects rdu IR, but df ops remain: df.kernel @llama_decoder_x3"):
         simulate(stage_module("placed"), "sn40l")
