@@ -182,8 +182,8 @@ def _check_fused(module: ModuleOp, stage: Stage) -> None:
 
 
 def _target_checker(program: type[Operation], lowering: str) -> Callable[[ModuleOp, Stage], None]:
-    """The check of a target stage: only ops of its dialect, one `program` (its verifier places
-    the rest: buffers and calls in the program, stages in kernels, kernels at the top)."""
+    """The check of a target stage: only ops of its dialect, and one `program` (the dialect's
+    verifier places the rest: buffers and calls in the program, stages in kernels)."""
 
     def check(module: ModuleOp, stage: Stage) -> None:
         programs = [op for op in module.ops if isinstance(op, program)]
