@@ -36,6 +36,8 @@ def fuzz_one(number: int) -> tuple[int, str, str, list[str]]:
     """(number, outcome, reproducer, any-order log); outcome is "ok" or the kind of failure."""
     from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
+    from dfdsl.errors import VerificationError
+
     rng = random.Random(number)
     program = random_program(rng)
     order = PASS_ORDERS[number % len(PASS_ORDERS)]
@@ -52,7 +54,7 @@ def fuzz_one(number: int) -> tuple[int, str, str, list[str]]:
                     f"{key} per step: {totals[key]} with {order.loops} kernel looping, "
                     f"{other[key]} with {twin.loops}")
         log = check_any_order(program, rng)
-    except VerifyException as err:
+    except (VerifyException, VerificationError) as err:
         return number, "verifier failure", f"{reproducer}\n{err}", []
     except AssertionError as err:
         kind = "verifier failure" if "does not verify" in str(err) else "invariant failure"

@@ -17,16 +17,18 @@ from xdsl.irdl import irdl_attr_definition
 from xdsl.parser import AttrParser
 from xdsl.parser.base_parser import BaseParser
 from xdsl.printer import Printer
-from xdsl.utils.exceptions import DiagnosticException, VerifyException
+from xdsl.utils.exceptions import VerifyException
 
 from dfdsl.dialects.shapes import DTYPE_BYTES, Shape
+from dfdsl.errors import LoweringError
 
 if TYPE_CHECKING:
     from dfdsl.dialects.df import ShapedTypeBase
 
 
-class NotAffineError(DiagnosticException):
-    """A shape whose size is not of the form c, b*B or bs*B*S, so it cannot be a `Work`."""
+class NotAffineError(LoweringError):
+    """A shape whose size is not of the form c, b*B or bs*B*S, so it cannot be a `Work`: a lowering
+    to a target cannot state it (E024)."""
 
 
 def parse_work_terms(parser: BaseParser) -> tuple[int, int, int]:

@@ -194,6 +194,20 @@ def var_tensor_operand() -> VarOperand[TensorType]:
 # Structure: the decode-step graph, layers, kernels, calls.
 
 
+def verify_defined_before_use(block: Block, where: str) -> None:
+    """Raises unless each value an op of `block` (or an op nested in it) uses from `block` is
+    defined by an earlier op: the parser accepts a use before its definition, and xDSL's verifier
+    does not check dominance."""
+    seen: set[Operation] = set()
+    for op in block.ops:
+        for user in op.walk():
+            for value in user.operands:
+                owner = value.owner
+                if isinstance(owner, Operation) and owner.parent is block and owner not in seen:
+                    raise VerifyException(f"{where}: {user.name} uses a result of {owner.name} before it is defined")
+        seen.add(op)
+
+
 def _print_func_like(op: FuncLikeBase, printer: Printer) -> None:
     print_func_op_like(
         printer,
@@ -244,6 +258,7 @@ class FuncLikeBase(IRDLOperation):
         return self.body.block.args
 
     def verify_(self) -> None:
+        verify_defined_before_use(self.body.block, f"{self.name} @{self.sym_name.data}")
         if tuple(self.body.block.arg_types) != self.function_type.inputs.data:
             raise VerifyException(f"@{self.sym_name.data}: block arguments differ from the signature")
         ret = self.body.block.last_op
@@ -341,6 +356,7 @@ class GraphOp(IRDLOperation):
         return {t.data for t in self.explicit_tensors.data} if self.explicit_tensors else set()
 
     def verify_(self) -> None:
+        verify_defined_before_use(self.body.block, f"df.graph @{self.sym_name.data}")
         for key, value in (("batch", self.batch), ("context", self.context), ("tokens", self.tokens),
                            ("sockets", self.sockets), ("tp", self.tp)):
             if value.value.data <= 0:
@@ -371,11 +387,11 @@ class OutputOp(IRDLOperation):
 class CallBase(IRDLOperation):
     """A call of a symbol by name: `args` in, `res` out, as the callee's signature says.
 
-    A subclass that calls something other than a func-like op overrides `callee_signature`, and
-    `CALLEE_NOUN`, what its messages call the callee.
+    `CALLEE` is the op class the symbol must name, in the same module; anything else, or no such
+    symbol, does not verify, so every pass and simulator may look a callee up without checking.
     """
 
-    CALLEE_NOUN: ClassVar[str] = "callee"
+    CALLEE: ClassVar[type[Operation]]
 
     callee = prop_def(SymbolRefAttr)
     args = var_operand_def(TensorType)
@@ -387,21 +403,18 @@ class CallBase(IRDLOperation):
             operands=[args], result_types=[result_types], properties={"callee": SymbolRefAttr(callee)}
         )
 
-    def callee_signature(self, callee: Operation) -> FunctionType:
-        """The signature of the op the symbol names; raises if this op cannot call it."""
-        if not isinstance(callee, FuncLikeBase):
-            raise VerifyException(f"{self.name}: @{self.callee.string_value()} is not callable")
-        return callee.function_type
-
     def verify_(self) -> None:
+        symbol = f"@{self.callee.string_value()}"
+        wanted = self.CALLEE.name
         callee = SymbolTable.lookup_symbol(self, self.callee)
         if callee is None:
-            return
-        ft = self.callee_signature(callee)
+            raise VerifyException(f"{self.name} {symbol}: the module has no {wanted} {symbol}")
+        if not isinstance(callee, self.CALLEE):
+            raise VerifyException(f"{self.name} {symbol}: {symbol} is a {callee.name}, not a {wanted}")
+        ft: FunctionType = callee.function_type  # type: ignore[attr-defined]
         if tuple(self.args.types) != ft.inputs.data or tuple(self.res.types) != ft.outputs.data:
             raise VerifyException(
-                f"{self.name} @{self.callee.string_value()}: operand or result types differ from "
-                f"the {self.CALLEE_NOUN}'s signature"
+                f"{self.name} {symbol}: operand or result types differ from the {wanted}'s signature"
             )
 
 
@@ -410,6 +423,7 @@ class CallOp(CallBase):
     """One instance of a layer: its activation in, its own weights and KV cache, its activation out."""
 
     name = "df.call"
+    CALLEE: ClassVar[type[Operation]] = LayerOp
 
 
 @irdl_op_definition
@@ -417,6 +431,7 @@ class LaunchOp(CallBase):
     """One call of a fused kernel: a synchronization boundary (launch, fill, run, drain)."""
 
     name = "df.launch"
+    CALLEE: ClassVar[type[Operation]] = KernelOp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -854,6 +869,7 @@ class LoopOp(IRDLOperation):
         )
 
     def verify_(self) -> None:
+        verify_defined_before_use(self.body.block, "df.loop")
         n = self.trip_count.value.data
         if n < 1:
             raise VerifyException("df.loop: trip count must be positive")

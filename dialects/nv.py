@@ -119,17 +119,11 @@ def make_kernel(name: str, inputs: Sequence[Attribute], outputs: Sequence[Attrib
 class LaunchOp(df.CallBase):
     """One kernel launch in the step's CUDA graph: a synchronization boundary."""
 
-    CALLEE_NOUN: ClassVar[str] = "kernel"
-
     name = "nv.launch"
+    CALLEE: ClassVar[type[Operation]] = KernelOp
     args = var_operand_def(BufferType)
     res = var_result_def(BufferType)
     traits = traits_def(HasParent(ProgramOp))
-
-    def callee_signature(self, callee: Operation) -> FunctionType:
-        if not isinstance(callee, KernelOp):
-            raise VerifyException(f"nv.launch @{self.callee.string_value()}: the callee is not an nv.kernel")
-        return callee.function_type
 
 
 @irdl_op_definition

@@ -151,6 +151,7 @@ class ProgramBase(IRDLOperation):
         return cast(IntegerAttr, self.properties[key]).value.data
 
     def verify_(self) -> None:
+        df.verify_defined_before_use(self.body.block, f"{self.name} @{self.sym_name.data}")
         for key in self.COUNTS:
             if self.count(key) <= 0:
                 raise VerifyException(f"{self.name}: {key} must be positive")

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Block, Operation, Region, SSAValue
-from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
-from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, nv
 from dfdsl.dialects.cost import ZERO, Work
+from dfdsl.errors import LoweringError
+from dfdsl.lowering.gpu_partition import KernelLoopingOnGpuError
 from dfdsl.lowering.operator_work import OperatorWork, operator_work
+from dfdsl.lowering.stages import Stage, StagedPass
 
 ACTIVATION_TIER = "hbm"
 """Where activations live between GPU kernels: device global memory."""
@@ -48,7 +49,7 @@ def lower_kernel(kernel: df.KernelOp, activations: str) -> nv.KernelOp:
         if isinstance(op, df.ReturnOp):
             continue
         if not isinstance(op, df.OperatorBase) or isinstance(op, df.AllReduceOp):
-            raise DiagnosticException(
+            raise LoweringError(
                 f"df-to-nv: kernel @{name} holds {op.name}; a GPU kernel holds operators only "
                 "(run gpu-partition, which leaves all-reduces as NCCL calls)"
             )
@@ -66,10 +67,6 @@ def lower_kernel(kernel: df.KernelOp, activations: str) -> nv.KernelOp:
 def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], gpus: int) -> Operation | None:
     """The program op for one op of a partitioned graph (None: a reduction over one GPU vanishes)."""
     if isinstance(op, df.DeclBase):
-        if not isinstance(op, df.InputOp) and not op.result.type.tier_name:
-            raise DiagnosticException(
-                f"df-to-nv: {op.BUFFER_KIND} {op.tensor_name.data!r} has no memory tier: run place-memory first"
-            )
         return nv.BufferOp(op.tensor_name.data, op.BUFFER_KIND, buffer_type(op.result.type))
     if isinstance(op, df.LaunchOp):
         return nv.LaunchOp(op.callee.string_value(), [values[a] for a in op.args],
@@ -80,7 +77,7 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], gpus: int) -> Ope
         return nv.AllReduceOp(values[op.x], Work.of_bytes(op.x.type), gpus)
     if isinstance(op, df.OutputOp):
         return nv.OutputOp(*(values[v] for v in op.values))
-    raise DiagnosticException(
+    raise LoweringError(  # the placed contract leaves nothing else
         f"df-to-nv expects a GPU-partitioned graph, but {op.name} is outside a kernel: run gpu-partition first"
     )
 
@@ -107,19 +104,24 @@ def lower_graph(graph: df.GraphOp, target: str) -> nv.ProgramOp:
 
 
 @dataclass(frozen=True)
-class DfToNv(ModulePass):
+class DfToNv(StagedPass):
     """Lowers a GPU-partitioned `df` module to an `nv` program for `target`."""
 
     name = "df-to-nv"
+    STAGES = {Stage.PLACED: Stage.NV}
 
     target: str = "dgx_h100"
 
+    def expect(self, module: ModuleOp) -> Stage:
+        """Placed IR without loops: a GPU cannot loop kernels."""
+        stage = super().expect(module)
+        if any(isinstance(o, df.LoopOp) for o in module.walk()):
+            raise KernelLoopingOnGpuError()
+        return stage
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.expect(op)
         graph = df.the_graph(op, "df-to-nv")
-        if any(isinstance(o, df.LayerOp | df.LoopOp) for o in op.walk()):
-            raise DiagnosticException(
-                "df-to-nv expects a GPU-partitioned module (no df.layer, no df.loop): run gpu-partition first"
-            )
         activations = graph.activations.data
         replaced: list[tuple[Operation, Operation]] = [
             (kernel, lower_kernel(kernel, activations)) for kernel in op.ops if isinstance(kernel, df.KernelOp)

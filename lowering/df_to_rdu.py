@@ -19,7 +19,6 @@ import attrs
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
-from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
     PatternRewriter,
@@ -27,12 +26,13 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
-from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df, rdu
 from dfdsl.dialects.cost import ZERO, Work
+from dfdsl.errors import HardwareFileError, LoweringError, describe
 from dfdsl.hardware import Chip, Hardware, HardwareError, TargetMismatchError, load_hardware
 from dfdsl.lowering.operator_work import OFF_CHIP_TIERS, OperatorWork, moved, operator_work
+from dfdsl.lowering.stages import Stage, StagedPass
 
 
 def _chip_budget(target: str, hardware: str) -> Chip:
@@ -40,7 +40,7 @@ def _chip_budget(target: str, hardware: str) -> Chip:
     try:
         hw = load_hardware(hardware or target)
     except HardwareError as err:
-        raise DiagnosticException(f"df-to-rdu: {err}") from err
+        raise HardwareFileError(f"df-to-rdu: {err}") from err
     if not isinstance(hw, Hardware):
         raise TargetMismatchError(
             f"df-to-rdu: `{hw.name}` is a {hw.kind.upper()}, not an RDU; lower GPU targets with "
@@ -84,13 +84,14 @@ def _summed(ops: Sequence[df.OperatorBase], run: _Run) -> OperatorWork:
     return sum((operator_work(o, run.activations) for o in ops), OperatorWork())
 
 
-def _group(ops: Sequence[Operation], run: _Run) -> Pipeline:
-    """The pipeline of a kernel body: stage drafts and collectives in order."""
+def _group(ops: Sequence[df.OperatorBase], run: _Run) -> Pipeline:
+    """The pipeline of a kernel body (operators, as the placed contract says): stage drafts and
+    collectives in order."""
     pipeline: Pipeline = []
     light: list[df.OperatorBase] = []
     for op in ops:
         if not isinstance(op, df.OperatorBase):
-            raise DiagnosticException(f"df-to-rdu: {op.name} cannot appear in a kernel body")
+            raise LoweringError(f"df-to-rdu: {op.name} cannot appear in a kernel body")
         if isinstance(op, df.AllReduceOp):
             # On one socket there is nothing to reduce: the collective vanishes.
             if run.tp >= 2:
@@ -137,7 +138,7 @@ def _sized_ops(kernel: str, pipeline: Pipeline, run: _Run) -> list[Operation]:
     ]
     stages = [op for op in ops if isinstance(op, rdu.StageOp)]
     if len(stages) > min(usable_pcus, usable_pmus):
-        raise DiagnosticException(
+        raise LoweringError(
             f"df-to-rdu: kernel @{kernel} has {len(stages)} stages but a socket has only "
             f"{min(usable_pcus, usable_pmus)} usable PCUs/PMUs: fuse fewer operators per kernel"
         )
@@ -172,14 +173,14 @@ def _lower_loop(kernel: df.KernelOp, loop: df.LoopOp, run: _Run) -> rdu.LoopOp:
     stacked = []
     for value in loop.stacked:
         if not (isinstance(value, BlockArgument) and value.owner is kernel.body.block):
-            raise DiagnosticException(
+            raise LoweringError(
                 f"df-to-rdu: kernel @{kernel.sym_name.data}: a stacked loop operand must be a kernel argument"
             )
         stacked.append(value.index)
     strides = [Work.of_bytes(v.type.with_dims(v.type.dims[1:])) for v in loop.stacked]
     carried = sum((Work.of_bytes(v.type) for v in loop.carried), ZERO)
     body = [op for op in loop.body.block.ops if not isinstance(op, df.YieldOp)]
-    ops = _sized_ops(kernel.sym_name.data, _group(body, run), run)
+    ops = _sized_ops(kernel.sym_name.data, _group(body, run), run)  # type: ignore[arg-type]
     return rdu.LoopOp(loop.trip_count.value.data, stacked, strides, carried, Region(Block(ops)))
 
 
@@ -187,13 +188,10 @@ def _lower_kernel(kernel: df.KernelOp, run: _Run) -> rdu.KernelOp:
     """The `rdu.kernel` for a `df.kernel` whose body is operators or one `df.loop`."""
     name = kernel.sym_name.data
     body = [op for op in kernel.body.block.ops if not isinstance(op, df.ReturnOp)]
-    loops = [op for op in body if isinstance(op, df.LoopOp)]
-    if loops and len(body) != 1:
-        raise DiagnosticException(f"df-to-rdu: kernel @{name} mixes a df.loop with other operators")
-    if loops:
-        ops: list[Operation] = [_lower_loop(kernel, loops[0], run)]
+    if body and isinstance(body[0], df.LoopOp):  # then it is the only op, as the placed contract says
+        ops: list[Operation] = [_lower_loop(kernel, body[0], run)]
     else:
-        pipeline = _group(body, run)
+        pipeline = _group(body, run)  # type: ignore[arg-type]
         _activation_io(kernel, pipeline, run)
         ops = _sized_ops(name, pipeline, run)
     inputs = [run.buffer_type(df.tensor_type(t)) for t in kernel.function_type.inputs.data]
@@ -211,10 +209,6 @@ def _lower_kernel(kernel: df.KernelOp, run: _Run) -> rdu.KernelOp:
 def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], run: _Run) -> Operation:
     """The program op for one op of a fused graph."""
     if isinstance(op, df.DeclBase):
-        if not isinstance(op, df.InputOp) and not op.result.type.tier_name:
-            raise DiagnosticException(
-                f"df-to-rdu: {op.BUFFER_KIND} {op.tensor_name.data!r} has no memory tier: run place-memory first"
-            )
         return rdu.BufferOp(op.tensor_name.data, op.BUFFER_KIND, run.buffer_type(op.result.type))
     if isinstance(op, df.LaunchOp):
         return rdu.CallOp(
@@ -222,11 +216,8 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], run: _Run) -> Ope
             [values[a] for a in op.args],
             [run.buffer_type(df.tensor_type(t)) for t in op.res.types],
         )
-    if isinstance(op, df.OutputOp):
-        return rdu.OutputOp(*(values[v] for v in op.values))
-    raise DiagnosticException(
-        f"df-to-rdu expects a fused graph, but {op.name} is outside a kernel: run fuse first"
-    )
+    # The placed contract, less the graph-level all-reduces DfToRdu refuses, leaves the output.
+    return rdu.OutputOp(*(values[v] for v in op.values))  # type: ignore[attr-defined]
 
 
 def _lower_graph(graph: df.GraphOp, run: _Run, target: str) -> rdu.ProgramOp:
@@ -271,32 +262,31 @@ class LowerGraph(RewritePattern):
         rewriter.replace(op, _lower_graph(op, self.run, self.target))
 
 
-class DropLayer(RewritePattern):
-    """df.layer definitions are dead once every call is fused into a kernel."""
-
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: df.LayerOp, rewriter: PatternRewriter) -> None:
-        rewriter.erase(op)
-
-
 
 @dataclass(frozen=True)
-class DfToRdu(ModulePass):
+class DfToRdu(StagedPass):
     """Lowers a fused `df` module to an `rdu` program sized for `target` (or the `hardware` file)."""
 
     name = "df-to-rdu"
+    STAGES = {Stage.PLACED: Stage.RDU}
 
     target: str = "sn40l"
     hardware: str = ""
     """A hardware TOML file; overrides `target`'s bundled one."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.expect(op)
         graph = df.the_graph(op, "df-to-rdu")
+        if (stray := next((o for o in graph.body.block.ops if isinstance(o, df.AllReduceOp)), None)) is not None:
+            raise LoweringError(
+                f"df-to-rdu: {describe(stray)} is outside a kernel, where gpu-partition leaves it for a GPU: "
+                "run fuse instead for an RDU"
+            )
         run = _Run(
             batch=graph.batch.value.data, context=graph.context.value.data, tp=graph.tp.value.data,
             activations=graph.activations.data, chip=_chip_budget(self.target, self.hardware),
         )
         PatternRewriteWalker(
-            GreedyRewritePatternApplier([LowerKernel(run), LowerGraph(run, self.target), DropLayer()]),
+            GreedyRewritePatternApplier([LowerKernel(run), LowerGraph(run, self.target)]),
             apply_recursively=False,
         ).rewrite_module(op)

@@ -20,12 +20,12 @@ from itertools import count
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Attribute, Block, Region, SSAValue
-from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint
-from xdsl.utils.exceptions import PassFailedException
 
 from dfdsl.dialects import df
+from dfdsl.errors import LoweringError
+from dfdsl.lowering.stages import Stage, StagedPass
 
 MODES = ("none", "block", "layer")
 
@@ -154,11 +154,8 @@ def _fuse_layer(layer: df.LayerOp, mode: str, kernels: Kernels) -> _FusedLayer:
     name = layer.sym_name.data
     ret = block.last_op
     ops = [op for op in block.ops if op is not ret]
-    if not (isinstance(ret, df.ReturnOp) and block.args and all(isinstance(op, df.OperatorBase) for op in ops)):
-        raise PassFailedException(
-            f"fuse: layer @{name} must take its activation first and hold operators ended by "
-            "df.return to be fused"
-        )
+    if not block.args:
+        raise LoweringError(f"fuse: layer @{name} takes no arguments; a layer takes its activation first")
     if mode == "layer":
         kernel = kernels.intern(layer.body.clone(), layer.function_type.outputs.data, name, numbered=False)
         return _FusedLayer(block.args, [_Launch(kernel, block.args, ret.values)], ret.values)
@@ -209,48 +206,35 @@ def _replace_run(run: list[df.OperatorBase], mode: str, kernels: Kernels, rewrit
         rewriter.erase(op)
 
 
-def _check_unfused(graph: df.GraphOp) -> None:
-    for op in graph.body.block.ops:
-        if not isinstance(op, (*df.DECLS, df.OperatorBase, df.CallOp, df.LaunchOp, df.OutputOp)):
-            raise PassFailedException(
-                f"fuse: graph @{graph.sym_name.data} holds {op.name}; fuse runs before kernel-looping, "
-                "on a graph of declarations, operators and df.calls"
-            )
-
-
 @dataclass(frozen=True)
-class Fuse(ModulePass):
+class Fuse(StagedPass):
     """Group operators into kernels: one per operator (`none`), per residual block (`block`) or
     per decoder layer (`layer`)."""
 
     name = "fuse"
+    STAGES = {Stage.DF: Stage.FUSED, Stage.SHARDED: Stage.FUSED}
 
     mode: str = "layer"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.expect(op)
         if self.mode not in MODES:
-            raise PassFailedException(
+            raise LoweringError(
                 f"fuse: unknown mode {self.mode!r}; use mode=none, mode=block or mode=layer"
             )
-        graphs = [g for g in op.ops if isinstance(g, df.GraphOp)]
+        graph = df.the_graph(op, "fuse")
         layers = {layer.sym_name.data: layer for layer in op.ops if isinstance(layer, df.LayerOp)}
-        for graph in graphs:
-            _check_unfused(graph)
-        kernels = Kernels([s.sym_name.data for s in op.ops if isinstance(s, (df.GraphOp, df.KernelOp))])
+        kernels = Kernels([graph.sym_name.data])
         rewriter = PatternRewriter(InsertPoint.at_end(op.body.block))
         fused_layers: dict[str, _FusedLayer] = {}
-        for graph in graphs:
-            for call in [c for c in graph.body.block.ops if isinstance(c, df.CallOp)]:
-                callee = call.callee.string_value()
-                if callee not in layers:
-                    raise PassFailedException(f"fuse: df.call of @{callee}, which is not a df.layer")
-                if callee not in fused_layers:
-                    fused_layers[callee] = _fuse_layer(layers[callee], self.mode, kernels)
-                _replace_call(call, fused_layers[callee], rewriter)
-            for run in _graph_runs(graph.body.block, self.mode):
-                _replace_run(run, self.mode, kernels, rewriter)
+        for call in [c for c in graph.body.block.ops if isinstance(c, df.CallOp)]:
+            callee = call.callee.string_value()
+            if callee not in fused_layers:
+                fused_layers[callee] = _fuse_layer(layers[callee], self.mode, kernels)
+            _replace_call(call, fused_layers[callee], rewriter)
+        for run in _graph_runs(graph.body.block, self.mode):
+            _replace_run(run, self.mode, kernels, rewriter)
         for layer in layers.values():
             rewriter.erase(layer)
-        where = InsertPoint.before(graphs[0]) if graphs else InsertPoint.at_end(op.body.block)
         for kernel in kernels.by_body.values():
-            rewriter.insert(kernel, where)
+            rewriter.insert(kernel, InsertPoint.before(graph))

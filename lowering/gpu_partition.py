@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
-from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint
-from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df
+from dfdsl.errors import LoweringError
 from dfdsl.hardware import TargetMismatchError
 from dfdsl.lowering.fuse import Group, Kernels
+from dfdsl.lowering.stages import Stage, StagedPass
 
 GEMM_OPERATORS = (df.LinearOp, df.MatmulOp, df.LmHeadOp)
 """Projections; siblings reading the same input share one GEMM kernel."""
@@ -55,10 +55,7 @@ class KernelLoopingOnGpuError(TargetMismatchError):
 def _inline_calls(graph: df.GraphOp, layers: dict[str, df.LayerOp], rewriter: PatternRewriter) -> None:
     """Replaces every `df.call` by a copy of its layer's body over the call's operands."""
     for call in [op for op in graph.body.block.ops if isinstance(op, df.CallOp)]:
-        callee = call.callee.string_value()
-        if callee not in layers:
-            raise DiagnosticException(f"gpu-partition: df.call of @{callee}, which is not a df.layer")
-        body = layers[callee].body.block
+        body = layers[call.callee.string_value()].body.block
         values: dict[SSAValue, SSAValue] = dict(zip(body.args, call.args))
         for op in body.ops:
             if isinstance(op, df.ReturnOp):
@@ -165,7 +162,7 @@ def _partition_graph(graph: df.GraphOp, kernels: Kernels, rewriter: PatternRewri
     block = graph.body.block
     output = block.last_op
     if not isinstance(output, df.OutputOp):
-        raise DiagnosticException(f"gpu-partition: graph @{graph.sym_name.data} must end with df.output")
+        raise LoweringError(f"gpu-partition: graph @{graph.sym_name.data} must end with df.output")
     partition = _Partition.of(block)
     values: dict[SSAValue, SSAValue] = {}
     for group in partition.groups:
@@ -176,31 +173,25 @@ def _partition_graph(graph: df.GraphOp, kernels: Kernels, rewriter: PatternRewri
             rewriter.erase(op)
 
 
-def _check_partitionable(graph: df.GraphOp) -> None:
-    for op in graph.body.block.walk():
-        if isinstance(op, df.LoopOp):
-            raise KernelLoopingOnGpuError()
-    for op in graph.body.block.ops:
-        if not isinstance(op, (*df.DECLS, df.OperatorBase, df.CallOp, df.OutputOp)):
-            raise DiagnosticException(
-                f"gpu-partition: graph @{graph.sym_name.data} holds {op.name}; gpu-partition replaces "
-                "fuse and runs on a graph of declarations, operators and df.calls"
-            )
-
-
 @dataclass(frozen=True)
-class GpuPartition(ModulePass):
+class GpuPartition(StagedPass):
     """Partitions a sharded `df` graph into the kernels and NCCL calls of a GPU decode step."""
 
     name = "gpu-partition"
+    STAGES = {Stage.DF: Stage.FUSED, Stage.SHARDED: Stage.FUSED}
+
+    def expect(self, module: ModuleOp) -> Stage:
+        # A looped module is not sharded IR either, but what it needs is another target, not
+        # another pass: say that first.
+        if any(isinstance(o, df.LoopOp) for o in module.walk()):
+            raise KernelLoopingOnGpuError()
+        return super().expect(module)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if any(isinstance(o, df.LoopOp) for o in op.walk()):
-            raise KernelLoopingOnGpuError()
+        self.expect(op)
         graph = df.the_graph(op, "gpu-partition")
-        _check_partitionable(graph)
         layers = {layer.sym_name.data: layer for layer in op.ops if isinstance(layer, df.LayerOp)}
-        kernels = Kernels([s.sym_name.data for s in op.ops if isinstance(s, (df.GraphOp, df.KernelOp))])
+        kernels = Kernels([graph.sym_name.data])
         rewriter = PatternRewriter(InsertPoint.at_end(op.body.block))
         _inline_calls(graph, layers, rewriter)
         _partition_graph(graph, kernels, rewriter)

@@ -22,13 +22,13 @@ import attrs
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block, Operation, Region, SSAValue
-from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint
 from xdsl.traits import SymbolTable
-from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df
+from dfdsl.errors import LoweringError
+from dfdsl.lowering.stages import Stage, StagedPass
 
 PER_LAYER_DECLS = (df.WeightOp, df.KvCacheOp)
 """Declarations that can be stacked along a layer dimension (inputs are shared, never per layer)."""
@@ -66,11 +66,18 @@ def find_runs(module: ModuleOp, min_calls: int = 2) -> tuple[list[Run], list[Rem
     """The runs of at least `min_calls` launches to loop in every graph, and remarks on the rest."""
     runs: list[Run] = []
     remarks: list[Remark] = []
+    looped = {op.sym_name.data for op in module.ops
+              if isinstance(op, df.KernelOp) and isinstance(op.body.block.first_op, df.LoopOp)}
     for graph in module.ops:
         if isinstance(graph, df.GraphOp):
             launches = [op for op in graph.body.block.ops if isinstance(op, df.LaunchOp)]
             graph_remarks = _interleaving_remarks(launches)
             for group in _same_kernel_groups(launches):
+                if (kernel := _callee(launches[group[0]])) in looped:
+                    graph_remarks.append(Remark(kernel, tuple(group), (
+                        f"launches {group[0]}..{group[-1]} of @{kernel} not looped: @{kernel} already "
+                        "holds a df.loop, and loops do not nest")))
+                    continue
                 runs += _runs_in_group(launches, group, min_calls, graph_remarks)
             remarks += sorted(graph_remarks, key=lambda r: r.launches)
     return runs, remarks
@@ -368,12 +375,8 @@ def _loop_run(
     run: Run, module: ModuleOp, rewriter: PatternRewriter, made: dict[tuple[str, int], str]
 ) -> None:
     """Replace the launches of `run` and their per-layer declarations by one looped launch."""
-    kernel = SymbolTable.lookup_symbol(module, run.kernel)
-    if not isinstance(kernel, df.KernelOp):
-        raise DiagnosticException(
-            f"kernel-looping: @{run.kernel} is launched but the module has no df.kernel of that "
-            "name; run `fuse` first, or define the kernel"
-        )
+    # The verifier checked that a df.launch names a df.kernel.
+    kernel: df.KernelOp = SymbolTable.lookup_symbol(module, run.kernel)  # type: ignore[assignment]
     trip_count = len(run.launches)
     key = (run.kernel, trip_count)
     if key not in made:
@@ -394,20 +397,22 @@ def _loop_run(
 
 
 @dataclass(frozen=True)
-class KernelLooping(ModulePass):
+class KernelLooping(StagedPass):
     """Loop every run of at least `min_calls` chained launches of one kernel (see the module doc).
 
     With `remarks`, say on stderr why launches of one kernel were left unlooped.
     """
 
     name = "kernel-looping"
+    STAGES = {Stage.FUSED: Stage.LOOPED, Stage.LOOPED: Stage.LOOPED}
 
     min_calls: int = 2
     remarks: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.expect(op)
         if self.min_calls < 2:
-            raise DiagnosticException(
+            raise LoweringError(
                 f"kernel-looping: min-calls must be at least 2, got {self.min_calls}; "
                 "a loop of one launch saves nothing"
             )

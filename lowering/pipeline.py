@@ -22,6 +22,7 @@ from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.passes import ModulePass
 
 from dfdsl.dialects import all_dialects
+from dfdsl.lowering.stages import apply_checked
 
 FUSION_MODES = ("none", "block", "layer")
 
@@ -157,12 +158,12 @@ PassCallback = Callable[[ModulePass, ModuleOp, float], None]
 
 
 def run_passes(module: ModuleOp, passes: Sequence[ModulePass], after_each: PassCallback | None = None) -> None:
-    """Apply `passes` in order, verifying after each; `after_each(pass, module, seconds)` sees each."""
+    """Apply `passes` in order, verifying and checking the stage after each (`apply_checked`);
+    `after_each(pass, module, seconds)` sees each."""
     ctx = context()
     for p in passes:
         start = time.perf_counter()
-        p.apply(ctx, module)
-        module.verify()
+        apply_checked(p, ctx, module)
         if after_each is not None:
             after_each(p, module, time.perf_counter() - start)
 

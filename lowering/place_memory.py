@@ -25,13 +25,13 @@ import attrs
 from xdsl.context import Context
 from xdsl.dialects.builtin import FunctionType, ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.ir import Attribute, SSAValue
-from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
-from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df
+from dfdsl.errors import HardwareFileError, LoweringError, describe
 from dfdsl.hardware import Hardware, HardwareError, load_hardware
+from dfdsl.lowering.stages import NO_TIER_FIX, Stage, StagedPass, untiered
 
 TIER_ORDER = ("sram", "hbm", "ddr")
 """Fastest and smallest first; a spill moves a group one step along."""
@@ -43,8 +43,10 @@ GB = 10**9
 _LAYER_INDEX = re.compile(r"(?<=\.)(\d+|\{\d+\.\.\d+\})(?=\.)")
 
 
-class CapacityError(DiagnosticException):
+class CapacityError(LoweringError):
     """The tensors do not fit the sockets' memories, even after spilling what may spill."""
+
+    code = "E021"
 
 
 def group_name(tensor_name: str) -> str:
@@ -172,8 +174,8 @@ def _retype_callees(module: ModuleOp, graph: df.GraphOp) -> None:
         if isinstance(op, df.CallOp | df.LaunchOp):
             calls[op.callee.string_value()].append(op)
     for callee_name, uses in calls.items():
-        callee = SymbolTable.lookup_symbol(module, callee_name)
-        assert isinstance(callee, df.FuncLikeBase), f"@{callee_name} is not a layer or kernel"
+        # The verifier checked that a df.call names a df.layer and a df.launch a df.kernel.
+        callee: df.FuncLikeBase = SymbolTable.lookup_symbol(module, callee_name)  # type: ignore[assignment]
         original = _signature(callee.function_type.inputs.data)
         variants: dict[tuple[tuple[object, ...], ...], df.FuncLikeBase] = {original: callee}
         original_used = any(_signature(c.args.types) == original for c in uses)
@@ -228,22 +230,31 @@ def _retype(value: SSAValue, new_type: df.TensorType) -> None:
 
 
 @dataclass(frozen=True)
-class PlaceMemory(ModulePass):
+class PlaceMemory(StagedPass):
     """Checks the tensors fit each socket's SRAM, HBM and DDR, spilling one tier down if not.
 
-    `target` names a bundled hardware file; `hardware` is a path to another one (it wins).
+    `target` names a bundled hardware file; `hardware` is a path to another one (it wins). The
+    pipeline places a fused or looped module; an unfused one works too, its layers retyped as
+    kernels are.
     """
 
     name = "place-memory"
+    STAGES = {Stage.DF: Stage.DF, Stage.SHARDED: Stage.SHARDED, Stage.FUSED: Stage.PLACED,
+              Stage.LOOPED: Stage.PLACED}
     target: str = "sn40l"
     hardware: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.expect(op)
         try:
             hw = load_hardware(self.hardware or self.target)
         except HardwareError as err:
-            raise DiagnosticException(f"place-memory: {err}") from err
+            raise HardwareFileError(f"place-memory: {err}") from err
         graph = df.the_graph(op, "place-memory")
+        if (decl := untiered(graph)) is not None:
+            # Tensors move between tiers from where the front end put them; with none, a tensor
+            # would not count against any capacity.
+            raise LoweringError(f"place-memory: {describe(decl)} has no memory tier: {NO_TIER_FIX}")
         groups, warnings = plan_placement(graph, hw)
         for warning in warnings:
             print(warning, file=sys.stderr)

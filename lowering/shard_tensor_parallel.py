@@ -19,17 +19,19 @@ from typing import cast
 from xdsl.context import Context
 from xdsl.dialects.builtin import FunctionType, IntegerAttr, ModuleOp
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
-from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint
-from xdsl.utils.exceptions import PassFailedException
 
 from dfdsl.dialects import df, shapes
 from dfdsl.dialects.shapes import Shape
+from dfdsl.errors import LoweringError
+from dfdsl.lowering.stages import Stage, StagedPass
 
 
-class ShardingError(PassFailedException):
+class ShardingError(LoweringError):
     """The model does not divide over the sockets (heads, KV heads, FFN width, vocabulary)."""
+
+    code = "E020"
 
 
 def _socket_counts(fits: Callable[[int], bool], limit: int) -> str:
@@ -239,8 +241,7 @@ def _plan_call_operands(graph: df.GraphOp, layer_plans: dict[str, _Plan], plan: 
     for call in graph.body.block.ops:
         if not isinstance(call, df.CallOp):
             continue
-        if (layer := layer_plans.get(call.callee.string_value())) is None:
-            raise plan.fail(f"df.call of @{call.callee.string_value()}, which is not a df.layer")
+        layer = layer_plans[call.callee.string_value()]  # the verifier checked it names a df.layer
         for operand, arg in zip(call.args, layer.block.args):
             if (new_type := layer.new_types.get(arg)) is not None:
                 plan.retype(operand, new_type.dims)
@@ -286,23 +287,20 @@ def _refresh_signature(layer: df.LayerOp) -> None:
 
 
 @dataclass(frozen=True)
-class ShardTensorParallel(ModulePass):
+class ShardTensorParallel(StagedPass):
     """Shard the module over `sockets` sockets (0: the graph's own `sockets`) and set `tp`."""
 
     name = "shard-tensor-parallel"
+    STAGES = {Stage.DF: Stage.SHARDED}
 
     sockets: int = 0
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.expect(op)
         graph = df.the_graph(op, "shard-tensor-parallel")
         sockets = self.sockets or graph.sockets.value.data
         if sockets < 1:
             raise ShardingError(f"shard-tensor-parallel: sockets must be positive, got {sockets}")
-        if (tp := graph.tp.value.data) != 1:
-            raise PassFailedException(
-                f"shard-tensor-parallel: graph @{graph.sym_name.data} is already sharded over {tp} "
-                "sockets (tp != 1); shard the unsharded module instead"
-            )
         if sockets > 1:
             _shard(op, graph, sockets)
         graph.properties["tp"] = IntegerAttr(sockets, 64)

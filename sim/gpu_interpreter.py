@@ -25,6 +25,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter, impl, register_impls
 
 from dfdsl.dialects import nv
+from dfdsl.lowering.stages import Stage
 from dfdsl.sim import timing
 from dfdsl.hardware import GpuHardware, TargetMismatchError, load_hardware
 from dfdsl.sim.interpreter import (
@@ -154,7 +155,7 @@ class NvFunctions(TargetFunctions):
     @impl(nv.LaunchOp)
     def run_launch(self, interpreter: Interpreter, op: nv.LaunchOp, args: tuple[Any, ...]) -> tuple[Buffer, ...]:
         callee = op.callee.string_value()
-        self.state(interpreter).add(callee, lambda: kernel_launch(callee_kernel(interpreter, op, nv.KernelOp)))
+        self.state(interpreter).add(callee, lambda: kernel_launch(callee_kernel(op, nv.KernelOp)))
         return activations(callee, op.res)
 
     @impl(nv.AllReduceOp)
@@ -164,7 +165,7 @@ class NvFunctions(TargetFunctions):
 
 
 def _program(module: ModuleOp) -> nv.ProgramOp:
-    return the_program(module, nv.ProgramOp, "GPU simulator", "gpu-partition and df-to-nv")
+    return the_program(module, nv.ProgramOp, "GPU simulator", Stage.NV)
 
 
 def interpret_step(module: ModuleOp) -> list[timing.KernelCall]:

@@ -28,9 +28,12 @@ from xdsl.interpreter import (
     register_impls,
 )
 from xdsl.ir import Operation, OpResult
+from xdsl.traits import SymbolTable
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import cost, df, rdu, target_ops
+from dfdsl.errors import LoweringError
+from dfdsl.lowering.stages import Stage, expect
 from dfdsl.sim import timing
 from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, load_hardware
 
@@ -73,12 +76,14 @@ def activations(callee: str, results: Sequence[OpResult[df.ShapedTypeBase]]) -> 
     return tuple(Buffer(f"{callee}#{i}", "activation", result.type.tier_name) for i, result in enumerate(results))
 
 
-def callee_kernel(interpreter: Interpreter, op: df.CallBase, kernel_type: type[KernelT]) -> KernelT:
-    """The kernel `op` calls, or a diagnostic if the symbol names something else."""
-    callee = op.callee.string_value()
-    kernel = interpreter.get_op_for_symbol(callee)
+def callee_kernel(op: df.CallBase, kernel_type: type[KernelT]) -> KernelT:
+    """The kernel `op` calls, or a diagnostic if the symbol names none (in a module that was
+    not verified: the verifier says so too)."""
+    kernel = SymbolTable.lookup_symbol(op, op.callee)
     if not isinstance(kernel, kernel_type):
-        raise DiagnosticException(f"{op.name} @{callee}: the callee is not an {kernel_type.name}")
+        raise LoweringError(
+            f"{op.name} @{op.callee.string_value()}: the module has no {kernel_type.name} of that name"
+        )
     return kernel
 
 
@@ -168,7 +173,7 @@ class RduFunctions(TargetFunctions):
     def _kernel(self, interpreter: Interpreter) -> KernelWork:
         kernel = self.state(interpreter).kernel
         if kernel is None:
-            raise DiagnosticException("rdu stages and collectives only run inside an rdu.kernel")
+            raise LoweringError("rdu stages and collectives only run inside an rdu.kernel")
         return kernel
 
     @impl(rdu.CallOp)
@@ -181,7 +186,7 @@ class RduFunctions(TargetFunctions):
 
     def _profile_kernel(self, interpreter: Interpreter, op: rdu.CallOp, args: tuple[Any, ...]) -> timing.KernelCall:
         """Interprets the kernel's body once and records what one iteration of it does."""
-        kernel_op = callee_kernel(interpreter, op, rdu.KernelOp)
+        kernel_op = callee_kernel(op, rdu.KernelOp)
         callee = op.callee.string_value()
         state = self.state(interpreter)
         state.kernel = KernelWork()
@@ -288,15 +293,11 @@ class SimResult:
         )
 
 
-def the_program(module: ModuleOp, program_type: type[ProgramT], simulator: str, lowering: str) -> ProgramT:
-    """The module's one program; else a diagnostic naming the `simulator` and the `lowering` passes."""
-    programs = [op for op in module.walk() if isinstance(op, program_type)]
-    if len(programs) != 1:
-        raise DiagnosticException(
-            f"the {simulator} runs a module with exactly one {program_type.name}, found {len(programs)}: "
-            f"lower the model with {lowering} first"
-        )
-    return programs[0]
+def the_program(module: ModuleOp, program_type: type[ProgramT], simulator: str, stage: Stage) -> ProgramT:
+    """The module's one program, after checking the module is `stage` IR (`simulator` names the
+    simulator in the error)."""
+    expect(module, f"the {simulator}", [stage])
+    return next(op for op in module.ops if isinstance(op, program_type))
 
 
 def run_sizes(program: target_ops.ProgramBase, batch: int | None, context: int | None,
@@ -319,7 +320,7 @@ def interpret(module: ModuleOp, program: target_ops.ProgramBase, functions: Inte
 
 
 def _program(module: ModuleOp) -> rdu.ProgramOp:
-    return the_program(module, rdu.ProgramOp, "simulator", "df-to-rdu")
+    return the_program(module, rdu.ProgramOp, "simulator", Stage.RDU)
 
 
 def interpret_step(module: ModuleOp, hardware: Hardware, batch: int, context: int) -> StepState:

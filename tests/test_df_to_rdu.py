@@ -13,6 +13,7 @@ from dfdsl.hardware import load_hardware
 from dfdsl.lowering.df_to_rdu import DfToRdu, _share_out
 from dfdsl.lowering.operator_work import operator_work
 from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, context, run_passes
+from dfdsl.lowering.stages import StageError
 
 TINY_CHIP = Path(__file__).parent / "filecheck" / "df-to-rdu" / "Inputs" / "tiny_chip.toml"
 
@@ -163,5 +164,5 @@ df.graph @m attributes {activations = "sram", batch = 1 : i64, context = 8 : i64
 def test_an_unplaced_weight_is_an_error():
     module = Parser(context(), UNPLACED).parse_module()
     module.verify()
-    with pytest.raises(DiagnosticException, match="weight 'embed' has no memory tier: run place-memory first"):
+    with pytest.raises(StageError, match="df-to-rdu expects placed IR, but df.weight 'embed' has no memory tier"):
         DfToRdu().apply(context(), module)

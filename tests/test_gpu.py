@@ -21,6 +21,7 @@ from dfdsl.lowering.pipeline import GPU_PIPELINE, LoweringOptions, run_passes
 from dfdsl.lowering.place_memory import PlaceMemory
 from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
 from dfdsl.driver import CompileOptions, run_model
+from dfdsl.lowering.stages import StageError
 from dfdsl.sim import timing
 from dfdsl.sim.gpu_interpreter import (
     GPU_TRACK,
@@ -214,7 +215,7 @@ def test_kernel_looping_is_an_error_on_a_gpu():
 
 
 def test_df_to_nv_wants_a_partitioned_module():
-    with pytest.raises(DiagnosticException, match="run gpu-partition first"):
+    with pytest.raises(StageError, match=r"df-to-nv expects placed IR, but df.layer @\w+ remains: .*gpu-partition"):
         DfToNv().apply(_context(), tiny_llama(layers=1))
 
 

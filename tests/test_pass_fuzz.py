@@ -5,12 +5,16 @@ socket count (the KV tensors by the KV heads when there are fewer than sockets);
 keeps the kernel invocations per step and the declared bytes and turns each run of identical
 layers into one launch; df-to-rdu's FLOPs and bytes per step are the same with and without
 kernel looping. Any other order of passes (as `dfdsl opt -p` allows) either works, with output
-that verifies, or stops with a DiagnosticException, never another exception.
+that verifies and has the form of the stage its pass produces, or stops with a
+DiagnosticException, never another exception. IR printed at every stage and then broken (a line
+deleted, moved or repeated, another symbol, tier, number or op name) goes through `dfdsl opt` with
+random passes to exit 0, or exit 2 with a coded error, never an internal error.
 benchmarks/fuzz_passes.py runs the same checks on 1,000+ programs.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -18,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz.mutations import (
-    PASS_ORDERS, PassOrder, Program, check_any_order, check_looping_keeps_work, check_pipeline, describe,
-    random_program, split_factor,
+    IR_PASSES, PASS_ORDERS, PassOrder, Program, check_any_order, check_looping_keeps_work, check_pipeline, describe,
+    ir_seeds, judge_opt, mutate_ir, random_program, run_cli, split_factor,
 )
 
 programs = st.integers(0, 2**32 - 1).map(lambda n: random_program(random.Random(n)))
@@ -65,3 +69,37 @@ def test_a_wrong_split_would_be_caught(monkeypatch):
     monkeypatch.setattr("fuzz.mutations.split_factor", lambda name, program: 1)
     with pytest.raises(AssertionError, match="bytes became"):
         check_pipeline(program, PassOrder(True, "layer", 1, True))
+
+
+@functools.cache
+def seeds() -> list[tuple[str, str]]:
+    return ir_seeds()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_mutated_ir_through_dfdsl_opt_never_makes_an_internal_error(seed, tmp_path_factory):
+    rng = random.Random(seed)
+    name, text = rng.choice(seeds())
+    changes = []
+    for _ in range(rng.choice((1, 1, 2))):
+        text, change = mutate_ir(text, rng)
+        changes.append(change)
+    passes = ",".join(rng.choice(IR_PASSES) for _ in range(rng.randint(1, 4)))
+    path = tmp_path_factory.mktemp("ir") / "mutated.mlir"
+    path.write_text(text)
+    problem = judge_opt(run_cli(["opt", str(path), "-p", passes]))
+    assert problem is None, f"{name}, {'; '.join(changes)}, -p {passes}: {problem}"
+
+
+def test_the_ir_fuzz_judge_is_not_vacuous(tmp_path):
+    """Runs refused with a code pass, located or not; a run ending in an internal error does not."""
+    path = tmp_path / "looped.mlir"
+    path.write_text(next(text for name, text in seeds() if name.endswith(" at looped")))
+    refused = run_cli(["opt", str(path), "-p", "fuse"])
+    assert refused.code == 2 and "[E024]" in refused.stderr and judge_opt(refused) is None
+    path.write_text("builtin.module {\n  df.graph\n")
+    unparsed = run_cli(["opt", str(path), "-p", "fuse"])
+    assert unparsed.code == 2 and "[E026]" in unparsed.stderr and judge_opt(unparsed) is None
+    internal = type(refused)(1, "", "dfdsl: internal error: KeyError: 0\nThis is a bug in dfdsl.\n")
+    assert judge_opt(internal) == "exit 1: dfdsl: internal error: KeyError: 0"

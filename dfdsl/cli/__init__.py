@@ -12,15 +12,13 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from xdsl.utils.exceptions import DiagnosticException
+from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from dfdsl import __version__
 from dfdsl.cli import check, compare, import_hf, lower, opt, run, sweep, validate
 from dfdsl.cli.output import USAGE_CODE, UsageError
 from dfdsl.diagnostics import DfslError
-from dfdsl.hardware import HardwareError, TargetMismatchError
-from dfdsl.lowering.place_memory import CapacityError
-from dfdsl.lowering.shard_tensor_parallel import ShardingError
+from dfdsl.hardware import HardwareError
 
 HARDWARE_CODE = "E023"
 COMMANDS = (check, lower, run, compare, validate, sweep, import_hf, opt)
@@ -48,12 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _code_of(err: Exception) -> str:
-    """The catalogue code of an error raised by a pass or the simulator (docs/errors.md)."""
-    from xdsl.utils.exceptions import VerifyException
-
-    codes = ((ShardingError, "E020"), (CapacityError, "E021"), (TargetMismatchError, "E022"),
-             (VerifyException, "E025"))
-    return next((code for cls, code in codes if isinstance(err, cls)), "E024")
+    """The catalogue code of an error raised by a pass or the simulator (docs/errors.md): its
+    `code` (`dfdsl.errors`), or E025 for xDSL's own verifier."""
+    return "E025" if isinstance(err, VerifyException) else getattr(err, "code", "E024")
 
 
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from dfdsl.ast import Span
 from dfdsl.cli.output import UsageError, emit, print_ir, read_text
 from dfdsl.diagnostics import DfslError, Diagnostic
 from dfdsl.lowering.pipeline import PASSES, context, pass_loader
+from dfdsl.lowering.stages import apply_checked
 
 
 def add_parser(sub) -> None:
@@ -49,7 +50,6 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"bad pass pipeline {args.passes!r}: {err}; passes are "
                              + ", ".join(PASSES)) from None
         for p in pipeline.passes:
-            p.apply(ctx, module)
-            module.verify()
+            apply_checked(p, ctx, module)
     emit(print_ir(module, args.generic), args.output, [path])
     return 0

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
-from xdsl.utils.exceptions import DiagnosticException
+
+from dfdsl.errors import LoweringError
 
 ORCHESTRATIONS = ("hardware", "host")
 ALLREDUCE_ALGORITHMS = ("direct", "ring", "auto")
@@ -29,9 +30,11 @@ class HardwareError(ValueError):
     """A hardware file is missing, unreadable, or has a missing, mistyped or non-positive key."""
 
 
-class TargetMismatchError(DiagnosticException):
+class TargetMismatchError(LoweringError):
     """What was asked cannot exist on this kind of machine (kernel looping on a GPU, an RDU
     lowering for a GPU, more GPUs than a node)."""
+
+    code = "E022"
 
 
 @attrs.frozen

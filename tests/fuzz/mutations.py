@@ -10,8 +10,11 @@ Two halves:
   exit 0, or exit 2 with a located, coded diagnostic;
 - passes: `random_program` builds a random valid `df` module (layer kinds from tests/df_models.py,
   random shapes that divide over the socket count), and `check_pipeline` lowers it through one of
-  the `PASS_ORDERS`, checking that every output verifies, prints and parses back, and the
-  invariants of sharding, kernel looping and df-to-rdu.
+  the `PASS_ORDERS`, checking that every output verifies, prints and parses back, has the form of
+  the stage its pass produces, and keeps the invariants of sharding, kernel looping and df-to-rdu;
+- IR: `ir_seeds()` are a few programs printed at every stage of both pipelines, `mutate_ir`
+  breaks one (deleting, duplicating, swapping or moving lines, another symbol, tier, number or op
+  name), and `judge_opt` says whether `dfdsl opt` over it with random passes was acceptable.
 
 The front-end cases are plain `random.Random` draws from one integer seed, so a case is
 reproduced from (seed file, seed) alone.
@@ -473,11 +476,13 @@ def launch_count(module) -> tuple[int, int]:
 def check_pipeline(program: Program, order: PassOrder, batch: int = 3, context: int = 17,
                    print_parse: bool = True) -> dict[str, float] | None:
     """Lower `program` through `order`, checking after every pass that the module verifies (and,
-    with `print_parse`, round-trips) and the pass's invariant holds; return the rdu step totals at
+    with `print_parse`, round-trips), has the form of the stage the pass produces, and the pass's
+    invariant holds; return the rdu step totals at
     `batch`, `context` (None without rdu). Raises AssertionError (or the pass's own exception)."""
     from xdsl.context import Context
 
     from dfdsl.lowering.pipeline import context as make_context
+    from dfdsl.lowering.stages import apply_checked
 
     module = program.build()
     round_trip(module)
@@ -489,11 +494,9 @@ def check_pipeline(program: Program, order: PassOrder, batch: int = 3, context: 
         before_bytes = declared_bytes(module, batch, context)
         before_launches = launch_count(module)
         before_text = str(module) if looped and p.name == "kernel-looping" else None
-        p.apply(ctx, module)
+        apply_checked(p, ctx, module)
         if print_parse:
             round_trip(module)
-        else:
-            module.verify()
         if p.name == "shard-tensor-parallel":
             after = declared_bytes(module, batch, context)
             assert after.keys() == before_bytes.keys(), "sharding changed the declared tensors"
@@ -578,20 +581,22 @@ def random_passes(rng: random.Random) -> list:
 
 
 def check_any_order(program: Program, rng: random.Random) -> list[str]:
-    """Run random passes over `program`: each either works, leaving a module that verifies and
-    round-trips, or stops with a DiagnosticException (not a failed verification). Returns what
-    happened, one line per pass."""
-    from xdsl.utils.exceptions import DiagnosticException, VerifyException
+    """Run random passes over `program`: each either works, leaving a module that verifies, has the
+    form of the stage the pass produces and round-trips, or stops with a DiagnosticException (not a
+    failed verification). Returns what happened, one line per pass."""
+    from xdsl.utils.exceptions import DiagnosticException
 
+    from dfdsl.errors import VerificationError
     from dfdsl.lowering.pipeline import context
+    from dfdsl.lowering.stages import apply_checked
 
     module = program.build()
     ctx = context()
     log = []
     for p in random_passes(rng):
         try:
-            p.apply(ctx, module)
-        except VerifyException as err:
+            apply_checked(p, ctx, module)
+        except VerificationError as err:
             raise AssertionError(f"{p.name} left a module that does not verify: {err}") from err
         except DiagnosticException as err:
             log.append(f"{p.name}: stopped: {err}")
@@ -603,13 +608,114 @@ def check_any_order(program: Program, rng: random.Random) -> list[str]:
     return log
 
 
+# -- mutated IR through `dfdsl opt` -------------------------------------------------------------
+
+IR_PASSES = ("shard-tensor-parallel", "shard-tensor-parallel{sockets=2}", "fuse", "fuse{mode=none}",
+             "fuse{mode=block}", "gpu-partition", "kernel-looping", "place-memory", "df-to-rdu", "df-to-nv")
+IR_PIPELINES = {
+    "df": [], "sharded": ["shard-tensor-parallel"], "fused": ["shard-tensor-parallel", "fuse"],
+    "fused-none": ["shard-tensor-parallel", "fuse{mode=none}"],
+    "looped": ["shard-tensor-parallel", "fuse", "kernel-looping"],
+    "placed": ["shard-tensor-parallel", "fuse", "kernel-looping", "place-memory"],
+    "rdu": ["shard-tensor-parallel", "fuse", "kernel-looping", "place-memory", "df-to-rdu"],
+    "gpu-fused": ["shard-tensor-parallel", "gpu-partition"],
+    "nv": ["shard-tensor-parallel", "gpu-partition", "place-memory", "df-to-nv"],
+}
+"""The stages the IR seeds are printed at, and the passes that take a program there."""
+IR_PROGRAMS = (
+    Program(("llama", "llama", "moe"), {"sockets": 2, "kv_heads": 2}),
+    Program(("mla_dense", "mla_moe", "mla_moe"), {"sockets": 1}),
+)
+SYMBOL = re.compile(r"@[A-Za-z_][\w.$-]*")
+TIER = re.compile(r"\b(sram|hbm|ddr)\b")
+OP_NAME = re.compile(r"\b(df|rdu|nv)\.[a-z_]+\b")
+INTEGER = re.compile(r"\b\d+\b")
+
+
+def ir_seeds() -> list[tuple[str, str]]:
+    """(name, text) of each of `IR_PROGRAMS` printed at each stage of `IR_PIPELINES`."""
+    from xdsl.passes import PassPipeline
+
+    from dfdsl.lowering.pipeline import run_passes
+    from dfdsl.universe import DFDSL_UNIVERSE
+
+    seeds = []
+    for i, program in enumerate(IR_PROGRAMS):
+        for stage, spec in IR_PIPELINES.items():
+            module = program.build()
+            passes = PassPipeline.parse_spec(DFDSL_UNIVERSE.all_passes, ",".join(spec)).passes if spec else []
+            run_passes(module, list(passes))
+            seeds.append((f"program {i} at {stage}", str(module)))
+    return seeds
+
+
+def _replace_match(text: str, pattern: re.Pattern[str], rng: random.Random, choices: list[str]) -> tuple[str, str]:
+    """`text` with one match of `pattern` replaced by one of `choices`, and which."""
+    matches = list(pattern.finditer(text))
+    if not matches:
+        return text, "nothing"
+    m, new = rng.choice(matches), rng.choice(choices)
+    line = text.count("\n", 0, m.start()) + 1
+    return text[:m.start()] + new + text[m.end():], f"{m.group()} -> {new} on line {line}"
+
+
+def mutate_ir(text: str, rng: random.Random) -> tuple[str, str]:
+    """`text` with one random change, and what the change was."""
+    lines = text.split("\n")
+    i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+    kind = rng.choice(("delete", "duplicate", "swap", "move", "symbol", "tier", "number", "op"))
+    if kind == "delete":
+        del lines[i]
+    elif kind == "duplicate":
+        lines.insert(i, lines[i])
+    elif kind == "swap":
+        lines[i], lines[j] = lines[j], lines[i]
+    elif kind == "move":
+        lines.insert(j, lines.pop(i))
+    else:
+        pattern, choices = {
+            "symbol": (SYMBOL, sorted(set(SYMBOL.findall(text))) + ["@nope"]),
+            "tier": (TIER, ["sram", "hbm", "ddr", "hmb"]),
+            "number": (INTEGER, ["0", "1", "2", "3", "7", "64", str(2**40)]),
+            "op": (OP_NAME, sorted({m.group() for m in OP_NAME.finditer(text)})),
+        }[kind]
+        changed, what = _replace_match(text, pattern, rng, choices)
+        return changed, f"{kind}: {what}"
+    return "\n".join(lines), f"{kind} line {i + 1}" + (f" and {j + 1}" if kind in ("swap", "move") else "")
+
+
+OPT_ERROR = re.compile(r"^.+?(:\d+:\d+)?: error: .+ \[(?P<code>E\d{3})\]$")
+
+
+def judge_opt(outcome: Outcome) -> str | None:
+    """None when a `dfdsl opt` run is acceptable: exit 0, or exit 2 whose first line that is not a
+    warning or remark is an error with a documented code; else what is wrong."""
+    from dfdsl.diagnostics import ERROR_CODES
+
+    if outcome.error:
+        return outcome.error
+    if outcome.code == 0:
+        return None
+    lines = [line for line in outcome.stderr.split("\n") if not line.startswith(("warning:", "remark:"))]
+    if outcome.code != 2:
+        internal = next((line for line in lines if line.startswith("dfdsl: internal error")), lines[0])
+        return f"exit {outcome.code}: {internal}"
+    error = OPT_ERROR.match(lines[0])
+    if error is None:
+        return f"exit 2 without a coded error: {lines[0]!r}"
+    if error["code"] not in ERROR_CODES:
+        return f"undocumented code {error['code']}: {lines[0]}"
+    return None
+
+
 def describe(program: Program, order: PassOrder) -> str:
     """A reproducer line for a failing pass-fuzz case."""
     return f"stack={list(program.stack)} config={program.config} passes={order.describe()}"
 
 
 __all__ = [
-    "Case", "Outcome", "PassOrder", "Program", "Seed", "MUTATORS", "PASS_ORDERS", "check_case",
-    "check_any_order", "check_looping_keeps_work", "check_pipeline", "describe", "judge", "make_case", "mutate",
-    "random_passes", "random_program", "run_cli", "split_factor", "seeds", "signature", "time_limit",
+    "Case", "Outcome", "PassOrder", "Program", "Seed", "MUTATORS", "PASS_ORDERS", "IR_PASSES", "check_case",
+    "check_any_order", "check_looping_keeps_work", "check_pipeline", "describe", "ir_seeds", "judge", "judge_opt",
+    "make_case", "mutate", "mutate_ir", "random_passes", "random_program", "run_cli", "split_factor", "seeds",
+    "signature", "time_limit",
 ]

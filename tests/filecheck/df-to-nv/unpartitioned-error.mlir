@@ -12,4 +12,4 @@ builtin.module {
   }
 }
 
-// CHECK: df-to-nv expects a GPU-partitioned graph, but df.linear is outside a kernel: run gpu-partition first
+// CHECK: df-to-nv expects placed IR, but df.linear is outside a kernel: run fuse first (gpu-partition for a GPU)

@@ -10,4 +10,4 @@ builtin.module {
   }
 }
 
-// CHECK: df-to-rdu expects a fused graph, but df.sample is outside a kernel: run fuse first
+// CHECK: df-to-rdu expects placed IR, but df.sample is outside a kernel: run fuse first

@@ -9,4 +9,4 @@ builtin.module {
   }
 }
 
-// CHECK: shard-tensor-parallel: graph @sharded is already sharded over 2 sockets (tp != 1); shard the unsharded module instead
+// CHECK: shard-tensor-parallel expects df IR, but graph @sharded is already sharded over 2 sockets (tp = 2): use the unsharded module
