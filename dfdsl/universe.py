@@ -4,7 +4,6 @@ from collections.abc import Callable
 from importlib import import_module
 
 from xdsl.ir import Dialect
-from xdsl.passes import ModulePass
 from xdsl.universe import Universe
 
 PASSES: dict[str, tuple[str, str]] = {
@@ -38,6 +37,3 @@ DFDSL_UNIVERSE = Universe(
 def dialects() -> list[Dialect]:
     return [_loader(*where)() for where in DIALECTS.values()]  # type: ignore[misc]
 
-
-def pass_classes() -> dict[str, type[ModulePass]]:
-    return {name: _loader(*where)() for name, where in PASSES.items()}  # type: ignore[misc]

@@ -348,7 +348,6 @@ class Event:
 
 SCHEDULE_TRACKS = ("PCU stages", "GPU kernels", "host")
 """Tracks whose events tile the step end to end; the others show resources busy underneath."""
-TRACKS = ("host", "HBM stream", "DDR stream", "PCU stages", "P2P")
 
 
 @attrs.frozen
