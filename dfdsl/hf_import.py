@@ -23,7 +23,8 @@ import attrs
 
 from dfdsl.diagnostics import DfslError
 from dfdsl.dialects.shapes import DTYPE_BYTES, num_elements
-from dfdsl.elaborate import DEFAULT_PLACEMENT, DEFAULT_RUN, ResolvedDecl, ResolvedModel, check_file
+from dfdsl.elaborate import DEFAULT_PLACEMENT, DEFAULT_RUN, check_file
+from dfdsl.model import ResolvedDecl, ResolvedModel
 from dfdsl.sim.hardware import load_hardware
 
 SOCKET_CHOICES = (8, 16)
