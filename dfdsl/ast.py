@@ -112,7 +112,6 @@ class For:
     stop: Expr
     body: tuple[Stmt, ...]
     span: Span
-    var_span: Span
 
 
 @attrs.frozen

@@ -21,12 +21,13 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
 
 from dfdsl.dialects import df
-from dfdsl.elaborate import ResolvedModel, check_run_settings, elaborate
+from dfdsl.elaborate import check_run_settings, elaborate
 from dfdsl.footprint import footprint
 from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, bundled_targets, load_hardware
 from dfdsl.irgen import generate
 from dfdsl.loader import load
 from dfdsl.lowering.pipeline import LoweringOptions, PassCallback, run_passes
+from dfdsl.model import ResolvedModel
 from dfdsl.report import Report, make_report
 from dfdsl.sim.interpreter import SimResult
 from dfdsl.targets import Target, target_for

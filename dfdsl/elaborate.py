@@ -1,4 +1,5 @@
-"""Semantic checks: evaluates a loaded program into a `ResolvedModel` with every shape known.
+"""Semantic checks: evaluates a loaded program into a `ResolvedModel` (dfdsl/model.py) with every
+shape known.
 
 Elaboration binds the model's values to its graph's parameters, evaluates constants and
 dimensions, unrolls loops, instantiates each layer once per distinct set of parameter values
@@ -20,6 +21,7 @@ from dfdsl.dialects import df, shapes
 from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, TensorShape
 from dfdsl.diagnostics import Collector, DfslError, did_you_mean
 from dfdsl.loader import Program, load
+from dfdsl.model import LayerCall, ResolvedDecl, ResolvedLayer, ResolvedModel, ResolvedOp, RunConfig, Step
 
 MAX_LAYER_CALLS = 4096
 """Layer instances in one model, after unrolling (E017): 10x the deepest real model."""
@@ -63,72 +65,6 @@ class _Poison:
 
 POISON = _Poison()
 Value = int | str | DType | Target | Tensor | _Poison  # str: the symbolic dims "B" and "S"
-
-
-@attrs.frozen
-class ResolvedDecl:
-    kind: str  # "in", "weight", "cache"
-    ref: str  # the SSA name
-    name: str  # the tensor's full name (layers.3.wq)
-    type: TensorShape
-    tier: str
-
-
-@attrs.frozen
-class ResolvedOp:
-    op: str
-    operands: tuple[str, ...]
-    attrs: tuple[tuple[str, int], ...]
-    ref: str
-    type: TensorShape
-
-
-@attrs.frozen
-class ResolvedLayer:
-    """One instantiation of a layer: arguments in order (inputs, weights, caches) and operators."""
-
-    symbol: str
-    inputs: tuple[ResolvedDecl, ...]
-    weights: tuple[ResolvedDecl, ...]
-    caches: tuple[ResolvedDecl, ...]
-    ops: tuple[ResolvedOp, ...]
-    output: str
-    output_type: TensorShape
-
-
-@attrs.frozen
-class LayerCall:
-    symbol: str
-    args: tuple[str, ...]
-    ref: str
-    type: TensorShape
-
-
-Step = ResolvedDecl | ResolvedOp | LayerCall
-
-
-@attrs.frozen
-class RunConfig:
-    batch: int
-    context: int
-    tokens: int
-    sockets: int
-    target: str
-
-
-@attrs.frozen
-class ResolvedModel:
-    name: str
-    layers: tuple[ResolvedLayer, ...]
-    steps: tuple[Step, ...]
-    output: str
-    output_type: TensorShape
-    run: RunConfig
-    activations_tier: str
-    explicit_classes: tuple[str, ...]
-    """Tensor classes whose tier the file set explicitly (place-memory will not spill those)."""
-    explicit_patterns: tuple[str, ...]
-    """Tensor names or name patterns whose tier the file set explicitly (nor those)."""
 
 
 class _Abort(Exception):
@@ -792,4 +728,4 @@ def check_file(path: Path, overrides: Mapping[str, int | str] | None = None,
     return elaborate(load(path), overrides, targets)
 
 
-__all__ = ["DfslError", "ResolvedModel", "check_file", "elaborate"]
+__all__ = ["DfslError", "check_file", "elaborate"]

@@ -23,8 +23,9 @@ import attrs
 
 from dfdsl.diagnostics import DfslError
 from dfdsl.dialects.shapes import DTYPE_BYTES, num_elements
-from dfdsl.elaborate import DEFAULT_PLACEMENT, DEFAULT_RUN, ResolvedDecl, ResolvedModel, check_file
+from dfdsl.elaborate import DEFAULT_PLACEMENT, DEFAULT_RUN, check_file
 from dfdsl.hardware import load_hardware
+from dfdsl.model import ResolvedDecl, ResolvedModel
 
 SOCKET_CHOICES = (8, 16)
 """Socket counts a run is given, smallest first: one SN40L node, then a 16-socket rack."""

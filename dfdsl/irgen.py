@@ -11,7 +11,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 
 from dfdsl.dialects import df
 from dfdsl.dialects.shapes import TensorShape
-from dfdsl.elaborate import LayerCall, ResolvedDecl, ResolvedLayer, ResolvedModel, ResolvedOp
+from dfdsl.model import LayerCall, ResolvedDecl, ResolvedLayer, ResolvedModel, ResolvedOp
 
 _DECL_OPS = {decl.KEYWORD: decl for decl in df.DECLS}
 

@@ -126,7 +126,7 @@ class _ToAst(Transformer):
         return ast.Assign(str(target), call, self._s(meta), self._t(target))
 
     def for_stmt(self, meta, var, start, stop, body):
-        return ast.For(str(var), start, stop, body, self._s(meta), self._t(var))
+        return ast.For(str(var), start, stop, body, self._s(meta))
 
     def out_stmt(self, meta, name):
         return ast.Out(str(name), self._t(name))

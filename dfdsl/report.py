@@ -12,7 +12,8 @@ import attrs
 from dfdsl.footprint import Footprint
 from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.sim.interpreter import SimResult
-from dfdsl.sim.timing import CATEGORIES, Timeline
+from dfdsl.sim.timeline import Timeline
+from dfdsl.sim.timing import CATEGORIES
 
 JSON_KEYS = (
     "model", "target", "sockets", "batch", "context", "tokens", "fusion", "kernel_looping",

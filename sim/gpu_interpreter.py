@@ -41,6 +41,7 @@ from dfdsl.sim.interpreter import (
     run_sizes,
     the_program,
 )
+from dfdsl.sim.timeline import Event, Timeline
 
 GPU_TRACK = "GPU kernels"
 """The timeline track whose events (launch/sync, kernel bodies, NCCL calls) tile the step with `host`."""
@@ -121,24 +122,24 @@ def step(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, contex
 
 
 def timeline(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, context: int,
-             gpus: int) -> timing.Timeline:
+             gpus: int) -> Timeline:
     """The first step on one GPU: launch/sync and body of every launch on `GPU kernels`, what each
     body keeps busy underneath, and the host at the end. The GPUs run in lockstep."""
-    events: list[timing.Event] = []
+    events: list[Event] = []
     now_s = 0.0
     for call in calls:
         timing_ = launch_timing(call, hw, batch, context)
-        events.append(timing.Event(GPU_TRACK, f"{call.kernel}: launch/sync", now_s, timing_.launch_sync_s, "sync"))
+        events.append(Event(GPU_TRACK, f"{call.kernel}: launch/sync", now_s, timing_.launch_sync_s, "sync"))
         now_s += timing_.launch_sync_s
         body_s, category = timing_.first_interval
-        events.append(timing.Event(GPU_TRACK, call.kernel, now_s, body_s, category))
+        events.append(Event(GPU_TRACK, call.kernel, now_s, body_s, category))
         for track, busy_s in resource_times(call, hw, batch, context).items():
             if busy_s > 0 and track != "SMs":
-                events.append(timing.Event(track, call.kernel, now_s, min(busy_s, body_s), _CATEGORY[track]))
+                events.append(Event(track, call.kernel, now_s, min(busy_s, body_s), _CATEGORY[track]))
         now_s += body_s
     host_s = hw.assumptions.host_per_token_s
-    events.append(timing.Event("host", "host: next token", now_s, host_s, "host"))
-    return timing.Timeline(tuple(events), gpus, now_s + host_s)
+    events.append(Event("host", "host: next token", now_s, host_s, "host"))
+    return Timeline(tuple(events), gpus, now_s + host_s)
 
 
 @register_impls

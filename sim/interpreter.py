@@ -36,6 +36,7 @@ from dfdsl.errors import LoweringError
 from dfdsl.lowering.stages import Stage, expect
 from dfdsl.sim import timing
 from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, load_hardware
+from dfdsl.sim.timeline import Timeline, TimelineBuilder
 
 ProgramT = TypeVar("ProgramT", bound=target_ops.ProgramBase)
 KernelT = TypeVar("KernelT", bound=Operation)
@@ -145,10 +146,10 @@ class StepState(CallLog):
     batch: int
     context: int
     kernel: KernelWork | None = None
-    timeline: timing.TimelineBuilder = attrs.field(init=False)
+    timeline: TimelineBuilder = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.timeline = timing.TimelineBuilder(self.hardware, self.batch, self.context)
+        self.timeline = TimelineBuilder(self.hardware, self.batch, self.context)
 
 
 @register_impls
@@ -246,7 +247,7 @@ class SimResult:
     flops_per_token: float
     aggregate_hbm_bytes_per_s: float
     calls: tuple[timing.KernelCall, ...]
-    timeline: timing.Timeline
+    timeline: Timeline
 
     @property
     def tokens_per_s_per_user(self) -> float:
@@ -269,7 +270,7 @@ class SimResult:
     @classmethod
     def of_run(cls, program: target_ops.ProgramBase, hw: Hardware | GpuHardware, *, sockets: int, batch: int,
                context: int, run: timing.Run, calls: Sequence[timing.KernelCall],
-               timeline: timing.Timeline) -> SimResult:
+               timeline: Timeline) -> SimResult:
         """The figures of `run`, steps of `program` on `sockets` sockets (or GPUs) of `hw` running
         `calls` each, whose first step is `timeline`."""
         return cls(

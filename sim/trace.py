@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from dfdsl.sim.timing import Timeline
+from dfdsl.sim.timeline import Timeline
 
 MAX_TRACED_SOCKETS = 16
 """Sockets drawn in a trace; beyond this they repeat the same lockstep events, so we stop."""

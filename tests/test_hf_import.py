@@ -9,8 +9,9 @@ import pytest
 
 from dfdsl import ast
 from dfdsl.dialects import df
-from dfdsl.elaborate import ResolvedModel, check_file
+from dfdsl.elaborate import check_file
 from dfdsl.hf_import import FAMILIES, HfImportError, import_config, model_name, weight_bytes
+from dfdsl.model import ResolvedModel
 from dfdsl.irgen import generate
 from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, run_passes
 from dfdsl.parser import parse_text

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from dfdsl.sim import timing
 from dfdsl.hardware import load_hardware
+from dfdsl.sim.timeline import SCHEDULE_TRACKS, TimelineBuilder
 from dfdsl.sim.timing import Affine, AllReduce, ExpertRead, IterationWork, KernelCall
 
 HW = load_hardware("sn40l")
@@ -131,7 +132,7 @@ def test_the_breakdown_sums_to_the_step_and_the_timeline_agrees(program, size):
     step = timing.step(program, HW, batch, context)
     assert set(step.breakdown_s) == set(timing.CATEGORIES)
     assert all(v >= 0 for v in step.breakdown_s.values())
-    builder = timing.TimelineBuilder(HW, batch, context)
+    builder = TimelineBuilder(HW, batch, context)
     for call in program:
         builder.add_call(call)
     timeline = builder.finish(sockets=8)
@@ -139,7 +140,7 @@ def test_the_breakdown_sums_to_the_step_and_the_timeline_agrees(program, size):
     assert timeline.scheduled_s() == pytest.approx(step.total_s)
     for category in timing.CATEGORIES:
         on_schedule = sum(e.duration_s for e in timeline.events
-                          if e.track in timing.SCHEDULE_TRACKS and e.category == category)
+                          if e.track in SCHEDULE_TRACKS and e.category == category)
         assert on_schedule == pytest.approx(step.breakdown_s[category], rel=1e-9, abs=1e-12 * step.total_s)
 
 

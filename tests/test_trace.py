@@ -14,7 +14,7 @@ import pytest
 from dfdsl.cli import main as cli_main
 from dfdsl.report import Report
 from dfdsl.driver import CompileOptions, run_model
-from dfdsl.sim.timing import SCHEDULE_TRACKS
+from dfdsl.sim.timeline import SCHEDULE_TRACKS
 from dfdsl.sim.trace import MAX_TRACED_SOCKETS, trace_events, trace_json
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
