@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 
@@ -37,7 +38,7 @@ RUN_LIMITS: dict[str, tuple[int, int]] = {
 TENSOR_CLASSES = df.PLACEMENT_CLASSES
 DEFAULT_PLACEMENT = {"weights": "hbm", "kv_cache": "hbm", "activations": "sram", "inputs": "hbm"}
 DECL_CLASS = {decl.KEYWORD: decl.PLACEMENT_CLASS for decl in df.DECLS}
-DEFAULT_RUN = {"batch": 1, "context": 4096, "tokens": 128, "sockets": 8, "target": "sn40l"}
+DEFAULT_RUN: dict[str, int | str] = {"batch": 1, "context": 4096, "tokens": 128, "sockets": 8, "target": "sn40l"}
 
 
 @attrs.frozen
@@ -130,7 +131,7 @@ class Elaborator:
         self.counter += 1
         return f"{hint}_{self.counter}"
 
-    def fail(self, code: str, message: str, span: ast.Span | None, help: str | None = None):
+    def fail(self, code: str, message: str, span: ast.Span | None, help: str | None = None) -> NoReturn:
         self.errors.error(code, message, span, help, notes=tuple(reversed(self.context)))
         raise _Abort
 
@@ -242,8 +243,8 @@ class Elaborator:
         elif isinstance(stmt, ast.Decl):
             self.elaborate_decl(stmt, scope, layer, prefix)
         elif isinstance(stmt, ast.Assign):
-            value = self.elaborate_call(stmt, scope, layer, prefix)
-            self.define(scope, stmt.target, value, stmt.target_span, rebind_tensor=True)
+            result = self.elaborate_call(stmt, scope, layer, prefix)
+            self.define(scope, stmt.target, result, stmt.target_span, rebind_tensor=True)
         elif isinstance(stmt, ast.For):
             self.elaborate_for(stmt, scope, layer, prefix, outputs)
         elif isinstance(stmt, ast.Out):
