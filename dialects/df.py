@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, cast
+from typing import ClassVar, Protocol, TypeVar, cast
 
 from xdsl.dialects.builtin import (
     I64,
@@ -38,6 +38,7 @@ from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
     VarOperand,
+    VarOpResult,
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
@@ -65,6 +66,7 @@ from xdsl.utils.exceptions import PassFailedException, VerifyException
 
 from dfdsl.dialects import shapes
 from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, Shape, TensorShape
+from dfdsl.errors import LoweringError
 
 _DTYPE_TO_TYPE: dict[str, Attribute] = {
     "bf16": BFloat16Type(),
@@ -384,6 +386,13 @@ class OutputOp(IRDLOperation):
         super().__init__(operands=[values])
 
 
+class Callee(Protocol):
+    """What a call may name: an op with a signature (`df.layer`, `df.kernel`, a target's kernel)."""
+
+    name: ClassVar[str]
+    function_type: FunctionType
+
+
 class CallBase(IRDLOperation):
     """A call of a symbol by name: `args` in, `res` out, as the callee's signature says.
 
@@ -391,11 +400,12 @@ class CallBase(IRDLOperation):
     symbol, does not verify, so every pass and simulator may look a callee up without checking.
     """
 
-    CALLEE: ClassVar[type[Operation]]
+    CALLEE: ClassVar[type[Callee]]
 
     callee = prop_def(SymbolRefAttr)
     args = var_operand_def(TensorType)
-    res = var_result_def(TensorType)
+    # Typed as any shaped value, not as TensorType, so a target's call may constrain it to its buffer type.
+    res: VarOpResult[ShapedTypeBase] = var_result_def(TensorType)
     assembly_format = "$callee `(` $args `)` attr-dict `:` functional-type($args, $res)"
 
     def __init__(self, callee: str, args: Sequence[SSAValue], result_types: Sequence[Attribute]):
@@ -411,11 +421,26 @@ class CallBase(IRDLOperation):
             raise VerifyException(f"{self.name} {symbol}: the module has no {wanted} {symbol}")
         if not isinstance(callee, self.CALLEE):
             raise VerifyException(f"{self.name} {symbol}: {symbol} is a {callee.name}, not a {wanted}")
-        ft: FunctionType = callee.function_type  # type: ignore[attr-defined]
+        ft = callee.function_type
         if tuple(self.args.types) != ft.inputs.data or tuple(self.res.types) != ft.outputs.data:
             raise VerifyException(
                 f"{self.name} {symbol}: operand or result types differ from the {wanted}'s signature"
             )
+
+
+SymbolT = TypeVar("SymbolT", bound=Operation)
+
+
+def lookup(scope: Operation, name: str, kind: type[SymbolT], who: str) -> SymbolT:
+    """The `kind` op named `name` in the module around `scope`.
+
+    A call's verifier makes sure the symbol it names is there and of its `CALLEE` class; in a module
+    that was not verified, a `LoweringError` that names `who` says it is not.
+    """
+    found = SymbolTable.lookup_symbol(scope, name)
+    if not isinstance(found, kind):
+        raise LoweringError(f"{who}: the module has no {kind.name} @{name}")
+    return found
 
 
 @irdl_op_definition
@@ -423,7 +448,7 @@ class CallOp(CallBase):
     """One instance of a layer: its activation in, its own weights and KV cache, its activation out."""
 
     name = "df.call"
-    CALLEE: ClassVar[type[Operation]] = LayerOp
+    CALLEE: ClassVar[type[Callee]] = LayerOp
 
 
 @irdl_op_definition
@@ -431,7 +456,7 @@ class LaunchOp(CallBase):
     """One call of a fused kernel: a synchronization boundary (launch, fill, run, drain)."""
 
     name = "df.launch"
-    CALLEE: ClassVar[type[Operation]] = KernelOp
+    CALLEE: ClassVar[type[Callee]] = KernelOp
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from xdsl.dialects.builtin import I64, ArrayAttr, FunctionType, IntegerAttr, StringAttr, SymbolNameConstraint
-from xdsl.ir import Attribute, Dialect, Operation, SSAValue
+from xdsl.ir import Attribute, Dialect, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
@@ -120,7 +120,7 @@ class LaunchOp(df.CallBase):
     """One kernel launch in the step's CUDA graph: a synchronization boundary."""
 
     name = "nv.launch"
-    CALLEE: ClassVar[type[Operation]] = KernelOp
+    CALLEE: ClassVar[type[df.Callee]] = KernelOp
     args = var_operand_def(BufferType)
     res = var_result_def(BufferType)
     traits = traits_def(HasParent(ProgramOp))

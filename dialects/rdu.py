@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar, cast
 
 from xdsl.dialects.builtin import I64, ArrayAttr, DenseArrayBase, IntegerAttr, StringAttr, i64
-from xdsl.ir import Attribute, Block, Dialect, Operation, Region
+from xdsl.ir import Attribute, Block, Dialect, Region
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
@@ -209,7 +209,7 @@ class CallOp(df.CallBase):
     """
 
     name = "rdu.call"
-    CALLEE: ClassVar[type[Operation]] = KernelOp
+    CALLEE: ClassVar[type[df.Callee]] = KernelOp
     args = var_operand_def(BufferType)
     res = var_result_def(BufferType)
     traits = traits_def(HasParent(ProgramOp))

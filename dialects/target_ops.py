@@ -21,6 +21,7 @@ from xdsl.irdl import (
     opt_prop_def,
     prop_def,
     region_def,
+    result_def,
     traits_def,
 )
 from xdsl.traits import NoTerminator, SymbolOpInterface
@@ -163,11 +164,12 @@ class ProgramBase(IRDLOperation):
 class BufferBase(IRDLOperation):
     """A declared buffer: the step's input, a weight, or a KV cache (`BUFFER_KINDS`).
 
-    The concrete op defines `result`, of its dialect's buffer type.
+    The concrete op narrows `result` to its dialect's buffer type.
     """
 
     buffer_name = prop_def(StringAttr)
     kind = prop_def(StringAttr)
+    result = result_def(BufferTypeBase)
 
     def __init__(self, buffer_name: str, kind: str, type_: BufferTypeBase):
         super().__init__(

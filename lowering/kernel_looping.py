@@ -375,8 +375,7 @@ def _loop_run(
     run: Run, module: ModuleOp, rewriter: PatternRewriter, made: dict[tuple[str, int], str]
 ) -> None:
     """Replace the launches of `run` and their per-layer declarations by one looped launch."""
-    # The verifier checked that a df.launch names a df.kernel.
-    kernel: df.KernelOp = SymbolTable.lookup_symbol(module, run.kernel)  # type: ignore[assignment]
+    kernel = df.lookup(module, run.kernel, df.KernelOp, "kernel-looping")
     trip_count = len(run.launches)
     key = (run.kernel, trip_count)
     if key not in made:
@@ -429,4 +428,4 @@ class KernelLooping(StagedPass):
         launched = {_callee(o) for o in op.walk() if isinstance(o, df.LaunchOp)}
         for kernel in dict.fromkeys(run.kernel for run in runs):
             if kernel not in launched:
-                rewriter.erase(SymbolTable.lookup_symbol(op, kernel))  # type: ignore[arg-type]
+                rewriter.erase(df.lookup(op, kernel, df.KernelOp, "kernel-looping"))

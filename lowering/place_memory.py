@@ -174,8 +174,8 @@ def _retype_callees(module: ModuleOp, graph: df.GraphOp) -> None:
         if isinstance(op, df.CallOp | df.LaunchOp):
             calls[op.callee.string_value()].append(op)
     for callee_name, uses in calls.items():
-        # The verifier checked that a df.call names a df.layer and a df.launch a df.kernel.
-        callee: df.FuncLikeBase = SymbolTable.lookup_symbol(module, callee_name)  # type: ignore[assignment]
+        kind = df.LayerOp if isinstance(uses[0], df.CallOp) else df.KernelOp
+        callee = df.lookup(module, callee_name, kind, "place-memory")
         original = _signature(callee.function_type.inputs.data)
         variants: dict[tuple[tuple[object, ...], ...], df.FuncLikeBase] = {original: callee}
         original_used = any(_signature(c.args.types) == original for c in uses)

@@ -157,7 +157,7 @@ def _check_kernel(kernel: df.KernelOp, stage: Stage) -> None:
 def untiered(graph: df.GraphOp) -> Operation | None:
     """The first `df.weight` or `df.kv_cache` of the graph without a memory tier, if any."""
     return next((op for op in graph.body.block.ops if isinstance(op, df.WeightOp | df.KvCacheOp)
-                 and not op.result.type.tier_name), None)  # type: ignore[attr-defined]
+                 and not op.result.type.tier_name), None)
 
 
 NO_TIER_FIX = "write one in its type (`!df.tensor<[...], bf16, hbm>`), as the front end does"

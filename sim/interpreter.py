@@ -28,7 +28,6 @@ from xdsl.interpreter import (
     register_impls,
 )
 from xdsl.ir import Operation, OpResult
-from xdsl.traits import SymbolTable
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import cost, df, rdu, target_ops
@@ -80,12 +79,8 @@ def activations(callee: str, results: Sequence[OpResult[df.ShapedTypeBase]]) -> 
 def callee_kernel(op: df.CallBase, kernel_type: type[KernelT]) -> KernelT:
     """The kernel `op` calls, or a diagnostic if the symbol names none (in a module that was
     not verified: the verifier says so too)."""
-    kernel = SymbolTable.lookup_symbol(op, op.callee)
-    if not isinstance(kernel, kernel_type):
-        raise LoweringError(
-            f"{op.name} @{op.callee.string_value()}: the module has no {kernel_type.name} of that name"
-        )
-    return kernel
+    name = op.callee.string_value()
+    return df.lookup(op, name, kernel_type, f"{op.name} @{name}")
 
 
 @attrs.define
@@ -115,7 +110,7 @@ class TargetFunctions(InterpreterFunctions):
 
     def declare_buffer(self, interpreter: Interpreter, op: target_ops.BufferBase,
                        args: tuple[Any, ...]) -> tuple[Buffer]:
-        return (Buffer(op.buffer_name.data, op.kind.data, op.result.type.tier_name),)  # type: ignore[attr-defined]
+        return (Buffer(op.buffer_name.data, op.kind.data, op.result.type.tier_name),)
 
     def end_step(self, interpreter: Interpreter, op: target_ops.OutputBase, args: tuple[Any, ...]) -> tuple[()]:
         return ()
