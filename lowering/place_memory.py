@@ -30,7 +30,7 @@ from xdsl.traits import SymbolTable
 
 from dfdsl.dialects import df
 from dfdsl.errors import HardwareFileError, LoweringError, describe
-from dfdsl.hardware import Hardware, HardwareError, load_hardware
+from dfdsl.hardware import GpuHardware, Hardware, HardwareError, load_hardware
 from dfdsl.lowering.stages import NO_TIER_FIX, Stage, StagedPass, untiered
 
 TIER_ORDER = ("sram", "hbm", "ddr")
@@ -114,7 +114,8 @@ def _sockets_needed(total_bytes: int, capacity_per_socket: int) -> int:
     return 2 ** math.ceil(math.log2(max(1, math.ceil(total_bytes / capacity_per_socket))))
 
 
-def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str, hw: Hardware) -> CapacityError:
+def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
+                    hw: Hardware | GpuHardware) -> CapacityError:
     """The message: what the tier must hold, what the sockets have, and what to do."""
     sockets = graph.tp.value.data
     capacity = hw.capacity_bytes(tier)
@@ -144,7 +145,7 @@ def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
     )
 
 
-def plan_placement(graph: df.GraphOp, hw: Hardware) -> tuple[list[TensorGroup], list[str]]:
+def plan_placement(graph: df.GraphOp, hw: Hardware | GpuHardware) -> tuple[list[TensorGroup], list[str]]:
     """Decides every group's tier; returns the groups and one warning per spill.
 
     Raises `CapacityError` when a tier still overflows after everything that may move has moved.

@@ -77,7 +77,7 @@ class Assumptions:
 class _OffChipMemories:
     """Capacity and tiers of a target whose `chip` says its SRAM and that has `hbm` and `ddr`."""
 
-    chip: Any
+    chip: Chip | GpuChip
     hbm: MemoryTier
     ddr: MemoryTier
 
