@@ -255,13 +255,13 @@ def _interleaving_remarks(launches: Sequence[df.LaunchOp]) -> list[Remark]:
         ):
             continue
         span = range(min(at[k][0] for k in kernels), max(at[k][-1] for k in kernels) + 1)
-        indices = tuple(i for i in span if _callee(launches[i]) in kernels)
+        involved = tuple(i for i in span if _callee(launches[i]) in kernels)
         tail = "one kernel" if not set(kernels) & repeated else f"@{kernel}"
         remarks.append(
             Remark(
                 kernel,
-                indices,
-                f"{_names(kernels)} alternate over launches {indices[0]}..{indices[-1]}; "
+                involved,
+                f"{_names(kernels)} alternate over launches {involved[0]}..{involved[-1]}; "
                 f"no consecutive launches of {tail}",
             )
         )
