@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import attrs
 from xdsl.context import Context
@@ -180,7 +181,7 @@ def _lower_loop(kernel: df.KernelOp, loop: df.LoopOp, run: _Run) -> rdu.LoopOp:
     strides = [Work.of_bytes(v.type.with_dims(v.type.dims[1:])) for v in loop.stacked]
     carried = sum((Work.of_bytes(v.type) for v in loop.carried), ZERO)
     body = [op for op in loop.body.block.ops if not isinstance(op, df.YieldOp)]
-    ops = _sized_ops(kernel.sym_name.data, _group(body, run), run)  # type: ignore[arg-type]
+    ops = _sized_ops(kernel.sym_name.data, _group(body, run), run)
     return rdu.LoopOp(loop.trip_count.value.data, stacked, strides, carried, Region(Block(ops)))
 
 
@@ -191,7 +192,7 @@ def _lower_kernel(kernel: df.KernelOp, run: _Run) -> rdu.KernelOp:
     if body and isinstance(body[0], df.LoopOp):  # then it is the only op, as the placed contract says
         ops: list[Operation] = [_lower_loop(kernel, body[0], run)]
     else:
-        pipeline = _group(body, run)  # type: ignore[arg-type]
+        pipeline = _group(body, run)
         _activation_io(kernel, pipeline, run)
         ops = _sized_ops(name, pipeline, run)
     inputs = [run.buffer_type(df.tensor_type(t)) for t in kernel.function_type.inputs.data]
@@ -217,7 +218,7 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], run: _Run) -> Ope
             [run.buffer_type(df.tensor_type(t)) for t in op.res.types],
         )
     # The placed contract, less the graph-level all-reduces DfToRdu refuses, leaves the output.
-    return rdu.OutputOp(*(values[v] for v in op.values))  # type: ignore[attr-defined]
+    return rdu.OutputOp(*(values[v] for v in cast(df.OutputOp, op).values))
 
 
 def _lower_graph(graph: df.GraphOp, run: _Run, target: str) -> rdu.ProgramOp:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count
+from typing import cast
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
@@ -152,7 +153,7 @@ def _fuse_layer(layer: df.LayerOp, mode: str, kernels: Kernels) -> _FusedLayer:
     residual blocks in mode `block`, one per operator in mode `none`."""
     block = layer.body.block
     name = layer.sym_name.data
-    ret = block.last_op
+    ret = cast(df.ReturnOp, block.last_op)  # the df stage contract ends a layer with df.return
     ops = [op for op in block.ops if op is not ret]
     if not block.args:
         raise LoweringError(f"fuse: layer @{name} takes no arguments; a layer takes its activation first")
