@@ -23,11 +23,10 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.driver import CompileOptions, Compiler, Model, Run, RunSettings, load_model, run_model
 from dfdsl.elaborate import check_run_settings
-from dfdsl.hardware import GpuHardware, Hardware, load_hardware, target_name
+from dfdsl.hardware import load_hardware, target_name
 from dfdsl.lowering.kernel_looping import find_runs
 from dfdsl.lowering.pipeline import FUSION_MODES
 from dfdsl.report import Report
-from dfdsl.sim.interpreter import SimResult
 
 DEFAULT_SOCKETS = (8, 16)
 """A node and a rack."""
@@ -46,16 +45,18 @@ class Config:
 
 @attrs.frozen
 class Outcome:
-    """What one configuration gave: a report (and the simulation behind it), or an error."""
+    """What one configuration gave: its run (report, simulation and machine), or an error."""
 
     config: Config
-    report: Report | None = None
-    result: SimResult | None = None
-    hardware: Hardware | GpuHardware | None = None
+    run: Run | None = None
     error: str = ""
     internal_error: bool = False
     """The error is a bug in dfdsl rather than a property of the configuration."""
     note: str = ""
+
+    @property
+    def report(self) -> Report | None:
+        return None if self.run is None else self.run.report
 
     @property
     def ms_per_token(self) -> float | None:
@@ -124,7 +125,7 @@ class _Variants:
         if target.own_kernels:
             note = f"the target makes its own kernels ({target.own_kernels})"
         figures = {**run.report.figures, "kernel_looping": config.kernel_looping}
-        return Outcome(config, Report(figures, run.report.timeline), run.result, run.hardware, note=note)
+        return Outcome(config, Run(Report(figures, run.report.timeline), run.result, run.hardware), note=note)
 
 
 def simulate_configs(path: Path, overrides: Mapping[str, int | str], configs: Sequence[Config],

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import attrs
 
-from dfdsl.compare import Config, Outcome, simulate_configs
+from dfdsl.compare import Config, simulate_configs
 from dfdsl.compare_view import table_text
+from dfdsl.driver import Run
+from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.sim import timing
-from dfdsl.hardware import Hardware
 from dfdsl.sim.interpreter import SimResult
 
 EXAMPLES_DIR = Path(str(resources.files("dfdsl.examples")))
@@ -57,9 +58,11 @@ def dense_examples(examples_dir: Path = EXAMPLES_DIR) -> list[Path]:
     return [examples_dir / f"{name}.dfl" for name in names]
 
 
-def hbm_efficiency(result: SimResult, hardware: Hardware) -> float | None:
+def hbm_efficiency(result: SimResult, hardware: Hardware | GpuHardware) -> float | None:
     """The lowest, over the looped calls of a step, of (time to stream the call's HBM bytes at the
     full bandwidth) / (the call's body time); None without a looped call."""
+    if not isinstance(hardware, Hardware):
+        return None  # a GPU loops no kernels
     efficiencies = []
     for call in result.calls:
         if call.trips > 1:
@@ -77,16 +80,16 @@ class Calibration:
     model: str
     sockets: int
     context: int
-    looped: Outcome
-    unlooped: Outcome
+    looped: Run
+    unlooped: Run
 
     @property
     def looped_ms(self) -> float:
-        return self.looped.report["ms_per_token"]  # type: ignore[index]
+        return self.looped.report["ms_per_token"]
 
     @property
     def unlooped_ms(self) -> float:
-        return self.unlooped.report["ms_per_token"]  # type: ignore[index]
+        return self.unlooped.report["ms_per_token"]
 
     @property
     def speedup(self) -> float:
@@ -94,11 +97,11 @@ class Calibration:
 
     @property
     def peak_fraction(self) -> float:
-        return self.looped.report["peak_fraction"]  # type: ignore[index]
+        return self.looped.report["peak_fraction"]
 
     @property
     def hbm_efficiency(self) -> float | None:
-        return hbm_efficiency(self.looped.result, self.looped.hardware)  # type: ignore[arg-type]
+        return hbm_efficiency(self.looped.result, self.looped.hardware)
 
     def label(self) -> str:
         return f"{self.model}, {self.sockets} sockets"
@@ -107,7 +110,7 @@ class Calibration:
         return {"model": self.model, "sockets": self.sockets, "context": self.context,
                 "looped_ms_per_token": self.looped_ms, "unlooped_ms_per_token": self.unlooped_ms,
                 "speedup": self.speedup, "peak_fraction": self.peak_fraction,
-                "unlooped_peak_fraction": self.unlooped.report["peak_fraction"],  # type: ignore[index]
+                "unlooped_peak_fraction": self.unlooped.report["peak_fraction"],
                 "hbm_efficiency": self.hbm_efficiency}
 
 
@@ -128,11 +131,10 @@ def calibrate(examples: Sequence[Path], sockets: Sequence[int] = SOCKETS,
         outcomes = simulate_configs(path, {**RUN, "context": context}, configs, hardware_file)
         for s in sockets:
             unlooped, looped = (o for o in outcomes if o.config.sockets == s)
-            failed = next((o for o in (looped, unlooped) if o.report is None), None)
-            if failed is not None:
-                skipped.append(Skipped(path.stem, s, failed.error))
+            if looped.run is None or unlooped.run is None:
+                skipped.append(Skipped(path.stem, s, (looped if looped.run is None else unlooped).error))
             else:
-                calibrations.append(Calibration(path.stem, s, context, looped, unlooped))
+                calibrations.append(Calibration(path.stem, s, context, looped.run, unlooped.run))
     return calibrations, skipped
 
 
@@ -195,10 +197,10 @@ def check_production(calibrations: Sequence[Calibration]) -> Check:
     if not found:
         return _missing(claim, published, configuration, tolerance)
     report = found[0].looped.report
-    value = report["tokens_per_s_per_user"]  # type: ignore[index]
+    value = report["tokens_per_s_per_user"]
     error, low, high = _point(value, PUBLISHED_TOKENS_PER_S_PER_USER)
     return Check(claim, published, configuration,
-                 f"{value:,.1f} ({report['ms_per_token']:.3f} ms/token)",  # type: ignore[index]
+                 f"{value:,.1f} ({report['ms_per_token']:.3f} ms/token)",
                  value, error, f"{tolerance} ({low:,.0f}–{high:,.0f})", low, high)
 
 
@@ -310,7 +312,7 @@ def render_calibration(calibrations: Sequence[Calibration], skipped: Sequence[Sk
     for c in calibrations:
         efficiency = c.hbm_efficiency
         table.add_row(c.model, str(c.sockets), f"{c.context:,}", f"{c.looped_ms:.3f}", f"{c.peak_fraction:.1%}",
-                      f"{c.unlooped_ms:.3f}", f"{c.unlooped.report['peak_fraction']:.1%}",  # type: ignore[index]
+                      f"{c.unlooped_ms:.3f}", f"{c.unlooped.report['peak_fraction']:.1%}",
                       f"{c.speedup:.2f}×", "—" if efficiency is None else f"{efficiency:.1%}")
     lines = [table_text(table, width=160)]
     lines += [f"skipped: {s.model} at {s.sockets} sockets: {s.reason}" for s in skipped]
