@@ -13,6 +13,7 @@ from xdsl.passes import ModulePass
 from dfdsl.cli.options import add_lowering_options, add_run_settings, compile_options, overrides
 from dfdsl.cli.output import UsageError, emit, print_ir, write_output
 from dfdsl.driver import Compiler, load_model
+from dfdsl.lowering.kernel_looping import KernelLooping
 from dfdsl.targets import TARGETS
 
 STAGES = tuple(dict.fromkeys(stage for target in TARGETS.values() for stage in target.stages))
@@ -46,8 +47,8 @@ def add_parser(sub) -> None:
 
 
 def _with_remarks(p: ModulePass) -> ModulePass:
-    if p.name == "kernel-looping" and dataclasses.is_dataclass(p):
-        return dataclasses.replace(p, remarks=True)  # type: ignore[call-arg]
+    if isinstance(p, KernelLooping):
+        return dataclasses.replace(p, remarks=True)
     return p
 
 
