@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                   "dfdsl.hf_import", "dfdsl.stdlib", "dfdsl.examples")),
     ("lowering", ("dfdsl.lowering", "dfdsl.lowering.*")),
     ("simulators", ("dfdsl.sim", "dfdsl.sim.*")),
-    ("reports", ("dfdsl.footprint", "dfdsl.report", "dfdsl.graph_view")),
+    ("reports", ("dfdsl.footprint", "dfdsl.report", "dfdsl.graph_view", "dfdsl.graph_render")),
     ("driver", ("dfdsl.targets", "dfdsl.driver", "dfdsl.universe")),
     ("studies", ("dfdsl.compare", "dfdsl.compare_view", "dfdsl.validate", "dfdsl.sweep")),
     ("command line", ("dfdsl.cli", "dfdsl.cli.*", "dfdsl.__main__")),

@@ -1,4 +1,5 @@
-"""Tests of the dataflow-graph view: exact DOT of a tiny model at each stage, folding, formats.
+"""Tests of the dataflow-graph view (built in dfdsl/graph_view.py, drawn by dfdsl/graph_render.py):
+exact DOT of a tiny model at each stage, folding, formats.
 
 The expected DOT files under tests/data/graph/ were written from this module's output and checked
 by eye. After an intended change to the drawing, regenerate them with
@@ -19,15 +20,8 @@ from xdsl.parser import Parser
 
 from df_models import tiny_llama, tiny_moe
 from dfdsl.elaborate import check_file
-from dfdsl.graph_view import (
-    TIER_COLOURS,
-    GraphvizMissing,
-    build_graph,
-    format_bytes,
-    name_range,
-    render,
-    short_name,
-)
+from dfdsl.graph_render import TIER_COLOURS, GraphvizMissing, render
+from dfdsl.graph_view import build_graph, format_bytes, name_range, short_name
 from dfdsl.irgen import generate
 from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, context, run_passes
 

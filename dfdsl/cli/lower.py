@@ -84,7 +84,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _emit_graph(module: ModuleOp, args: argparse.Namespace, path: Path) -> None:
-    from dfdsl.graph_view import build_graph, render
+    from dfdsl.graph_render import render
+    from dfdsl.graph_view import build_graph
 
     fmt = args.format or "dot"
     data = render(build_graph(module, unfold=args.unfold, stage=args.stage), fmt)
