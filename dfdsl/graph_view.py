@@ -94,10 +94,10 @@ def name_range(names: Sequence[str]) -> str:
 class Fold:
     """`len(reps)` repetitions of the same group of calls; the first is drawn, the others alias it."""
 
-    reps: tuple[tuple[Operation, ...], ...]
+    reps: tuple[tuple[df.CallBase, ...], ...]
 
     @property
-    def first(self) -> tuple[Operation, ...]:
+    def first(self) -> tuple[df.CallBase, ...]:
         return self.reps[0]
 
 
@@ -105,10 +105,14 @@ def _is_decl(value: SSAValue) -> TypeGuard[OpResult]:
     return isinstance(value, OpResult) and isinstance(value.op, DECL_OPS)
 
 
-def _repeats(first: Sequence[Operation], rep: Sequence[Operation], previous: Sequence[Operation]) -> bool:
+def _repeats(first: Sequence[df.CallBase], rep: Sequence[df.CallBase], previous: Sequence[df.CallBase]) -> bool:
     """Whether `rep` does what `first` does, fed by `previous` the way `first` is fed from outside."""
-    produced_by = {res: (j, k) for j, call in enumerate(first) for k, res in enumerate(call.results)}
-    produced_here = {res: (j, k) for j, call in enumerate(rep) for k, res in enumerate(call.results)}
+    produced_by: dict[SSAValue, tuple[int, int]] = {
+        res: (j, k) for j, call in enumerate(first) for k, res in enumerate(call.results)
+    }
+    produced_here: dict[SSAValue, tuple[int, int]] = {
+        res: (j, k) for j, call in enumerate(rep) for k, res in enumerate(call.results)
+    }
     produced_before = {res for call in previous for res in call.results}
     for call0, call in zip(first, rep, strict=True):
         if call0.callee != call.callee or call0.operand_types != call.operand_types:
@@ -128,7 +132,7 @@ def _repeats(first: Sequence[Operation], rep: Sequence[Operation], previous: Seq
     return True
 
 
-def _count_reps(calls: Sequence[Operation], start: int, period: int) -> int:
+def _count_reps(calls: Sequence[df.CallBase], start: int, period: int) -> int:
     first = calls[start : start + period]
     reps = 1
     while start + (reps + 1) * period <= len(calls):
@@ -140,9 +144,9 @@ def _count_reps(calls: Sequence[Operation], start: int, period: int) -> int:
     return reps
 
 
-def _adjacent_runs(block: Block) -> list[list[Operation]]:
+def _adjacent_runs(block: Block) -> list[list[df.CallBase]]:
     """Calls with only declarations between them, in order: the candidates for folding."""
-    runs: list[list[Operation]] = [[]]
+    runs: list[list[df.CallBase]] = [[]]
     for op in block.ops:
         if isinstance(op, CALL_OPS):
             runs[-1].append(op)
@@ -175,10 +179,12 @@ def find_folds(block: Block, unfold: bool = False) -> list[Fold]:
 # Building the graph.
 
 
-def _decl_name(op: Operation) -> str:
+def _decl_name(value: SSAValue) -> str:
+    """The name of the tensor or buffer `value`, a declaration's result, stands for."""
+    op = value.owner
     if isinstance(op, rdu.BufferOp):
         return op.buffer_name.data
-    assert isinstance(op, df.DeclBase), f"{op.name} declares no tensor"
+    assert isinstance(op, df.DeclBase), "not a declared tensor"
     return op.tensor_name.data
 
 
@@ -219,7 +225,7 @@ class _GraphBuilder:
         tp = top.sockets.value.data if isinstance(top, rdu.ProgramOp) else top.tp.value.data
         stage = stage or _stage_of(module, top)
         self.context = context
-        self.graph = nx.MultiDiGraph(
+        self.graph: nx.MultiDiGraph[str] = nx.MultiDiGraph(
             name=top.sym_name.data,
             stage=stage,
             tp=tp,
@@ -230,7 +236,7 @@ class _GraphBuilder:
         )
         self.producer: dict[SSAValue, str] = {}
         self.alias: dict[SSAValue, SSAValue] = {}
-        self.owner: dict[Operation, Operation] = {}
+        self.owner: dict[Operation, df.CallBase] = {}
         self.fold_of: dict[Operation, Fold] = {}
 
     # -- primitives ----------------------------------------------------------------------
@@ -269,9 +275,9 @@ class _GraphBuilder:
                 if op.results[0] not in self.alias and op not in self.owner:
                     self.add_decl(op, "")
             elif isinstance(op, CALL_OPS):
-                fold = self.fold_of.get(op)
-                if fold is not None:
-                    self.add_fold(fold)
+                first_of = self.fold_of.get(op)
+                if first_of is not None:
+                    self.add_fold(first_of)
             elif isinstance(op, df.OutputOp | rdu.OutputOp):
                 node = self.add_node("output", "output", "")
                 for value in op.operands:
@@ -298,12 +304,12 @@ class _GraphBuilder:
     def add_decl(self, op: Operation, cluster: str, fold: Fold | None = None) -> None:
         """A declared tensor, coloured by tier; in a fold, one node standing for every layer's copy."""
         value = op.results[0]
-        names = [_decl_name(op)]
+        names = [_decl_name(value)]
         if fold is not None and len(fold.reps) > 1:
             call = self.owner[op]
             j = fold.first.index(call)
             k = list(call.operands).index(value)
-            names = [_decl_name(rep[j].operands[k].op) for rep in fold.reps]  # type: ignore[attr-defined]
+            names = [_decl_name(rep[j].operands[k]) for rep in fold.reps]
         full_name = name_range(names)
         copies = len(names) if len(names) > 1 else _copies(full_name)
         label = short_name(full_name) + (f" ×{copies}" if copies > 1 else "")
@@ -327,29 +333,29 @@ class _GraphBuilder:
         if len(fold.first) == 1:
             self.add_call(fold.first[0], "", fold, span)
             return
-        names = " + ".join(call.callee.string_value() for call in fold.first)  # type: ignore[attr-defined]
+        names = " + ".join(call.callee.string_value() for call in fold.first)
         parent = self.add_cluster("fold", names + span, "", count=count)
         for call in fold.first:
             self.add_call(call, parent, fold)
 
     def layer_span(self, fold: Fold) -> str:
         """`layers 0..31` from the declarations' names, else `calls 1..32` counting the step's calls from 0."""
-        def index(rep: tuple[Operation, ...]) -> int | None:
-            decls = [v.op for call in rep for v in call.operands if _is_decl(v)]
+        def index(rep: tuple[df.CallBase, ...]) -> int | None:
+            decls = [v for call in rep for v in call.operands if _is_decl(v)]
             found = [i for i in (layer_index(_decl_name(d)) for d in decls) if i is not None]
             return found[0] if found else None
 
         first, last = index(fold.reps[0]), index(fold.reps[-1])
         if first is not None and last is not None:
             return f"layers {first}..{last}"
-        calls = [op for op in self.top.body.block.ops if isinstance(op, CALL_OPS)]
+        calls: list[df.CallBase] = [op for op in self.top.body.block.ops if isinstance(op, CALL_OPS)]
         return f"calls {calls.index(fold.reps[0][0])}..{calls.index(fold.reps[-1][-1])}"
 
     # -- one call ------------------------------------------------------------------------
 
-    def add_call(self, call: Operation, parent: str, fold: Fold, span: str = "") -> None:
+    def add_call(self, call: df.CallBase, parent: str, fold: Fold, span: str = "") -> None:
         """A call's callee expanded in a cluster under `parent`; `span` says what it stands for when folded."""
-        callee = SymbolTable.lookup_symbol(call, call.callee)  # type: ignore[attr-defined]
+        callee = SymbolTable.lookup_symbol(call, call.callee)
         assert isinstance(callee, df.FuncLikeBase), f"{call.name} of a missing callee"
         loop = _only_loop(callee)
         label = callee.sym_name.data
@@ -388,7 +394,7 @@ class _GraphBuilder:
             else:
                 self.add_operator(op, cluster)
 
-    def add_rdu_kernel(self, kernel: rdu.KernelOp, call: Operation, cluster: str) -> None:
+    def add_rdu_kernel(self, kernel: rdu.KernelOp, call: df.CallBase, cluster: str) -> None:
         """An rdu kernel's pipeline: its stages and collectives in order, fed by the call's buffers."""
         pipeline, _ = kernel.pipeline()
         nodes = [self.add_pipeline_node(op, cluster) for op in pipeline]
