@@ -21,18 +21,6 @@ MODULES = sorted({
     str(path.relative_to(ROOT)) for folder in PACKAGE_DIR.values() for path in (ROOT / folder).rglob("*.py")
 })
 
-# Temporary: the modules known to type-check while other branches rewrite the rest (the df operator
-# classes and the passes, stage contracts, the CLI and its drivers, the split of elaborate.py and
-# timing.py). The others are expected to fail until those branches merge and their errors are fixed;
-# then this list and the xfail below go, and every module must pass.
-CHECKED_NOW = {
-    "dfdsl/__init__.py", "dfdsl/ast.py", "dfdsl/diagnostics.py", "dfdsl/hf_import.py", "dfdsl/loader.py",
-    "dfdsl/parser.py", "dfdsl/report.py", "dfdsl/stdlib/__init__.py", "dfdsl/universe.py",
-    "dialects/__init__.py", "dialects/shapes.py", "grammar/__init__.py",
-    "sim/__init__.py", "sim/gpu_interpreter.py", "sim/interpreter.py", "sim/trace.py",
-}
-
-
 def lay_out_package(dest: Path) -> None:
     """Symlink the installed layout under dest: dest/dfdsl/ast.py -> dfdsl/ast.py, dest/dfdsl/sim -> sim/, ..."""
     for name, folder in sorted(PACKAGE_DIR.items()):  # a package before its subpackages
@@ -77,11 +65,7 @@ def errors_by_module(tmp_path_factory) -> dict[str, list[str]]:
     return by_module
 
 
-@pytest.mark.parametrize("module", [
-    pytest.param(module, marks=() if module in CHECKED_NOW else pytest.mark.xfail(
-        strict=False, reason="temporary: rewritten on another branch now; its type errors are fixed once that merges"))
-    for module in MODULES
-])
+@pytest.mark.parametrize("module", MODULES)
 def test_module_type_checks(errors_by_module, module):
     if module in errors_by_module:
         pytest.fail("\n".join(errors_by_module[module]), pytrace=False)
