@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LLAMA_8B = (ROOT / "examples" / "llama3_1_8b.dfl").read_text(encoding="utf-8")
 SOURCE_DIRS = ("dfdsl", "dialects", "lowering", "sim", "grammar")
 QUICK_S = 5.0
-"""Seconds within which an absurd input must be refused (each takes well under one)."""
+"""CPU seconds within which an absurd input must be refused (each takes well under one). CPU time of
+this thread, not wall time, so parallel test workers and other jobs on the machine do not fail it;
+a wait that burns no CPU is caught by run_cli's 60 s limit."""
 
 
 def model(tmp_path: Path, text: str = LLAMA_8B, name: str = "model.dfl") -> Path:
@@ -31,9 +33,9 @@ def model(tmp_path: Path, text: str = LLAMA_8B, name: str = "model.dfl") -> Path
 
 def refused(argv: list[str], code: str) -> Outcome:
     """Run the CLI; assert it exits 2 within QUICK_S with `code`, and no traceback."""
-    start = time.perf_counter()
+    start = time.thread_time()
     outcome = run_cli(argv, seconds=60)
-    elapsed = time.perf_counter() - start
+    elapsed = time.thread_time() - start
     assert outcome.code == 2, f"exit {outcome.code} {outcome.error}\n{outcome.stderr}"
     assert f"[{code}]" in outcome.stderr, outcome.stderr
     assert "Traceback" not in outcome.stderr
@@ -72,10 +74,10 @@ def test_absurd_values_in_the_file_are_refused_quickly(text, code, tmp_path):
 
 def test_deeply_nested_parentheses_are_accepted_quickly(tmp_path):
     """Parentheses make no tree node, so 100,000 of them cost nothing (unlike `-` or `+` chains)."""
-    start = time.perf_counter()
+    start = time.thread_time()
     path = model(tmp_path, f"const a = {'(' * 100_000}1{')' * 100_000}\n{LLAMA_8B}")
     assert run_cli(["check", str(path)], seconds=60).code == 0
-    assert time.perf_counter() - start < QUICK_S
+    assert time.thread_time() - start < QUICK_S
 
 
 def test_a_100_mb_file_is_refused_quickly(tmp_path):
