@@ -268,10 +268,11 @@ def test_limits_table_states_the_constants_of_the_code():
 
 def test_run_table_states_the_defaults_of_the_code():
     rows = {row[0].strip("`"): row for row in table_rows(LANGUAGE_SECTIONS["`run`"])}
-    assert set(rows) == set(elaborate.DEFAULT_RUN)
-    for setting, default in elaborate.DEFAULT_RUN.items():
+    assert list(rows) == list(elaborate.RUN_SETTING_NAMES)
+    for setting in elaborate.RUN_SETTING_NAMES:
+        default = elaborate.DEFAULT_RUN.get(setting, "none")
         assert rows[setting][2].strip("`") == str(default)
-        assert f"--{setting} " in rows[setting][3]
+        assert f"--{setting.replace('_', '-')} " in rows[setting][3]
 
 
 def test_place_table_states_the_classes_and_defaults_of_the_code():
