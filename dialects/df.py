@@ -374,6 +374,14 @@ class GraphOp(IRDLOperation):
                 raise VerifyException(f"df.graph: {key} must be positive")
         if self.activations.data not in TIERS:
             raise VerifyException(f"df.graph: unknown tier {self.activations.data!r} for activations")
+        if self.prompt is None:
+            for op in self.body.block.ops:
+                for result in op.results:
+                    if isinstance(result.type, TensorType) and shapes.PROMPT in result.type.dims:
+                        raise VerifyException(
+                            f"df.graph @{self.sym_name.data}: {op.name} gives {result.type}, a prompt's tensor, "
+                            "and the graph has no `prompt` (a decode step processes one token per sequence)"
+                        )
         unknown = sorted(self.classes_placed_explicitly() - set(PLACEMENT_CLASSES))
         if unknown:
             raise VerifyException(
