@@ -27,13 +27,14 @@ import attrs
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
 
-from dfdsl.dialects import df
+from dfdsl.dialects import df, target_ops
 from dfdsl.elaborate import RunValue, check_draft, check_run_settings, elaborate
 from dfdsl.footprint import footprint
 from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, bundled_targets, load_hardware
 from dfdsl.irgen import generate
 from dfdsl.loader import Program, load
 from dfdsl.lowering.pipeline import LoweringOptions, PassCallback, run_passes
+from dfdsl.lowering.place_memory import CapacityError
 from dfdsl.model import ResolvedModel
 from dfdsl.report import Report, RequestFigures, make_report
 from dfdsl.sim import request
@@ -243,9 +244,11 @@ class Compiler:
         draft = model.draft() if settings.acceptance is not None else None
         speculation = None
         if draft is not None and settings.acceptance is not None:
+            draft_module = self.compile(draft, settings, options)
+            _check_both_fit(model, module, draft, draft_module, settings, hw)
             speculation = request.speculate(
                 result, self._calls(model, settings, options, hw, settings.draft_tokens + 1),
-                target.kernel_calls(self.compile(draft, settings, options), hw), hw, target.time_call,
+                target.kernel_calls(draft_module, hw), hw, target.time_call,
                 draft_tokens=settings.draft_tokens, acceptance=settings.acceptance)
             result = speculation.result
         prefill: tuple[request.Prefill, ...] = ()
@@ -267,6 +270,28 @@ class Compiler:
         """The calls of the model's prefill program compiled for passes of `pass_tokens` tokens."""
         module = self.compile(model, settings, options, pass_tokens=pass_tokens)
         return model.target.kernel_calls(module, hw)
+
+
+def _hbm_bytes_per_socket(module: ModuleOp, settings: RunSettings) -> int:
+    """The HBM one socket gives the buffers a compiled program declares (KV caches for the whole run)."""
+    cached = settings.context + max(settings.tokens, 1)
+    types = (op.results[0].type for op in module.walk() if isinstance(op, target_ops.BufferBase))
+    return sum(t.num_bytes(settings.batch, cached) for t in types
+               if isinstance(t, df.ShapedTypeBase) and t.tier_name == "hbm")
+
+
+def _check_both_fit(model: Model, module: ModuleOp, draft: Model, draft_module: ModuleOp, settings: RunSettings,
+                    hw: Hardware | GpuHardware) -> None:
+    """Speculative decoding keeps the model and its draft in the HBM of the same sockets: each was
+    placed on its own, so check that both fit together (E021)."""
+    needed = _hbm_bytes_per_socket(module, settings) + _hbm_bytes_per_socket(draft_module, settings)
+    capacity = hw.capacity_bytes("hbm")
+    if needed > capacity:
+        raise CapacityError(
+            f"{model.resolved.name} and its draft {draft.resolved.name} need {needed / 1e9:.1f} GB of hbm per "
+            f"socket together, and a socket has {capacity / 1e9:.1f} GB (GB = 10^9 bytes): use more sockets, "
+            "or place the draft's weights in ddr"
+        )
 
 
 def run_model(path: Path, overrides: Mapping[str, RunValue] | None = None,

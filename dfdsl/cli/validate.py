@@ -8,7 +8,16 @@ import json
 import attrs
 
 from dfdsl.cli.output import emit
-from dfdsl.validate import SOCKETS, calibrate, checks, dense_examples, render_calibration, render_checks
+from dfdsl.validate import (
+    SOCKETS,
+    calibrate,
+    checks,
+    dense_examples,
+    render_calibration,
+    render_checks,
+    speculative_checks,
+    speculative_runs,
+)
 
 
 def add_parser(sub) -> None:
@@ -32,11 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """`dfdsl validate`: exit code 1 when a published figure is outside its tolerance."""
     calibrations, skipped = calibrate(dense_examples(), SOCKETS, args.hardware or "")
-    results = checks(calibrations)
+    speculative = speculative_runs(hardware_file=args.hardware or "")
+    results = checks(calibrations) + speculative_checks(speculative)
     if args.json:
         data = {"claims": [c.as_json() for c in results],
                 "configurations": [c.as_json() for c in calibrations],
-                "skipped": [attrs.asdict(s) for s in skipped]}
+                "skipped": [attrs.asdict(s) for s in skipped],
+                "speculative": [r.as_json() for r in speculative]}
         emit(json.dumps(data, indent=2), args.output, [])
     else:
         emit(render_checks(results) + "\n" + render_calibration(calibrations, skipped), args.output, [])
