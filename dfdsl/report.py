@@ -103,6 +103,7 @@ def _request_figures(result: SimResult, hardware: Hardware | GpuHardware, reques
     the fraction of the sockets' peak compute the prefill reached."""
     ttft_s = sum(p.total_s for p in request.prefill)
     ttft_ms = ttft_s * 1e3
+    flops = sum(p.flops for p in request.prefill)
     return {
         "tokens": request.tokens,
         "prompt": request.prompt,
@@ -110,7 +111,8 @@ def _request_figures(result: SimResult, hardware: Hardware | GpuHardware, reques
         "tpot_ms": result.ms_per_token,
         "request_latency_ms": ttft_ms + max(request.tokens - 1, 0) * result.ms_per_token,
         "prefill_tokens_per_s": result.batch * request.prompt / ttft_s,
-        "prefill_compute_fraction": sum(p.flops for p in request.prefill) / (ttft_s * hardware.chip.peak_flops_per_s),
+        "prefill_compute_fraction": flops / (ttft_s * hardware.chip.peak_flops_per_s),
+        "prefill_flops": round(result.sockets * flops),
         "prefill_passes": len(request.prefill[0].passes),
         "prefill_breakdown_ms": {c: sum(s.breakdown_s[c] for p in request.prefill for s in p.passes) * 1e3
                                  for c in CATEGORIES},
