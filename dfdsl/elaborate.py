@@ -844,8 +844,12 @@ def _vocabulary(model: ResolvedModel) -> object:
 
 def check_file(path: Path, overrides: Mapping[str, RunValue] | None = None,
                targets: Collection[str] | None = None) -> ResolvedModel:
-    """Load, parse and check a `.dfl` file."""
-    return elaborate(load(path), overrides, targets)
+    """Load, parse and check a `.dfl` file, its draft model included; the model's resolution."""
+    program = load(path)
+    model = elaborate(program, overrides, targets)
+    if model.draft:
+        check_draft(program, model, elaborate(program, overrides, targets, draft=True))
+    return model
 
 
 __all__ = ["DfslError", "check_file", "elaborate"]

@@ -178,7 +178,7 @@ def _point(value: float, published: float) -> tuple[float, float, float]:
     return (value / published - 1, published * (1 - RELATIVE_TOLERANCE), published * (1 + RELATIVE_TOLERANCE))
 
 
-DENSE_CONFIGURATIONS = ("examples/llama*.dfl, mistral_7b and qwen2_72b at 8 and 16 "
+DENSE_CONFIGURATIONS = ("examples/llama*.dfl decoding alone, mistral_7b and qwen2_72b at 8 and 16 "
                         "sockets, batch 1, context 4,096 (8,192 for Llama 3.1 8B), 128 tokens, fusion layer")
 """Where claims (b) to (d) are compared; the table's caption."""
 
