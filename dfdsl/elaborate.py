@@ -208,9 +208,9 @@ class Elaborator:
 
     def eval_fraction(self, expr: ast.Expr, scope: _Scope, what: str) -> float:
         value = self.eval(expr, scope)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail("E005", f"{what} needs a number such as 0.8, got {_describe(value)}", expr.span)
-        return float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return self.fail("E005", f"{what} needs a number such as 0.8, got {_describe(value)}", expr.span)
 
     def eval_target(self, call: ast.Call, scope: _Scope) -> Target:
         if call.args:

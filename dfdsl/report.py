@@ -160,7 +160,7 @@ def render_table(report: Report) -> str:
         ("FLOPs per token", f"{f['flops_per_token'] / 1e9:,.2f} GFLOP"),
         ("FLOPs per byte", f"{f['flops_per_byte']:.2f}  ({f['bound']}-bound; ridge "
                            f"{f['ridge_flops_per_byte']:.0f})"),
-        ("kernel calls per token", _count(f["kernel_calls_per_token"])),
+        ("kernel calls per token", format_calls(f["kernel_calls_per_token"])),
     ]
     if f["expert_bytes_read_fraction"] < 1.0:
         rows.append(("routed experts read per step", f"{f['expert_bytes_read_fraction']:.1%} "
@@ -183,7 +183,7 @@ def render_table(report: Report) -> str:
     return out.getvalue()
 
 
-def _count(calls: float) -> str:
+def format_calls(calls: float) -> str:
     """Calls per token: a whole number per decode step, a mean per token with speculative decoding."""
     return str(calls) if isinstance(calls, int) else f"{calls:.2f}"
 

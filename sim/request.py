@@ -19,6 +19,7 @@ only the calls and the call timer differ.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import attrs
 
@@ -53,12 +54,19 @@ def prefill_efficiency(hw: Machine, tokens: int) -> float:
     return a.prefill_compute_efficiency * tokens / (tokens + a.prefill_half_efficiency_tokens)
 
 
+def _computing_at(hw: Machine, efficiency: float) -> Machine:
+    """`hw` with its calls' compute at `efficiency` of peak."""
+    assumptions = attrs.evolve(hw.assumptions, compute_efficiency=efficiency)
+    # Either machine's `assumptions` takes its own kind, which attrs' typing of a union cannot say.
+    changed: Machine = attrs.evolve(cast(Any, hw), assumptions=assumptions)
+    return changed
+
+
 def prefill_pass(calls: Sequence[timing.KernelCall], hw: Machine, time_call: timing.CallTimer, *,
                  batch: int, prompt: int, context: int) -> timing.Step:
     """One pass of the prefill program: `prompt` tokens of each of `batch` sequences, over
     `context` tokens already cached; its compute at the efficiency of its `batch x prompt` rows."""
-    pass_hw = attrs.evolve(hw, assumptions=attrs.evolve(
-        hw.assumptions, compute_efficiency=prefill_efficiency(hw, batch * prompt)))
+    pass_hw = _computing_at(hw, prefill_efficiency(hw, batch * prompt))
     return timing.step([at_prompt(c, prompt) for c in calls], pass_hw, batch, context, time_call)
 
 
