@@ -24,7 +24,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("validate", help="the published SN40L results beside the simulator's",
                        description="Compare the published SN40L figures (docs/validation.md lists them with "
                                    "their sources) with the simulator under the same configurations; exit "
-                                   "code 1 if one is outside its tolerance.")
+                                   "code 1 if a calibrated figure is outside its tolerance (the speculative "
+                                   "figures, predicted under a stated draft and acceptance, are reported "
+                                   "as MISS when outside).")
     add_arguments(p)
     p.set_defaults(func=main)
 
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """`dfdsl validate`: exit code 1 when a published figure is outside its tolerance."""
+    """`dfdsl validate`: exit code 1 when a calibrated published figure is outside its tolerance."""
     calibrations, skipped = calibrate(dense_examples(), SOCKETS, args.hardware or "")
     speculative = speculative_runs(hardware_file=args.hardware or "")
     results = checks(calibrations) + speculative_checks(speculative)
@@ -51,4 +53,4 @@ def main(args: argparse.Namespace) -> int:
         emit(json.dumps(data, indent=2), args.output, [])
     else:
         emit(render_checks(results) + "\n" + render_calibration(calibrations, skipped), args.output, [])
-    return 0 if all(c.passed for c in results) else 1
+    return 0 if all(c.passed for c in results if c.gates) else 1
