@@ -1,7 +1,7 @@
 """`dfdsl validate`: the published SN40L results (docs/validation.md) beside what the simulator gives
 under the same configurations, each with its error and a pass or fail against its tolerance.
 
-The dense examples (examples/llama*.dfl, mistral_7b, qwen2_72b) are simulated once each at 8 and 16
+The dense examples (examples/llama*b.dfl, mistral_7b, qwen2_72b) are simulated once each at 8 and 16
 sockets, with and without kernel looping (fusion layer, batch 1, 128 tokens, context 4,096 and
 8,192 for Llama 3.1 8B, the context of its published figure); every claim is then read off those
 runs. docs/validation.md says why each claim is compared where it is, and how wide each tolerance
@@ -187,7 +187,7 @@ def _point(value: float, published: float) -> tuple[float, float, float]:
     return (value / published - 1, published * (1 - RELATIVE_TOLERANCE), published * (1 + RELATIVE_TOLERANCE))
 
 
-DENSE_CONFIGURATIONS = ("examples/llama*.dfl decoding alone, mistral_7b and qwen2_72b at 8 and 16 "
+DENSE_CONFIGURATIONS = ("examples/llama*b.dfl, mistral_7b and qwen2_72b at 8 and 16 "
                         "sockets, batch 1, context 4,096 (8,192 for Llama 3.1 8B), 128 tokens, fusion layer")
 """Where claims (b) to (d) are compared; the table's caption."""
 
