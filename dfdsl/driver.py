@@ -272,7 +272,7 @@ class Compiler:
         return model.target.kernel_calls(module, hw)
 
 
-def _hbm_bytes_per_socket(module: ModuleOp, settings: RunSettings) -> int:
+def hbm_bytes_per_socket(module: ModuleOp, settings: RunSettings) -> int:
     """The HBM one socket gives the buffers a compiled program declares (KV caches for the whole run)."""
     cached = settings.context + max(settings.tokens, 1)
     types = (op.results[0].type for op in module.walk() if isinstance(op, target_ops.BufferBase))
@@ -284,7 +284,7 @@ def _check_both_fit(model: Model, module: ModuleOp, draft: Model, draft_module: 
                     hw: Hardware | GpuHardware) -> None:
     """Speculative decoding keeps the model and its draft in the HBM of the same sockets: each was
     placed on its own, so check that both fit together (E021)."""
-    needed = _hbm_bytes_per_socket(module, settings) + _hbm_bytes_per_socket(draft_module, settings)
+    needed = hbm_bytes_per_socket(module, settings) + hbm_bytes_per_socket(draft_module, settings)
     capacity = hw.capacity_bytes("hbm")
     if needed > capacity:
         raise CapacityError(

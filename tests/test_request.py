@@ -160,3 +160,28 @@ def test_the_ttft_of_a_speculative_request_includes_the_drafts_prefill(files):
     speculative = _run(files["speculative"])
     assert speculative["ttft_ms"] > alone["ttft_ms"]
     assert speculative["plain_ms_per_token"] == pytest.approx(alone["ms_per_token"])
+
+
+def test_the_model_and_its_draft_must_fit_the_sockets_hbm_together(files, tmp_path):
+    """Each is placed on its own; together they share each socket's HBM (E021 when they do not fit)."""
+    from importlib import resources
+
+    from xdsl.utils.exceptions import DiagnosticException
+
+    from dfdsl.driver import hbm_bytes_per_socket
+
+    model = _model(files["speculative"], "sn40l")
+    run_settings = model.settings
+    draft = model.draft()
+    assert draft is not None
+    sizes = [hbm_bytes_per_socket(COMPILER.compile(m, run_settings, CompileOptions()), run_settings)
+             for m in (model, draft)]
+    capacity = max(sizes) + min(sizes) // 2
+    text = (resources.files("dfdsl.hardware") / "sn40l.toml").read_text(encoding="utf-8")
+    small = tmp_path / "small_hbm.toml"
+    small.write_text(text.replace("capacity_bytes = 64000000000", f"capacity_bytes = {capacity}"))
+    with pytest.raises(DiagnosticException, match=r"tiny and its draft tinier need .* GB of hbm per socket together") as err:
+        run_model(files["speculative"], {}, CompileOptions(hardware=str(small)))
+    assert getattr(err.value, "code", None) == "E021"
+    # Without its draft, the same model fits.
+    assert run_model(files["plain"], {}, CompileOptions(hardware=str(small)))["ttft_ms"] > 0
