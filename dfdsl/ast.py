@@ -28,6 +28,14 @@ class Int:
 
 
 @attrs.frozen
+class Decimal:
+    """`0.8`: a fraction, for the settings that take one (a run's `acceptance`)."""
+
+    value: float
+    span: Span
+
+
+@attrs.frozen
 class Name:
     name: str
     span: Span
@@ -65,7 +73,7 @@ class Call:
     callee_span: Span
 
 
-Expr = Int | Name | BinOp | Neg | Call
+Expr = Int | Decimal | Name | BinOp | Neg | Call
 
 
 # Statements inside layers and graphs --------------------------------------------------------
@@ -162,11 +170,14 @@ class Binding:
 
 @attrs.frozen
 class Model:
+    """`model NAME : GRAPH { ... }`, or with `kind` "draft" the draft model of speculative decoding."""
+
     name: str
     graph: Name
     bindings: tuple[Binding, ...]
     span: Span
     name_span: Span
+    kind: str = "model"  # "model" or "draft"
 
 
 @attrs.frozen

@@ -22,7 +22,7 @@ import attrs
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.driver import CompileOptions, Compiler, Model, Run, RunSettings, load_model, run_model
-from dfdsl.elaborate import check_run_settings
+from dfdsl.elaborate import RunValue, check_run_settings
 from dfdsl.hardware import load_hardware, target_name
 from dfdsl.lowering.kernel_looping import find_runs
 from dfdsl.lowering.pipeline import FUSION_MODES
@@ -128,7 +128,7 @@ class _Variants:
         return Outcome(config, Run(Report(figures, run.report.timeline), run.result, run.hardware), note=note)
 
 
-def simulate_configs(path: Path, overrides: Mapping[str, int | str], configs: Sequence[Config],
+def simulate_configs(path: Path, overrides: Mapping[str, RunValue], configs: Sequence[Config],
                      hardware_file: str = "") -> list[Outcome]:
     """Every configuration of `configs`, in order. Front-end errors (a bad file or setting) raise;
     errors of one configuration's lowering or simulation are in its outcome."""
@@ -177,7 +177,7 @@ class TargetOutcome:
     error: str = ""
 
 
-def run_targets(path: Path, overrides: Mapping[str, int | str], specs: Sequence[TargetSpec]) -> list[TargetOutcome]:
+def run_targets(path: Path, overrides: Mapping[str, RunValue], specs: Sequence[TargetSpec]) -> list[TargetOutcome]:
     """The model on each machine of `specs`, as `dfdsl run` runs it there."""
     outcomes = []
     for spec in specs:

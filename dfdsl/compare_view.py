@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 
 from dfdsl.compare import Outcome, TargetOutcome
+from dfdsl.report import format_calls
 from dfdsl.sim.timing import CATEGORIES
 
 @attrs.frozen
@@ -68,7 +69,7 @@ def render_table(rows: Sequence[Row], title: str) -> str:
         else:
             f = o.report.figures
             cells += [f"{f['ms_per_token']:.3f}", f"{f['tokens_per_s_per_user']:,.1f}",
-                      f"{f['peak_fraction']:.1%}", str(f["kernel_calls_per_token"]),
+                      f"{f['peak_fraction']:.1%}", format_calls(f["kernel_calls_per_token"]),
                       times(row.speedup), times(row.looping_speedup), o.note]
         table.add_row(*cells)
     return table_text(table, width=160)
@@ -140,7 +141,7 @@ def render_targets(outcomes: Sequence[TargetOutcome], title: str) -> str:
         speedup = base_report.figures["ms_per_token"] / f["ms_per_token"] if base_report is not None else 1.0
         table.add_row(
             o.spec.label, str(f["sockets"]), f"{f['ms_per_token']:.3f}", f"{f['tokens_per_s_per_user']:,.1f}",
-            f"{f['peak_fraction']:.1%}", str(f["kernel_calls_per_token"]), f"{speedup:.2f}×",
+            f"{f['peak_fraction']:.1%}", format_calls(f["kernel_calls_per_token"]), f"{speedup:.2f}×",
             *(f"{f['breakdown_ms'][c]:.3f}" for c in CATEGORIES),
         )
     out = StringIO()

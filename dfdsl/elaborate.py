@@ -6,6 +6,10 @@ dimensions, unrolls loops, instantiates each layer once per distinct set of para
 (inlining layers that call layers), infers every operator's result with the shared shape rules,
 and applies the placement. Every problem becomes a located diagnostic; elaboration goes on after
 an error where it can, so one run reports all independent errors.
+
+The same program elaborates to four graphs: the decode step of its `model` or of its `draft`, and
+the prefill pass of either, in which every `in` tensor holds each prompt token (`P` follows `B`
+in its type, `shapes.with_prompt`) and the shape rules carry the prompt through every operator.
 """
 
 from __future__ import annotations
@@ -31,14 +35,31 @@ MAX_INT = 2**62
 RUN_LIMITS: dict[str, tuple[int, int]] = {
     "batch": (1, 65536),
     "context": (1, 1 << 24),
-    "tokens": (1, 1 << 20),
+    "tokens": (0, 1 << 20),
     "sockets": (1, 1024),
+    "prompt": (0, 1 << 24),
+    "chunk": (0, 1 << 24),
+    "draft_tokens": (1, 64),
 }
-"""Bounds on run settings (E019), wide enough for any real deployment."""
+"""Bounds on the integer run settings (E019), wide enough for any real deployment. `tokens` may
+be 0 only in a request (a prompt alone); `prompt` and `chunk` are 0 when not used; no published
+speculative setup drafts more than ~10 tokens per step."""
+ACCEPTANCE_LIMITS = (0.0, 1.0)
+"""The draft tokens' acceptance rate is a probability (E019)."""
 TENSOR_CLASSES = df.PLACEMENT_CLASSES
 DEFAULT_PLACEMENT = {"weights": "hbm", "kv_cache": "hbm", "activations": "sram", "inputs": "hbm"}
 DECL_CLASS = {decl.KEYWORD: decl.PLACEMENT_CLASS for decl in df.DECLS}
-DEFAULT_RUN: dict[str, int | str] = {"batch": 1, "context": 4096, "tokens": 128, "sockets": 8, "target": "sn40l"}
+RunValue = int | float | str
+"""A run setting's value: an integer, the acceptance (a fraction) or the target's name."""
+DEFAULT_RUN: dict[str, RunValue] = {"batch": 1, "context": 4096, "tokens": 128, "sockets": 8, "target": "sn40l",
+                                  "prompt": 0, "chunk": 0, "draft_tokens": 4}
+"""Each run setting's value when neither the file nor the command line gives one (`acceptance`
+has none: a run with a draft must state it)."""
+RUN_SETTING_NAMES = ("batch", "context", "tokens", "sockets", "target", "prompt", "chunk", "draft_tokens",
+                     "acceptance")
+"""Every setting a `run` block may give."""
+SPECULATION_SETTINGS = ("draft_tokens", "acceptance")
+"""The run settings that only a file with a `draft` may give."""
 
 
 @attrs.frozen
@@ -65,7 +86,7 @@ class _Poison:
 
 
 POISON = _Poison()
-Value = int | str | DType | Target | Tensor | _Poison  # str: the symbolic dims "B" and "S"
+Value = int | float | str | DType | Target | Tensor | _Poison  # str: the symbolic dims "B" and "S"
 
 
 class _Abort(Exception):
@@ -104,9 +125,13 @@ class _LayerBuilder:
 
 
 class Elaborator:
-    def __init__(self, program: Program, overrides: Mapping[str, int | str] | None = None,
-                 targets: Collection[str] | None = None):
+    def __init__(self, program: Program, overrides: Mapping[str, RunValue] | None = None,
+                 targets: Collection[str] | None = None, *, prefill: bool = False, draft: bool = False):
         self.program = program
+        self.prefill = prefill
+        """Elaborate the prefill pass: every `in` tensor holds each prompt token."""
+        self.kind = "draft" if draft else "model"
+        """Which of the file's models to elaborate: its `model` or its `draft`."""
         self.targets = targets
         self.overrides = dict(overrides or {})
         self.errors = Collector()
@@ -141,6 +166,8 @@ class Elaborator:
         if isinstance(expr, ast.Int):
             if expr.value > MAX_INT:
                 self.fail("E006", f"{expr.value} is too large (the limit is 2^62)", expr.span)
+            return expr.value
+        if isinstance(expr, ast.Decimal):
             return expr.value
         if isinstance(expr, ast.Name):
             value = scope.lookup(expr.name)
@@ -179,6 +206,12 @@ class Elaborator:
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail("E005", f"{what} needs an integer, got {_describe(value)}", expr.span)
         return value
+
+    def eval_fraction(self, expr: ast.Expr, scope: _Scope, what: str) -> float:
+        value = self.eval(expr, scope)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return self.fail("E005", f"{what} needs a number such as 0.8, got {_describe(value)}", expr.span)
 
     def eval_target(self, call: ast.Call, scope: _Scope) -> Target:
         if call.args:
@@ -257,8 +290,15 @@ class Elaborator:
                 self.fail("E005", f"`out` needs a tensor, `{stmt.name}` is {_describe(value)}", stmt.span)
             outputs.append((value, stmt.span))
 
-    def elaborate_decl(self, decl: ast.Decl, scope: _Scope, layer: _LayerBuilder | None, prefix: str) -> None:
+    def decl_type(self, decl: ast.Decl, scope: _Scope) -> TensorShape:
+        """A declaration's type; in a prefill, an `in` tensor holds every prompt token (`P` after `B`)."""
         type_ = self.eval_type(decl.type, scope)
+        if self.prefill and decl.kind == "in":
+            return TensorShape(shapes.with_prompt(type_.shape), type_.dtype)
+        return type_
+
+    def elaborate_decl(self, decl: ast.Decl, scope: _Scope, layer: _LayerBuilder | None, prefix: str) -> None:
+        type_ = self.decl_type(decl, scope)
         self.check_decl_type(decl, type_)
         full_name = prefix + decl.name
         ref = self.fresh(decl.name)
@@ -482,7 +522,7 @@ class Elaborator:
         for stmt in definition.body:
             try:
                 if isinstance(stmt, ast.Decl) and stmt.kind == "in":
-                    declared = self.eval_type(stmt.type, scope)
+                    declared = self.decl_type(stmt, scope)
                     given = tensors[inputs.index(stmt)]
                     if declared != given.type:
                         self.fail("E008", f"`{definition.name}` expects `{stmt.name}` to be {declared}, "
@@ -564,11 +604,11 @@ class Elaborator:
                                   did_you_mean(rule.subject, TENSOR_CLASSES)
                                   or 'classes are weights, kv_cache, activations, inputs; quote a name pattern: "layers.*.wq"')
 
-    def elaborate_run(self, items: tuple[ast.Item, ...], scope: _Scope) -> RunConfig:
+    def elaborate_run(self, items: tuple[ast.Item, ...], scope: _Scope, has_draft: bool) -> RunConfig:
         runs = [i for i in items if isinstance(i, ast.Run)]
         for extra in runs[1:]:
             self.errors.error("E016", "a file has one `run` block", extra.span)
-        values: dict[str, int | str] = dict(DEFAULT_RUN)
+        values: dict[str, RunValue] = dict(DEFAULT_RUN)
         spans: dict[str, ast.Span] = {}
         for binding in runs[0].bindings if runs else ():
             spans[binding.name] = binding.span
@@ -587,34 +627,80 @@ class Elaborator:
                         values["sockets"] = target.sockets
                 elif binding.name in RUN_LIMITS:
                     values[binding.name] = self.eval_int(binding.value, scope, f"`{binding.name}`")
+                elif binding.name == "acceptance":
+                    values[binding.name] = self.eval_fraction(binding.value, scope, "`acceptance`")
                 else:
                     self.fail("E016", f"a run has no setting `{binding.name}`", binding.name_span,
-                              did_you_mean(binding.name, [*RUN_LIMITS, "target"])
-                              or "settings are batch, context, tokens, sockets, target")
+                              did_you_mean(binding.name, [*RUN_SETTING_NAMES])
+                              or "settings are " + ", ".join(RUN_SETTING_NAMES))
             except _Abort:
                 pass
+        from_file = set(spans)
         values.update({k: v for k, v in self.overrides.items() if v is not None})
         if self.targets is not None and values["target"] not in self.targets:
             self.errors.error("E016", f"unknown target `{values['target']}`", spans.get("target"),
                               "targets are " + ", ".join(sorted(self.targets)))
         for key, message in _run_limit_errors(values, from_cli=self.overrides):
             self.errors.error("E019", message, None if key in self.overrides else spans.get(key))
+        self.check_request(values, from_file, spans)
+        self.check_speculation(values, from_file | set(self.overrides), spans, has_draft)
+        acceptance = values.get("acceptance")
         return RunConfig(int(values["batch"]), int(values["context"]), int(values["tokens"]),
-                         int(values["sockets"]), str(values["target"]))
+                         int(values["sockets"]), str(values["target"]), prompt=int(values["prompt"]),
+                         chunk=int(values["chunk"]), draft_tokens=int(values["draft_tokens"]),
+                         acceptance=None if acceptance is None else float(acceptance))
+
+    def check_request(self, values: dict[str, RunValue], from_file: set[str], spans: dict[str, ast.Span]) -> None:
+        """A request's decode starts with its prompt in the KV cache, so its context is the prompt:
+        a `context` that says otherwise is an error, unless the command line's `--prompt`
+        replaces the file's request (then it replaces the file's context too)."""
+        prompt = values["prompt"]
+        if not prompt:
+            if values["chunk"]:
+                self.errors.error("E016", "`chunk` splits a prompt's prefill, and the run has no `prompt`",
+                                  None if "chunk" in self.overrides else spans.get("chunk"),
+                                  "give the prompt's length: `prompt = 4096`")
+            return
+        context_given = "context" in self.overrides or ("context" in from_file and "prompt" not in self.overrides)
+        if context_given and values["context"] != prompt:
+            from_cli = "context" in self.overrides or "prompt" in self.overrides
+            self.errors.error(
+                "E016", f"`context` is {values['context']} but `prompt` is {prompt}: a request's decode starts "
+                "with its prompt in the KV cache, so its context is the prompt",
+                None if from_cli else spans.get("context"),
+                "leave `context` out of a run with a `prompt`" + (" (or use --prompt alone)" if from_cli else ""))
+        values["context"] = prompt
+
+    def check_speculation(self, values: dict[str, RunValue], given: set[str], spans: dict[str, ast.Span],
+                          has_draft: bool) -> None:
+        """The speculation settings need a `draft`, and a `draft` needs its acceptance rate."""
+        if not has_draft:
+            for key in SPECULATION_SETTINGS:
+                if key in given:
+                    self.errors.error("E016", f"`{key}` is a setting of speculative decoding, and the file has no "
+                                      "`draft` model", None if key in self.overrides else spans.get(key),
+                                      "add `draft NAME : GRAPH { ... }`, a smaller model over the same vocabulary")
+        elif values.get("acceptance") is None:
+            self.errors.error("E016", "a run with a `draft` needs `acceptance`, the rate at which the model "
+                              "accepts drafted tokens", None,
+                              "add it to the `run` block (`acceptance = 0.8`) or give --acceptance")
 
     def run(self) -> ResolvedModel:
         main = self.program.main
-        models = [i for i in main.items if isinstance(i, ast.Model)]
+        models = [i for i in main.items if isinstance(i, ast.Model) and i.kind == "model"]
+        drafts = [i for i in main.items if isinstance(i, ast.Model) and i.kind == "draft"]
         if not models:
             self.errors.error("E016", f"{main.path} defines no model", None,
                               "add `model NAME : GRAPH { ... }`, e.g. `model m : llama { hidden = 4096 ... }`")
             self.errors.check()
         for extra in models[1:]:
             self.errors.error("E016", "a file defines one model", extra.name_span)
-        model = models[0]
+        for extra in drafts[1:]:
+            self.errors.error("E016", "a file defines at most one draft model", extra.name_span)
+        model = (drafts if self.kind == "draft" else models)[0]
         self.elaborate_place(main.items)
         scope = self.root_scope()
-        run = self.elaborate_run(main.items, scope)
+        run = self.elaborate_run(main.items, scope, has_draft=bool(drafts))
         for definition in self.program.definitions.values():
             if definition.name in shapes.RULES:
                 self.errors.error("E004", f"`{definition.name}` is the name of an operator", definition.name_span,
@@ -659,7 +745,8 @@ class Elaborator:
         return ResolvedModel(
             model.name, tuple(self.layers.values()), tuple(self.steps), outputs[0][0].ref,
             outputs[0][0].type, run, self.placement["activations"], tuple(sorted(self.explicit_classes)),
-            tuple(sorted(self.explicit_patterns)),
+            tuple(sorted(self.explicit_patterns)), prefill=self.prefill,
+            draft=drafts[0].name if drafts and self.kind == "model" else "",
         )
 
 
@@ -681,6 +768,8 @@ def _defined_names(stmt: ast.Stmt) -> list[str]:
 
 
 def _describe(value: Value) -> str:
+    if isinstance(value, float):
+        return f"the number {value:g}"
     if isinstance(value, Tensor):
         return f"a tensor {value.type}"
     if isinstance(value, DType):
@@ -697,12 +786,21 @@ def _key(value: Value) -> object:
 
 
 def _run_limit_errors(values: Mapping[str, object], from_cli: Collection[str]) -> Iterator[tuple[str, str]]:
-    """(setting, message) for each run setting in `values` outside `RUN_LIMITS`."""
+    """(setting, message) for each run setting in `values` outside `RUN_LIMITS` (or, for the
+    acceptance, `ACCEPTANCE_LIMITS`), and for 0 tokens in a run without a prompt."""
     for key, (lo, hi) in RUN_LIMITS.items():
         value = values.get(key)
+        where = " on the command line" if key in from_cli else ""
         if key in values and (not isinstance(value, int) or not lo <= value <= hi):
-            where = " on the command line" if key in from_cli else ""
             yield key, f"`{key}` is {value}{where}; it must be from {lo:,} to {hi:,}"
+        elif key == "tokens" and value == 0 and not values.get("prompt"):
+            yield key, (f"`tokens` is 0{where}; a decode generates at least 1 token (0 output tokens is a "
+                        "request's prefill alone: give a `prompt`)")
+    acceptance = values.get("acceptance")
+    lo_a, hi_a = ACCEPTANCE_LIMITS
+    if acceptance is not None and (not isinstance(acceptance, int | float) or not lo_a <= acceptance <= hi_a):
+        where = " on the command line" if "acceptance" in from_cli else ""
+        yield "acceptance", f"`acceptance` is {acceptance}{where}; it must be from {lo_a:g} to {hi_a:g}"
 
 
 def check_run_settings(values: Mapping[str, object]) -> None:
@@ -714,19 +812,45 @@ def check_run_settings(values: Mapping[str, object]) -> None:
     errors.check()
 
 
-def elaborate(program: Program, overrides: Mapping[str, int | str] | None = None,
-              targets: Collection[str] | None = None) -> ResolvedModel:
-    """Check a loaded program and resolve its model; raise `DfslError` with all problems.
+def elaborate(program: Program, overrides: Mapping[str, RunValue] | None = None,
+              targets: Collection[str] | None = None, *, prefill: bool = False, draft: bool = False) -> ResolvedModel:
+    """Check a loaded program and resolve its model (its `draft` with `draft`, the prefill pass
+    with `prefill`); raise `DfslError` with all problems.
 
     `targets`, when given, are the machine names a run may name (the front end knows no machine).
     """
-    return Elaborator(program, overrides, targets).run()
+    return Elaborator(program, overrides, targets, prefill=prefill, draft=draft).run()
 
 
-def check_file(path: Path, overrides: Mapping[str, int | str] | None = None,
+def check_draft(program: Program, model: ResolvedModel, draft: ResolvedModel) -> None:
+    """Raises `DfslError` (E016) unless the draft proposes tokens of the model's vocabulary: the
+    model verifies the draft's tokens, so both classify over the same vocabulary."""
+    vocab, draft_vocab = _vocabulary(model), _vocabulary(draft)
+    if vocab != draft_vocab:
+        item = next(i for i in program.main.items if isinstance(i, ast.Model) and i.kind == "draft")
+        errors = Collector()
+        errors.error("E016", f"draft `{draft.name}` scores {draft_vocab} tokens and model `{model.name}` "
+                     f"{vocab}: the model verifies the draft's tokens, so both need one vocabulary",
+                     item.name_span, "draft with a smaller model of the same family (the same tokenizer)")
+        errors.check()
+
+
+def _vocabulary(model: ResolvedModel) -> object:
+    """The width of the logits the model samples its tokens from."""
+    producers = {op.ref: op for op in model.steps if isinstance(op, ResolvedOp)}
+    sample = next((op for op in model.steps if isinstance(op, ResolvedOp) and op.op == "sample"), None)
+    logits = producers.get(sample.operands[0]) if sample is not None else None
+    return logits.type.shape[-1] if logits is not None else None
+
+
+def check_file(path: Path, overrides: Mapping[str, RunValue] | None = None,
                targets: Collection[str] | None = None) -> ResolvedModel:
-    """Load, parse and check a `.dfl` file."""
-    return elaborate(load(path), overrides, targets)
+    """Load, parse and check a `.dfl` file, its draft model included; the model's resolution."""
+    program = load(path)
+    model = elaborate(program, overrides, targets)
+    if model.draft:
+        check_draft(program, model, elaborate(program, overrides, targets, draft=True))
+    return model
 
 
 __all__ = ["DfslError", "check_file", "elaborate"]

@@ -2,6 +2,7 @@
 
 Each layer instance becomes a `df.layer`; the graph becomes a `df.graph` whose body declares each
 tensor and applies operators and layer calls in program order (docs/ir.md describes the result).
+A prefill model becomes a graph with a `prompt` whose activations carry `P`.
 """
 
 from __future__ import annotations
@@ -55,9 +56,13 @@ def generate(model: ResolvedModel) -> ModuleOp:
     """The `df` module of a model; it verifies."""
     layers = {layer.symbol: _layer(layer) for layer in model.layers}
     run = model.run
-    graph = df.GraphOp(model.name, batch=run.batch, context=run.context, tokens=run.tokens,
+    # A prefill graph's `prompt` is its tokens per pass: the prompt, or a chunk of it (one token
+    # when the run has neither, as the driver sets each pass's own before compiling).
+    prompt = (run.chunk or run.prompt or 1) if model.prefill else None
+    graph = df.GraphOp(model.name, batch=run.batch, context=run.context, tokens=max(run.tokens, 1),
                        sockets=run.sockets, target=run.target, activations=model.activations_tier,
-                       explicit_tiers=model.explicit_classes, explicit_tensors=model.explicit_patterns)
+                       prompt=prompt, explicit_tiers=model.explicit_classes,
+                       explicit_tensors=model.explicit_patterns)
     block = graph.body.block
     values: dict[str, SSAValue] = {}
     for step in model.steps:

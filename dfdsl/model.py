@@ -1,7 +1,7 @@
 """The elaborated model: what the front end's checks produce and the IR generator reads.
 
-`dfdsl.elaborate` builds a `ResolvedModel` from a `.dfl` program, `dfdsl.irgen` turns it into the
-`df` dialect, and `dfdsl.hf_import` counts the weights of the file it wrote from it. Every operand
+`dfdsl.elaborate` builds a `ResolvedModel` from a `.dfl` program (the decode step of its model or
+of its draft, or their prefill pass), `dfdsl.irgen` turns it into the `df` dialect, and `dfdsl.hf_import` counts the weights of the file it wrote from it. Every operand
 is an SSA name of the graph and every shape is known.
 """
 
@@ -56,11 +56,20 @@ Step = ResolvedDecl | ResolvedOp | LayerCall
 
 @attrs.frozen
 class RunConfig:
+    """The run of a `.dfl` file: a decode of `tokens` steps from `context` cached tokens, or with a
+    `prompt` a whole request (its prefill, in passes of `chunk` tokens if given, then `tokens`
+    output tokens; `context` is then the prompt). With a draft model, `draft_tokens` drafted per
+    step and their `acceptance` rate."""
+
     batch: int
     context: int
     tokens: int
     sockets: int
     target: str
+    prompt: int = 0
+    chunk: int = 0
+    draft_tokens: int = 0
+    acceptance: float | None = None
 
 
 @attrs.frozen
@@ -76,3 +85,7 @@ class ResolvedModel:
     """Tensor classes whose tier the file set explicitly (place-memory will not spill those)."""
     explicit_patterns: tuple[str, ...]
     """Tensor names or name patterns whose tier the file set explicitly (nor those)."""
+    prefill: bool = False
+    """The graph processes a prompt: its inputs and activations carry `P` after `B`."""
+    draft: str = ""
+    """The name of the file's draft model, if it has one (elaborated on its own)."""

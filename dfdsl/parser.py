@@ -87,6 +87,9 @@ class _ToAst(Transformer):
                                         "is 2^62)", self._s(meta))])
         return ast.Int(int(digits), self._s(meta))
 
+    def decimal(self, meta, tok):
+        return ast.Decimal(float(tok), self._s(meta))
+
     def name(self, meta, tok):
         return ast.Name(str(tok), self._s(meta))
 
@@ -158,6 +161,11 @@ class _ToAst(Transformer):
             str(name), ast.Name(str(graph), self._t(graph)), bindings, self._s(meta), self._t(name)
         )
 
+    def draft_def(self, meta, name, graph, *bindings):
+        return ast.Model(
+            str(name), ast.Name(str(graph), self._t(graph)), bindings, self._s(meta), self._t(name), "draft"
+        )
+
     def place_rule(self, meta, subject, tier):
         is_pattern = subject.type == "STRING"
         text = str(subject)[1:-1] if is_pattern else str(subject)
@@ -178,6 +186,7 @@ class _ToAst(Transformer):
 _FRIENDLY_TERMINALS = {
     "NAME": "a name",
     "INT": "an integer",
+    "DECIMAL": "a decimal",
     "STRING": 'a "string"',
     "$END": "the end of the file",
 }

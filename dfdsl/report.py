@@ -3,6 +3,8 @@
 Bytes are bytes (integers where they are counts); a figure printed for people says GB (10^9
 bytes) or KiB (2^10) explicitly. `peak_fraction` is the simulated tokens/s per user over the HBM
 roofline of the same run: aggregate HBM bandwidth over the bytes a step must read (`Footprint`).
+A run with a prompt adds the request's figures (`REQUEST_KEYS`), one with a draft model those of
+speculative decoding (`SPECULATION_KEYS`); docs/report.md describes every key.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import attrs
 from dfdsl.footprint import Footprint
 from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.sim.interpreter import SimResult
+from dfdsl.sim.request import Prefill, Speculation
 from dfdsl.sim.timeline import Timeline
 from dfdsl.sim.timing import CATEGORIES
 
@@ -22,6 +25,22 @@ JSON_KEYS = (
     "kernel_calls_per_token", "breakdown_ms",
 )
 """The keys `dfdsl run --json` always prints (a contract; more may follow them)."""
+REQUEST_KEYS = ("prompt", "ttft_ms", "tpot_ms", "request_latency_ms", "prefill_tokens_per_s",
+                "prefill_compute_fraction")
+"""The keys a run with a prompt (`--prompt P`) adds, a whole request's figures (a contract)."""
+SPECULATION_KEYS = ("draft_tokens", "acceptance", "tokens_per_target_step", "draft_time_fraction")
+"""The keys a run with a draft model adds, speculative decoding's figures (a contract)."""
+
+
+@attrs.frozen
+class RequestFigures:
+    """What a run adds to a plain decode: the request's `prompt` (0: none) and output `tokens`,
+    the prefill of the model (and then of its draft) before the decode, and speculative decoding."""
+
+    prompt: int = 0
+    tokens: int = 0
+    prefill: tuple[Prefill, ...] = ()
+    speculation: Speculation | None = None
 
 
 @attrs.frozen
@@ -36,7 +55,7 @@ class Report:
 
 
 def make_report(result: SimResult, fp: Footprint, hardware: Hardware | GpuHardware, *, fusion: str,
-                kernel_looping: bool) -> Report:
+                kernel_looping: bool, request: RequestFigures = RequestFigures()) -> Report:
     # The run's steps see contexts context .. context + tokens - 1; its roofline uses their mean.
     mean_context = result.context + (result.tokens - 1) / 2
     kv_bytes = fp.kv_bytes_per_context_token * result.batch * mean_context
@@ -71,7 +90,43 @@ def make_report(result: SimResult, fp: Footprint, hardware: Hardware | GpuHardwa
         "read_bytes_per_token_all_sockets": round(result.bytes_per_token),
         "hbm_bandwidth_bytes_per_s": result.aggregate_hbm_bytes_per_s,
     }
+    if request.prompt:
+        figures.update(_request_figures(result, hardware, request))
+    if request.speculation is not None:
+        figures.update(_speculation_figures(request.speculation))
     return Report(figures, result.timeline)
+
+
+def _request_figures(result: SimResult, hardware: Hardware | GpuHardware, request: RequestFigures) -> dict:
+    """TTFT is the prefill (the model's, then its draft's); the request's other output tokens each
+    take the decode's mean time per output token. FLOPs and peak are per socket, so their ratio is
+    the fraction of the sockets' peak compute the prefill reached."""
+    ttft_s = sum(p.total_s for p in request.prefill)
+    ttft_ms = ttft_s * 1e3
+    flops = sum(p.flops for p in request.prefill)
+    return {
+        "tokens": request.tokens,
+        "prompt": request.prompt,
+        "ttft_ms": ttft_ms,
+        "tpot_ms": result.ms_per_token,
+        "request_latency_ms": ttft_ms + max(request.tokens - 1, 0) * result.ms_per_token,
+        "prefill_tokens_per_s": result.batch * request.prompt / ttft_s,
+        "prefill_compute_fraction": flops / (ttft_s * hardware.chip.peak_flops_per_s),
+        "prefill_flops": round(result.sockets * flops),
+        "prefill_passes": len(request.prefill[0].passes),
+        "prefill_breakdown_ms": {c: sum(s.breakdown_s[c] for p in request.prefill for s in p.passes) * 1e3
+                                 for c in CATEGORIES},
+    }
+
+
+def _speculation_figures(speculation: Speculation) -> dict:
+    return {
+        "draft_tokens": speculation.draft_tokens,
+        "acceptance": speculation.acceptance,
+        "tokens_per_target_step": speculation.tokens_per_round,
+        "draft_time_fraction": speculation.draft_time_fraction,
+        "plain_ms_per_token": speculation.plain.ms_per_token,
+    }
 
 
 def _gb(n: float) -> str:
@@ -86,8 +141,9 @@ def render_table(report: Report) -> str:
     from rich.table import Table
 
     f = report.figures
-    title = (f"{f['model']} on {f['sockets']} × {f['target']} · batch {f['batch']} · context "
-             f"{f['context']:,} · {f['tokens']} tokens · fusion {f['fusion']} · kernel looping "
+    start = f"prompt {f['prompt']:,}" if "prompt" in f else f"context {f['context']:,}"
+    title = (f"{f['model']} on {f['sockets']} × {f['target']} · batch {f['batch']} · {start} · "
+             f"{f['tokens']} tokens · fusion {f['fusion']} · kernel looping "
              f"{'on' if f['kernel_looping'] else 'off'}")
     table = Table(show_header=False)
     table.add_column("figure", style="bold")
@@ -97,19 +153,25 @@ def render_table(report: Report) -> str:
         ("tokens/s per user", f"{f['tokens_per_s_per_user']:,.1f}"),
         ("tokens/s (all users)", f"{f['tokens_per_s']:,.1f}"),
         ("HBM roofline, tokens/s per user", f"{f['roofline_tokens_per_s_per_user']:,.1f}"),
-        ("fraction of roofline", f"{f['peak_fraction']:.1%}"),
+        ("fraction of roofline", f"{f['peak_fraction']:.1%}"
+                                 + ("  (speculative decoding)" if "draft_tokens" in f else "")),
         ("bytes per token (params + KV)", f"{_gb(f['bytes_per_token'])}  "
                                           f"({_gb(f['param_bytes'])} params, {_gb(f['kv_bytes'])} KV)"),
         ("FLOPs per token", f"{f['flops_per_token'] / 1e9:,.2f} GFLOP"),
         ("FLOPs per byte", f"{f['flops_per_byte']:.2f}  ({f['bound']}-bound; ridge "
                            f"{f['ridge_flops_per_byte']:.0f})"),
-        ("kernel calls per token", f"{f['kernel_calls_per_token']}"),
+        ("kernel calls per token", format_calls(f["kernel_calls_per_token"])),
     ]
     if f["expert_bytes_read_fraction"] < 1.0:
         rows.append(("routed experts read per step", f"{f['expert_bytes_read_fraction']:.1%} "
                      "(expected distinct experts, uniform routing)"))
     for name, value in rows:
         table.add_row(name, value)
+    for section in (_request_rows(f), _speculation_rows(f)):
+        if section:
+            table.add_section()
+            for name, value in section:
+                table.add_row(name, value)
     total = f["ms_per_token"]
     table.add_section()
     for category, ms in f["breakdown_ms"].items():
@@ -119,3 +181,32 @@ def render_table(report: Report) -> str:
     console.print(title, markup=False)
     console.print(table)
     return out.getvalue()
+
+
+def format_calls(calls: float) -> str:
+    """Calls per token: a whole number per decode step, a mean per token with speculative decoding."""
+    return str(calls) if isinstance(calls, int) else f"{calls:.2f}"
+
+
+def _request_rows(f: dict) -> list[tuple[str, str]]:
+    if "prompt" not in f:
+        return []
+    passes = f"{f['prefill_passes']} passes" if f["prefill_passes"] > 1 else "one pass"
+    return [
+        ("time to first token", f"{f['ttft_ms']:,.1f} ms  ({f['prompt']:,} prompt tokens, {passes})"),
+        ("time per output token", f"{f['tpot_ms']:.3f} ms"),
+        (f"request latency ({f['tokens']} tokens)", f"{f['request_latency_ms']:,.1f} ms"),
+        ("prefill tokens/s", f"{f['prefill_tokens_per_s']:,.0f}"),
+        ("prefill: fraction of peak compute", f"{f['prefill_compute_fraction']:.1%}"),
+    ]
+
+
+def _speculation_rows(f: dict) -> list[tuple[str, str]]:
+    if "draft_tokens" not in f:
+        return []
+    return [
+        ("speculative decoding", f"{f['draft_tokens']} draft tokens per step, acceptance {f['acceptance']:g}"),
+        ("tokens per target step", f"{f['tokens_per_target_step']:.2f}"),
+        ("draft share of decode time", f"{f['draft_time_fraction']:.1%}"),
+        ("ms per token without the draft", f"{f['plain_ms_per_token']:.3f}"),
+    ]

@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import attrs
+from xdsl.dialects.builtin import ModuleOp
 
 from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.lowering.pipeline import GPU_PIPELINE, RDU_PIPELINE, Pipeline
-from dfdsl.sim.gpu_interpreter import simulate_gpu
-from dfdsl.sim.interpreter import SimResult, simulate
+from dfdsl.sim import gpu_interpreter, interpreter
+from dfdsl.sim.interpreter import SimResult
+from dfdsl.sim.timing import CallTimer, KernelCall, call_timing
 
 Simulator = Callable[..., SimResult]
 """`simulator(module, hardware, batch=, context=, tokens=)`: times a module at the target's last stage."""
+KernelCalls = Callable[[ModuleOp, Hardware | GpuHardware], list[KernelCall]]
+"""`kernel_calls(module, hardware)`: the calls of one run of a module's program at the last stage."""
 
 
 @attrs.frozen
@@ -28,6 +32,10 @@ class Target:
     description: str
     pipeline: Pipeline
     simulator: Simulator
+    kernel_calls: KernelCalls
+    """What a prefill pass or a speculative round is timed from (`sim/request.py`), with `time_call`."""
+    time_call: CallTimer
+    """How the simulator times one call (`timing.call_timing`, a GPU's `launch_timing`)."""
     loops_kernels: bool
     """Kernel looping is possible, and on unless turned off."""
     graph_stage: str
@@ -52,7 +60,9 @@ RDU = Target(
     kind="rdu",
     description="a reconfigurable dataflow chip (SN40L): fused kernels, kernel looping",
     pipeline=RDU_PIPELINE,
-    simulator=simulate,
+    simulator=interpreter.simulate,
+    kernel_calls=interpreter.kernel_calls,
+    time_call=call_timing,
     loops_kernels=True,
     graph_stage="looped",
 )
@@ -60,7 +70,9 @@ GPU = Target(
     kind="gpu",
     description="a node of GPUs (DGX H100): TensorRT-LLM-style kernels, NCCL all-reduce",
     pipeline=GPU_PIPELINE,
-    simulator=simulate_gpu,
+    simulator=gpu_interpreter.simulate_gpu,
+    kernel_calls=gpu_interpreter.kernel_calls,
+    time_call=gpu_interpreter.launch_timing,
     loops_kernels=False,
     graph_stage="fused",
     own_kernels="gpu-partition",

@@ -5,7 +5,9 @@ A module holds `df.layer` definitions (callable regions, one per kind of layer),
 operators, and `df.call`s of layers. Fusion replaces layers and operators by `df.kernel`s and
 `df.launch`es; kernel looping wraps a kernel body in a pipelined `df.loop` over stacked weights.
 Tensors are `!df.tensor<[B, 4096], bf16>`, with `B` (batch) and `S` (context) left symbolic and
-an optional memory tier (`!df.tensor<[4096, 1024], bf16, hbm>`) on declared tensors.
+an optional memory tier (`!df.tensor<[4096, 1024], bf16, hbm>`) on declared tensors. A prefill
+graph (one with a `prompt`) processes `P` prompt tokens per sequence in one pass: its
+activations are `!df.tensor<[B, P, 4096], bf16>`.
 """
 
 from __future__ import annotations
@@ -120,8 +122,8 @@ class ShapedTypeBase(ParametrizedAttribute, TypeAttribute):
     def with_dims(self, shape: Shape):
         return type(self).make(shape, self.dtype, self.tier_name)
 
-    def num_bytes(self, batch: int = 1, context: int = 1) -> int:
-        sizes = {"B": batch, "S": context}
+    def num_bytes(self, batch: int = 1, context: int = 1, prompt: int = 1) -> int:
+        sizes = {"B": batch, "S": context, "P": prompt}
         return shapes.num_elements(self.dims, sizes) * DTYPE_BYTES[self.dtype]
 
     def verify(self) -> None:
@@ -132,7 +134,7 @@ class ShapedTypeBase(ParametrizedAttribute, TypeAttribute):
             )
         for d in self.shape.data:
             if isinstance(d, StringAttr) and d.data not in shapes.SYMBOLIC_DIMS:
-                raise VerifyException(f"unknown symbolic dimension {d.data!r}; only B and S are open")
+                raise VerifyException(f"unknown symbolic dimension {d.data!r}; only B, S and P are open")
             if isinstance(d, IntAttr) and d.data <= 0:
                 raise VerifyException(f"dimensions must be positive, got {d.data}")
         if self.tier.data and self.tier.data not in TIERS:
@@ -304,7 +306,8 @@ class ReturnOp(IRDLOperation):
 
 @irdl_op_definition
 class GraphOp(IRDLOperation):
-    """One decode step of a model, with the run it was written for.
+    """One decode step of a model, with the run it was written for; or, with a `prompt`, one
+    prefill pass of `prompt` tokens per sequence (its activations carry the dimension `P`).
 
     `sockets` is the tensor-parallel degree asked for; `tp` the degree the graph is sharded to
     (1 until `shard-tensor-parallel` runs). Tensor types inside are per socket. `activations`
@@ -322,6 +325,7 @@ class GraphOp(IRDLOperation):
     tp = prop_def(IntegerAttr[I64])
     target = prop_def(StringAttr)
     activations = prop_def(StringAttr)
+    prompt = opt_prop_def(IntegerAttr[I64])
     explicit_tiers = opt_prop_def(ArrayAttr[StringAttr])
     explicit_tensors = opt_prop_def(ArrayAttr[StringAttr])
     body = region_def("single_block")
@@ -330,10 +334,11 @@ class GraphOp(IRDLOperation):
     assembly_format = "$sym_name attr-dict-with-keyword $body"
 
     def __init__(self, name: str, *, batch: int, context: int, tokens: int, sockets: int,
-                 target: str, activations: str = "sram", tp: int = 1,
+                 target: str, activations: str = "sram", tp: int = 1, prompt: int | None = None,
                  explicit_tiers: Sequence[str] = (), explicit_tensors: Sequence[str] = (),
                  region: Region | None = None):
         explicit = {"explicit_tiers": explicit_tiers, "explicit_tensors": explicit_tensors}
+        prefill = {} if prompt is None else {"prompt": IntegerAttr(prompt, 64)}
         super().__init__(
             properties={
                 "sym_name": StringAttr(name),
@@ -344,10 +349,16 @@ class GraphOp(IRDLOperation):
                 "tp": IntegerAttr(tp, 64),
                 "target": StringAttr(target),
                 "activations": StringAttr(activations),
+                **prefill,
                 **{key: ArrayAttr(StringAttr(n) for n in names) for key, names in explicit.items() if names},
             },
             regions=[region or Region(Block())],
         )
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens per sequence one pass processes: the `prompt` of a prefill graph, 1 in a decode step."""
+        return 1 if self.prompt is None else self.prompt.value.data
 
     def classes_placed_explicitly(self) -> set[str]:
         """The entries of `explicit_tiers`."""
@@ -360,11 +371,19 @@ class GraphOp(IRDLOperation):
     def verify_(self) -> None:
         verify_defined_before_use(self.body.block, f"df.graph @{self.sym_name.data}")
         for key, value in (("batch", self.batch), ("context", self.context), ("tokens", self.tokens),
-                           ("sockets", self.sockets), ("tp", self.tp)):
-            if value.value.data <= 0:
+                           ("sockets", self.sockets), ("tp", self.tp), ("prompt", self.prompt)):
+            if value is not None and value.value.data <= 0:
                 raise VerifyException(f"df.graph: {key} must be positive")
         if self.activations.data not in TIERS:
             raise VerifyException(f"df.graph: unknown tier {self.activations.data!r} for activations")
+        if self.prompt is None:
+            for op in self.body.block.ops:
+                for result in op.results:
+                    if isinstance(result.type, TensorType) and shapes.PROMPT in result.type.dims:
+                        raise VerifyException(
+                            f"df.graph @{self.sym_name.data}: {op.name} gives {result.type}, a prompt's tensor, "
+                            "and the graph has no `prompt` (a decode step processes one token per sequence)"
+                        )
         unknown = sorted(self.classes_placed_explicitly() - set(PLACEMENT_CLASSES))
         if unknown:
             raise VerifyException(

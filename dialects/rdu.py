@@ -4,7 +4,8 @@ A module holds one `rdu.program` (the decode step: declared buffers, `rdu.call`s
 order, `rdu.output`) and the `rdu.kernel`s it calls. A kernel is a spatial pipeline of
 `rdu.stage`s (each on its own PCUs and PMUs, with its work per invocation) and `rdu.all_reduce`
 collectives, or one `rdu.loop` holding them (a looped kernel). Work is `#cost.work<c + b*B + bs*B*S>`,
-affine in the batch `B` and in batch times context `B*S`, so one program serves every run size.
+affine in the batch `B` and in batch times context `B*S`, so one program serves every run size;
+a prefill program (one with a `prompt`) also has terms in the prompt `P`.
 Everything inside a program is per socket; `sockets` says how many run it side by side.
 """
 
@@ -350,13 +351,14 @@ class StageOp(target_ops.OperatorWorkBase):
         for key, value in (("pcus", pcus), ("pmus", pmus), ("sram_bytes", sram_bytes)):
             self.properties[key] = IntegerAttr(value, 64)
 
-    def memory_bytes(self, batch: int, context: int) -> float:
-        """Bytes this stage moves to and from HBM and DDR per invocation, experts at their expected count."""
-        moved = sum(self.work(key).at(batch, context) for key in TRAFFIC)
+    def memory_bytes(self, batch: int, context: int, prompt: int = 1) -> float:
+        """Bytes this stage moves to and from HBM and DDR per invocation (of `prompt` tokens per
+        sequence), experts at their expected count for the batch's tokens."""
+        moved = sum(self.work(key).at(batch, context, prompt) for key in TRAFFIC)
         if self.experts is None or self.top_k is None:
             return moved
-        touched = expected_experts(self.experts.value.data, self.top_k.value.data, batch)
-        return moved + touched * self.work("expert_read").at(batch, context)
+        touched = expected_experts(self.experts.value.data, self.top_k.value.data, batch * prompt)
+        return moved + touched * self.work("expert_read").at(batch, context, prompt)
 
     def verify_(self) -> None:
         name = f"rdu.stage {self.stage_name.data!r}"

@@ -1,7 +1,9 @@
 """Shape and dtype rules of the dataflow operators, shared by the front end and the `df` verifiers.
 
-A shape is a tuple of dimensions; a dimension is an int or one of the two symbolic sizes that a
-decode step leaves open, ``B`` (batch) and ``S`` (context length). Each rule takes the operand
+A shape is a tuple of dimensions; a dimension is an int or one of the symbolic sizes a step leaves
+open: ``B`` (batch) and ``S`` (context length), and in a prefill ``P``, the prompt tokens each
+sequence processes in one pass (an activation of a prefill is `[B, P, ...]`: every prompt token
+of every sequence). Each rule takes the operand
 shapes and dtypes and the operator's integer attributes and returns the result's shape and dtype,
 or raises `ShapeError` naming the operand at fault, so the front end can point at it in the source.
 """
@@ -15,8 +17,21 @@ import attrs
 Dim = int | str
 Shape = tuple[Dim, ...]
 
-SYMBOLIC_DIMS = ("B", "S")
-"""`B` is the batch (sequences decoded together); `S` the context length already in the KV cache."""
+SYMBOLIC_DIMS = ("B", "S", "P")
+"""`B` is the batch (sequences decoded together); `S` the context length already in the KV cache;
+`P` the prompt tokens of each sequence that one prefill pass processes."""
+
+PROMPT = "P"
+
+
+def with_prompt(shape: Shape) -> Shape:
+    """The shape of a per-token tensor in a prefill: `P` right after the batch `B`
+    (`[B, 4096]` -> `[B, P, 4096]`, `[B]` -> `[B, P]`); a shape without `B`, or that already has
+    `P`, is unchanged."""
+    if "B" not in shape or PROMPT in shape:
+        return shape
+    at = shape.index("B") + 1
+    return shape[:at] + (PROMPT,) + shape[at:]
 
 DTYPE_BYTES: dict[str, int] = {
     "bf16": 2,
@@ -156,7 +171,10 @@ def _rope(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> TensorShape:
 
 
 def _attention(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> TensorShape:
-    """q[B, H*D], k_new[B, Hkv*D], v_new[B, Hkv*Dv], k_cache[B, S, Hkv, D], v_cache[B, S, Hkv, Dv]."""
+    """q[B, H*D], k_new[B, Hkv*D], v_new[B, Hkv*Dv], k_cache[B, S, Hkv, D], v_cache[B, S, Hkv, Dv].
+
+    In a prefill the query, key and value carry the prompt, q[B, P, H*D] and so on: every prompt
+    token attends to the cache and, causally, to the prompt tokens before it."""
     _count(ops, 5, "attention")
     q, k, v, kc, vc = ops
     heads = _int_attr(attrs_, "heads", "attention")
@@ -182,21 +200,28 @@ def _attention(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> TensorS
     )
     if not isinstance(head_dim, int) or not isinstance(v_dim, int):
         raise ShapeError("attention: the caches' head dimensions must be numbers", 3)
+    rows = _token_rows(q, batch)
     for t, n, d, i, what in expect:
-        if t.shape != (batch, n * d):
+        if t.shape != (*rows, n * d):
             raise ShapeError(
-                f"attention: the {what} must be [{batch}, {n * d}] ({n} heads of {d}), "
+                f"attention: the {what} must be {_fmt((*rows, n * d))} ({n} heads of {d}), "
                 f"got {_fmt(t.shape)}",
                 i,
             )
     _same_dtype(ops)
-    return TensorShape((batch, heads * v_dim), q.dtype)
+    return TensorShape((*rows, heads * v_dim), q.dtype)
+
+
+def _token_rows(q: TensorShape, batch: Dim) -> Shape:
+    """The leading dimensions of an attention's query: its cache's batch, then `P` in a prefill."""
+    return (batch, PROMPT) if q.shape[:2] == (batch, PROMPT) else (batch,)
 
 
 def _mla_attention(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> TensorShape:
     """Multi-head latent attention (DeepSeek), weights absorbed: the cache holds one latent vector
     plus a rotary key per token. q[B, H*(nope+rope)], kv[B, latent+rope],
-    kv_up[latent, H*(nope+v_head)], cache[B, S, latent+rope] -> [B, H*v_head]."""
+    kv_up[latent, H*(nope+v_head)], cache[B, S, latent+rope] -> [B, H*v_head]; in a prefill q,
+    kv and the result carry the prompt after B, as in `attention`."""
     _count(ops, 4, "mla_attention")
     q, kv, kv_up, cache = ops
     heads = _int_attr(attrs_, "heads", "mla_attention")
@@ -208,9 +233,10 @@ def _mla_attention(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> Ten
     if not isinstance(width, int) or width <= rope:
         raise ShapeError(f"mla_attention: cache width {width} must exceed rope_dim {rope}", 3)
     latent = width - rope
-    if kv.shape != (cache.shape[0], width):
+    rows = _token_rows(q, cache.shape[0])
+    if kv.shape != (*rows, width):
         raise ShapeError(
-            f"mla_attention: the new latent must be [{cache.shape[0]}, {width}], got {_fmt(kv.shape)}", 1
+            f"mla_attention: the new latent must be {_fmt((*rows, width))}, got {_fmt(kv.shape)}", 1
         )
     q_width = q.shape[-1]
     if not isinstance(q_width, int) or q_width % heads or q_width // heads <= rope:
@@ -225,11 +251,15 @@ def _mla_attention(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> Ten
             2,
         )
     _same_dtype(ops)
-    return TensorShape((cache.shape[0], heads * v_head), q.dtype)
+    return TensorShape((*rows, heads * v_head), q.dtype)
 
 
 def _lm_head(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> TensorShape:
-    return _projection("lm_head")(ops, attrs_)
+    """The classifier scores the token that follows each sequence: in a prefill, x[B, P, H] gives
+    the logits of the last prompt position only, [B, V] (serving stacks gather that position
+    before the LM head rather than classify every prompt token)."""
+    logits = _projection("lm_head")(ops, attrs_)
+    return TensorShape(tuple(d for d in logits.shape if d != PROMPT), logits.dtype)
 
 
 def _sample(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> TensorShape:

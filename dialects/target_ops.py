@@ -119,7 +119,8 @@ def expert_properties(moe: ExpertWork | None) -> dict[str, Attribute]:
 
 
 class ProgramBase(IRDLOperation):
-    """One decode step of a target: declared buffers, calls in order, the output.
+    """One decode step of a target: declared buffers, calls in order, the output. With a
+    `prompt`, one prefill pass of that many tokens per sequence instead (its work has `P` terms).
 
     `COUNTS` are the integer properties the program requires, all positive; the concrete op
     defines those beyond `batch`, `context` and `tokens`.
@@ -132,17 +133,20 @@ class ProgramBase(IRDLOperation):
     context = prop_def(IntegerAttr[I64])
     tokens = prop_def(IntegerAttr[I64])
     target = prop_def(StringAttr)
+    prompt = opt_prop_def(IntegerAttr[I64])
     body = region_def("single_block")
     traits = traits_def(NoTerminator(), SymbolOpInterface())
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$sym_name attr-dict-with-keyword $body"
 
-    def __init__(self, name: str, *, target: str, region: Region | None = None, **counts: int):
+    def __init__(self, name: str, *, target: str, region: Region | None = None, prompt: int | None = None,
+                 **counts: int):
         super().__init__(
             properties={
                 "sym_name": StringAttr(name),
                 "target": StringAttr(target),
                 **{key: IntegerAttr(counts[key], 64) for key in self.COUNTS},
+                **({} if prompt is None else {"prompt": IntegerAttr(prompt, 64)}),
             },
             regions=[region or Region(Block())],
         )
@@ -156,6 +160,8 @@ class ProgramBase(IRDLOperation):
         for key in self.COUNTS:
             if self.count(key) <= 0:
                 raise VerifyException(f"{self.name}: {key} must be positive")
+        if self.prompt is not None and self.prompt.value.data <= 0:
+            raise VerifyException(f"{self.name}: prompt must be positive")
         outputs = [op for op in self.body.block.ops if isinstance(op, OutputBase)]
         if outputs and outputs[-1] is not self.body.block.last_op:
             raise VerifyException(f"{self.name}: {outputs[-1].name} must be the last op of the program")

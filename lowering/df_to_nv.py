@@ -99,7 +99,7 @@ def lower_graph(graph: df.GraphOp, target: str) -> nv.ProgramOp:
     return nv.ProgramOp(
         graph.sym_name.data, target=target, region=Region(block),
         batch=graph.batch.value.data, context=graph.context.value.data,
-        tokens=graph.tokens.value.data, gpus=gpus,
+        tokens=graph.tokens.value.data, gpus=gpus, prompt=graph.prompt.value.data if graph.prompt else None,
     )
 
 

@@ -6,7 +6,7 @@ the light operators (norms, activations, elementwise) merged into the next heavy
 previous one when none follows), an `rdu.all_reduce` per collective, and an `rdu.loop` for a
 `df.loop`. Each stage gets its work per invocation (FLOPs, bytes per tier, B and S symbolic) and
 a share of the socket's usable PCUs and PMUs in proportion to its FLOPs and its bytes moved at
-the program's batch and context.
+the program's batch and context (and prompt, for a prefill graph, which keeps its `prompt`).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ class _Run:
 
     batch: int
     context: int
+    prompt: int
+    """Tokens per sequence of one pass: the graph's prompt in a prefill, 1 in a decode step."""
     tp: int
     activations: str
     chip: Chip
@@ -143,8 +145,8 @@ def _sized_ops(kernel: str, pipeline: Pipeline, run: _Run) -> list[Operation]:
             f"df-to-rdu: kernel @{kernel} has {len(stages)} stages but a socket has only "
             f"{min(usable_pcus, usable_pmus)} usable PCUs/PMUs: fuse fewer operators per kernel"
         )
-    pcus = _share_out(usable_pcus, [s.work("flops").at(run.batch, run.context) for s in stages])
-    pmus = _share_out(usable_pmus, [s.memory_bytes(run.batch, run.context) for s in stages])
+    pcus = _share_out(usable_pcus, [s.work("flops").at(run.batch, run.context, run.prompt) for s in stages])
+    pmus = _share_out(usable_pmus, [s.memory_bytes(run.batch, run.context, run.prompt) for s in stages])
     for stage, n_pcus, n_pmus in zip(stages, pcus, pmus):
         # A stage owns the whole capacity of the PMUs it is given: this is an allocation, not an
         # estimate of the on-chip footprint of its tiles.
@@ -235,7 +237,7 @@ def _lower_graph(graph: df.GraphOp, run: _Run, target: str) -> rdu.ProgramOp:
     return rdu.ProgramOp(
         graph.sym_name.data, target=target, region=Region(block),
         batch=graph.batch.value.data, context=graph.context.value.data,
-        tokens=graph.tokens.value.data, sockets=run.tp,
+        tokens=graph.tokens.value.data, sockets=run.tp, prompt=graph.prompt.value.data if graph.prompt else None,
         pcus_per_socket=chip.pcus, pmus_per_socket=chip.pmus, sram_bytes_per_socket=chip.sram_bytes,
     )
 
@@ -284,7 +286,8 @@ class DfToRdu(StagedPass):
                 "run fuse instead for an RDU"
             )
         run = _Run(
-            batch=graph.batch.value.data, context=graph.context.value.data, tp=graph.tp.value.data,
+            batch=graph.batch.value.data, context=graph.context.value.data, prompt=graph.prompt_tokens,
+            tp=graph.tp.value.data,
             activations=graph.activations.data, chip=_chip_budget(self.target, self.hardware),
         )
         PatternRewriteWalker(

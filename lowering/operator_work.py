@@ -1,7 +1,8 @@
 """The cost model of `df` operators: the work of one operator per invocation, on any target.
 
 `operator_work` gives an operator's FLOPs and its bytes read and written per memory tier, as
-`#cost.work` quantities affine in B and B*S, per socket (or GPU). Declared tensors are read from
+`#cost.work` quantities affine in B and B*S (and in a prefill in B*P, B*P*S and B*P*P), per socket
+(or GPU). Declared tensors are read from
 the tier they are placed in; activations are on chip and cost no traffic here (each target's
 lowering adds what its kernels move between them). A MoE experts operator states one expert's
 bytes and the routing instead, since which experts a step reads depends on the batch. `df-to-rdu`
@@ -80,10 +81,11 @@ def _size(value: SSAValue, index: int) -> int:
     return dim
 
 
-def _projection(x: SSAValue, w: SSAValue, bias: SSAValue | None, result: SSAValue) -> OperatorWork:
-    """x[..., K] @ w[K, N] (+ bias): 2*K*N FLOPs per row (+ N for the bias); w and the bias read
-    in full when declared."""
-    flops = _elements(x) * (2 * _size(w, 1)) + (_elements(result) if bias else ZERO)
+def _projection(w: SSAValue, bias: SSAValue | None, result: SSAValue) -> OperatorWork:
+    """x[..., K] @ w[K, N] (+ bias): 2*K*N FLOPs per row of the result (+ N for the bias); w and
+    the bias read in full when declared. Counted on the result's rows, since an LM head in a
+    prefill classifies only the last prompt position of each sequence."""
+    flops = _elements(result, drop_last=1) * (2 * _size(w, 0) * _size(w, 1)) + (_elements(result) if bias else ZERO)
     return OperatorWork(flops) + _read_all([w] if bias is None else [w, bias])
 
 
@@ -92,11 +94,25 @@ def _embedding(op: df.EmbeddingOp) -> OperatorWork:
     return moved("read", _tier(op.table), Work.of_bytes(op.result.type))
 
 
+def _token_pairs(query: SSAValue) -> tuple[Work, Work]:
+    """(query token, key token) pairs an attention scores, split into those with a cached key and
+    those within this pass. A decode step's query sees S cached tokens and itself: B*S + B. A
+    prefill's P query tokens see the S cached ones and, causally, the prompt up to themselves:
+    B*P*S + B*P*(P+1)/2. The second is returned doubled (2B or B*P*P + B*P), to stay whole."""
+    rows = df.tensor_type(query.type).dims[:-1]
+    cached = Work.of_elements((*rows, "S"))
+    if "P" not in rows:
+        return cached, Work.of_elements(rows) * 2
+    return cached, Work.make(per_prompt=1, per_prompt_pair=1)
+
+
 def _attention(op: df.AttentionOp) -> OperatorWork:
-    """Scores and weighted sum over S + 1 tokens per head: 2*H*(D+Dv)*(S+1) FLOPs per sequence;
-    both caches read, this step's key and value appended."""
-    per_token = 2 * op.heads.value.data * (_size(op.k_cache, 3) + _size(op.v_cache, 3))
-    flops = (_elements(op.k_cache, drop_last=2) + _elements(op.q, drop_last=1)) * per_token
+    """Scores and weighted sum per (query, key) pair per head, 2*H*(D+Dv) FLOPs (`_token_pairs`:
+    S + 1 pairs per sequence in a decode step); both caches read, this pass's keys and values
+    appended."""
+    per_pair = 2 * op.heads.value.data * (_size(op.k_cache, 3) + _size(op.v_cache, 3))
+    cached, new_twice = _token_pairs(op.q)
+    flops = cached * per_pair + new_twice * (per_pair // 2)
     work = OperatorWork(flops) + _read_all([op.k_cache, op.v_cache])
     for new, cache in ((op.k, op.k_cache), (op.v, op.v_cache)):
         work += moved("write", _tier(cache), Work.of_bytes(new.type))
@@ -105,14 +121,16 @@ def _attention(op: df.AttentionOp) -> OperatorWork:
 
 def _mla_attention(op: df.MlaAttentionOp) -> OperatorWork:
     """Latent attention with absorbed up-projections (latent L, rope r, nope n, value width v,
-    H heads): per sequence 2H(n*L + (S+1)(L+r) + (S+1)L + L*v) FLOPs; the cache and kv_up read,
-    the new latent appended."""
+    H heads): per query token 2H(n*L + L*v) FLOPs, and per (query, key) pair (`_token_pairs`)
+    2H((L+r) + L), so a decode step costs 2H(n*L + (S+1)(L+r) + (S+1)L + L*v) per sequence; the
+    cache and kv_up read, the new latents appended."""
     heads, rope, v_head = op.heads.value.data, op.rope_dim.value.data, op.v_head.value.data
     latent = _size(op.cache, 2) - rope
     nope = _size(op.q, -1) // heads - rope
-    per_token = 2 * heads * ((latent + rope) + latent)
-    per_sequence = 2 * heads * (nope * latent + latent * v_head) + per_token
-    flops = _elements(op.cache, drop_last=1) * per_token + _elements(op.q, drop_last=1) * per_sequence
+    per_pair = 2 * heads * ((latent + rope) + latent)
+    per_query = 2 * heads * (nope * latent + latent * v_head)
+    cached, new_twice = _token_pairs(op.q)
+    flops = cached * per_pair + new_twice * (per_pair // 2) + _elements(op.q, drop_last=1) * per_query
     work = OperatorWork(flops) + _read_all([op.cache, op.kv_up])
     return work + moved("write", _tier(op.cache), Work.of_bytes(op.kv.type))
 
@@ -131,9 +149,9 @@ def _moe_experts(op: df.MoeExpertsOp, activations: str) -> OperatorWork:
 def operator_work(op: df.OperatorBase, activations: str = "sram") -> OperatorWork:
     """The work of one `df` operator per invocation, per socket; `activations` is the graph's tier."""
     if isinstance(op, df.ProjectionBase):
-        return _projection(op.x, op.w, op.bias, op.result)
+        return _projection(op.w, op.bias, op.result)
     if isinstance(op, df.MatmulOp):
-        return _projection(op.lhs, op.rhs, op.bias, op.result)
+        return _projection(op.rhs, op.bias, op.result)
     if isinstance(op, df.EmbeddingOp):
         return _embedding(op)
     if isinstance(op, df.AttentionOp):

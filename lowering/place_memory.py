@@ -2,10 +2,10 @@
 
 The front end gives every `df.input`, `df.weight` and `df.kv_cache` the tier the `.dfl` placement
 asks for. This pass sizes them per socket (types are per socket; a KV cache holds `context +
-tokens` tokens of each of `batch` sequences) and checks each tier's capacity from the target's
-hardware file. When a tier overflows it spills whole tensor groups (one group: the same tensor
-of every layer, `layers.*.wq`) one tier down, SRAM to HBM and HBM to DDR, KV caches before
-weights so that weights stay in HBM longest; inputs and activations never move. A tier the user
+tokens` tokens of each of `batch` sequences, a prefill graph's inputs `prompt` tokens of each)
+and checks each tier's capacity from the target's hardware file. When a tier overflows it spills
+whole tensor groups (one group: the same tensor of every layer, `layers.*.wq`) one tier down,
+SRAM to HBM and HBM to DDR, KV caches before weights so that weights stay in HBM longest; inputs and activations never move. A tier the user
 named explicitly for a tensor class is honoured: those tensors never spill, and when what remains
 does not fit, `CapacityError` says by how much and what to do. Each spill is a warning on stderr.
 Moved tensors change type, so the kernels and layers they are passed to change signature too
@@ -75,6 +75,7 @@ def tensor_groups(graph: df.GraphOp) -> list[TensorGroup]:
     """The graph's declarations grouped by tensor (across layers) and tier, sized per socket."""
     batch = graph.batch.value.data
     tokens_cached = graph.context.value.data + graph.tokens.value.data
+    prompt = graph.prompt_tokens
     explicit_classes = graph.classes_placed_explicitly()
     explicit_tensors = graph.tensors_placed_explicitly()
     groups: dict[tuple[str, str], TensorGroup] = {}
@@ -87,7 +88,7 @@ def tensor_groups(graph: df.GraphOp) -> list[TensorGroup]:
         if key not in groups:
             explicit = tensor_class in explicit_classes or bool({name, op.tensor_name.data} & explicit_tensors)
             groups[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, explicit)
-        groups[key].bytes_per_socket += type_.num_bytes(batch, tokens_cached)
+        groups[key].bytes_per_socket += type_.num_bytes(batch, tokens_cached, prompt)
         groups[key].decls.append(op)
     return list(groups.values())
 

@@ -27,7 +27,7 @@ from xdsl.interpreter import Interpreter, impl, register_impls
 from dfdsl.dialects import nv
 from dfdsl.lowering.stages import Stage
 from dfdsl.sim import timing
-from dfdsl.hardware import GpuHardware, TargetMismatchError, load_hardware
+from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, load_hardware
 from dfdsl.sim.interpreter import (
     Buffer,
     CallLog,
@@ -51,7 +51,7 @@ class NotAGpuError(TargetMismatchError):
     """The GPU interpreter was given hardware that is not a GPU node."""
 
 
-def gpu_hardware(hardware: GpuHardware | str) -> GpuHardware:
+def gpu_hardware(hardware: Hardware | GpuHardware | str) -> GpuHardware:
     """A `GpuHardware` by name or path, or a clear error if the file describes something else."""
     hw = load_hardware(hardware) if isinstance(hardware, str) else hardware
     if not isinstance(hw, GpuHardware):
@@ -173,6 +173,13 @@ def interpret_step(module: ModuleOp) -> list[timing.KernelCall]:
     """Interprets the module's program once: its launches and NCCL calls in stream order."""
     functions = NvFunctions()
     return functions.state(interpret(module, _program(module), functions)).calls
+
+
+def kernel_calls(module: ModuleOp, hardware: Hardware | GpuHardware) -> list[timing.KernelCall]:
+    """The launches and NCCL calls of one run of the module's program, a decode step or a prefill
+    pass, each with its work as the program states it (`sim/request.py` times prefill passes)."""
+    gpu_hardware(hardware)
+    return interpret_step(module)
 
 
 def simulate_gpu(module: ModuleOp, hardware: GpuHardware | str, *, batch: int | None = None,

@@ -234,7 +234,8 @@ class SimResult:
     ms_per_token: float
     breakdown_ms: dict[str, float]
     step_ms: tuple[float, ...]
-    kernel_calls_per_token: int
+    kernel_calls_per_token: float
+    """Calls per step (an int); with speculative decoding, per output token on average."""
     bytes_per_token: float
     hbm_bytes_per_token: float
     ddr_bytes_per_token: float
@@ -274,18 +275,30 @@ class SimResult:
             batch=batch,
             context=context,
             tokens=len(run.steps),
-            ms_per_token=run.step_s * 1e3,
-            breakdown_ms={k: v * 1e3 for k, v in run.breakdown_s.items()},
-            step_ms=tuple(s.total_s * 1e3 for s in run.steps),
             kernel_calls_per_token=len(calls),
-            bytes_per_token=sockets * run.mean("read_bytes"),
-            hbm_bytes_per_token=sockets * run.mean("hbm_read_bytes"),
-            ddr_bytes_per_token=sockets * run.mean("ddr_read_bytes"),
-            flops_per_token=sockets * run.mean("flops"),
             aggregate_hbm_bytes_per_s=sockets * hw.hbm.bandwidth_bytes_per_s,
             calls=tuple(calls),
             timeline=timeline,
+            **_per_token(run, sockets),
         )
+
+    def with_run(self, run: timing.Run) -> SimResult:
+        """This result with the per-token figures of `run` (the means of its steps) instead: what
+        speculative decoding makes of the same run's tokens."""
+        return attrs.evolve(self, **_per_token(run, self.sockets))
+
+
+def _per_token(run: timing.Run, sockets: int) -> dict[str, Any]:
+    """The `SimResult` fields that are the means of the run's steps, bytes and FLOPs on all sockets."""
+    return {
+        "ms_per_token": run.step_s * 1e3,
+        "breakdown_ms": {k: v * 1e3 for k, v in run.breakdown_s.items()},
+        "step_ms": tuple(s.total_s * 1e3 for s in run.steps),
+        "bytes_per_token": sockets * run.mean("read_bytes"),
+        "hbm_bytes_per_token": sockets * run.mean("hbm_read_bytes"),
+        "ddr_bytes_per_token": sockets * run.mean("ddr_read_bytes"),
+        "flops_per_token": sockets * run.mean("flops"),
+    }
 
 
 def the_program(module: ModuleOp, program_type: type[ProgramT], simulator: str, stage: Stage) -> ProgramT:
@@ -324,13 +337,25 @@ def interpret_step(module: ModuleOp, hardware: Hardware, batch: int, context: in
     return functions.state(interpret(module, _program(module), functions))
 
 
-def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | None = None,
-             context: int | None = None, tokens: int | None = None) -> SimResult:
-    """Times `tokens` decode steps of the module's program (sizes default to the program's)."""
-    hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
+def _rdu_hardware(hardware: Hardware | GpuHardware | str | Path) -> Hardware:
+    hw = hardware if isinstance(hardware, Hardware | GpuHardware) else load_hardware(hardware)
     if not isinstance(hw, Hardware):
         raise TargetMismatchError(f"{hw.name} is a GPU: the SN40L interpreter needs a hardware file with "
                                   "kind = \"rdu\" (the default); GPUs run with simulate_gpu")
+    return hw
+
+
+def kernel_calls(module: ModuleOp, hardware: Hardware | GpuHardware) -> list[timing.KernelCall]:
+    """The calls of one run of the module's program, a decode step or a prefill pass, each with
+    its kernel's work as the program states it (`sim/request.py` times prefill passes from them)."""
+    program = _program(module)
+    return interpret_step(module, _rdu_hardware(hardware), program.count("batch"), program.count("context")).calls
+
+
+def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | None = None,
+             context: int | None = None, tokens: int | None = None) -> SimResult:
+    """Times `tokens` decode steps of the module's program (sizes default to the program's)."""
+    hw = _rdu_hardware(hardware)
     program = _program(module)
     batch, context, tokens = run_sizes(program, batch, context, tokens)
     sockets = program.count("sockets")

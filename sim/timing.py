@@ -28,32 +28,48 @@ CATEGORIES = ("stream", "compute", "sync", "fill_drain", "collective", "host")
 
 @attrs.frozen
 class Affine:
-    """A quantity per invocation: `const + per_batch * B + per_batch_context * B * S`."""
+    """A quantity per invocation: `const + per_batch * B + per_batch_context * B * S`, and for a
+    prefill pass `+ per_prompt * B * P + per_prompt_context * B * P * S + per_prompt_pair * B * P * P`
+    (the terms of `#cost.work`). `at` evaluates the first three: a prefill pass's quantities are
+    first fixed at its prompt with `at_prompt`."""
 
     const: int = 0
     per_batch: int = 0
     per_batch_context: int = 0
+    per_prompt: int = 0
+    per_prompt_context: int = 0
+    per_prompt_pair: int = 0
 
     def at(self, batch: int, context: int) -> int:
         return self.const + self.per_batch * batch + self.per_batch_context * batch * context
+
+    def at_prompt(self, prompt: int) -> Affine:
+        """The quantity of a pass of `prompt` tokens per sequence, as a function of B and S alone."""
+        return Affine(self.const, self.per_batch + prompt * (self.per_prompt + prompt * self.per_prompt_pair),
+                      self.per_batch_context + prompt * self.per_prompt_context)
 
     def __add__(self, other: Affine) -> Affine:
         return Affine(
             self.const + other.const,
             self.per_batch + other.per_batch,
             self.per_batch_context + other.per_batch_context,
+            self.per_prompt + other.per_prompt,
+            self.per_prompt_context + other.per_prompt_context,
+            self.per_prompt_pair + other.per_prompt_pair,
         )
 
 
 @attrs.frozen
 class ExpertRead:
     """The routed experts of a MoE stage: one expert's weight bytes in `tier`, `top_k` of
-    `experts` chosen per token."""
+    `experts` chosen per token, `tokens_per_sequence` tokens routed per sequence (a prefill
+    pass's prompt; 1 in a decode step)."""
 
     experts: int
     top_k: int
     bytes_per_expert: Affine
     tier: str
+    tokens_per_sequence: int = 1
 
 
 @attrs.frozen
@@ -180,7 +196,7 @@ def traffic(work: IterationWork, batch: int, context: int) -> Traffic:
     reads = {"hbm": float(work.hbm_read.at(batch, context)), "ddr": float(work.ddr_read.at(batch, context))}
     for moe in work.experts:
         reads[moe.tier] = reads.get(moe.tier, 0.0) + expected_experts(
-            moe.experts, moe.top_k, batch
+            moe.experts, moe.top_k, batch * moe.tokens_per_sequence
         ) * moe.bytes_per_expert.at(batch, context)
     return Traffic(
         hbm_read_bytes=reads["hbm"],

@@ -268,10 +268,11 @@ def test_limits_table_states_the_constants_of_the_code():
 
 def test_run_table_states_the_defaults_of_the_code():
     rows = {row[0].strip("`"): row for row in table_rows(LANGUAGE_SECTIONS["`run`"])}
-    assert set(rows) == set(elaborate.DEFAULT_RUN)
-    for setting, default in elaborate.DEFAULT_RUN.items():
+    assert list(rows) == list(elaborate.RUN_SETTING_NAMES)
+    for setting in elaborate.RUN_SETTING_NAMES:
+        default = elaborate.DEFAULT_RUN.get(setting, "none")
         assert rows[setting][2].strip("`") == str(default)
-        assert f"--{setting} " in rows[setting][3]
+        assert f"--{setting.replace('_', '-')} " in rows[setting][3]
 
 
 def test_place_table_states_the_classes_and_defaults_of_the_code():
@@ -283,3 +284,33 @@ def test_place_table_states_the_classes_and_defaults_of_the_code():
 def test_dtype_table_states_the_sizes_of_the_code():
     rows = {row[0].strip("`"): int(row[1]) for row in table_rows(LANGUAGE_SECTIONS["Dtypes"])}
     assert rows == DTYPE_BYTES
+
+
+# -- docs/report.md -------------------------------------------------------------------------------
+
+REPORT_MD = (ROOT / "docs" / "report.md").read_text(encoding="utf-8")
+
+
+def test_report_page_lists_every_key_a_run_prints(tmp_path):
+    """A speculative request prints every key there is; the page names exactly those, and its
+    contract sections exactly the code's contract tuples, in order."""
+    from dfdsl.driver import run_model
+    from dfdsl.report import JSON_KEYS, REQUEST_KEYS, SPECULATION_KEYS
+
+    path = tmp_path / "example.dfl"
+    path.write_text("""import std.llama
+model big : llama { dtype = bf16; vocab = 256; hidden = 128; layers = 2; heads = 2; kv_heads = 1
+                    head_dim = 64; ffn = 256 }
+draft small : llama { dtype = bf16; vocab = 256; hidden = 64; layers = 1; heads = 1; kv_heads = 1
+                      head_dim = 64; ffn = 128 }
+run r { prompt = 64; tokens = 8; acceptance = 0.5; target = sn40l(sockets = 1) }
+""")
+    printed = list(run_model(path).figures)
+    report_sections = sections(REPORT_MD)
+    documented = {section: [row[0].strip("`") for row in table_rows(body)] for section, body in report_sections.items()}
+    assert sorted(k for keys in documented.values() for k in keys) == sorted(printed)
+    assert documented["Every run (`JSON_KEYS`)"] == list(JSON_KEYS)
+    request = documented["A request: a run with a prompt (`REQUEST_KEYS` and more)"]
+    assert request[: len(REQUEST_KEYS)] == list(REQUEST_KEYS)
+    speculation = documented["Speculative decoding: a run with a draft model (`SPECULATION_KEYS` and more)"]
+    assert speculation[: len(SPECULATION_KEYS)] == list(SPECULATION_KEYS)

@@ -18,7 +18,8 @@ NUMERIC_KEYS = [
     ("memory.ddr", "capacity_bytes"), ("memory.ddr", "bandwidth_bytes_per_s"),
     ("assumptions", "launch_sync_hardware_s"), ("assumptions", "stage_latency_s"),
     ("assumptions", "stream_efficiency"), ("assumptions", "p2p_latency_s"),
-    ("assumptions", "host_per_token_s"),
+    ("assumptions", "host_per_token_s"), ("assumptions", "prefill_compute_efficiency"),
+    ("assumptions", "prefill_half_efficiency_tokens"),
 ]
 
 

@@ -327,8 +327,8 @@ def test_a_size_not_affine_in_b_and_s_is_refused_with_its_code(tmp_path, capsys)
 }}""")
     for lowering in ("df-to-rdu", "df-to-nv"):
         assert main(["opt", str(path), "-p", lowering]) == 2
-        assert capsys.readouterr().err == (f"{path}: error: shape [S, 64] is not affine in B and B*S, so its size "
-                                           "cannot be expressed as work [E024]\n")
+        assert capsys.readouterr().err == (f"{path}: error: shape [S, 64] is not affine in B, B*S, B*P and "
+                                           "B*P*S, so its size cannot be expressed as work [E024]\n")
 
 
 def test_a_bad_hardware_file_given_to_a_pass_is_e023(tmp_path, capsys):

@@ -25,10 +25,17 @@ def _calibrated():
     return validate.calibrate(SMALL)
 
 
-def _validate(argv: list[str], monkeypatch, calibrated=None) -> int:
-    """`dfdsl validate ARGV` as the command line runs it, over `calibrated` (default: SMALL)."""
+@cache
+def _speculative():
+    return validate.speculative_runs()
+
+
+def _validate(argv: list[str], monkeypatch, calibrated=None, speculative=()) -> int:
+    """`dfdsl validate ARGV` as the command line runs it, over `calibrated` (default: SMALL) and
+    the `speculative` runs (default: none)."""
     result = _calibrated() if calibrated is None else calibrated
     monkeypatch.setattr(validate_command, "calibrate", lambda *args: result)
+    monkeypatch.setattr(validate_command, "speculative_runs", lambda **kwargs: list(speculative))
     parser = argparse.ArgumentParser(prog="dfdsl validate")
     validate_command.add_arguments(parser)
     return run_command(validate_command.main, parser.parse_args(argv))
@@ -119,3 +126,37 @@ def test_validate_json_has_the_claims_the_configurations_and_the_skipped(monkeyp
     assert len(data["claims"]) == 5 and all(c["passed"] for c in data["claims"])
     assert len(data["configurations"]) == 5
     assert data["skipped"][0]["model"] == "llama2_13b"
+
+
+def test_the_speculative_claims_run_their_examples_as_written():
+    """(e) and (f): the speculative examples as their files say (the same draft, k and acceptance
+    for both), compared with the published figure under the same ±20% band as (a)."""
+    runs = _speculative()
+    assert [r.claim.example for r in runs] == ["llama3_1_70b_speculative", "llama3_1_405b_speculative"]
+    for run, check in zip(runs, validate.speculative_checks(runs)):
+        figures = run.outcome.report.figures
+        assert (figures["draft_tokens"], figures["acceptance"], figures["sockets"]) == (4, 0.8, 16)
+        assert check.value == figures["tokens_per_s_per_user"]
+        published = run.claim.tokens_per_s_per_user
+        assert check.error == pytest.approx(check.value / published - 1)
+        assert (check.low, check.high) == pytest.approx((published * 0.8, published * 1.2))
+        assert check.passed == (check.low <= check.value <= check.high)
+        # Speculation is what lifts the figure above the plain decode's roofline.
+        assert figures["tokens_per_s_per_user"] > figures["roofline_tokens_per_s_per_user"]
+
+
+def test_the_speculative_rows_are_in_the_table_and_the_json(monkeypatch, capsys):
+    runs = _speculative()
+    code = _validate(["--json"], monkeypatch, speculative=runs)
+    data = json.loads(capsys.readouterr().out)
+    claims = {c["claim"][:3]: c for c in data["claims"]}
+    assert {"(e)", "(f)"} <= set(claims)
+    assert not claims["(e)"]["gates"] and not claims["(f)"]["gates"] and claims["(a)"]["gates"]
+    assert [r["model"] for r in data["speculative"]] == ["llama3_1_70b_speculative", "llama3_1_405b_speculative"]
+    # The exit code is the calibrated claims': a speculative figure outside its band is a MISS.
+    assert code == (0 if all(c["passed"] for c in data["claims"] if c["gates"]) else 1)
+    assert _validate([], monkeypatch, speculative=runs) == code
+    table = capsys.readouterr().out
+    for label in ("(e)", "(f)"):
+        row = table[table.index(label):]
+        assert ("PASS" if claims[label]["passed"] else "MISS") in row.split("\n")[0]

@@ -11,6 +11,7 @@ from pathlib import Path
 from dfdsl import compare, compare_view
 from dfdsl.cli.options import add_lowering_options, add_run_settings, overrides, target_names
 from dfdsl.cli.output import UsageError, emit, write_output
+from dfdsl.elaborate import RunValue
 from dfdsl.lowering.pipeline import FUSION_MODES
 
 
@@ -61,7 +62,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
-def _compare_targets(args: argparse.Namespace, path: Path, values: dict[str, int | str]) -> int:
+def _compare_targets(args: argparse.Namespace, path: Path, values: dict[str, RunValue]) -> int:
     try:
         specs = compare.parse_targets(args.targets)
     except ValueError as err:

@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
     p.add_argument("--timing", action="store_true", help="print each pass's wall time to stderr")
     p.add_argument("--remarks", action="store_true",
                    help="say where kernel looping did not apply, and why (stderr)")
+    p.add_argument("--prefill", action="store_true",
+                   help="lower the prefill pass of the run's prompt (or of its chunks) instead of a decode step")
+    p.add_argument("--draft", action="store_true", help="lower the file's draft model instead of its model")
     add_run_settings(p)
     add_lowering_options(p)
     p.set_defaults(func=main)
@@ -70,7 +73,19 @@ def main(args: argparse.Namespace) -> int:
         if args.print_after_all:
             sys.stderr.write(f"// -----// IR after {p.name} //----- //\n{print_ir(module, False)}\n")
 
-    module = Compiler().compile(model, model.settings, compile_options(args), stage,
+    settings = model.settings
+    if args.draft:
+        draft = model.draft()
+        if draft is None:
+            raise UsageError(f"--draft: {path} has no draft model")
+        model = draft
+    pass_tokens = None
+    if args.prefill:
+        pass_tokens = settings.chunk or settings.prompt
+        if not pass_tokens:
+            raise UsageError("--prefill lowers a prompt's prefill: give the prompt's length (--prompt P, or "
+                             "`prompt` in the run)")
+    module = Compiler().compile(model, settings, compile_options(args), stage, pass_tokens=pass_tokens,
                                 rewrite=_with_remarks if args.remarks else None, after_each=after_each)
     if emit_what == "graph":
         _emit_graph(module, args, path)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from dfdsl.driver import CompileOptions
+from dfdsl.elaborate import RunValue
 from dfdsl.hardware import bundled_targets, target_name
 from dfdsl.lowering.pipeline import FUSION_MODES
 
-RUN_SETTINGS = ("batch", "context", "tokens", "sockets", "target")
+RUN_SETTINGS = ("batch", "context", "tokens", "sockets", "target", "prompt", "chunk", "draft_tokens", "acceptance")
 
 
 def target_names() -> str:
@@ -24,6 +25,13 @@ def add_run_settings(p: argparse.ArgumentParser, *, sockets: bool = True) -> Non
     if sockets:
         g.add_argument("--sockets", type=int, metavar="N", help="sockets (tensor-parallel degree)")
     g.add_argument("--target", metavar="NAME", help=f"machine to run on: {target_names()}")
+    g.add_argument("--prompt", type=int, metavar="P",
+                   help="prompt tokens per sequence: time the whole request, its prefill then its decode")
+    g.add_argument("--chunk", type=int, metavar="C", help="prefill the prompt in chunks of C tokens")
+    g.add_argument("--draft-tokens", type=int, metavar="K",
+                   help="tokens the draft model proposes per step (speculative decoding)")
+    g.add_argument("--acceptance", type=float, metavar="A",
+                   help="probability that the model accepts a drafted token (speculative decoding)")
 
 
 def add_lowering_options(p: argparse.ArgumentParser, *, fusion: bool = True) -> None:
@@ -37,7 +45,7 @@ def add_lowering_options(p: argparse.ArgumentParser, *, fusion: bool = True) -> 
     g.add_argument("--hardware", metavar="FILE", help="a hardware TOML file to use instead of the target's")
 
 
-def overrides(args: argparse.Namespace) -> dict[str, int | str]:
+def overrides(args: argparse.Namespace) -> dict[str, RunValue]:
     """The run settings given on the command line, by name."""
     values = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k, None) is not None}
     if "target" in values:

@@ -18,7 +18,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="compile a model and simulate its decode on the target",
                        description="Compile a .dfl model for its target (" + target_names() + ") and time "
                                    "its decode on that target's timing interpreter: ms per token, tokens/s, "
-                                   "the fraction of the HBM roofline, and where the time goes.")
+                                   "the fraction of the HBM roofline, and where the time goes. With a prompt "
+                                   "(--prompt), the whole request: time to first token and latency; with a "
+                                   "draft model in the file, speculative decoding. docs/report.md describes "
+                                   "every figure.")
     p.add_argument("file", metavar="MODEL.dfl")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace of one decode step")

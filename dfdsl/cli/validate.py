@@ -8,14 +8,25 @@ import json
 import attrs
 
 from dfdsl.cli.output import emit
-from dfdsl.validate import SOCKETS, calibrate, checks, dense_examples, render_calibration, render_checks
+from dfdsl.validate import (
+    SOCKETS,
+    calibrate,
+    checks,
+    dense_examples,
+    render_calibration,
+    render_checks,
+    speculative_checks,
+    speculative_runs,
+)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("validate", help="the published SN40L results beside the simulator's",
                        description="Compare the published SN40L figures (docs/validation.md lists them with "
                                    "their sources) with the simulator under the same configurations; exit "
-                                   "code 1 if one is outside its tolerance.")
+                                   "code 1 if a calibrated figure is outside its tolerance (the speculative "
+                                   "figures, predicted under a stated draft and acceptance, are reported "
+                                   "as MISS when outside).")
     add_arguments(p)
     p.set_defaults(func=main)
 
@@ -30,14 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """`dfdsl validate`: exit code 1 when a published figure is outside its tolerance."""
+    """`dfdsl validate`: exit code 1 when a calibrated published figure is outside its tolerance."""
     calibrations, skipped = calibrate(dense_examples(), SOCKETS, args.hardware or "")
-    results = checks(calibrations)
+    speculative = speculative_runs(hardware_file=args.hardware or "")
+    results = checks(calibrations) + speculative_checks(speculative)
     if args.json:
         data = {"claims": [c.as_json() for c in results],
                 "configurations": [c.as_json() for c in calibrations],
-                "skipped": [attrs.asdict(s) for s in skipped]}
+                "skipped": [attrs.asdict(s) for s in skipped],
+                "speculative": [r.as_json() for r in speculative]}
         emit(json.dumps(data, indent=2), args.output, [])
     else:
         emit(render_checks(results) + "\n" + render_calibration(calibrations, skipped), args.output, [])
-    return 0 if all(c.passed for c in results) else 1
+    return 0 if all(c.passed for c in results if c.gates) else 1

@@ -72,6 +72,8 @@ class Assumptions:
     p2p_latency_s: float
     allreduce_algorithm: str
     host_per_token_s: float
+    prefill_compute_efficiency: float
+    prefill_half_efficiency_tokens: float
 
 
 class _OffChipMemories:
@@ -147,6 +149,8 @@ class GpuAssumptions:
     nccl_step_latency_s: float
     nccl_bus_bandwidth_bytes_per_s: float
     host_per_token_s: float
+    prefill_compute_efficiency: float
+    prefill_half_efficiency_tokens: float
 
 
 @attrs.frozen
