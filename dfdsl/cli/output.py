@@ -53,12 +53,3 @@ def print_ir(module: ModuleOp, generic: bool) -> str:
     stream = StringIO()
     Printer(stream=stream, print_generic_format=generic).print_op(module)
     return stream.getvalue()
-
-
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise UsageError(f"cannot read {path}: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text") from None

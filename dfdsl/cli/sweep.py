@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from dfdsl.cli.options import add_lowering_options, overrides
 from dfdsl.cli.output import UsageError, emit, write_output
 from dfdsl.driver import load_model
 from dfdsl.elaborate import check_run_settings
+from dfdsl.hardware import GpuHardware, Hardware, check_relations, check_value, format_value
 from dfdsl.lowering.pipeline import FUSION_MODES
 
 
@@ -45,7 +47,8 @@ def add_parser(sub) -> None:
 
 def _points(args: argparse.Namespace, path: Path) -> list[sweep.Point]:
     target = overrides(args).get("target")
-    run = load_model(path, {"target": target} if target else None, args.hardware or "").settings
+    model = load_model(path, {"target": target} if target else None, args.hardware or "")
+    run = model.settings
     looping = args.kernel_looping.split(",") if args.kernel_looping else []
     bad = [v for v in looping if v.strip() not in ("on", "off")]
     axes = {
@@ -69,7 +72,23 @@ def _points(args: argparse.Namespace, path: Path) -> list[sweep.Point]:
         if not eq:
             raise sweep.SweepError(f"--set {item!r}: write KEY=V1,V2")
         hardware_axes[key.strip()] = sweep.parse_values(values, float, "set")
+    check_hardware_axes(model.hardware, hardware_axes)
     return sweep.make_points(axes, hardware_axes)
+
+
+def check_hardware_axes(hw: Hardware | GpuHardware, hardware_axes: dict[str, list[float]]) -> None:
+    """Each `--set` value through the checks a hardware file's value gets (finite, in its physical
+    range), and each combination of them through the relations between values, before any work."""
+    paths = {key: sweep.hardware_path(hw, key) for key in hardware_axes}
+    for key, values in hardware_axes.items():
+        for value in values:
+            check_value(f"--set {key}", paths[key].rsplit(".", 1)[-1], value, exact_type=False)
+    for combination in itertools.product(*hardware_axes.values()):
+        changed = hw
+        for (key, path), value in zip(paths.items(), combination):
+            changed = sweep.with_value(changed, path, value)
+        check_relations(changed, "--set " + " --set ".join(f"{key}={format_value(value)}" for key, value in
+                                                           zip(paths, combination)))
 
 
 def main(args: argparse.Namespace) -> int:
