@@ -52,10 +52,14 @@ ERROR_CODES: dict[str, str] = {
     "E025": "the IR does not verify",
     "E026": "the IR does not parse",
     "E027": "bad command line",
+    "E028": "an output cannot be written",
+    "E029": "the Dask scheduler cannot be reached",
+    "E030": "a program dfdsl runs is missing or failed",
+    "E031": "out of memory",
 }
 """Every code dfdsl emits, with a one-line title (docs/errors.md holds examples and fixes).
 E001-E019 come from the front end, located in the .dfl file; E020-E027 from lowering, the
-simulator and the command line."""
+simulator and the command line; E028-E031 from the environment (`dfdsl.errors.EnvironmentFailure`)."""
 
 
 @attrs.frozen

@@ -35,11 +35,14 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
-def read_ir(file: str) -> str:
-    """The text of the IR file `file` (`-`: standard input), at most `MAX_IR_BYTES`."""
-    path = Path(file)
+STDIN = Path("<stdin>")
+"""What errors call standard input (`dfdsl opt -`)."""
+
+
+def read_ir(path: Path) -> str:
+    """The text of the IR file `path` (`STDIN`: standard input), at most `MAX_IR_BYTES`."""
     try:
-        if file == "-":
+        if path == STDIN:
             return files.decode(path, files.read_at_most(sys.stdin.fileno(), path, MAX_IR_BYTES))
         return files.read_text(path, MAX_IR_BYTES)
     except files.FileReadError as err:
@@ -98,8 +101,8 @@ def _options_given_twice(spec: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    text = read_ir(args.file)
+    path = STDIN if args.file == "-" else Path(args.file)
+    text = read_ir(path)
     passes = parse_passes(args.passes) if args.passes else []
     ctx = context()
     try:
