@@ -195,8 +195,8 @@ def run_sweep(path: Path, points: Sequence[Point], *, hardware_file: str = "", t
                 f"cannot reach the Dask scheduler at {scheduler}: {err}",
                 "start it (`dask scheduler`, then `dask worker ADDRESS` on each machine) or check the address "
                 "it printed; leave out --scheduler to run on this machine's cores") from None
-        with client:
-            futures = {client.submit(evaluate_chunk, str(path), c, hardware_file, target, pure=False): c for c in chunks}
+        with client as session:
+            futures = {session.submit(evaluate_chunk, str(path), c, hardware_file, target, pure=False): c for c in chunks}
             for future in as_completed(futures):
                 collect(futures[future], future.result())
     elif (workers or os.cpu_count() or 1) == 1 or len(chunks) == 1:

@@ -272,3 +272,20 @@ def test_a_figure_that_comes_out_nan_is_an_internal_error_not_a_number(monkeypat
     outcome = run_cli(["run", str(tmp_path / "tiny.dfl")])
     assert outcome.code == 1 and "nan" not in outcome.stdout
     assert "internal error: ReportError: the report's breakdown_ms.stream came out nan" in outcome.stderr
+
+
+def test_the_errors_page_states_the_ranges_of_the_code():
+    from pathlib import Path
+
+    from dfdsl.hardware import COUNT_KEYS, format_value
+
+    section = (Path(__file__).parent.parent / "docs" / "errors.md").read_text(encoding="utf-8").split(
+        "## E023")[1].split("\n## ")[0]
+    rows = {cells[0]: cells[1] for cells in (
+        [c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| `"))}
+    for names, rule in rows.items():
+        example = re.findall(r"`(\w+)`", names)[0]
+        key = example if example in COUNT_KEYS else f"x{example}"
+        expected = range_of(key)
+        assert rule == f"{format_value(expected.low)} to {format_value(expected.high)}{expected.unit}", names
+    assert len(rows) == 6

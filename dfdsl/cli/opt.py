@@ -64,6 +64,9 @@ def parse_passes(spec: str) -> list[ModulePass]:
     twice = _options_given_twice(spec)
     if twice:
         raise UsageError(f"bad pass pipeline {spec!r}: {twice}; give each option once")
+    if spec.rstrip().endswith(","):  # xDSL takes `fuse,` as `fuse`: a pass cut off after the comma
+        raise UsageError(f"bad pass pipeline {spec!r}: it ends with a comma; name the pass that follows, "
+                         "or remove the comma")
     return list(pipeline.passes)
 
 

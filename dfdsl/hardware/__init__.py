@@ -324,9 +324,9 @@ def _numbers(r: _Reader, section: str, cls: type, skip: Collection[str] = ()) ->
 
 def _read_assumptions(r: _Reader) -> Assumptions:
     s = "assumptions"
-    choices = {"orchestration": ORCHESTRATIONS, "allreduce_algorithm": ALLREDUCE_ALGORITHMS}
-    return Assumptions(**{key: r.string(s, key, values) for key, values in choices.items()},
-                       **_numbers(r, s, Assumptions, choices))
+    return Assumptions(orchestration=r.string(s, "orchestration", ORCHESTRATIONS),
+                       allreduce_algorithm=r.string(s, "allreduce_algorithm", ALLREDUCE_ALGORITHMS),
+                       **_numbers(r, s, Assumptions, ("orchestration", "allreduce_algorithm")))
 
 
 def _sources(data: dict[str, Any]) -> dict[str, str]:
@@ -354,7 +354,7 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
     kind = r.string("", "kind", KINDS) if "kind" in data else "rdu"
     # The chip is read first: its errors come first.
     chip: Chip | GpuChip = GpuChip(**_numbers(r, "gpu", GpuChip)) if kind == "gpu" else Chip(**_numbers(r, "chip", Chip))
-    common = {
+    common: dict[str, Any] = {
         "name": r.string("", "name"),
         "description": data.get("description", "") if isinstance(data.get("description"), str) else "",
         "path": path,
