@@ -152,9 +152,19 @@ def test_a_scheduler_that_does_not_answer_is_e029_with_the_address_and_the_wait(
     outcome = run_cli(["sweep", str(tiny), "-q", "--scheduler", "tcp://127.0.0.1:1", "--scheduler-timeout", "1"],
                       seconds=30)
     assert outcome.code == 2, outcome.error or outcome.stderr
-    assert outcome.stderr.startswith("dfdsl: error: cannot reach the Dask scheduler at tcp://127.0.0.1:1: "
-                                     "Timed out trying to connect to tcp://127.0.0.1:1 after 1 s [E029]\nhelp: start it")
+    assert outcome.stderr.startswith("dfdsl: error: cannot reach the Dask scheduler at tcp://127.0.0.1:1: Timed out "
+                                     "trying to connect to tcp://127.0.0.1:1 after 1 s [E029]\nhelp: start it")
     assert time.perf_counter() - start < 15
+
+
+def test_the_scheduler_timeout_leaves_dasks_configuration_whole(tiny):
+    """The timeout is set in Dask's configuration for one sweep; a second sweep in the same fresh
+    process (a notebook, a test run) must still find Dask's defaults."""
+    script = ("import sys\nfrom dfdsl.cli import main\n"
+              f"argv = ['sweep', {str(tiny)!r}, '-q', '--scheduler', 'tcp://127.0.0.1:1', '--scheduler-timeout', '1']\n"
+              "sys.exit(10 * main(argv) + main(argv))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 22 and done.stderr.count("[E029]") == 2, done.stderr
 
 
 def test_a_sweep_is_held_to_the_limits_of_run(tiny):

@@ -19,6 +19,11 @@ from dfdsl.elaborate import check_run_settings
 from dfdsl.hardware import GpuHardware, Hardware, check_relations, check_value, format_value
 from dfdsl.lowering.pipeline import FUSION_MODES
 
+MAX_WORKERS = 1024
+SCHEDULER_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+"""`tcp://host:8786` and the other forms Dask connects to: a protocol (tcp if none), a host name or
+address (IPv6 in brackets), a port."""
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run every combination of settings and write a CSV",
@@ -95,12 +100,6 @@ def check_hardware_axes(hw: Hardware | GpuHardware, hardware_axes: dict[str, lis
                                                            zip(paths, combination)))
 
 
-MAX_WORKERS = 1024
-SCHEDULER_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
-"""`tcp://host:8786` and the other forms Dask connects to: a protocol (tcp if none), a host name or
-address (IPv6 in brackets), a port."""
-
-
 def check_distribution(args: argparse.Namespace) -> None:
     """`--workers`, `--scheduler` and its timeout make sense, before anything is loaded or run."""
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
@@ -128,6 +127,8 @@ def main(args: argparse.Namespace) -> int:
     waiting: contextlib.AbstractContextManager = contextlib.nullcontext()
     if args.scheduler:
         import dask
+        import dask.distributed  # first: its defaults join dask's configuration when it is imported, and
+        # `set` restores on exit what it found, so a first import inside it would lose them for good
 
         waiting = dask.config.set({"distributed.comm.timeouts.connect": f"{args.scheduler_timeout:g}s"})
     with waiting, Progress(*columns, transient=True, disable=args.quiet) as bar:
