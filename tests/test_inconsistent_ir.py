@@ -85,3 +85,24 @@ def test_sharding_to_an_explicit_degree_says_so_in_sockets(tmp_path):
     outcome = run_cli(["opt", str(path), "-p", "shard-tensor-parallel{sockets=1}"])
     assert outcome.code == 0, outcome.stderr
     assert "sockets = 1 : i64, tp = 1 : i64" in outcome.stdout
+
+
+WRONG_TARGETS = {
+    "df-to-nv for an RDU": ("fused", "dgx-h100", "place-memory{target=dgx_h100},df-to-nv{target=sn40l}",
+                            "df-to-nv: `sn40l` is a rdu machine, not a gpu one; gpu targets are dgx_h100 [E022]"),
+    "df-to-nv for no machine": ("fused", "dgx-h100", "place-memory{target=dgx_h100},df-to-nv{target=nope}",
+                                "df-to-nv: no bundled target is called `nope`; gpu targets are dgx_h100 [E023]"),
+    "df-to-rdu for a GPU, with an RDU's file": (
+        "looped", "sn40l", f'place-memory,df-to-rdu{{target=dgx_h100 hardware="{Path(__file__).parent.parent}'
+                           '/dfdsl/hardware/sn40l.toml"}',
+        "df-to-rdu: `dgx_h100` is a gpu machine, not a rdu one; rdu targets are sn40l [E022]"),
+}
+
+
+@pytest.mark.parametrize(("stage", "target", "passes", "message"), WRONG_TARGETS.values(), ids=WRONG_TARGETS)
+def test_a_pass_refuses_a_target_its_program_could_not_name(stage, target, passes, message, tmp_path):
+    """Rather than make a program whose target is of the other kind (which would not verify)."""
+    path = tmp_path / "in.mlir"
+    path.write_text(printed(stage, target), encoding="utf-8")
+    outcome = run_cli(["opt", str(path), "-p", passes])
+    assert outcome.code == 2 and outcome.stderr.endswith(f"error: {message}\n"), outcome.stderr

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import attrs
 
 from dfdsl import files
-from dfdsl.errors import LoweringError
+from dfdsl.errors import HardwareFileError, LoweringError
 
 ORCHESTRATIONS = ("hardware", "host")
 ALLREDUCE_ALGORITHMS = ("direct", "ring", "auto")
@@ -391,6 +391,19 @@ MAX_HARDWARE_BYTES = 1024 * 1024
 def bundled_kind(name: str) -> str | None:
     """The kind (`rdu`, `gpu`) of the bundled target `name`, None if no bundled target has that name."""
     return load_hardware(name).kind if name in bundled_targets() else None
+
+
+def check_target(who: str, target: str, kind: str) -> None:
+    """`target` names a bundled machine of `kind`, as the program a pass makes will say:
+    `HardwareFileError` (E023) when no bundled machine has that name, `TargetMismatchError` (E022)
+    when it is of another kind. `who` (a pass) begins the message."""
+    found = bundled_kind(target)
+    machines = ", ".join(name for name in bundled_targets() if bundled_kind(name) == kind)
+    if found is None:
+        raise HardwareFileError(f"{who}: no bundled target is called `{target}`; {kind} targets are {machines}")
+    if found != kind:
+        raise TargetMismatchError(f"{who}: `{target}` is a {found} machine, not a {kind} one; {kind} targets are "
+                                  f"{machines}")
 
 
 def load_hardware(name_or_path: str | Path) -> Hardware | GpuHardware:
