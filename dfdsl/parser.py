@@ -272,14 +272,13 @@ def _too_deep(path: Path, tree: Tree) -> Diagnostic:
         else:
             stack.append((node, True))
             stack.extend((c, False) for c in subtrees)
+    span = ast.Span(path, 1, 1, 1, 2)
     node = tree
-    while node.data not in _EXPRESSION_RULES:
-        subtrees = [c for c in node.children if isinstance(c, Tree)]
-        if not subtrees:
-            node = tree
-            break
+    while subtrees := [c for c in node.children if isinstance(c, Tree)]:
         node = max(subtrees, key=lambda c: height[id(c)])
-    span = _span(path, node.meta) if node is not tree and not node.meta.empty else ast.Span(path, 1, 1, 1, 2)
+        if node.data in _EXPRESSION_RULES:
+            span = _span(path, node.meta)
+            break
     return Diagnostic("E017", "the file nests expressions too deeply", span,
                       "split the expression with `let` or `const`")
 

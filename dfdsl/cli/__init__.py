@@ -55,6 +55,7 @@ def _code_of(err: Exception) -> str:
 
 
 def _environment(err: EnvironmentFailure) -> int:
+    """Print a failure of the environment with its code and what to do; exit status 2."""
     sys.stderr.write(f"dfdsl: error: {err} [{err.code}]\nhelp: {err.fix}\n")
     return 2
 
@@ -94,6 +95,7 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
 
 
 def _out_of_memory() -> OutOfMemory:
+    """The report of a MemoryError, naming the process's memory limit when one is set."""
     import resource
 
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
