@@ -23,6 +23,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.driver import CompileOptions, Compiler, Model, Run, RunSettings, load_model, run_model
 from dfdsl.elaborate import RunValue, check_run_settings
+from dfdsl.errors import EnvironmentFailure
 from dfdsl.hardware import load_hardware, target_name
 from dfdsl.lowering.kernel_looping import find_runs
 from dfdsl.lowering.pipeline import FUSION_MODES
@@ -120,6 +121,8 @@ class _Variants:
                 options = CompileOptions(config.fusion, looping, hardware=self.hardware_file)
                 self.runs[key] = self.compiler.simulate(self.model, settings, options)
             run = self.runs[key]
+        except (MemoryError, EnvironmentFailure):  # the machine's problem, not this row's: stop the command
+            raise
         except Exception as err:
             return _failure(config, err)
         if target.own_kernels:

@@ -15,11 +15,13 @@ every independent error.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 
+from dfdsl import files
 from dfdsl.ast import Span
 
 ERROR_CODES: dict[str, str] = {
@@ -50,10 +52,14 @@ ERROR_CODES: dict[str, str] = {
     "E025": "the IR does not verify",
     "E026": "the IR does not parse",
     "E027": "bad command line",
+    "E028": "an output cannot be written",
+    "E029": "the Dask scheduler cannot be reached",
+    "E030": "a program dfdsl runs is missing or failed",
+    "E031": "out of memory",
 }
 """Every code dfdsl emits, with a one-line title (docs/errors.md holds examples and fixes).
 E001-E019 come from the front end, located in the .dfl file; E020-E027 from lowering, the
-simulator and the command line."""
+simulator and the command line; E028-E031 from the environment (`dfdsl.errors.EnvironmentFailure`)."""
 
 
 @attrs.frozen
@@ -74,11 +80,11 @@ class Diagnostic:
         return f"{self.span.path}:{self.span.line}:{self.span.column}"
 
     def render(self, source: str | None = None) -> str:
-        lines = [f"{self.location()}: {self.severity}: {self.message} [{self.code}]"]
+        lines = [f"{self.location()}: {self.severity}: {_visible(self.message)} [{self.code}]"]
         if self.span is not None and source is not None:
-            text_lines = source.split("\n")  # the parser counts lines at \n only
+            text_lines = source.split("\n")  # normalized as the parser read it: lines end at \n
             if 1 <= self.span.line <= len(text_lines):
-                text = text_lines[self.span.line - 1].replace("\t", " ")
+                text = _visible(text_lines[self.span.line - 1])
                 number = str(self.span.line)
                 pad = " " * len(number)
                 if self.span.end_line == self.span.line:
@@ -121,16 +127,45 @@ _MAX_ECHOED_BYTES = 4 * 1024 * 1024
 
 
 def _read_quietly(path: Path) -> str | None:
+    """The text of a source file as the parser saw it (`files.normalize`), bytes that are not
+    UTF-8 replaced; None when it cannot be read."""
     try:
-        if not path.is_file():
-            return None
-        with path.open("rb") as f:
-            data = f.read(_MAX_ECHOED_BYTES + 1)
-    except OSError:
+        data = files.read_bytes(path, _MAX_ECHOED_BYTES)
+    except files.FileReadError:
         return None
-    if len(data) > _MAX_ECHOED_BYTES:
-        return None
-    return data.decode("utf-8", errors="replace")
+    return files.normalize(data.decode("utf-8", errors="replace"))
+
+
+def _visible(text: str) -> str:
+    """`text` with tabs as spaces and every control or format character (NUL, ESC, a bidi
+    override) shown as a visible character of one column, so an echoed line neither drives the
+    terminal nor shifts the caret under it."""
+    out = []
+    for char in text:
+        if char == "\t":
+            out.append(" ")
+        elif char == "\n":  # a message may run over lines; an echoed line has none
+            out.append(char)
+        elif char < " ":
+            out.append(chr(0x2400 + ord(char)))  # the Control Pictures block: NUL is ␀
+        elif char == "\x7f":
+            out.append("\u2421")
+        elif unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append("\ufffd")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def read_diagnostic(err: files.FileReadError, too_large_help: str) -> Diagnostic:
+    """The diagnostic of an input file that cannot be read: E017 past its size limit (at its
+    start, with `too_large_help`), E002 otherwise (at the byte that is not UTF-8, if that is why)."""
+    if err.reason == "too-large":
+        return Diagnostic("E017", str(err), Span(err.path, 1, 1, 1, 2), too_large_help)
+    if err.reason == "not-utf8":
+        return Diagnostic("E002", f"the file is not valid UTF-8 (byte 0x{err.byte:02x})",
+                          Span(err.path, err.line, err.column, err.line, err.column + 1), "save the file as UTF-8")
+    return Diagnostic("E002", str(err), None)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

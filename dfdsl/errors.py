@@ -7,6 +7,12 @@ not fit in memory (`CapacityError`), E022 not possible on this target (`TargetMi
 E023 a bad hardware file, E024 the IR does not suit the pass (the default, and `StageError` for
 a broken stage contract), E025 the IR does not verify. The command line prints the code after the
 message. Any other exception out of a pass is a bug in dfdsl.
+
+What fails outside dfdsl and its input is an `EnvironmentFailure`, never a bug nor an IR error:
+E028 an output cannot be written (a full disk, a read-only file), E029 the Dask scheduler cannot be
+reached, E030 a program dfdsl runs (Graphviz's `dot`) is missing or fails, E031 out of memory.
+Its message names what was tried (the file, the address, the program) and how long dfdsl waited
+when it did; its `fix` says what to do.
 """
 
 from __future__ import annotations
@@ -61,3 +67,38 @@ def describe(op: Operation) -> str:
         loc = op.location
         text += f" (at {loc.filename.data}:{loc.line.data}:{loc.column.data})"
     return text
+
+
+class EnvironmentFailure(Exception):
+    """Something outside dfdsl and its input failed; the command line prints the message, the
+    code and `help: <fix>`, and exits with status 2."""
+
+    code: ClassVar[str]
+
+    def __init__(self, message: str, fix: str):
+        super().__init__(message)
+        self.fix = fix
+
+
+class OutputFailure(EnvironmentFailure):
+    """An output (a file, a device, standard output) cannot be written."""
+
+    code: ClassVar[str] = "E028"
+
+
+class SchedulerUnreachable(EnvironmentFailure):
+    """The Dask scheduler given with `--scheduler` did not answer."""
+
+    code: ClassVar[str] = "E029"
+
+
+class ProgramFailure(EnvironmentFailure):
+    """A program dfdsl runs (Graphviz's `dot`) is not installed, failed, or did not finish."""
+
+    code: ClassVar[str] = "E030"
+
+
+class OutOfMemory(EnvironmentFailure):
+    """The machine (or the process's limit) ran out of memory."""
+
+    code: ClassVar[str] = "E031"

@@ -13,9 +13,9 @@ import shutil
 import subprocess
 
 import networkx as nx
-from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import df
+from dfdsl.errors import ProgramFailure
 
 FORMATS = ("dot", "json", "svg", "png")
 
@@ -25,8 +25,8 @@ UNPLACED_COLOUR = "#e9ecef"
 COLLECTIVE_COLOUR = "#e76f51"
 
 
-class GraphvizMissing(DiagnosticException):
-    """Rendering SVG or PNG needs Graphviz's `dot` program, which is not on PATH."""
+DOT_TIMEOUT_S = 120
+"""How long `dot` may take to lay out a graph (a folded model's takes well under a second)."""
 
 
 _NODE_STYLE = {
@@ -128,16 +128,28 @@ def to_json(graph: nx.MultiDiGraph) -> str:
 
 
 def run_dot(dot_text: str, fmt: str) -> bytes:
-    """Graphviz's `dot -T<fmt>` over `dot_text`; `GraphvizMissing` if `dot` is not installed."""
+    """Graphviz's `dot -T<fmt>` over `dot_text`; `ProgramFailure` (E030) if `dot` is not installed,
+    fails, or takes longer than `DOT_TIMEOUT_S`."""
     program = shutil.which("dot")
     if program is None:
-        raise GraphvizMissing(
-            f"rendering {fmt} needs Graphviz's `dot` program, which is not on PATH: install the "
-            "Debian package `graphviz` (apt-get install graphviz), or ask for --format dot or json"
-        )
-    done = subprocess.run([program, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, check=False)
+        raise ProgramFailure(
+            f"rendering {fmt} needs Graphviz's `dot` program, which is not on PATH",
+            "install the Debian package `graphviz` (apt-get install graphviz), or ask for --format dot or json")
+    command = f"{program} -T{fmt}"
+    try:
+        done = subprocess.run([program, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, check=False,
+                              timeout=DOT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ProgramFailure(f"{command} did not finish within {DOT_TIMEOUT_S} s",
+                             "draw fewer nodes (leave out --unfold), or ask for --format dot and run dot "
+                             "yourself") from None
+    except OSError as err:
+        raise ProgramFailure(f"cannot run {command}: {err.strerror or err}",
+                             "check that Graphviz is installed whole (apt-get install --reinstall graphviz)") from None
     if done.returncode != 0:
-        raise RuntimeError(f"dot -T{fmt} failed: {done.stderr.decode(errors='replace').strip()}")
+        raise ProgramFailure(f"{command} failed with exit status {done.returncode}: "
+                             f"{done.stderr.decode(errors='replace').strip()}",
+                             "ask for --format dot and run dot yourself to see more; a recent Graphviz may help")
     return done.stdout
 
 

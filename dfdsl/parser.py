@@ -6,17 +6,16 @@ Parse errors become `Diagnostic`s (code E001) pointing at the offending token, n
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.tree import Meta
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from dfdsl import ast
-from dfdsl.diagnostics import DfslError, Diagnostic
+from dfdsl import ast, files
+from dfdsl.diagnostics import DfslError, Diagnostic, read_diagnostic
 
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
 """A model file is a few kilobytes; anything past this is refused before parsing (E017)."""
@@ -246,40 +245,13 @@ def _syntax_help(err: UnexpectedInput) -> str | None:
     return None
 
 
-def decode_source(path: Path, data: bytes, size_bytes: int = 0) -> str:
-    """The file's text, or a located E002 when it is not UTF-8 (or E017 when it is too large)."""
-    if len(data) > MAX_SOURCE_BYTES:
-        size = f"{size_bytes:,} bytes" if size_bytes else f"more than {MAX_SOURCE_BYTES:,} bytes"
-        raise DfslError([Diagnostic(
-            "E017",
-            f"{path}: the file is {size}; the limit is {MAX_SOURCE_BYTES:,}",
-            ast.Span(path, 1, 1, 1, 2),
-            "a model file is a few kilobytes: is this the right file?",
-        )])
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise DfslError([Diagnostic(
-            "E002",
-            f"the file is not valid UTF-8 (byte 0x{data[err.start]:02x})",
-            ast.Span(path, line, column, line, column + 1),
-            "save the file as UTF-8",
-        )]) from None
-
-
 def parse_text(source: str, path: Path) -> ast.File:
     """Parse one file's text; raise `DfslError` with a located E001 on a syntax error."""
+    source = files.normalize(source)
     try:
-        tree = _lark().parse(source)
+        tree = _lark().parse(source)  # LALR: iterative, however deep the nesting
     except UnexpectedInput as err:
         raise DfslError([_syntax_diagnostic(path, source, err)]) from None
-    except RecursionError:
-        raise DfslError([Diagnostic(
-            "E017", "the file nests expressions too deeply", ast.Span(path, 1, 1, 1, 2),
-            "split the expression with `let` or `const`",
-        )]) from None
     try:
         items = _ToAst(path).transform(tree)
     except VisitError as err:
@@ -287,26 +259,44 @@ def parse_text(source: str, path: Path) -> ast.File:
             raise err.orig_exc from None
         if not isinstance(err.orig_exc, RecursionError):
             raise
-        raise DfslError([Diagnostic(
-            "E017", "the file nests expressions too deeply", ast.Span(path, 1, 1, 1, 2),
-            "split the expression with `let` or `const`",
-        )]) from None
-    except RecursionError:
-        raise DfslError([Diagnostic(
-            "E017", "the file nests expressions too deeply", ast.Span(path, 1, 1, 1, 2),
-            "split the expression with `let` or `const`",
-        )]) from None
+        raise DfslError([_too_deep(path, tree)]) from None
+    except RecursionError:  # the transformer recurses once per level of the tree
+        raise DfslError([_too_deep(path, tree)]) from None
     return ast.File(path, source, items)
 
 
+_EXPRESSION_RULES = frozenset(("add", "sub", "mul", "div", "mod", "neg"))
+
+
+def _too_deep(path: Path, tree: Tree) -> Diagnostic:
+    """E017 at the outermost expression on the deepest path of `tree` (found without recursing:
+    the tree is too deep for that), or at the file's start if no expression is on it."""
+    height: dict[int, int] = {}
+    stack: list[tuple[Tree, bool]] = [(tree, False)]
+    while stack:
+        node, children_done = stack.pop()
+        subtrees = [c for c in node.children if isinstance(c, Tree)]
+        if children_done:
+            height[id(node)] = 1 + max((height[id(c)] for c in subtrees), default=0)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in subtrees)
+    span = ast.Span(path, 1, 1, 1, 2)
+    node = tree
+    while subtrees := [c for c in node.children if isinstance(c, Tree)]:
+        node = max(subtrees, key=lambda c: height[id(c)])
+        if node.data in _EXPRESSION_RULES:
+            span = _span(path, node.meta)
+            break
+    return Diagnostic("E017", "the file nests expressions too deeply", span,
+                      "split the expression with `let` or `const`")
+
+
 def parse_file(path: Path) -> ast.File:
+    """Read and parse one `.dfl` file: a located E002 when it cannot be read as UTF-8 text (or is
+    not a regular file), E017 when it is larger than `MAX_SOURCE_BYTES`."""
     try:
-        with path.open("rb") as f:
-            # Never more than the limit and one byte: an endless file (/dev/zero) is refused, not read.
-            data = f.read(MAX_SOURCE_BYTES + 1)
-            size_bytes = os.fstat(f.fileno()).st_size if path.is_file() else 0
-    except IsADirectoryError:
-        raise DfslError([Diagnostic("E002", f"{path} is a folder, not a .dfl file", None)]) from None
-    except OSError as err:
-        raise DfslError([Diagnostic("E002", f"cannot read {path}: {err.strerror}", None)]) from None
-    return parse_text(decode_source(path, data, size_bytes), path)
+        text = files.read_text(path, MAX_SOURCE_BYTES)
+    except files.FileReadError as err:
+        raise DfslError([read_diagnostic(err, "a model file is a few kilobytes: is this the right file?")]) from None
+    return parse_text(text, path)

@@ -9,6 +9,8 @@ speculative decoding (`SPECULATION_KEYS`); docs/report.md describes every key.
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from dfdsl.footprint import Footprint
@@ -94,7 +96,23 @@ def make_report(result: SimResult, fp: Footprint, hardware: Hardware | GpuHardwa
         figures.update(_request_figures(result, hardware, request))
     if request.speculation is not None:
         figures.update(_speculation_figures(request.speculation))
+    _check_figures(figures)
     return Report(figures, result.timeline)
+
+
+class ReportError(RuntimeError):
+    """A figure came out NaN, infinite or negative. Every input was checked (hardware values by
+    `dfdsl.hardware`, run settings by the front end), so this is a bug in dfdsl, never printed as a number."""
+
+
+def _check_figures(figures: dict, prefix: str = "") -> None:
+    """Every number of the report (times, rates, bytes, fractions) is finite and not negative."""
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            _check_figures(value, f"{prefix}{key}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool) and not 0 <= value < math.inf:
+            raise ReportError(f"the report's {prefix}{key} came out {value!r}; a figure must be finite and "
+                              "not negative")
 
 
 def _request_figures(result: SimResult, hardware: Hardware | GpuHardware, request: RequestFigures) -> dict:

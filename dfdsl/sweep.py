@@ -28,6 +28,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.diagnostics import DfslError
 from dfdsl.driver import CompileOptions, Compiler, Model, RunSettings, load_model
+from dfdsl.errors import SchedulerUnreachable
 from dfdsl.report import JSON_KEYS
 
 AXES = ("sockets", "batch", "context", "tokens", "fusion", "kernel_looping")
@@ -187,8 +188,15 @@ def run_sweep(path: Path, points: Sequence[Point], *, hardware_file: str = "", t
     if scheduler:
         from dask.distributed import Client, as_completed
 
-        with Client(scheduler) as client:
-            futures = {client.submit(evaluate_chunk, str(path), c, hardware_file, target, pure=False): c for c in chunks}
+        try:  # refused or silent: Dask retries until its connect timeout (`--scheduler-timeout`)
+            client = Client(scheduler)
+        except OSError as err:
+            raise SchedulerUnreachable(
+                f"cannot reach the Dask scheduler at {scheduler}: {err}",
+                "start it (`dask scheduler`, then `dask worker ADDRESS` on each machine) or check the address "
+                "it printed; leave out --scheduler to run on this machine's cores") from None
+        with client as session:
+            futures = {session.submit(evaluate_chunk, str(path), c, hardware_file, target, pure=False): c for c in chunks}
             for future in as_completed(futures):
                 collect(futures[future], future.result())
     elif (workers or os.cpu_count() or 1) == 1 or len(chunks) == 1:

@@ -12,7 +12,7 @@ activations are `!df.tensor<[B, P, 4096], bf16>`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar, cast
 
@@ -69,6 +69,7 @@ from xdsl.utils.exceptions import PassFailedException, VerifyException
 from dfdsl.dialects import shapes
 from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, Shape, TensorShape
 from dfdsl.errors import LoweringError
+from dfdsl.hardware import bundled_kind, bundled_targets
 
 _DTYPE_TO_TYPE: dict[str, Attribute] = {
     "bf16": BFloat16Type(),
@@ -233,6 +234,16 @@ def _parse_func_like(cls, parser: Parser):
     return op
 
 
+def verify_unique_names(named: Iterable[tuple[str, Operation]], where: str, what: str) -> None:
+    """No two ops of `named` (name, op) share a name: two weights called `w` are two tensors a pass
+    could not tell apart, and memory placement would count one twice."""
+    seen: dict[str, Operation] = {}
+    for name, op in named:
+        if name in seen:
+            raise VerifyException(f"{where} {what} {name!r} twice ({seen[name].name} and {op.name})")
+        seen[name] = op
+
+
 class FuncLikeBase(IRDLOperation):
     """A named, isolated region with typed arguments, ended by a return terminator."""
 
@@ -374,6 +385,13 @@ class GraphOp(IRDLOperation):
                            ("sockets", self.sockets), ("tp", self.tp), ("prompt", self.prompt)):
             if value is not None and value.value.data <= 0:
                 raise VerifyException(f"df.graph: {key} must be positive")
+        tp, sockets = self.tp.value.data, self.sockets.value.data
+        if tp not in (1, sockets):
+            raise VerifyException(f"df.graph: tp = {tp} with sockets = {sockets}; a graph is sharded to its "
+                                  "sockets (tp = sockets) or not yet (tp = 1)")
+        if bundled_kind(self.target.data) is None:
+            raise VerifyException(f"df.graph: unknown target {self.target.data!r}; targets are "
+                                  f"{', '.join(bundled_targets())}")
         if self.activations.data not in TIERS:
             raise VerifyException(f"df.graph: unknown tier {self.activations.data!r} for activations")
         if self.prompt is None:
@@ -390,6 +408,8 @@ class GraphOp(IRDLOperation):
                 f"df.graph: explicit_tiers holds {', '.join(map(repr, unknown))}, not a tensor class; "
                 f"classes are {', '.join(PLACEMENT_CLASSES)}"
             )
+        verify_unique_names(((op.tensor_name.data, op) for op in self.body.block.ops if isinstance(op, DeclBase)),
+                            f"df.graph @{self.sym_name.data}", "declares the tensor")
 
 
 @irdl_op_definition

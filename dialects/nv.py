@@ -12,7 +12,7 @@ side by side (the tensor-parallel degree).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from xdsl.dialects.builtin import I64, ArrayAttr, FunctionType, IntegerAttr, StringAttr, SymbolNameConstraint
 from xdsl.ir import Attribute, Dialect, SSAValue
@@ -49,6 +49,7 @@ class BufferType(target_ops.BufferTypeBase):
 class ProgramOp(target_ops.ProgramBase):
     """One decode step on one GPU: declared buffers, launches and NCCL calls in stream order, the output."""
 
+    KIND: ClassVar[str] = "gpu"
     COUNTS: ClassVar[tuple[str, ...]] = ("batch", "context", "tokens", "gpus")
 
     name = "nv.program"
@@ -149,8 +150,13 @@ class AllReduceOp(IRDLOperation):
         )
 
     def verify_(self) -> None:
-        if self.gpus.value.data < 2:
+        gpus = self.gpus.value.data
+        if gpus < 2:
             raise VerifyException("nv.all_reduce: a collective needs at least 2 GPUs")
+        program = cast(ProgramOp, self.parent_op())  # HasParent(ProgramOp)
+        if gpus != program.count("gpus"):
+            raise VerifyException(f"nv.all_reduce: sums over {gpus} GPUs in a program that runs on "
+                                  f"{program.count('gpus')}")
         if self.input.type != self.result.type:
             raise VerifyException("nv.all_reduce: the result has the type of the input")
 

@@ -58,6 +58,7 @@ class ProgramOp(target_ops.ProgramBase):
     program on its shard); the `*_per_socket` numbers are the chip budget the kernels were sized for.
     """
 
+    KIND: ClassVar[str] = "rdu"
     COUNTS: ClassVar[tuple[str, ...]] = (
         "batch", "context", "tokens", "sockets", "pcus_per_socket", "pmus_per_socket", "sram_bytes_per_socket",
     )
@@ -386,8 +387,17 @@ class AllReduceOp(IRDLOperation):
         super().__init__(properties={"bytes": bytes_, "sockets": IntegerAttr(sockets, 64)})
 
     def verify_(self) -> None:
-        if self.sockets.value.data < 2:
+        sockets = self.sockets.value.data
+        if sockets < 2:
             raise VerifyException("rdu.all_reduce: a collective needs at least 2 sockets")
+        kernel = self.parent_op()
+        if isinstance(kernel, LoopOp):
+            kernel = kernel.parent_op()
+        # HasParent makes `kernel` an rdu.kernel; a kernel outside a module has no program to match.
+        program = cast(KernelOp, kernel)._program()
+        if program is not None and sockets != program.count("sockets"):
+            raise VerifyException(f"rdu.all_reduce: sums over {sockets} sockets in a program that runs on "
+                                  f"{program.count('sockets')}")
 
 
 def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffic: Mapping[str, Work],

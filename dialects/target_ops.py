@@ -30,6 +30,7 @@ from xdsl.utils.exceptions import VerifyException
 from dfdsl.dialects import df
 from dfdsl.dialects.cost import ZERO, Work
 from dfdsl.dialects.shapes import TIERS
+from dfdsl.hardware import bundled_kind, bundled_targets
 
 BUFFER_KINDS = tuple(decl.BUFFER_KIND for decl in df.DECLS)
 """What a declared buffer holds, as its `df` declaration says: a step's input, a parameter, or a KV cache."""
@@ -127,6 +128,8 @@ class ProgramBase(IRDLOperation):
     """
 
     COUNTS: ClassVar[tuple[str, ...]]
+    KIND: ClassVar[str]
+    """The kind of machine (`dfdsl.hardware`: `rdu`, `gpu`) whose bundled targets `target` may name."""
 
     sym_name = prop_def(SymbolNameConstraint())
     batch = prop_def(IntegerAttr[I64])
@@ -162,6 +165,14 @@ class ProgramBase(IRDLOperation):
                 raise VerifyException(f"{self.name}: {key} must be positive")
         if self.prompt is not None and self.prompt.value.data <= 0:
             raise VerifyException(f"{self.name}: prompt must be positive")
+        target, kind = self.target.data, bundled_kind(self.target.data)
+        if kind != self.KIND:
+            problem = f"unknown target {target!r}" if kind is None else \
+                f"target {target!r} is a {kind} machine, not a {self.KIND} one"
+            machines = ", ".join(name for name in bundled_targets() if bundled_kind(name) == self.KIND)
+            raise VerifyException(f"{self.name}: {problem}; targets are {machines}")
+        df.verify_unique_names(((op.buffer_name.data, op) for op in self.body.block.ops if isinstance(op, BufferBase)),
+                               f"{self.name} @{self.sym_name.data}", "declares the buffer")
         outputs = [op for op in self.body.block.ops if isinstance(op, OutputBase)]
         if outputs and outputs[-1] is not self.body.block.last_op:
             raise VerifyException(f"{self.name}: {outputs[-1].name} must be the last op of the program")

@@ -21,6 +21,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from dfdsl.dialects import df, nv
 from dfdsl.dialects.cost import ZERO, Work
 from dfdsl.errors import LoweringError
+from dfdsl.hardware import check_target
 from dfdsl.lowering.gpu_partition import KernelLoopingOnGpuError
 from dfdsl.lowering.operator_work import OperatorWork, operator_work
 from dfdsl.lowering.stages import Stage, StagedPass
@@ -121,6 +122,7 @@ class DfToNv(StagedPass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         self.expect(op)
+        check_target("df-to-nv", self.target, "gpu")
         graph = df.the_graph(op, "df-to-nv")
         activations = graph.activations.data
         replaced: list[tuple[Operation, Operation]] = [

@@ -31,7 +31,7 @@ from xdsl.pattern_rewriter import (
 from dfdsl.dialects import df, rdu
 from dfdsl.dialects.cost import ZERO, Work
 from dfdsl.errors import HardwareFileError, LoweringError, describe
-from dfdsl.hardware import Chip, Hardware, HardwareError, TargetMismatchError, load_hardware
+from dfdsl.hardware import Chip, Hardware, HardwareError, TargetMismatchError, check_target, load_hardware
 from dfdsl.lowering.operator_work import OFF_CHIP_TIERS, OperatorWork, moved, operator_work
 from dfdsl.lowering.stages import Stage, StagedPass
 
@@ -46,6 +46,7 @@ def _chip_budget(target: str, hardware: str) -> Chip:
         raise TargetMismatchError(
             f"df-to-rdu: `{hw.name}` is a {hw.kind.upper()}, not an RDU; lower GPU targets with "
             "gpu-partition and df-to-nv (dfdsl run does this for you)")
+    check_target("df-to-rdu", target, "rdu")  # the program names it, with a hardware file too
     return hw.chip
 
 

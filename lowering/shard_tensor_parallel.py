@@ -303,6 +303,8 @@ class ShardTensorParallel(StagedPass):
             raise ShardingError(f"shard-tensor-parallel: sockets must be positive, got {sockets}")
         if sockets > 1:
             _shard(op, graph, sockets)
+        # An explicit `sockets` is the degree asked for from now on: the graph says so, as it says tp.
+        graph.properties["sockets"] = IntegerAttr(sockets, 64)
         graph.properties["tp"] = IntegerAttr(sockets, 64)
 
 

@@ -19,7 +19,7 @@ FOLDERS = {"dfdsl": "dfdsl", "dialects": "dfdsl.dialects", "lowering": "dfdsl.lo
 """Source folder to package name (pyproject's package-dir)."""
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("dfdsl", "dfdsl.ast", "dfdsl.diagnostics", "dfdsl.errors", "dfdsl.hardware")),
+    ("base", ("dfdsl", "dfdsl.ast", "dfdsl.files", "dfdsl.diagnostics", "dfdsl.errors", "dfdsl.hardware")),
     ("IR leaves", ("dfdsl.dialects", "dfdsl.dialects.shapes")),
     ("df dialect", ("dfdsl.dialects.df",)),
     ("work", ("dfdsl.dialects.cost",)),

@@ -95,3 +95,24 @@ def test_lower_for_a_gpu_target_emits_the_nv_program(capsys):
     assert "nv.program @llama3_1_8b" in out and out.count("nv.all_reduce") == 64
     assert main(["lower", MODEL, "--target", "dgx-h100", "--emit", "looped"]) == 2
     assert "dgx_h100 is a GPU: its stages are df, fused, nv" in capsys.readouterr().err
+
+
+MALFORMED_PIPELINES = {
+    "fuse{": "at column 6, expected argument name here",
+    ",,,": "at column 1, expected pass name here",
+    "fuse{mode=layer": "at column 16, malformed pass arguments, expected either a space or `}` here",
+    "fuse{mode=layer}}": "at column 17, expected a comma after pass argument dict here",
+    '"': "at column 1, unknown token",
+    "fuse{mode=layer mode=none}": "fuse is given the option mode twice; give each option once",
+    "kernel-looping{min-calls=2 min_calls=3}": "kernel-looping is given the option min_calls twice",
+    "fuse,": "it ends with a comma; name the pass that follows, or remove the comma",
+}
+
+
+@pytest.mark.parametrize(("spec", "message"), MALFORMED_PIPELINES.items(), ids=MALFORMED_PIPELINES)
+def test_a_malformed_pipeline_is_e027_with_where_and_why(spec, message, tmp_path, capsys):
+    ir = tmp_path / "df.mlir"
+    assert main(["lower", MODEL, "--emit", "df", "-o", str(ir)]) == 0
+    assert main(["opt", str(ir), "-p", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dfdsl: error: bad pass pipeline {spec!r}: {message}") and err.endswith("[E027]\n"), err

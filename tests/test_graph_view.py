@@ -20,7 +20,8 @@ from xdsl.parser import Parser
 
 from df_models import tiny_llama, tiny_moe
 from dfdsl.elaborate import check_file
-from dfdsl.graph_render import TIER_COLOURS, GraphvizMissing, render
+from dfdsl.errors import ProgramFailure
+from dfdsl.graph_render import TIER_COLOURS, render
 from dfdsl.graph_view import build_graph, format_bytes, name_range, short_name
 from dfdsl.irgen import generate
 from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, context, run_passes
@@ -233,8 +234,23 @@ def test_svg_and_png_render():
 
 def test_missing_graphviz_says_which_package_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(GraphvizMissing, match=r"Debian package `graphviz` \(apt-get install graphviz\)"):
+    with pytest.raises(ProgramFailure, match=r"needs Graphviz's `dot` program, which is not on PATH$") as info:
         render(build_graph(tiny("df")), "svg")
+    assert info.value.code == "E030"
+    assert "Debian package `graphviz` (apt-get install graphviz)" in info.value.fix
+
+
+def test_a_failing_or_hanging_dot_is_named_with_what_it_said(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    fake = tmp_path / "dot"
+    fake.write_text("#!/bin/sh\necho 'Error: syntax error in line 1' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ProgramFailure, match=rf"{fake} -Tsvg failed with exit status 3: Error: syntax error in line 1"):
+        render(build_graph(tiny("df")), "svg")
+    fake.write_text("#!/bin/sh\nexec /bin/sleep 5\n")  # exec: the timeout kills the sleep itself
+    monkeypatch.setattr("dfdsl.graph_render.DOT_TIMEOUT_S", 0.2)
+    with pytest.raises(ProgramFailure, match=rf"{fake} -Tpng did not finish within 0.2 s"):
+        render(build_graph(tiny("df")), "png")
 
 
 def test_unknown_format_is_refused():

@@ -347,7 +347,8 @@ def test_every_code_raised_is_catalogued_and_documented():
 # -- known problems: minimal reproducers, each to flip when fixed -------------------------------
 
 
-def test_an_endless_input_file_is_refused_after_the_size_limit():
+def test_an_endless_input_file_is_refused_before_it_is_read():
+    """Under a 1 GB memory limit, /dev/zero is refused as a device, not read until memory runs out."""
     import resource
     import subprocess
     import sys
@@ -357,7 +358,7 @@ def test_an_endless_input_file_is_refused_after_the_size_limit():
 
     proc = subprocess.run([sys.executable, "-m", "dfdsl", "check", "/dev/zero"], capture_output=True,
                           text=True, timeout=60, preexec_fn=limit_memory)
-    assert proc.returncode == 2 and "[E017]" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "not a regular file [E002]" in proc.stderr, proc.stderr
 
 
 def test_importing_a_named_pipe_is_refused(tmp_path):

@@ -1,7 +1,9 @@
 """The `dfdsl` command line: one module per subcommand, each a short layer over the library
 (`dfdsl.driver` and what it drives); this module builds the parser and turns errors into exit codes.
 
-Exit codes: 0 success, 2 bad input (a located diagnostic), 1 an internal failure (a bug).
+Exit codes: 0 success, 2 bad input (a located diagnostic) or a failure of the environment (a full
+disk, an unreachable scheduler, a missing program, no memory: E028-E031, with what to do), 1 an
+internal failure (a bug).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dfdsl import __version__
 from dfdsl.cli import check, compare, import_hf, lower, opt, run, sweep, validate
 from dfdsl.cli.output import USAGE_CODE, UsageError
 from dfdsl.diagnostics import DfslError
+from dfdsl.errors import EnvironmentFailure, OutOfMemory
 from dfdsl.hardware import HardwareError
 
 HARDWARE_CODE = "E023"
@@ -51,6 +54,12 @@ def _code_of(err: Exception) -> str:
     return "E025" if isinstance(err, VerifyException) else getattr(err, "code", "E024")
 
 
+def _environment(err: EnvironmentFailure) -> int:
+    """Print a failure of the environment with its code and what to do; exit status 2."""
+    sys.stderr.write(f"dfdsl: error: {err} [{err.code}]\nhelp: {err.fix}\n")
+    return 2
+
+
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
         return func(args)
@@ -67,6 +76,10 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         where = getattr(args, "file", None)
         sys.stderr.write(f"{where + ': ' if where else ''}error: {err} [{_code_of(err)}]\n")
         return 2
+    except EnvironmentFailure as err:
+        return _environment(err)
+    except MemoryError:
+        pass  # reported below: the traceback, alive in this clause, holds what filled the memory
     except KeyboardInterrupt:
         sys.stderr.write("dfdsl: interrupted\n")
         return 130
@@ -78,4 +91,16 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         sys.stderr.write(f"dfdsl: internal error: {type(err).__name__}: {err}\n"
                          "This is a bug in dfdsl. Rerun with DFDSL_DEBUG=1 to see the traceback.\n")
         return 1
+    return _environment(_out_of_memory())
+
+
+def _out_of_memory() -> OutOfMemory:
+    """The report of a MemoryError, naming the process's memory limit when one is set."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    within = f" (the process may use {limit / 1e6:,.0f} MB: ulimit -v)" if limit != resource.RLIM_INFINITY else ""
+    return OutOfMemory(f"ran out of memory{within}",
+                       "the input is likely far larger than a model needs (check the file and the run settings); "
+                       "otherwise free memory, or raise the limit")
 

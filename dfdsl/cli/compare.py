@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dfdsl import compare, compare_view
 from dfdsl.cli.options import add_lowering_options, add_run_settings, overrides, target_names
-from dfdsl.cli.output import UsageError, emit, write_output
+from dfdsl.cli.output import UsageError, distinct_outputs, emit, write_output
 from dfdsl.elaborate import RunValue
 from dfdsl.lowering.pipeline import FUSION_MODES
 
@@ -86,6 +86,7 @@ def main(args: argparse.Namespace) -> int:
     """`dfdsl compare`: prints the table (or JSON); exit code 1 if a row hit a bug in dfdsl."""
     path = Path(args.file)
     values = {k: v for k, v in overrides(args).items() if k != "sockets"}  # --sockets is a list here
+    distinct_outputs({"-o": args.output, "--plot": args.plot})
     if args.targets:
         return _compare_targets(args, path, values)
     if args.plot:

@@ -11,7 +11,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from dfdsl.cli.options import add_lowering_options, add_run_settings, compile_options, overrides
-from dfdsl.cli.output import UsageError, emit, print_ir, write_output
+from dfdsl.cli.output import UsageError, emit, print_ir, write_output, write_stdout
 from dfdsl.driver import Compiler, load_model
 from dfdsl.lowering.kernel_looping import KernelLooping
 from dfdsl.targets import TARGETS
@@ -107,7 +107,7 @@ def _emit_graph(module: ModuleOp, args: argparse.Namespace, path: Path) -> None:
     if isinstance(data, bytes) and args.output in (None, "-"):
         if sys.stdout.isatty():
             raise UsageError(f"--format {fmt} is binary: write it to a file with -o graph.{fmt}")
-        sys.stdout.buffer.write(data)
+        write_stdout(data)
         return
     if isinstance(data, bytes):
         write_output(Path(args.output), data, [path])

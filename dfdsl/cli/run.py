@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from dfdsl.cli.options import add_lowering_options, add_run_settings, compile_options, overrides, target_names
-from dfdsl.cli.output import emit, write_output
+from dfdsl.cli.output import distinct_outputs, emit, write_output
 from dfdsl.driver import run_model
 from dfdsl.report import render_table
 from dfdsl.sim.trace import trace_json
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    distinct_outputs({"--trace": args.trace, "-o": args.output})
     report = run_model(path, overrides(args), compile_options(args))
     if args.trace:
         write_output(Path(args.trace), trace_json(report.timeline, model=report["model"]), [path])

@@ -4,13 +4,21 @@ A target file says its `kind`: `"rdu"` (the default: an SN40L-style dataflow chi
 `Hardware`) or `"gpu"` (a node of GPUs, read into `GpuHardware`). An RDU file has a `[chip]`, a
 `[memory.hbm]` and `[memory.ddr]`, and an `[assumptions]` section for what nobody has published;
 a GPU file has a `[gpu]`, a `[node]`, the same two memories and a `[gpu_assumptions]` section.
-Each section may carry a `source` string. The loader checks every key it needs (present, of the
-right type, positive) and raises `HardwareError` naming the file and the key otherwise. Values
-keep the units their names say.
+Each section may carry a `source` string. Values keep the units their names say.
+
+Every hardware value goes through one validation, whatever its source: a file's keys as they are
+read, a value swept with `dfdsl sweep --set` (`check_value`, then `check_relations` on the
+machine it makes). A number must be of the key's type, finite, and inside the physical range of
+its unit (`range_of`: a NaN, an infinity, a subnormal or a petabyte per second is refused), and
+the values must agree with each other (DDR no faster than HBM, ...). A `HardwareError` names the
+file, the line and the key, or the option.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import re
 import tomllib
 from collections.abc import Collection
 from importlib import resources
@@ -19,7 +27,8 @@ from typing import Any, ClassVar
 
 import attrs
 
-from dfdsl.errors import LoweringError
+from dfdsl import files
+from dfdsl.errors import HardwareFileError, LoweringError
 
 ORCHESTRATIONS = ("hardware", "host")
 ALLREDUCE_ALGORITHMS = ("direct", "ring", "auto")
@@ -27,7 +36,8 @@ KINDS = ("rdu", "gpu")
 
 
 class HardwareError(ValueError):
-    """A hardware file is missing, unreadable, or has a missing, mistyped or non-positive key."""
+    """A hardware file is missing or unreadable, or a hardware value (from a file or an option) is
+    missing, mistyped, outside its range, or contradicts another."""
 
 
 class TargetMismatchError(LoweringError):
@@ -170,16 +180,109 @@ class GpuHardware(_OffChipMemories):
     sources: dict[str, str] = attrs.field(factory=dict, eq=False)
 
 
-_POSITIVE_INT = "a positive integer"
-_POSITIVE_NUMBER = "a positive number"
-_FRACTION = "a number in (0, 1]"
+@attrs.frozen
+class Range:
+    """The physical range of a numeric hardware value (both ends included), by its unit."""
+
+    low: float
+    high: float
+    unit: str
+    integer: bool = False
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.integer else "a number"
+        return f"{kind} from {format_value(self.low)} to {format_value(self.high)}{self.unit}"
+
+
+COUNT = Range(1, 1e6, "", integer=True)
+"""Units of a chip (PCUs, PMUs, SMs) or GPUs of a node."""
+BYTES = Range(1, 1e15, " bytes", integer=True)
+"""A capacity: up to a petabyte per socket."""
+BANDWIDTH = Range(1e6, 1e15, " bytes/s")
+FLOPS = Range(1e9, 1e18, " FLOP/s")
+SECONDS = Range(1e-12, 1.0, " s")
+"""A latency or a per-step cost: from a picosecond (below one clock cycle) to a second."""
+FRACTION = Range(1e-3, 1.0, "")
+"""An efficiency or a share of the chip, in (0, 1]; below a thousandth it is a typo, and its
+reciprocal (time = work / (rate x fraction)) would run past any finite figure."""
+COUNT_KEYS = frozenset(("pcus", "pmus", "sms", "gpus"))
+TOKENS = Range(1, 1e7, " tokens")
+"""A number of tokens (a prefill's half-efficiency size): up to ten million."""
+
+
+def range_of(name: str) -> Range:
+    """The range of the numeric key `name` (its last part: `bandwidth_bytes_per_s`), by its unit suffix."""
+    if name.endswith(("_fraction", "_efficiency")):
+        return FRACTION
+    for suffix, rule in (("_bytes_per_s", BANDWIDTH), ("_flops_per_s", FLOPS), ("_bytes", BYTES), ("_s", SECONDS)):
+        if name.endswith(suffix):
+            return rule
+    if name in COUNT_KEYS:
+        return COUNT
+    if name.endswith("_tokens"):
+        return TOKENS
+    raise KeyError(f"no range for the hardware key {name!r}")
+
+
+def format_value(value: float) -> str:
+    """1e+15 as 1e15, 0.001 as 0.001: numbers as a hardware file would write them."""
+    return f"{value:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+
+
+def check_value(where: str, name: str, value: object, *, exact_type: bool = True) -> int | float:
+    """`value`, checked for the numeric key `name` (the last part of its dotted name): a number of
+    the key's type, finite, inside its physical range (`range_of`); `HardwareError` beginning with
+    `where` otherwise. With `exact_type` (a file's values) a count must be written as an integer;
+    without it (a value from the command line, read as a float) a whole float will do."""
+    rule = range_of(name)
+    wanted = rule.describe()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise HardwareError(f"{where} = {value!r} has the wrong type; it must be {wanted}")
+    if isinstance(value, float) and math.isnan(value):
+        raise HardwareError(f"{where} = {value!r} is not a number; it must be {wanted}")
+    if isinstance(value, float) and math.isinf(value):
+        raise HardwareError(f"{where} = {value!r} is infinite; it must be {wanted}")
+    if rule.integer and isinstance(value, float) and exact_type:
+        raise HardwareError(f"{where} = {value!r} has the wrong type; it must be {wanted}")
+    if rule.integer and isinstance(value, float) and not value.is_integer():
+        raise HardwareError(f"{where} = {value!r} is not a whole number; it must be {wanted}")
+    if not rule.low <= value <= rule.high:
+        raise HardwareError(f"{where} = {value!r}; it must be {wanted}")
+    return int(value) if rule.integer else float(value)
+
+
+def check_relations(hw: Hardware | GpuHardware, source: str) -> None:
+    """The relations between values that the timing model relies on; `HardwareError` beginning
+    with `source` (the file, or the option that changed a value) when one does not hold."""
+    problems = []
+    if hw.ddr.bandwidth_bytes_per_s > hw.hbm.bandwidth_bytes_per_s:
+        problems.append(
+            f"memory.ddr.bandwidth_bytes_per_s = {format_value(hw.ddr.bandwidth_bytes_per_s)} is more than "
+            f"memory.hbm.bandwidth_bytes_per_s = {format_value(hw.hbm.bandwidth_bytes_per_s)}: DDR cannot be faster "
+            "than HBM (memory placement spills to DDR as the slower tier, and the roofline is HBM's)")
+    if isinstance(hw, Hardware):
+        chip = hw.chip
+        for units in ("pcus", "pmus"):
+            if round(chip.usable_fraction * getattr(chip, units)) < 1:
+                problems.append(f"chip.usable_fraction = {format_value(chip.usable_fraction)} of chip.{units} = "
+                                f"{getattr(chip, units)} leaves no usable unit for a kernel")
+    else:
+        a = hw.assumptions
+        if a.nccl_bus_bandwidth_bytes_per_s > hw.node.link_bandwidth_bytes_per_s:
+            problems.append(
+                f"gpu_assumptions.nccl_bus_bandwidth_bytes_per_s = {format_value(a.nccl_bus_bandwidth_bytes_per_s)} "
+                f"is more than node.link_bandwidth_bytes_per_s = {format_value(hw.node.link_bandwidth_bytes_per_s)}: "
+                "a collective cannot move data faster than the links")
+    if problems:
+        raise HardwareError(f"{source}: " + "; ".join(problems))
 
 
 class _Reader:
-    """Reads typed keys from one parsed file, naming the file and key in every error."""
+    """Reads typed keys from one parsed file, naming the file, the line and the key in every error."""
 
-    def __init__(self, path: str, data: dict[str, Any]):
+    def __init__(self, path: str, text: str, data: dict[str, Any]):
         self.path = path
+        self.lines = text.split("\n")
         self.data = data
 
     def section(self, dotted: str) -> dict[str, Any]:
@@ -190,76 +293,48 @@ class _Reader:
             node = node[part]
         return node
 
-    def value(self, dotted: str, key: str, kind: str, choices: tuple[str, ...] = ()) -> Any:
+    def _line(self, dotted: str, key: str) -> int:
+        """The line that sets `key` in section `dotted` (0 when not written as `key = ...` under `[dotted]`)."""
+        current = ""
+        for number, line in enumerate(self.lines, 1):
+            stripped = line.split("#", 1)[0].strip()
+            if stripped.startswith("[") and stripped.endswith("]"):
+                current = stripped.strip("[] ")
+            elif current == dotted and re.match(rf"{re.escape(key)}\s*=", stripped):
+                return number
+        return 0
+
+    def _raw(self, dotted: str, key: str, kind: str) -> tuple[str, Any]:
+        """Where the key is (`file:line: [section] key`) and its value; `HardwareError` if missing."""
         table = self.section(dotted) if dotted else self.data
-        where = f"{self.path}: [{dotted}] {key}" if dotted else f"{self.path}: {key}"
+        named = f"[{dotted}] {key}" if dotted else key
         if key not in table:
-            raise HardwareError(f"{where} is missing; it must be {kind}")
-        value = table[key]
-        if kind == "a string":
-            if not isinstance(value, str) or (choices and value not in choices):
-                wanted = " or ".join(repr(c) for c in choices) if choices else kind
-                raise HardwareError(f"{where} = {value!r}; it must be {wanted}")
-            return value
-        wanted_type = int if kind == _POSITIVE_INT else int | float
-        if isinstance(value, bool) or not isinstance(value, wanted_type):
-            raise HardwareError(f"{where} = {value!r} has the wrong type; it must be {kind}")
-        if value <= 0 or (kind == _FRACTION and value > 1):
-            raise HardwareError(f"{where} = {value!r}; it must be {kind}")
+            raise HardwareError(f"{self.path}: {named} is missing; it must be {kind}")
+        line = self._line(dotted, key)
+        return f"{self.path}{f':{line}' if line else ''}: {named}", table[key]
+
+    def number(self, dotted: str, key: str) -> Any:
+        where, value = self._raw(dotted, key, range_of(key).describe())
+        return check_value(where, key, value)
+
+    def string(self, dotted: str, key: str, choices: tuple[str, ...] = ()) -> str:
+        wanted = " or ".join(repr(c) for c in choices) if choices else "a string"
+        where, value = self._raw(dotted, key, wanted)
+        if not isinstance(value, str) or (choices and value not in choices):
+            raise HardwareError(f"{where} = {value!r}; it must be {wanted}")
         return value
 
 
-def _read_chip(r: _Reader) -> Chip:
-    return Chip(
-        pcus=r.value("chip", "pcus", _POSITIVE_INT),
-        pmus=r.value("chip", "pmus", _POSITIVE_INT),
-        pmu_bytes=r.value("chip", "pmu_bytes", _POSITIVE_INT),
-        sram_bytes=r.value("chip", "sram_bytes", _POSITIVE_INT),
-        peak_flops_per_s=float(r.value("chip", "peak_flops_per_s", _POSITIVE_NUMBER)),
-        usable_fraction=float(r.value("chip", "usable_fraction", _FRACTION)),
-    )
-
-
-def _read_tier(r: _Reader, name: str) -> MemoryTier:
-    section = f"memory.{name}"
-    return MemoryTier(
-        capacity_bytes=r.value(section, "capacity_bytes", _POSITIVE_INT),
-        bandwidth_bytes_per_s=float(r.value(section, "bandwidth_bytes_per_s", _POSITIVE_NUMBER)),
-    )
-
-
-def _numbers(r: _Reader, section: str, cls: type, skip: Collection[str] = ()) -> dict[str, float]:
-    """Every field of `cls` but `skip` read from `section` as a number; efficiencies are fractions."""
-    return {
-        field.name: float(
-            r.value(section, field.name, _FRACTION if field.name.endswith("efficiency") else _POSITIVE_NUMBER)
-        )
-        for field in attrs.fields(cls)
-        if field.name not in skip
-    }
+def _numbers(r: _Reader, section: str, cls: type, skip: Collection[str] = ()) -> dict[str, Any]:
+    """Every field of `cls` but `skip`, read from `section` as a number in its range."""
+    return {field.name: r.number(section, field.name) for field in attrs.fields(cls) if field.name not in skip}
 
 
 def _read_assumptions(r: _Reader) -> Assumptions:
     s = "assumptions"
-    choices = {"orchestration": ORCHESTRATIONS, "allreduce_algorithm": ALLREDUCE_ALGORITHMS}
-    return Assumptions(orchestration=r.value(s, "orchestration", "a string", ORCHESTRATIONS),
-                       allreduce_algorithm=r.value(s, "allreduce_algorithm", "a string", ALLREDUCE_ALGORITHMS),
-                       **_numbers(r, s, Assumptions, choices))
-
-
-def _read_gpu(r: _Reader) -> GpuChip:
-    return GpuChip(
-        sms=r.value("gpu", "sms", _POSITIVE_INT),
-        peak_flops_per_s=float(r.value("gpu", "peak_flops_per_s", _POSITIVE_NUMBER)),
-        sram_bytes=r.value("gpu", "sram_bytes", _POSITIVE_INT),
-    )
-
-
-def _read_node(r: _Reader) -> GpuNode:
-    return GpuNode(
-        gpus=r.value("node", "gpus", _POSITIVE_INT),
-        link_bandwidth_bytes_per_s=float(r.value("node", "link_bandwidth_bytes_per_s", _POSITIVE_NUMBER)),
-    )
+    return Assumptions(orchestration=r.string(s, "orchestration", ORCHESTRATIONS),
+                       allreduce_algorithm=r.string(s, "allreduce_algorithm", ALLREDUCE_ALGORITHMS),
+                       **_numbers(r, s, Assumptions, ("orchestration", "allreduce_algorithm")))
 
 
 def _sources(data: dict[str, Any]) -> dict[str, str]:
@@ -276,26 +351,33 @@ def _sources(data: dict[str, Any]) -> dict[str, str]:
 
 def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
     """A `Hardware` (or, for `kind = "gpu"`, a `GpuHardware`) from the text of a target file;
-    `path` names it in errors."""
+    `path` names it in errors. Every number is checked (`check_value`), then the relations between
+    them (`check_relations`)."""
+    text = files.normalize(text)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise HardwareError(f"{path}: not valid TOML: {err}") from err
-    r = _Reader(path, data)
-    kind = r.value("", "kind", "a string", KINDS) if "kind" in data else "rdu"
-    chip: Chip | GpuChip = _read_gpu(r) if kind == "gpu" else _read_chip(r)  # read first: its errors come first
-    common = {
-        "name": r.value("", "name", "a string"),
+    r = _Reader(path, text, data)
+    kind = r.string("", "kind", KINDS) if "kind" in data else "rdu"
+    # The chip is read first: its errors come first.
+    chip: Chip | GpuChip = GpuChip(**_numbers(r, "gpu", GpuChip)) if kind == "gpu" else Chip(**_numbers(r, "chip", Chip))
+    common: dict[str, Any] = {
+        "name": r.string("", "name"),
         "description": data.get("description", "") if isinstance(data.get("description"), str) else "",
         "path": path,
-        "hbm": _read_tier(r, "hbm"),
-        "ddr": _read_tier(r, "ddr"),
+        "hbm": MemoryTier(**_numbers(r, "memory.hbm", MemoryTier)),
+        "ddr": MemoryTier(**_numbers(r, "memory.ddr", MemoryTier)),
         "sources": _sources(data),
     }
+    hw: Hardware | GpuHardware
     if isinstance(chip, GpuChip):
-        return GpuHardware(**common, chip=chip, node=_read_node(r),
-                           assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)))
-    return Hardware(**common, chip=chip, assumptions=_read_assumptions(r))
+        hw = GpuHardware(**common, chip=chip, node=GpuNode(**_numbers(r, "node", GpuNode)),
+                         assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)))
+    else:
+        hw = Hardware(**common, chip=chip, assumptions=_read_assumptions(r))
+    check_relations(hw, path)
+    return hw
 
 
 def target_name(text: str) -> str:
@@ -309,6 +391,29 @@ def bundled_targets() -> list[str]:
     return sorted(f.name.removesuffix(".toml") for f in files.iterdir() if f.name.endswith(".toml"))
 
 
+MAX_HARDWARE_BYTES = 1024 * 1024
+"""A hardware file is a few kilobytes; past this it is refused before it is parsed."""
+
+
+@functools.cache
+def bundled_kind(name: str) -> str | None:
+    """The kind (`rdu`, `gpu`) of the bundled target `name`, None if no bundled target has that name."""
+    return load_hardware(name).kind if name in bundled_targets() else None
+
+
+def check_target(who: str, target: str, kind: str) -> None:
+    """`target` names a bundled machine of `kind`, as the program a pass makes will say:
+    `HardwareFileError` (E023) when no bundled machine has that name, `TargetMismatchError` (E022)
+    when it is of another kind. `who` (a pass) begins the message."""
+    found = bundled_kind(target)
+    machines = ", ".join(name for name in bundled_targets() if bundled_kind(name) == kind)
+    if found is None:
+        raise HardwareFileError(f"{who}: no bundled target is called `{target}`; {kind} targets are {machines}")
+    if found != kind:
+        raise TargetMismatchError(f"{who}: `{target}` is a {found} machine, not a {kind} one; {kind} targets are "
+                                  f"{machines}")
+
+
 def load_hardware(name_or_path: str | Path) -> Hardware | GpuHardware:
     """A bundled target by name (`sn40l`) or a target file by path (`my_chip.toml`)."""
     text_path = str(name_or_path)
@@ -316,9 +421,14 @@ def load_hardware(name_or_path: str | Path) -> Hardware | GpuHardware:
     if "/" not in text_path and not text_path.endswith(".toml") and bundled.is_file():
         return parse_hardware(bundled.read_text(encoding="utf-8"), f"{text_path}.toml (bundled)")
     path = Path(name_or_path)
-    if not path.is_file():
+    if not path.exists():
         raise HardwareError(
             f"{text_path}: no such hardware file, and no bundled target of that name "
             f"(bundled: {', '.join(bundled_targets())})"
         )
-    return parse_hardware(path.read_text(encoding="utf-8"), text_path)
+    try:
+        text = files.read_text(path, MAX_HARDWARE_BYTES)
+    except files.FileReadError as err:
+        fix = {"not-utf8": "save it as UTF-8", "too-large": "a hardware file is a few kilobytes: is this the right file?"}
+        raise HardwareError(f"{err}" + (f"; {fix[err.reason]}" if err.reason in fix else "")) from None
+    return parse_hardware(text, text_path)

@@ -67,7 +67,7 @@ builtin.module {
     %1 = df.sample %0 : (!df.tensor<[B, 50], bf16>) -> !df.tensor<[B], i32>
     df.return %1 : !df.tensor<[B], i32>
   }
-  df.graph @tiny_llama attributes {batch = 1 : i64, context = 128 : i64, tokens = 4 : i64, sockets = 1 : i64, tp = 2 : i64, target = "sn40l", activations = "sram"} {
+  df.graph @tiny_llama attributes {batch = 1 : i64, context = 128 : i64, tokens = 4 : i64, sockets = 2 : i64, tp = 2 : i64, target = "sn40l", activations = "sram"} {
     %tokens = df.input "tokens" : !df.tensor<[B], i32>
     %embed = df.weight "embed" : !df.tensor<[100, 64], bf16, hbm>
     %0 = df.launch @embedding(%tokens, %embed) : (!df.tensor<[B], i32>, !df.tensor<[100, 64], bf16, hbm>) -> !df.tensor<[B, 64], bf16>
