@@ -604,7 +604,8 @@ class Elaborator:
                                   did_you_mean(rule.subject, TENSOR_CLASSES)
                                   or 'classes are weights, kv_cache, activations, inputs; quote a name pattern: "layers.*.wq"')
 
-    def elaborate_run(self, items: tuple[ast.Item, ...], scope: _Scope, has_draft: bool) -> RunConfig:
+    def elaborate_run(self, items: tuple[ast.Item, ...], scope: _Scope, draft: ast.Span | None) -> RunConfig:
+        """The run settings; `draft` is where the file's draft model is named (None: it has none)."""
         runs = [i for i in items if isinstance(i, ast.Run)]
         for extra in runs[1:]:
             self.errors.error("E016", "a file has one `run` block", extra.span)
@@ -643,7 +644,8 @@ class Elaborator:
         for key, message in _run_limit_errors(values, from_cli=self.overrides):
             self.errors.error("E019", message, None if key in self.overrides else spans.get(key))
         self.check_request(values, from_file, spans)
-        self.check_speculation(values, from_file | set(self.overrides), spans, has_draft)
+        where = runs[0].span if runs else draft
+        self.check_speculation(values, from_file | set(self.overrides), spans, draft is not None, where)
         acceptance = values.get("acceptance")
         return RunConfig(int(values["batch"]), int(values["context"]), int(values["tokens"]),
                          int(values["sockets"]), str(values["target"]), prompt=int(values["prompt"]),
@@ -672,7 +674,7 @@ class Elaborator:
         values["context"] = prompt
 
     def check_speculation(self, values: dict[str, RunValue], given: set[str], spans: dict[str, ast.Span],
-                          has_draft: bool) -> None:
+                          has_draft: bool, where: ast.Span | None) -> None:
         """The speculation settings need a `draft`, and a `draft` needs its acceptance rate."""
         if not has_draft:
             for key in SPECULATION_SETTINGS:
@@ -682,7 +684,7 @@ class Elaborator:
                                       "add `draft NAME : GRAPH { ... }`, a smaller model over the same vocabulary")
         elif values.get("acceptance") is None:
             self.errors.error("E016", "a run with a `draft` needs `acceptance`, the rate at which the model "
-                              "accepts drafted tokens", None,
+                              "accepts drafted tokens", where,
                               "add it to the `run` block (`acceptance = 0.8`) or give --acceptance")
 
     def run(self) -> ResolvedModel:
@@ -700,7 +702,7 @@ class Elaborator:
         model = (drafts if self.kind == "draft" else models)[0]
         self.elaborate_place(main.items)
         scope = self.root_scope()
-        run = self.elaborate_run(main.items, scope, has_draft=bool(drafts))
+        run = self.elaborate_run(main.items, scope, drafts[0].name_span if drafts else None)
         for definition in self.program.definitions.values():
             if definition.name in shapes.RULES:
                 self.errors.error("E004", f"`{definition.name}` is the name of an operator", definition.name_span,
