@@ -239,7 +239,9 @@ class SimResult:
     tokens: int
     ms_per_token: float
     breakdown_ms: dict[str, float]
-    step_ms: tuple[float, ...]
+    first_step_ms: float
+    last_step_ms: float
+    """The first and the last step: a step slows as the KV cache grows."""
     kernel_calls_per_token: int
     bytes_per_token: float
     hbm_bytes_per_token: float
@@ -279,10 +281,11 @@ class SimResult:
             sockets=sockets,
             batch=batch,
             context=context,
-            tokens=len(run.steps),
+            tokens=run.tokens,
             ms_per_token=run.step_s * 1e3,
             breakdown_ms={k: v * 1e3 for k, v in run.breakdown_s.items()},
-            step_ms=tuple(s.total_s * 1e3 for s in run.steps),
+            first_step_ms=run.first.total_s * 1e3,
+            last_step_ms=run.last.total_s * 1e3,
             kernel_calls_per_token=len(calls),
             bytes_per_token=sockets * run.mean("read_bytes"),
             hbm_bytes_per_token=sockets * run.mean("hbm_read_bytes"),
