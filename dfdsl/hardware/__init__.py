@@ -110,10 +110,14 @@ class Hardware(_OffChipMemories):
     sources: dict[str, str] = attrs.field(factory=dict, eq=False)
 
     @property
+    def launch_sync_key(self) -> str:
+        """The assumption that is a call's launch and synchronization under the file's orchestration."""
+        return "launch_sync_hardware_s" if self.assumptions.orchestration == "hardware" else "launch_sync_host_s"
+
+    @property
     def launch_sync_s(self) -> float:
         """Per-call launch and synchronization under the file's orchestration."""
-        a = self.assumptions
-        return a.launch_sync_hardware_s if a.orchestration == "hardware" else a.launch_sync_host_s
+        return getattr(self.assumptions, self.launch_sync_key)
 
 
 @attrs.frozen
