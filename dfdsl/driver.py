@@ -185,7 +185,7 @@ class Compiler:
         result = target.simulator(module, hw, batch=settings.batch, context=settings.context,
                                   tokens=settings.tokens)
         looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
-        report = make_report(result, footprint(model.module, settings.batch), hw,
+        report = make_report(result, footprint(model.module), hw,
                              fusion=target.fusion_label(options.fusion), kernel_looping=looping)
         return Run(report, result, hw)
 

@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import attrs
+from xdsl.dialects.builtin import ModuleOp
 
 from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.lowering.pipeline import GPU_PIPELINE, RDU_PIPELINE, Pipeline
-from dfdsl.sim.gpu_interpreter import simulate_gpu
-from dfdsl.sim.interpreter import SimResult, simulate
+from dfdsl.sim.gpu_interpreter import profile_gpu, simulate_gpu
+from dfdsl.sim.interpreter import Profile, SimResult, profile, simulate
+from dfdsl.sim.vectorized import CallLiner, gpu_call_lines, rdu_call_lines
 
 Simulator = Callable[..., SimResult]
 """`simulator(module, hardware, batch=, context=, tokens=)`: times a module at the target's last stage."""
+Profiler = Callable[[ModuleOp, Hardware | GpuHardware], Profile]
+"""`profiler(module, hardware)`: what one step of a module at the target's last stage runs."""
 
 
 @attrs.frozen
@@ -28,6 +32,9 @@ class Target:
     description: str
     pipeline: Pipeline
     simulator: Simulator
+    profiler: Profiler
+    call_lines: CallLiner
+    """The timing of one call over arrays (`sim/vectorized.py`), for many points at once."""
     loops_kernels: bool
     """Kernel looping is possible, and on unless turned off."""
     graph_stage: str
@@ -35,6 +42,8 @@ class Target:
     own_kernels: str = ""
     """The pass that makes the target's kernels whatever the fusion mode ("" where `--fusion`
     decides); reports name it as the run's fusion."""
+    checked_hardware: tuple[str, ...] = ()
+    """Hardware values the profiler checks a program against (beyond what the timing reads)."""
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -53,6 +62,8 @@ RDU = Target(
     description="a reconfigurable dataflow chip (SN40L): fused kernels, kernel looping",
     pipeline=RDU_PIPELINE,
     simulator=simulate,
+    profiler=profile,
+    call_lines=rdu_call_lines,
     loops_kernels=True,
     graph_stage="looped",
 )
@@ -61,9 +72,12 @@ GPU = Target(
     description="a node of GPUs (DGX H100): TensorRT-LLM-style kernels, NCCL all-reduce",
     pipeline=GPU_PIPELINE,
     simulator=simulate_gpu,
+    profiler=profile_gpu,
+    call_lines=gpu_call_lines,
     loops_kernels=False,
     graph_stage="fused",
     own_kernels="gpu-partition",
+    checked_hardware=("node.gpus",),
 )
 TARGETS: dict[str, Target] = {t.kind: t for t in (RDU, GPU)}
 

@@ -282,15 +282,10 @@ class SimResult:
             batch=batch,
             context=context,
             tokens=run.tokens,
-            ms_per_token=run.step_s * 1e3,
-            breakdown_ms={k: v * 1e3 for k, v in run.breakdown_s.items()},
             first_step_ms=run.first.total_s * 1e3,
             last_step_ms=run.last.total_s * 1e3,
             kernel_calls_per_token=len(calls),
-            bytes_per_token=sockets * run.mean("read_bytes"),
-            hbm_bytes_per_token=sockets * run.mean("hbm_read_bytes"),
-            ddr_bytes_per_token=sockets * run.mean("ddr_read_bytes"),
-            flops_per_token=sockets * run.mean("flops"),
+            **timing.per_token(run, sockets),
             aggregate_hbm_bytes_per_s=sockets * hw.hbm.bandwidth_bytes_per_s,
             calls=tuple(calls),
             timeline=timeline,
@@ -333,13 +328,36 @@ def interpret_step(module: ModuleOp, hardware: Hardware, batch: int, context: in
     return functions.state(interpret(module, _program(module), functions))
 
 
-def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | None = None,
-             context: int | None = None, tokens: int | None = None) -> SimResult:
-    """Times `tokens` decode steps of the module's program (sizes default to the program's)."""
-    hw = hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
+@attrs.frozen
+class Profile:
+    """What one step of a program runs, as the timing model needs it: the program's name, its
+    sockets (or GPUs) and its calls in order; the same at every batch, context and step."""
+
+    model: str
+    sockets: int
+    calls: tuple[timing.KernelCall, ...]
+
+
+def _rdu_hardware(hardware: Hardware | GpuHardware | str | Path) -> Hardware:
+    hw = hardware if isinstance(hardware, Hardware | GpuHardware) else load_hardware(hardware)
     if not isinstance(hw, Hardware):
         raise TargetMismatchError(f"{hw.name} is a GPU: the SN40L interpreter needs a hardware file with "
                                   "kind = \"rdu\" (the default); GPUs run with simulate_gpu")
+    return hw
+
+
+def profile(module: ModuleOp, hardware: Hardware | GpuHardware) -> Profile:
+    """Interprets the module's program once for what its steps run (`sim/vectorized.py` times them)."""
+    hw = _rdu_hardware(hardware)
+    program = _program(module)
+    first = interpret_step(module, hw, program.count("batch"), program.count("context"))
+    return Profile(program.sym_name.data, program.count("sockets"), tuple(first.calls))
+
+
+def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | None = None,
+             context: int | None = None, tokens: int | None = None) -> SimResult:
+    """Times `tokens` decode steps of the module's program (sizes default to the program's)."""
+    hw = _rdu_hardware(hardware)
     program = _program(module)
     batch, context, tokens = run_sizes(program, batch, context, tokens)
     sockets = program.count("sockets")

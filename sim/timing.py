@@ -348,6 +348,19 @@ def run(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, con
     return Run(tokens, Step(breakdown, hbm + ddr, hbm, ddr, flops), first, last)
 
 
+def per_token(run: Any, sockets: int) -> dict[str, Any]:
+    """A run's figures per token as results give them: milliseconds, the breakdown in ms, and bytes
+    and FLOPs over all `sockets` (of a `Run`, or of `sim/vectorized.py`'s runs of many points)."""
+    return {
+        "ms_per_token": run.step_s * 1e3,
+        "breakdown_ms": {k: v * 1e3 for k, v in run.breakdown_s.items()},
+        "bytes_per_token": sockets * run.mean("read_bytes"),
+        "hbm_bytes_per_token": sockets * run.mean("hbm_read_bytes"),
+        "ddr_bytes_per_token": sockets * run.mean("ddr_read_bytes"),
+        "flops_per_token": sockets * run.mean("flops"),
+    }
+
+
 def roofline_tokens_per_s(aggregate_bandwidth_bytes_per_s: float, bytes_per_step: float) -> float:
     """Tokens per second per user if every step only streamed its bytes at full bandwidth."""
     return aggregate_bandwidth_bytes_per_s / bytes_per_step

@@ -27,6 +27,8 @@ from numpy.typing import NDArray
 
 from dfdsl.dialects.cost import expected_experts
 from dfdsl.hardware import GpuHardware, Hardware
+from dfdsl.sim import timing
+from dfdsl.sim.interpreter import Profile
 from dfdsl.sim.timing import CATEGORIES, Affine, IterationWork, KernelCall
 
 Array = NDArray[np.float64]
@@ -329,3 +331,38 @@ def run(calls: Sequence[KernelCall], hv: HardwareValues, points: Points, lines_o
     return ArrayRun(sum(means.values(), points.zeros()), means,
                     {"read_bytes": hbm + ddr, "hbm_read_bytes": hbm, "ddr_read_bytes": ddr, "flops": flops},
                     points.tokens)
+
+
+@attrs.frozen
+class ArrayResult:
+    """`SimResult`'s figures for many points of one program, as arrays (no timeline: the
+    interpreters draw those); `dfdsl.report.decode_figures` reads either."""
+
+    sockets: int
+    kernel_calls_per_token: int
+    batch: NDArray[np.int64]
+    context: NDArray[np.int64]
+    tokens: NDArray[np.int64]
+    ms_per_token: Array
+    breakdown_ms: dict[str, Array]
+    bytes_per_token: Array
+    hbm_bytes_per_token: Array
+    ddr_bytes_per_token: Array
+    flops_per_token: Array
+    aggregate_hbm_bytes_per_s: Array | float
+
+    @property
+    def tokens_per_s_per_user(self) -> Array:
+        return 1000.0 / self.ms_per_token
+
+    @property
+    def tokens_per_s(self) -> Array:
+        return self.batch * self.tokens_per_s_per_user
+
+
+def simulate(profile: Profile, hv: HardwareValues, points: Points, lines_of: CallLiner) -> ArrayResult:
+    """`simulate` (or `simulate_gpu`) at every point, from the program's profile."""
+    result = run(profile.calls, hv, points, lines_of)
+    return ArrayResult(sockets=profile.sockets, kernel_calls_per_token=len(profile.calls), batch=points.batch,
+                       context=points.context, tokens=points.tokens, **timing.per_token(result, profile.sockets),
+                       aggregate_hbm_bytes_per_s=profile.sockets * hv("hbm.bandwidth_bytes_per_s"))
