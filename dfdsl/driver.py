@@ -17,22 +17,31 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
+import numpy as np
+from numpy.typing import NDArray
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import DiagnosticException
 
+from dfdsl.diagnostics import DfslError
 from dfdsl.dialects import df
 from dfdsl.elaborate import check_run_settings, elaborate
-from dfdsl.footprint import footprint
-from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, bundled_targets, load_hardware
+from dfdsl.footprint import Footprint, footprint
+from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, bundled_targets, load_hardware, with_value
 from dfdsl.irgen import generate
 from dfdsl.loader import load
 from dfdsl.lowering.pipeline import LoweringOptions, PassCallback, run_passes
+from dfdsl.lowering.place_memory import TIER_ORDER, CapacityError, Placement
 from dfdsl.model import ResolvedModel
-from dfdsl.report import Report, make_report
+from dfdsl.report import Report, decode_figures, make_report
+from dfdsl.sim import vectorized
 from dfdsl.sim.interpreter import SimResult
 from dfdsl.targets import Target, target_for
 
 RUN_SIZES = ("batch", "context", "tokens")
+POINT_ERRORS = (DfslError, DiagnosticException)
+"""What makes a point fail rather than the program: the model does not divide, does not fit, or
+asks the machine for what it cannot do (each with its code)."""
 
 
 @attrs.frozen
@@ -70,6 +79,10 @@ class Model:
     hardware: Hardware | GpuHardware
     target: Target
     target_name: str
+    footprint: Footprint = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "footprint", footprint(self.module))
 
     @property
     def settings(self) -> RunSettings:
@@ -185,9 +198,120 @@ class Compiler:
         result = target.simulator(module, hw, batch=settings.batch, context=settings.context,
                                   tokens=settings.tokens)
         looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
-        report = make_report(result, footprint(model.module), hw,
+        report = make_report(result, model.footprint, hw,
                              fusion=target.fusion_label(options.fusion), kernel_looping=looping)
         return Run(report, result, hw)
+
+
+    def evaluate(self, model: Model, options: CompileOptions, sockets: int, points: vectorized.Points,
+                 swept: Mapping[str, NDArray[np.float64]] | None = None) -> Evaluation:
+        """`simulate` at many points of one model, options and sockets: the report's numbers at
+        each point (`decode_figures`, as arrays), or its error. `swept` replaces hardware values
+        (by attribute path, one value per point) for the timing, as `simulate`'s `hardware` does.
+
+        Points whose tensors are placed alike run one program: it is compiled once (at the first
+        such point) and timed by the array model at all of them (`sim/vectorized.py`)."""
+        swept = dict(swept or {})
+        target = model.target
+        looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
+        evaluation = Evaluation(model.resolved.name, model.hardware.name, looping, len(points.batch))
+        start = RunSettings(int(points.batch[0]), int(points.context[0]), int(points.tokens[0]), sockets)
+        try:
+            shared = self.compile(model, start, options, until=target.pipeline.shared_stage)
+        except POINT_ERRORS as err:
+            evaluation.fail(np.arange(len(points.batch)), err)
+            return evaluation
+        groups = _placements(Placement(df.the_graph(shared, "evaluate")), model.hardware, points)
+        checked = [swept[key] for key in target.checked_hardware if key in swept]
+        keys = np.stack([groups.ids, *checked], axis=1)
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        for group, representative in enumerate(first):
+            index = np.flatnonzero(inverse.ravel() == group)
+            failure = groups.errors.get(int(groups.ids[representative]))
+            if failure is not None:
+                evaluation.fail(index, failure)
+                continue
+            hw = model.hardware
+            for key in target.checked_hardware:
+                if key in swept:
+                    hw = with_value(hw, key, float(swept[key][representative]))
+            settings = RunSettings(int(points.batch[representative]), int(points.context[representative]),
+                                   int(points.tokens[representative]), sockets)
+            try:
+                profile = target.profiler(self.compile(model, settings, options), hw)
+            except POINT_ERRORS as err:
+                evaluation.fail(index, err)
+                continue
+            at = vectorized.Points(points.batch[index], points.context[index], points.tokens[index])
+            values = vectorized.HardwareValues(model.hardware, {k: v[index] for k, v in swept.items()})
+            result = vectorized.simulate(profile, values, at, target.call_lines)
+            evaluation.model = profile.model
+            evaluation.put(index, decode_figures(result, model.footprint))
+        return evaluation
+
+
+@attrs.define
+class Evaluation:
+    """Many points of one model: the report's numbers at each (arrays; a point in error has no
+    meaningful number there) and each point's error, if any."""
+
+    model: str
+    target: str
+    kernel_looping: bool
+    size: int
+    figures: dict[str, NDArray] = attrs.field(factory=dict)
+    errors: list[Exception | None] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.errors = [None] * self.size
+
+    def fail(self, index: NDArray[np.intp], error: Exception) -> None:
+        for i in index:
+            self.errors[i] = error
+
+    def put(self, index: NDArray[np.intp], numbers: Mapping[str, object]) -> None:
+        flat = {f"{k}_{c}" if k == "breakdown_ms" else k: v
+                for k, value in numbers.items()
+                for c, v in (value.items() if isinstance(value, dict) else [(None, value)])}
+        for key, value in flat.items():
+            array = np.asarray(value)
+            if key not in self.figures:
+                self.figures[key] = np.zeros(self.size, dtype=array.dtype)
+            self.figures[key][index] = array
+
+
+@attrs.frozen
+class _Placements:
+    """Each point's placement, as an id (0: every tensor where it was declared), and the error of
+    an id whose tensors do not fit."""
+
+    ids: NDArray[np.int64]
+    errors: dict[int, Exception]
+
+
+def _placements(placement: Placement, hardware: Hardware | GpuHardware, points: vectorized.Points) -> _Placements:
+    """Which points place their tensors alike. Most fit as declared, found for all at once; the
+    others are planned once per distinct batch and tokens cached, as place-memory plans them."""
+    tokens_cached = points.context + points.tokens
+    batch = points.batch.astype(np.float64)
+    fits = np.ones(len(batch), dtype=bool)
+    for tier in TIER_ORDER:
+        # With a margin: float sums this close to a capacity go to the exact plan below.
+        used = placement.declared_bytes(tier, batch, tokens_cached.astype(np.float64))
+        fits &= used <= hardware.capacity_bytes(tier) * (1 - 1e-9)
+    ids = np.zeros(len(batch), dtype=np.int64)
+    plans: dict[object, int] = {(): 0}
+    errors: dict[int, Exception] = {}
+    for i in np.flatnonzero(~fits):
+        b, s = int(points.batch[i]), int(tokens_cached[i])
+        try:
+            groups, warnings = placement.plan(hardware, b, s)
+            plan: object = tuple(g.tier for g in groups) if warnings else ()
+        except CapacityError as err:
+            plan = ("error", b, s)
+            errors.setdefault(plans.setdefault(plan, len(plans)), err)
+        ids[i] = plans.setdefault(plan, len(plans))
+    return _Placements(ids, errors)
 
 
 def run_model(path: Path, overrides: Mapping[str, int | str] | None = None,

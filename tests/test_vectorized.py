@@ -9,12 +9,20 @@ import attrs
 import numpy as np
 import pytest
 
-from dfdsl.hardware import load_hardware
+from pathlib import Path
+
+from xdsl.utils.exceptions import DiagnosticException
+
+from dfdsl.diagnostics import DfslError
+from dfdsl.driver import CompileOptions, Compiler, RunSettings, load_model
+from dfdsl.hardware import load_hardware, with_value
+from dfdsl.report import JSON_KEYS
 from dfdsl.sim import timing, vectorized
 from dfdsl.sim.gpu_interpreter import launch_timing
 from dfdsl.sim.timing import Affine, AllReduce, ExpertRead, IterationWork, KernelCall
 from dfdsl.sim.vectorized import HardwareValues, Line, Points
 
+ROOT = Path(__file__).parent.parent
 RDU = load_hardware("sn40l")
 GPU = load_hardware("dgx_h100")
 TOLERANCE = 1e-9
@@ -78,14 +86,6 @@ SWEPT = {
 }
 
 
-def with_value(hw, path: str, value: float):
-    head, _, rest = path.partition(".")
-    current = getattr(hw, head)
-    if rest:
-        return attrs.evolve(hw, **{head: with_value(current, rest, value)})
-    return attrs.evolve(hw, **{head: type(current)(value)})
-
-
 @pytest.mark.parametrize("kind,algorithm", [("rdu", "auto"), ("rdu", "direct"), ("rdu", "ring"), ("gpu", "ring")])
 def test_random_calls_at_random_points_match_the_reference(kind, algorithm):
     rng = np.random.default_rng(zlib.crc32(f"{kind}{algorithm}".encode()))
@@ -127,3 +127,42 @@ def test_an_auto_all_reduce_changes_algorithm_inside_a_run():
     want = timing.run([call], RDU, 1, int(switch) - 50, 100)
     assert close(got.step_s[0], want.step_s)
     assert len(vectorized.rdu_call_lines(call, HardwareValues(RDU), points).pieces) == 2
+
+
+@pytest.mark.parametrize("target", ["sn40l", "dgx_h100"])
+def test_the_driver_evaluates_random_points_as_simulate_does(target, tmp_path, capfd):
+    # Llama 3.1 8B on 8 sockets, its KV cache free to spill: small points fit as declared, large
+    # ones spill their KV cache to DDR, the largest do not fit at all.
+    source = (ROOT / "examples" / "llama3_1_8b.dfl").read_text()
+    (tmp_path / "m.dfl").write_text(source.replace("kv_cache -> hbm; ", ""))
+    model = load_model(tmp_path / "m.dfl", {"target": target})
+    rng = np.random.default_rng(zlib.crc32(target.encode()))
+    n = 12
+    points = Points(rng.integers(1, 2048, n), rng.integers(1, 800_000, n), rng.integers(1, 40, n))
+    points = Points(np.append(points.batch, [1, 1]), np.append(points.context, [4096, 4097]),
+                    np.append(points.tokens, [8, 8]))
+    path = "hbm.bandwidth_bytes_per_s"
+    swept = {path: float(HardwareValues(model.hardware)(path)) * rng.uniform(0.5, 2.0, n + 2)}
+    compiler = Compiler()
+    got = compiler.evaluate(model, CompileOptions(), 8, points, swept)
+    outcomes = set()
+    for p in range(n + 2):
+        settings = RunSettings(int(points.batch[p]), int(points.context[p]), int(points.tokens[p]), 8)
+        try:
+            want = Compiler().simulate(model, settings, CompileOptions(),
+                                       hardware=with_value(model.hardware, path, swept[path][p])).report.figures
+        except (DfslError, DiagnosticException) as err:
+            assert str(got.errors[p]) == str(err)
+            outcomes.add("error")
+            continue
+        assert got.errors[p] is None
+        outcomes.add("ok")
+        assert got.model == want["model"] and got.target == want["target"]
+        for key in JSON_KEYS:
+            if isinstance(want[key], dict):
+                for category, ms in want[key].items():
+                    assert close(got.figures[f"{key}_{category}"][p], ms), (p, key, category)
+            elif isinstance(want[key], int | float) and not isinstance(want[key], bool):
+                assert close(float(got.figures[key][p]), float(want[key])), (p, key)
+    assert outcomes == {"ok", "error"}
+    assert target != "sn40l" or "moved kv_cache" in capfd.readouterr().err

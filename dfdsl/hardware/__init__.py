@@ -298,6 +298,16 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
     return Hardware(**common, chip=chip, assumptions=_read_assumptions(r))
 
 
+def with_value(hardware: Any, path: str, value: float) -> Any:
+    """A copy of `hardware` with the number at attribute path `path` (`hbm.bandwidth_bytes_per_s`)
+    set to `value`, in the type the field has."""
+    head, _, rest = path.partition(".")
+    current = getattr(hardware, head)
+    if rest:
+        return attrs.evolve(hardware, **{head: with_value(current, rest, value)})
+    return attrs.evolve(hardware, **{head: type(current)(value)})
+
+
 def target_name(text: str) -> str:
     """The bundled target a user's spelling names: `dgx-h100` and `dgx_h100` are one target."""
     return text.replace("-", "_")
