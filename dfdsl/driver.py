@@ -11,7 +11,11 @@ compile it once: a sweep over batch sizes shards, fuses and loops once.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
+import shutil
+import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,9 +31,17 @@ from dfdsl.diagnostics import DfslError
 from dfdsl.dialects import df
 from dfdsl.elaborate import check_run_settings, elaborate
 from dfdsl.footprint import Footprint, footprint
-from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, bundled_targets, load_hardware, with_value
+from dfdsl.hardware import (
+    GpuHardware,
+    Hardware,
+    TargetMismatchError,
+    bundled_targets,
+    hardware_text,
+    parse_hardware,
+    with_value,
+)
 from dfdsl.irgen import generate
-from dfdsl.loader import load
+from dfdsl.loader import load, stdlib_dir
 from dfdsl.lowering.pipeline import LoweringOptions, PassCallback, run_passes
 from dfdsl.lowering.place_memory import TIER_ORDER, CapacityError, Placement
 from dfdsl.model import ResolvedModel
@@ -66,6 +78,51 @@ class RunSettings:
     sockets: int
 
 
+BUNDLED = "<bundled>"
+"""The folder a model source names the bundled library's files under."""
+
+
+@attrs.frozen
+class ModelSource:
+    """What a model is made of, as text: its file and every file it imports (named relative to its
+    folder; the bundled library's under `<bundled>/`), its hardware file, and the run settings given
+    outside the file; `key` is a digest of all of it. A sweep ships this to its workers, never a
+    path, so neither a worker's folder nor an edit made since can change the model it runs."""
+
+    main: str
+    files: tuple[tuple[str, str], ...]
+    hardware: str
+    """The hardware as given: "" (the run's target), a bundled target's name, or a file's name."""
+    hardware_text: str
+    hardware_is_file: bool
+    overrides: tuple[tuple[str, int | str], ...]
+    key: str
+
+
+def _source(path: Path, sources: Mapping[Path, str], hardware: str, hardware_text: str, bundled: bool,
+            overrides: Mapping[str, int | str]) -> ModelSource:
+    # Imports resolve under the importing file's folder, so every file of the model is under the
+    # main file's (as the loader sees it: the folder of the path given, links resolved).
+    folder, library = path.parent.resolve(), stdlib_dir().resolve()
+    files = []
+    for file_path, text in sources.items():
+        real = Path(file_path).resolve()
+        if Path(file_path) == path:
+            name = path.name
+        elif real.is_relative_to(library):
+            name = f"{BUNDLED}/{real.relative_to(library).as_posix()}"
+        else:
+            name = real.relative_to(folder).as_posix()
+        files.append((name, text))
+    settings = tuple(sorted((k, v) for k, v in overrides.items() if v is not None))
+    digest = hashlib.sha256()
+    for name, text in sorted(files):
+        digest.update(f"{name}\0{text}\0".encode())
+    digest.update(f"{hardware_text}\0{settings}".encode())
+    return ModelSource(path.name, tuple(sorted(files)), hardware if bundled else Path(hardware).name,
+                       hardware_text, not bundled, settings, digest.hexdigest())
+
+
 @attrs.frozen(eq=False)
 class Model:
     """A checked model, its front-end `df` module (never changed: compiling works on copies), and
@@ -74,15 +131,21 @@ class Model:
     path: Path
     resolved: ResolvedModel
     module: ModuleOp
-    key: str
-    """A digest of the text of every file the model was read from, and of its target."""
+    source: ModelSource
     hardware: Hardware | GpuHardware
+    hardware_option: str
+    """The hardware file (or bundled target) it was loaded with; "" for the run's target."""
     target: Target
     target_name: str
     footprint: Footprint = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "footprint", footprint(self.module))
+
+    @property
+    def key(self) -> str:
+        """A digest of the text of every file the model was read from, and of its hardware."""
+        return self.source.key
 
     @property
     def settings(self) -> RunSettings:
@@ -93,15 +156,56 @@ class Model:
 def load_model(path: Path, overrides: Mapping[str, int | str] | None = None, hardware: str = "") -> Model:
     """Load, check and generate the model of a `.dfl` file (`overrides` replace its run settings),
     and find its machine: `hardware` if given, else the run's target."""
+    path = Path(path)
     program = load(path)
     resolved = elaborate(program, overrides, targets=bundled_targets())
-    hw = load_hardware(hardware or resolved.run.target)
-    digest = hashlib.sha256()
-    for name, text in sorted(program.sources().items()):
-        digest.update(f"{name}\0{text}\0".encode())
-    digest.update(f"{resolved.run.target}\0{hw}".encode())
-    return Model(path, resolved, generate(resolved), digest.hexdigest(), hw, target_for(hw),
-                 resolved.run.target)
+    text, name, bundled = hardware_text(hardware or resolved.run.target)
+    hw = parse_hardware(text, name)
+    source = _source(path, program.sources(), hardware, text, bundled, overrides or {})
+    return Model(path, resolved, generate(resolved), source, hw, hardware, target_for(hw), resolved.run.target)
+
+
+class SourceMismatchError(DiagnosticException):
+    """A worker read a shipped model otherwise than its client: their dfdsl versions differ, so
+    the cluster given (`--scheduler`) cannot run this sweep."""
+
+    code = "E027"
+
+
+_MODELS_FOLDER: list[Path] = []
+
+
+def _models_folder() -> Path:
+    """This process's folder of shipped models, removed when it exits."""
+    if not _MODELS_FOLDER:
+        _MODELS_FOLDER.append(Path(tempfile.mkdtemp(prefix="dfdsl-models-")))
+        atexit.register(shutil.rmtree, _MODELS_FOLDER[0], True)
+    return _MODELS_FOLDER[0]
+
+
+def load_source(source: ModelSource) -> Model:
+    """The model of a shipped source: its files written out under this process's own folder (one
+    per key), loaded as `load_model` does, and checked to be the model the client read."""
+    folder = _models_folder() / source.key
+    hardware = source.hardware
+    if source.hardware_is_file:
+        hardware = str(folder / ".hardware" / source.hardware)
+    if not folder.exists():
+        partial = folder.with_name(f"{source.key}.partial")
+        for name, text in source.files:
+            if not name.startswith(f"{BUNDLED}/"):
+                (partial / name).parent.mkdir(parents=True, exist_ok=True)
+                (partial / name).write_text(text, encoding="utf-8")
+        if source.hardware_is_file:
+            (partial / ".hardware").mkdir(parents=True, exist_ok=True)
+            (partial / ".hardware" / source.hardware).write_text(source.hardware_text, encoding="utf-8")
+        partial.rename(folder)
+    model = load_model(folder / source.main, dict(source.overrides), hardware)
+    if model.key != source.key:
+        raise SourceMismatchError(
+            "this worker reads the model otherwise than the client did: its dfdsl (bundled library or "
+            "hardware files) differs; install the client's version of dfdsl on every worker")
+    return model
 
 
 def lowering_options(model: Model, settings: RunSettings, options: CompileOptions) -> LoweringOptions:

@@ -319,16 +319,22 @@ def bundled_targets() -> list[str]:
     return sorted(f.name.removesuffix(".toml") for f in files.iterdir() if f.name.endswith(".toml"))
 
 
-def load_hardware(name_or_path: str | Path) -> Hardware | GpuHardware:
-    """A bundled target by name (`sn40l`) or a target file by path (`my_chip.toml`)."""
+def hardware_text(name_or_path: str | Path) -> tuple[str, str, bool]:
+    """The text of a bundled target by name (`sn40l`) or of a target file by path, the name its
+    errors give it, and whether it is bundled."""
     text_path = str(name_or_path)
     bundled = resources.files("dfdsl.hardware") / f"{text_path}.toml"
     if "/" not in text_path and not text_path.endswith(".toml") and bundled.is_file():
-        return parse_hardware(bundled.read_text(encoding="utf-8"), f"{text_path}.toml (bundled)")
+        return bundled.read_text(encoding="utf-8"), f"{text_path}.toml (bundled)", True
     path = Path(name_or_path)
     if not path.is_file():
         raise HardwareError(
             f"{text_path}: no such hardware file, and no bundled target of that name "
             f"(bundled: {', '.join(bundled_targets())})"
         )
-    return parse_hardware(path.read_text(encoding="utf-8"), text_path)
+    return path.read_text(encoding="utf-8"), text_path, False
+
+
+def load_hardware(name_or_path: str | Path) -> Hardware | GpuHardware:
+    """A bundled target by name (`sn40l`) or a target file by path (`my_chip.toml`)."""
+    return parse_hardware(*hardware_text(name_or_path)[:2])
