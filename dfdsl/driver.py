@@ -374,7 +374,7 @@ class Evaluation:
             self.errors[i] = error
 
     def put(self, index: NDArray[np.intp], numbers: Mapping[str, object]) -> None:
-        flat = {f"{k}_{c}" if k == "breakdown_ms" else k: v
+        flat = {f"{c}_ms" if k == "breakdown_ms" else k: v
                 for k, value in numbers.items()
                 for c, v in (value.items() if isinstance(value, dict) else [(None, value)])}
         for key, value in flat.items():

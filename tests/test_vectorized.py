@@ -161,7 +161,7 @@ def test_the_driver_evaluates_random_points_as_simulate_does(target, tmp_path, c
         for key in JSON_KEYS:
             if isinstance(want[key], dict):
                 for category, ms in want[key].items():
-                    assert close(got.figures[f"{key}_{category}"][p], ms), (p, key, category)
+                    assert close(got.figures[f"{category}_ms"][p], ms), (p, key, category)
             elif isinstance(want[key], int | float) and not isinstance(want[key], bool):
                 assert close(float(got.figures[key][p]), float(want[key])), (p, key)
     assert outcomes == {"ok", "error"}

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.printer import Printer
@@ -22,22 +24,30 @@ class UsageError(Exception):
     """A command-line mistake; printed as `dfdsl: error: ... [E027]` with exit code 2."""
 
 
-def write_output(path: Path, data: str | bytes, inputs: Sequence[Path] = ()) -> None:
-    """Write `data` to `path` through a temporary file and a rename: never half-written, never an input."""
+@contextmanager
+def output_stream(path: Path, inputs: Sequence[Path] = (), binary: bool = False) -> Iterator[Any]:
+    """A stream to `path` through a temporary file, renamed over `path` only when the block ends
+    without an exception: a failed or interrupted command never leaves a half-written file, and
+    never overwrites one of its inputs."""
     target = Path(path)
     for source in inputs:
         if target.exists() and source.exists() and target.resolve() == Path(source).resolve():
             raise UsageError(f"refusing to overwrite the input file {source}; choose another -o")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data, encoding="utf-8")
+        with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+            yield f
         os.replace(tmp, target)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write {target}: {err.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_output(path: Path, data: str | bytes, inputs: Sequence[Path] = ()) -> None:
+    """Write `data` to `path` through a temporary file and a rename: never half-written, never an input."""
+    with output_stream(path, inputs, binary=isinstance(data, bytes)) as f:
+        f.write(data)
 
 
 def emit(text: str, out: str | None, inputs: Sequence[Path]) -> None:

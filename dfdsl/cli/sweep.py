@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dfdsl import sweep
+from dfdsl import sweep, sweep_view
 from dfdsl.cli.options import add_lowering_options, overrides
-from dfdsl.cli.output import UsageError, emit, write_output
-from dfdsl.driver import load_model
+from dfdsl.cli.output import UsageError, output_stream, write_output
+from dfdsl.driver import Model, load_model
 from dfdsl.elaborate import check_run_settings
 from dfdsl.lowering.pipeline import FUSION_MODES
 
@@ -21,7 +23,7 @@ def add_parser(sub) -> None:
                        description="Simulate every combination of the given axes (comma-separated values; "
                                    "an axis not given takes the file's run value) and write one CSV row per "
                                    "point. Points that differ only in run or hardware values share one "
-                                   "compiled program.")
+                                   "compiled program and are timed together, as arrays.")
     p.add_argument("file", metavar="MODEL.dfl")
     p.add_argument("--sockets", metavar="N,N", help="socket counts, e.g. 8,16")
     p.add_argument("--batch", metavar="B,B", help="batch sizes, e.g. 1,8,32")
@@ -32,20 +34,25 @@ def add_parser(sub) -> None:
     p.add_argument("--kernel-looping", metavar="on,off",
                    help="kernel looping on, off, or on,off (default: the target's, on wherever it can loop)")
     p.add_argument("--set", metavar="KEY=V,V", action="append",
-                   help="a hardware value to sweep, e.g. hbm_bandwidth=1.6e12,1.8e12 (repeatable)")
+                   help="a hardware value to sweep, e.g. hbm_bandwidth=1.6e12,1.8e12 or p2p_latency_s=1e-6,3e-6 "
+                        "(repeatable)")
     add_lowering_options(p, fusion=False)
     p.add_argument("--workers", type=int, metavar="N", help="local processes (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)")
-    p.add_argument("-o", "--output", metavar="OUT.csv", help="write the CSV here instead of standard output")
+    p.add_argument("-o", "--output", metavar="OUT.csv",
+                   help="write the CSV here instead of standard output (OUT.parquet: Parquet, needs pyarrow)")
     p.add_argument("--plot", metavar="FILE.png",
-                   help="also draw tokens/s per user against the axis with the most values (needs matplotlib)")
+                   help="also draw tokens/s per user against the axes (or, with --pareto, the front); needs "
+                        "matplotlib")
+    p.add_argument("--pareto", metavar="X,Y",
+                   help="print the Pareto front of two figures, e.g. tokens_per_s,tokens_per_s_per_user, with "
+                        "each point's configuration (on standard output; the CSV then needs -o)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=main)
 
 
-def _points(args: argparse.Namespace, path: Path) -> list[sweep.Point]:
-    target = overrides(args).get("target")
-    run = load_model(path, {"target": target} if target else None, args.hardware or "").settings
+def _grid(args: argparse.Namespace, model: Model) -> sweep.Grid:
+    run = model.settings
     looping = args.kernel_looping.split(",") if args.kernel_looping else []
     bad = [v for v in looping if v.strip() not in ("on", "off")]
     axes = {
@@ -69,31 +76,54 @@ def _points(args: argparse.Namespace, path: Path) -> list[sweep.Point]:
         if not eq:
             raise sweep.SweepError(f"--set {item!r}: write KEY=V1,V2")
         hardware_axes[key.strip()] = sweep.parse_values(values, float, "set")
-    return sweep.make_points(axes, hardware_axes)
+    return sweep.make_grid(axes, hardware_axes, model.hardware)
+
+
+def _file_writer(stack: ExitStack, out: Path, columns: Sequence[str], inputs: Sequence[Path]) -> sweep.Sink:
+    """A CSV (or, for `.parquet`, a Parquet) writer to `out`, renamed into place only when the sweep
+    ends well: an interrupted or failed sweep leaves no file."""
+    if out.suffix == ".parquet":
+        writer = sweep.ParquetWriter(stack.enter_context(output_stream(out, inputs, binary=True)), columns)
+        stack.callback(writer.close)
+        return writer
+    return sweep.CsvWriter(stack.enter_context(output_stream(out, inputs)), columns)
 
 
 def main(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    target = overrides(args).get("target")
+    model = load_model(path, {"target": target} if target else None, args.hardware or "")
     try:
-        points = _points(args, path)
+        grid = _grid(args, model)
+        pareto = sweep_view.Pareto(args.pareto, grid) if args.pareto else None
+        if args.plot:
+            sweep_view.require_matplotlib()
     except sweep.SweepError as err:
         raise UsageError(str(err)) from None
     if args.output and Path(args.output).resolve() == path.resolve():
         raise UsageError(f"refusing to overwrite the input file {path}; choose another -o")
+    counts = sweep_view.Counts()
+    sinks: list[sweep.Sink] = [counts]
+    if pareto is not None:
+        sinks.append(pareto)
+    drawing = sweep_view.PlotColumns(grid, pareto) if args.plot else None
+    if drawing is not None:
+        sinks.append(drawing)
     columns = [TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, transient=True, disable=args.quiet) as bar:
-        task = bar.add_task("points", total=len(points))
-        rows = sweep.run_sweep(path, points, hardware_file=args.hardware or "",
-                               target=str(overrides(args).get("target", "")), workers=args.workers,
-                               scheduler=args.scheduler, progress=lambda n: bar.advance(task, n))
-    failed = sum(1 for r in rows if r["error"])
-    emit(sweep.to_csv(rows), args.output, [path])
-    if args.plot:
-        try:
-            write_output(Path(args.plot), sweep.plot(rows, path.stem), [path])
-        except sweep.SweepError as err:
-            raise UsageError(str(err)) from None
+    with ExitStack() as stack:
+        if args.output:
+            sinks.append(_file_writer(stack, Path(args.output), grid.columns, [path]))
+        elif pareto is None:
+            sinks.append(sweep.CsvWriter(sys.stdout, grid.columns))
+        bar = stack.enter_context(Progress(*columns, transient=True, disable=args.quiet))
+        task = bar.add_task("points", total=grid.size)
+        sweep.run_sweep(model.source, grid, lambda rows: [sink(rows) for sink in sinks], workers=args.workers,
+                        scheduler=args.scheduler, progress=lambda n: bar.advance(task, n), model=model)
+    if pareto is not None:
+        sys.stdout.write(pareto.render())
+    if drawing is not None:
+        write_output(Path(args.plot), drawing.png(path.stem), [path])
     if not args.quiet:
-        sys.stderr.write(f"{len(rows)} points, {failed} with an error (see the `error` column)"
+        sys.stderr.write(f"{counts.rows} points, {counts.failed} with an error (see the `error` column)"
                          + (f"; wrote {args.output}" if args.output else "") + "\n")
     return 0
