@@ -145,7 +145,8 @@ class Grid:
     def columns(self) -> tuple[str, ...]:
         return (*AXES, *(key for key, _, _ in self.hardware), *FIGURES, "error")
 
-    def chunks(self, points: int = CHUNK_POINTS) -> list[Chunk]:
+    def chunks(self, points: int | None = None) -> list[Chunk]:
+        points = points or CHUNK_POINTS
         per_program = math.prod(self.shape)
         return [Chunk(p, start, min(start + points, per_program))
                 for p in range(len(self.programs)) for start in range(0, per_program, points)]
