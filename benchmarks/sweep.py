@@ -1,0 +1,88 @@
+"""How fast sweeps run, and in how much memory: points per second and peak memory of a sweep of
+one compiled program (10,000 and 100,000 points, each target), evaluated as arrays and written as
+CSV; and, with --dask, a 1,000,000-point sweep on a local Dask cluster of two workers, streamed to
+a CSV file by `dfdsl sweep --scheduler` with its progress bar.
+
+Run: .venv/bin/python benchmarks/sweep.py [--points 10000,100000] [--dask]
+Each measurement runs in a process of its own, so its peak memory (the process's maximum resident
+set, imports included) is its own. The goal for 100,000 points: at most 10 s and 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "examples" / "llama3_1_8b.dfl"
+
+
+def grid_options(points: int) -> list[str]:
+    """`dfdsl sweep` options for `points` points of one program: batch x context x HBM bandwidth."""
+    contexts = 100
+    bandwidths = 10
+    batches = max(1, points // (contexts * bandwidths))
+    return ["--batch", ",".join(str(b) for b in range(1, batches + 1)),
+            "--context", ",".join(str(1024 + 64 * c) for c in range(contexts)),
+            "--tokens", "128",
+            "--set", "hbm_bandwidth=" + ",".join(f"{1.0e12 + 0.2e12 * i:g}" for i in range(bandwidths))]
+
+
+def one(points: int, target: str) -> None:
+    """Runs in its own process: one sweep written as CSV to /dev/null, its figures printed."""
+    from dfdsl.cli import main
+
+    start = time.perf_counter()
+    code = main(["sweep", str(MODEL), "--target", target, *grid_options(points), "--workers", "1", "-q",
+                 "-o", os.devnull])
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert code == 0
+    print(f"{target:<9} {points:>9,} points  {seconds:6.2f} s  {points / seconds:>10,.0f} points/s  "
+          f"peak {peak_mb:,.0f} MB")
+
+
+def dask_million() -> None:
+    """A local cluster of two worker processes, and `dfdsl sweep` over 1,000,000 points on it."""
+    from dask.distributed import LocalCluster
+
+    options = grid_options(1_000_000)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "million.csv"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "dfdsl", "sweep", str(MODEL), *options, "--scheduler",
+                        cluster.scheduler_address, "-o", str(out)], check=True)
+        seconds = time.perf_counter() - start
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        with out.open() as f:
+            rows = sum(1 for _ in f) - 1
+        print(f"dask, 2 workers: {rows:,} rows in {seconds:.1f} s ({rows / seconds:,.0f} points/s), "
+              f"CSV {out.stat().st_size / 1e6:,.0f} MB, client peak {peak_mb:,.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", default="10000,100000")
+    parser.add_argument("--dask", action="store_true", help="also the 1,000,000-point sweep on a local cluster")
+    parser.add_argument("--one", nargs=2, metavar=("POINTS", "TARGET"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        one(int(args.one[0]), args.one[1])
+        return
+    print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
+    for target in ("sn40l", "dgx-h100"):
+        for points in (int(p) for p in args.points.split(",")):
+            subprocess.run([sys.executable, __file__, "--one", str(points), target], check=True)
+    if args.dask:
+        dask_million()
+
+
+if __name__ == "__main__":
+    main()
