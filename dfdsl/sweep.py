@@ -95,10 +95,13 @@ def hardware_path(hw: Hardware | GpuHardware, key: str) -> str:
 
 
 def check_hardware_values(key: str, values: Sequence[float]) -> None:
-    """The one check of a swept hardware value: finite and positive, as a hardware file's are."""
+    """The one check of a swept hardware value: finite and positive, as a hardware file's are, and
+    a fraction (an efficiency, the usable share of a chip) at most 1."""
     bad = [v for v in values if not math.isfinite(v) or v <= 0]
     if bad:
-        raise SweepError(f"--set {key}: {bad[0]!r} is not a positive finite number")
+        raise SweepError(f"{key} = {bad[0]!r} is not a positive finite number")
+    if key.endswith(("efficiency", "fraction")) and max(values) > 1:
+        raise SweepError(f"{key} = {max(values)!r} is a fraction: it must be in (0, 1]")
 
 
 def parse_values(text: str, kind: Callable[[str], object], name: str) -> list:

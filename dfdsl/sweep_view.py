@@ -175,7 +175,7 @@ class PlotColumns:
         return sweep_png(columns, paths, title)
 
 
-def _save(fig: Any) -> bytes:
+def save_png(fig: Any) -> bytes:
     plt = require_matplotlib()
     out = BytesIO()
     fig.savefig(out, format="png", dpi=120, bbox_inches="tight")
@@ -183,7 +183,7 @@ def _save(fig: Any) -> bytes:
     return out.getvalue()
 
 
-def _legend_beside(ax: Any, title: str) -> None:
+def legend_beside(ax: Any, title: str) -> None:
     ax.legend(title=title, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
@@ -240,9 +240,9 @@ def sweep_png(columns: Mapping[str, Sequence[Any]], paths: Mapping[str, str], ti
     for row in grid:
         row[0].set_ylabel("tokens/s per user")
     if lines:
-        _legend_beside(grid[0][min(cols, len(panel_keys)) - 1], ", ".join(lines))
+        legend_beside(grid[0][min(cols, len(panel_keys)) - 1], ", ".join(lines))
     fig.suptitle(title)
-    return _save(fig)
+    return save_png(fig)
 
 
 def _heatmaps(columns: Mapping[str, Sequence[Any]], values: Mapping[str, list[Any]], axes: Sequence[str],
@@ -276,7 +276,7 @@ def _heatmaps(columns: Mapping[str, Sequence[Any]], values: Mapping[str, list[An
     fig.colorbar(image, ax=grid.ravel().tolist(), label="tokens/s per user")
     more = f" (the first {MAX_PANELS} of {len(keys)} panels)" if len(keys) > MAX_PANELS else ""
     fig.suptitle(title + more)
-    return _save(fig)
+    return save_png(fig)
 
 
 def pareto_png(x: NDArray, y: NDArray, pareto: Pareto, title: str) -> bytes:
@@ -299,5 +299,5 @@ def pareto_png(x: NDArray, y: NDArray, pareto: Pareto, title: str) -> bytes:
     ax.set_ylabel(y_label)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    _legend_beside(ax, "")
-    return _save(fig)
+    legend_beside(ax, "")
+    return save_png(fig)
