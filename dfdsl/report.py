@@ -42,9 +42,10 @@ class RunFigures(Protocol):
     """What the report reads of a simulated run: a `SimResult`, or many runs of one program as
     numpy arrays (`dfdsl.sim.vectorized.ArrayResult`)."""
 
-    sockets: int
-    kernel_calls_per_token: int
-
+    @property
+    def sockets(self) -> int: ...
+    @property
+    def kernel_calls_per_token(self) -> int: ...
     @property
     def batch(self) -> Any: ...
     @property

@@ -138,7 +138,7 @@ def sensitivity(model: Model, parameters: Sequence[str], lo: float, hi: float, *
     values = HardwareValues(model.hardware)
     paths = [hardware_path(model.hardware, p) for p in parameters]
     for parameter, path in zip(parameters, paths):
-        check_hardware_values(path, [values(path) * lo, values(path) * hi])
+        check_hardware_values(path, [float(values(path)) * lo, float(values(path)) * hi])
     factors = np.geomspace(lo, hi, steps)
     base_figures = study.figures({}, 1)
     at_base = float(study.output_of(base_figures)[0])

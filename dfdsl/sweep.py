@@ -18,13 +18,14 @@ in `ALIASES`); capacities used for memory placement stay those of the target fil
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import itertools
 import math
 import os
 import signal
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -363,15 +364,14 @@ class ParquetWriter:
 
     def __init__(self, stream: Any, columns: Sequence[str]):
         try:
-            import pyarrow
-            import pyarrow.parquet
+            # pyarrow ships no types; through import_module its names are Any to mypy.
+            self.pyarrow = importlib.import_module("pyarrow")
+            self.parquet = importlib.import_module("pyarrow.parquet")
         except ImportError:
             raise SweepError("-o FILE.parquet needs pyarrow: pip install 'dfdsl[parquet]'") from None
-        self.pyarrow = pyarrow
         self.columns = list(columns)
         self.writer: Any = None
         self.stream = stream
-        self.parquet = pyarrow.parquet
 
     def __call__(self, rows: Rows) -> None:
         table = self.pyarrow.table({c: cells for c, cells in zip(self.columns, _cells(rows, self.columns))})

@@ -31,7 +31,7 @@ from xdsl.traits import SymbolTable
 from dfdsl.dialects import df
 from dfdsl.dialects.shapes import DTYPE_BYTES
 from dfdsl.errors import HardwareFileError, LoweringError, describe
-from dfdsl.hardware import Hardware, HardwareError, load_hardware
+from dfdsl.hardware import GpuHardware, Hardware, HardwareError, load_hardware
 from dfdsl.lowering.stages import NO_TIER_FIX, Stage, StagedPass, untiered
 
 TIER_ORDER = ("sram", "hbm", "ddr")
@@ -130,7 +130,7 @@ class Placement:
         return sum((size.at(batch, tokens_cached) for g, size in zip(self._shapes, self.sizes) if g.tier == tier),
                    0 * batch)
 
-    def plan(self, hw: Hardware, batch: int, tokens_cached: int) -> tuple[list[TensorGroup], list[str]]:
+    def plan(self, hw: Hardware | GpuHardware, batch: int, tokens_cached: int) -> tuple[list[TensorGroup], list[str]]:
         """Decides every group's tier; returns the groups and one warning per spill.
 
         Raises `CapacityError` when a tier still overflows after everything that may move has moved.
@@ -174,7 +174,8 @@ def _sockets_needed(total_bytes: int, capacity_per_socket: int) -> int:
     return 2 ** math.ceil(math.log2(max(1, math.ceil(total_bytes / capacity_per_socket))))
 
 
-def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str, hw: Hardware) -> CapacityError:
+def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
+                    hw: Hardware | GpuHardware) -> CapacityError:
     """The message: what the tier must hold, what the sockets have, and what to do."""
     sockets = graph.tp.value.data
     capacity = hw.capacity_bytes(tier)

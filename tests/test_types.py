@@ -30,6 +30,8 @@ CHECKED_NOW = {
     "dfdsl/parser.py", "dfdsl/report.py", "dfdsl/stdlib/__init__.py", "dfdsl/universe.py",
     "dialects/__init__.py", "dialects/shapes.py", "grammar/__init__.py",
     "sim/__init__.py", "sim/gpu_interpreter.py", "sim/interpreter.py", "sim/trace.py",
+    "dfdsl/sweep.py", "dfdsl/sweep_view.py", "dfdsl/sensitivity.py", "dfdsl/cli/sweep.py",
+    "dfdsl/cli/sensitivity.py", "sim/vectorized.py",
 }
 
 

@@ -35,7 +35,7 @@ def output_stream(path: Path, inputs: Sequence[Path] = (), binary: bool = False)
             raise UsageError(f"refusing to overwrite the input file {source}; choose another -o")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+        with (open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8", newline="")) as f:
             yield f
         os.replace(tmp, target)
     except OSError as err:

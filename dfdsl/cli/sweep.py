@@ -117,7 +117,11 @@ def main(args: argparse.Namespace) -> int:
             sinks.append(sweep.CsvWriter(sys.stdout, grid.columns))
         bar = stack.enter_context(Progress(*columns, transient=True, disable=args.quiet))
         task = bar.add_task("points", total=grid.size)
-        sweep.run_sweep(model.source, grid, lambda rows: [sink(rows) for sink in sinks], workers=args.workers,
+        def every_sink(rows: sweep.Rows) -> None:
+            for sink in sinks:
+                sink(rows)
+
+        sweep.run_sweep(model.source, grid, every_sink, workers=args.workers,
                         scheduler=args.scheduler, progress=lambda n: bar.advance(task, n), model=model)
     if pareto is not None:
         sys.stdout.write(pareto.render())
