@@ -317,10 +317,12 @@ class Run:
     total: Step
     first: Step
     last: Step
+    total_s: float
+    """The steps' times added up step by step (each step's categories first, as a step's time is)."""
 
     @property
     def step_s(self) -> float:
-        return self.total.total_s / self.tokens
+        return self.total_s / self.tokens
 
     def mean(self, figure: str) -> float:
         return getattr(self.total, figure) / self.tokens
@@ -337,7 +339,7 @@ def run(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, con
     counted = Counter(calls)
     first = last = _step(counted, hw, batch, context, time_call)
     breakdown = dict(first.breakdown_s)
-    hbm, ddr, flops = first.hbm_read_bytes, first.ddr_read_bytes, first.flops
+    hbm, ddr, flops, total_s = first.hbm_read_bytes, first.ddr_read_bytes, first.flops, first.total_s
     for t in range(1, tokens):
         last = _step(counted, hw, batch, context + t, time_call)
         for category, seconds in last.breakdown_s.items():
@@ -345,7 +347,8 @@ def run(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, con
         hbm += last.hbm_read_bytes
         ddr += last.ddr_read_bytes
         flops += last.flops
-    return Run(tokens, Step(breakdown, hbm + ddr, hbm, ddr, flops), first, last)
+        total_s += last.total_s
+    return Run(tokens, Step(breakdown, hbm + ddr, hbm, ddr, flops), first, last, total_s)
 
 
 def per_token(run: Any, sockets: int) -> dict[str, Any]:
