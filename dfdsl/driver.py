@@ -11,8 +11,8 @@ compile it once: a sweep over batch sizes shards, fuses and loops once.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
+import os
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -171,26 +171,25 @@ class SourceMismatchError(DiagnosticException):
     code = "E027"
 
 
-_MODELS_FOLDER: list[Path] = []
-
-
 def _models_folder() -> Path:
-    """This process's folder of shipped models, removed when it exits."""
-    if not _MODELS_FOLDER:
-        _MODELS_FOLDER.append(Path(tempfile.mkdtemp(prefix="dfdsl-models-")))
-        atexit.register(shutil.rmtree, _MODELS_FOLDER[0], True)
-    return _MODELS_FOLDER[0]
+    """The folder of shipped models of this machine's user, one folder per model key. A key names
+    its content, so processes share the folders and never need to remove them (worker processes
+    are often ended without running exit handlers); each holds a few kilobytes of text."""
+    folder = Path(tempfile.gettempdir()) / f"dfdsl-models-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
 
 
 def load_source(source: ModelSource) -> Model:
-    """The model of a shipped source: its files written out under this process's own folder (one
-    per key), loaded as `load_model` does, and checked to be the model the client read."""
+    """The model of a shipped source: its files written out under the folder of its key (the
+    passes read the hardware file by path), loaded as `load_model` does, and checked to be the
+    model the client read."""
     folder = _models_folder() / source.key
     hardware = source.hardware
     if source.hardware_is_file:
         hardware = str(folder / ".hardware" / source.hardware)
     if not folder.exists():
-        partial = folder.with_name(f"{source.key}.partial")
+        partial = Path(tempfile.mkdtemp(prefix=f"{source.key}.", dir=folder.parent))
         for name, text in source.files:
             if not name.startswith(f"{BUNDLED}/"):
                 (partial / name).parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +197,10 @@ def load_source(source: ModelSource) -> Model:
         if source.hardware_is_file:
             (partial / ".hardware").mkdir(parents=True, exist_ok=True)
             (partial / ".hardware" / source.hardware).write_text(source.hardware_text, encoding="utf-8")
-        partial.rename(folder)
+        try:
+            partial.rename(folder)
+        except OSError:  # another process wrote the same key first
+            shutil.rmtree(partial, ignore_errors=True)
     model = load_model(folder / source.main, dict(source.overrides), hardware)
     if model.key != source.key:
         raise SourceMismatchError(
