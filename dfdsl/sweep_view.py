@@ -20,7 +20,7 @@ from dfdsl.sweep import AXES, FIGURES, Grid, Rows, SweepError
 
 MAX_LINES = 6
 """Series one panel draws as lines; more become panels or a heatmap."""
-MAX_PANELS = 16
+MAX_PANELS = 24
 MINIMIZED = ("ms_per_token", "param_bytes", "kv_bytes", "bytes_per_token", "flops_per_token")
 """Figures where less is better (and every `*_ms`); for the others, more is better."""
 NUMERIC = tuple(f for f in FIGURES if f not in ("model", "target"))
@@ -65,11 +65,24 @@ def unit(name: str, values: Sequence[float] | NDArray) -> tuple[str, float]:
     return label, 1.0
 
 
+def _setting(axis: str, value: Any, paths: Mapping[str, str], values: Sequence[Any]) -> str:
+    """`sockets=8`, `kernel_looping=on`, or a hardware value in its unit: `p2p latency 3 µs`."""
+    if axis not in paths:
+        return f"{axis}={_tick(value, 1.0)}"
+    label, scale = unit(paths[axis], values)
+    name, _, unit_name = label.partition(" (")
+    return f"{name} {_tick(value, scale)} {unit_name.rstrip(')')}".rstrip()
+
+
 def _tick(value: Any, scale: float) -> str:
-    if isinstance(value, bool | str) or value is None:
-        return {True: "on", False: "off", None: "default"}.get(value, str(value))  # type: ignore[arg-type]
-    scaled = float(value) * scale
-    return f"{scaled:g}"
+    """A value as an axis or a legend shows it: kernel looping on or off, a number in its unit."""
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str):
+        return value
+    return f"{float(value) * scale:g}"
 
 
 class Counts:
@@ -135,8 +148,12 @@ class Pareto:
         for name in (self.x, self.y, *varying):
             table.add_column(name, justify="right")
         for r in self.rows:
-            table.add_row(f"{r[self.x]:,.4g}", f"{r[self.y]:,.4g}", *(_tick(r[c], 1.0) for c in varying))
+            table.add_row(_figure(r[self.x]), _figure(r[self.y]), *(_tick(r[c], 1.0) for c in varying))
         return table_text(table, width=160)
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.4g}"
 
 
 def _plain(value: Any) -> Any:
@@ -213,7 +230,8 @@ def sweep_png(columns: Mapping[str, Sequence[Any]], paths: Mapping[str, str], ti
     panel_keys = list(itertools.product(*(values[a] for a in panels)))
     cols = min(4, len(panel_keys))
     rows_ = math.ceil(len(panel_keys) / cols)
-    fig, grid = plt.subplots(rows_, cols, figsize=(4.2 * cols + 2, 3.2 * rows_ + 0.6), sharey=True, squeeze=False)
+    fig, grid = plt.subplots(rows_, cols, figsize=(4.2 * cols + 2, 3.2 * rows_ + 0.6), sharey=True, squeeze=False,
+                             layout="constrained")
     numeric_x = not any(isinstance(v, str | bool) or v is None for v in values[x_axis])
     for index, key in enumerate(panel_keys):
         ax = grid[index // cols][index % cols]
@@ -223,8 +241,7 @@ def sweep_png(columns: Mapping[str, Sequence[Any]], paths: Mapping[str, str], ti
             picked.sort(key=lambda i: values[x_axis].index(columns[x_axis][i]))
             xs = [columns[x_axis][i] * x_scale if numeric_x else values[x_axis].index(columns[x_axis][i])
                   for i in picked]
-            label = ", ".join(f"{a}={_tick(v, unit(paths.get(a, a), [1])[1] if a in paths else 1.0)}"
-                              for a, v in zip(lines, line)) or "tokens/s per user"
+            label = ", ".join(_setting(a, v, paths, values[a]) for a, v in zip(lines, line)) or "tokens/s per user"
             ax.plot(xs, y[picked], marker="o", label=label)
         if numeric_x and x_axis in ("batch", "context", "tokens") and min(values[x_axis]) > 0 \
                 and max(values[x_axis]) / min(values[x_axis]) >= 16:
@@ -234,7 +251,7 @@ def sweep_png(columns: Mapping[str, Sequence[Any]], paths: Mapping[str, str], ti
         ax.set_xlabel(x_label)
         ax.grid(True, alpha=0.3)
         if panels:
-            ax.set_title(", ".join(f"{a}={_tick(v, 1.0)}" for a, v in zip(panels, key)), fontsize=9)
+            ax.set_title(", ".join(_setting(a, v, paths, values[a]) for a, v in zip(panels, key)), fontsize=9)
     for index in range(len(panel_keys), rows_ * cols):
         grid[index // cols][index % cols].set_visible(False)
     for row in grid:
@@ -254,7 +271,8 @@ def _heatmaps(columns: Mapping[str, Sequence[Any]], values: Mapping[str, list[An
     shown = keys[:MAX_PANELS]
     cols = min(4, len(shown))
     rows_ = math.ceil(len(shown) / cols)
-    fig, grid = plt.subplots(rows_, cols, figsize=(4.4 * cols + 1.5, 3.6 * rows_ + 0.6), squeeze=False)
+    fig, grid = plt.subplots(rows_, cols, figsize=(4.4 * cols + 1.5, 3.6 * rows_ + 0.6), squeeze=False,
+                             layout="constrained")
     low, high = float(np.min(y)), float(np.max(y))
     image = None
     for index, key in enumerate(shown):
@@ -270,12 +288,12 @@ def _heatmaps(columns: Mapping[str, Sequence[Any]], values: Mapping[str, list[An
             setter(range(0, len(values[axis]), step), [_tick(v, scale) for v in values[axis][::step]])
             (ax.set_xlabel if name == "x" else ax.set_ylabel)(label)
         if panels:
-            ax.set_title(", ".join(f"{a}={_tick(v, 1.0)}" for a, v in zip(panels, key)), fontsize=9)
+            ax.set_title(", ".join(_setting(a, v, paths, values[a]) for a, v in zip(panels, key)), fontsize=9)
     for index in range(len(shown), rows_ * cols):
         grid[index // cols][index % cols].set_visible(False)
     fig.colorbar(image, ax=grid.ravel().tolist(), label="tokens/s per user")
     more = f" (the first {MAX_PANELS} of {len(keys)} panels)" if len(keys) > MAX_PANELS else ""
-    fig.suptitle(title + more)
+    fig.suptitle(title + more + "; blank: did not run (see the CSV's error column)")
     return save_png(fig)
 
 
@@ -283,7 +301,7 @@ def pareto_png(x: NDArray, y: NDArray, pareto: Pareto, title: str) -> bytes:
     """Every point that ran in grey and the front as a line, each of its points labelled with what
     varies along it, as serving papers draw throughput against interactivity."""
     plt = require_matplotlib()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     x_label, x_scale = unit(pareto.x, x)
     y_label, y_scale = unit(pareto.y, y)
     ax.scatter(np.asarray(x) * x_scale, np.asarray(y) * y_scale, s=6, color="0.75", label="every point",
