@@ -18,8 +18,6 @@ in `ALIASES`); capacities used for memory placement stay those of the target fil
 from __future__ import annotations
 
 import csv
-import importlib
-import io
 import itertools
 import math
 import os
@@ -58,6 +56,7 @@ CHUNK_POINTS = 20_000
 """Points per task: enough for numpy to pay off, few enough to spread over workers and to keep
 a few chunks in flight in little memory."""
 IN_FLIGHT_PER_WORKER = 2
+"""Chunks queued per worker: one running, one ready to start, so no worker waits for the client."""
 
 
 class SweepError(ValueError):
@@ -350,13 +349,6 @@ class CsvWriter:
         self.writer.writerows(zip(*_cells(rows, self.columns)))
 
 
-def to_csv(rows: Sequence[Rows], columns: Sequence[str]) -> str:
-    """Rows as one CSV text (for tests and small sweeps)."""
-    out = io.StringIO()
-    writer = CsvWriter(out, columns)
-    for chunk in rows:
-        writer(chunk)
-    return out.getvalue()
 
 
 class ParquetWriter:
@@ -364,21 +356,23 @@ class ParquetWriter:
 
     def __init__(self, stream: Any, columns: Sequence[str]):
         try:
-            # pyarrow ships no types; through import_module its names are Any to mypy.
-            self.pyarrow = importlib.import_module("pyarrow")
-            self.parquet = importlib.import_module("pyarrow.parquet")
+            import pyarrow
+            import pyarrow.parquet
         except ImportError:
             raise SweepError("-o FILE.parquet needs pyarrow: pip install 'dfdsl[parquet]'") from None
+        self.pyarrow = pyarrow
         self.columns = list(columns)
-        self.writer: Any = None
-        self.stream = stream
+        whole = ("sockets", "batch", "context", "tokens", "param_bytes", "kv_bytes", "bytes_per_token",
+                 "flops_per_token", "kernel_calls_per_token")
+        text = ("fusion", "model", "target", "error")
+        self.schema = pyarrow.schema([
+            (c, pyarrow.int64() if c in whole else pyarrow.string() if c in text else
+             pyarrow.bool_() if c == "kernel_looping" else pyarrow.float64()) for c in self.columns])
+        self.writer = pyarrow.parquet.ParquetWriter(stream, self.schema)
 
     def __call__(self, rows: Rows) -> None:
-        table = self.pyarrow.table({c: cells for c, cells in zip(self.columns, _cells(rows, self.columns))})
-        if self.writer is None:
-            self.writer = self.parquet.ParquetWriter(self.stream, table.schema)
-        self.writer.write_table(table.cast(self.writer.schema))
+        cells = dict(zip(self.columns, _cells(rows, self.columns)))
+        self.writer.write_table(self.pyarrow.table(cells, schema=self.schema))
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        self.writer.close()

@@ -148,11 +148,12 @@ class Pareto:
         for name in (self.x, self.y, *varying):
             table.add_column(name, justify="right")
         for r in self.rows:
-            table.add_row(_figure(r[self.x]), _figure(r[self.y]), *(_tick(r[c], 1.0) for c in varying))
+            table.add_row(figure_text(r[self.x]), figure_text(r[self.y]), *(_tick(r[c], 1.0) for c in varying))
         return table_text(table, width=160)
 
 
-def _figure(value: float) -> str:
+def figure_text(value: float) -> str:
+    """A figure as the Pareto table prints it: whole above 1,000, four digits below."""
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.4g}"
 
 
