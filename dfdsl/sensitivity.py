@@ -77,13 +77,14 @@ class Configuration:
 class Study:
     """The outputs of every configuration at any hardware values, one array evaluation each."""
 
-    def __init__(self, model: Model, output: str, sockets: Sequence[int], fusion: str, compiler: Compiler):
+    def __init__(self, model: Model, output: str, sockets: Sequence[int], fusion: str, kernel_looping: bool | None,
+                 compiler: Compiler):
         if output not in OUTPUTS:
             raise SweepError(f"--output {output!r}: choose one of " + ", ".join(OUTPUTS))
         if output == "looping_speedup" and not model.target.loops_kernels:
             raise SweepError(f"--output looping_speedup: {model.target_name} cannot loop kernels")
         self.model, self.output, self.fusion, self.compiler = model, output, fusion, compiler
-        loopings: tuple[bool | None, ...] = (True, False) if output == "looping_speedup" else (None,)
+        loopings: tuple[bool | None, ...] = (True, False) if output == "looping_speedup" else (kernel_looping,)
         self.configurations = [Configuration(s, looping) for s in sockets for looping in loopings]
         self.figure = output if output not in DERIVED else "tokens_per_s_per_user"
         self.sign = -1.0 if self.figure in MINIMIZED else 1.0
@@ -130,12 +131,14 @@ class Study:
 
 
 def sensitivity(model: Model, parameters: Sequence[str], lo: float, hi: float, *, output: str = "tokens_per_s_per_user",
-                sockets: Sequence[int] = (), fusion: str = "layer", steps: int = 33,
-                compiler: Compiler | None = None) -> list[Sensitivity]:
-    """Each parameter's effect on `output` from `lo` to `hi` times its value, largest swing first."""
+                sockets: Sequence[int] = (), fusion: str = "layer", kernel_looping: bool | None = None,
+                steps: int = 33, compiler: Compiler | None = None) -> list[Sensitivity]:
+    """Each parameter's effect on `output` from `lo` to `hi` times its value, largest swing first
+    (`kernel_looping`: None for the target's default; `looping_speedup` compares on and off)."""
     if not 0 < lo < 1 < hi or not np.isfinite(hi):
         raise SweepError(f"--range {lo:g},{hi:g}: give LO,HI with 0 < LO < 1 < HI, e.g. 0.5,2")
-    study = Study(model, output, list(sockets) or [model.settings.sockets], fusion, compiler or Compiler())
+    study = Study(model, output, list(sockets) or [model.settings.sockets], fusion, kernel_looping,
+                  compiler or Compiler())
     values = HardwareValues(model.hardware)
     paths = [hardware_path(model.hardware, p) for p in parameters]
     for parameter, path in zip(parameters, paths):

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from dfdsl import sensitivity
-from dfdsl.cli.options import add_lowering_options, add_run_settings, overrides
+from dfdsl.cli.options import add_lowering_options, add_run_settings, compile_options, overrides
 from dfdsl.cli.output import UsageError, emit, write_output
 from dfdsl.driver import load_model
 from dfdsl.sweep import SweepError, parse_values
@@ -52,7 +52,8 @@ def main(args: argparse.Namespace) -> int:
         if args.plot:
             sensitivity.require_matplotlib()
         results = sensitivity.sensitivity(model, parse_values(args.params, str, "params"), low, high,
-                                          output=args.output, sockets=sockets, fusion=args.fusion, steps=args.steps)
+                                          output=args.output, sockets=sockets, fusion=args.fusion,
+                                          kernel_looping=compile_options(args).kernel_looping, steps=args.steps)
     except (SweepError, ValueError) as err:
         raise UsageError(str(err)) from None
     title = (f"{model.resolved.name}: {args.output} with each value scaled {low:g}× to {high:g}× "
