@@ -230,10 +230,11 @@ def evaluate_chunk(source: ModelSource, grid: Grid, chunk: Chunk) -> Rows:
     for name in FIGURES:
         if name not in columns:
             columns[name] = evaluation.figures.get(name, np.zeros(n))
-    messages: dict[int, str] = {}
-    columns["error"] = [
-        "" if e is None else messages.setdefault(id(e), _message(e)) for e in evaluation.errors
-    ]
+    messages: dict[int, str] = {}  # many points share one error: render it once
+    for e in evaluation.errors:
+        if e is not None and id(e) not in messages:
+            messages[id(e)] = _message(e)
+    columns["error"] = ["" if e is None else messages[id(e)] for e in evaluation.errors]
     return Rows(columns, ok)
 
 
