@@ -17,7 +17,7 @@ import pytest
 
 from dfdsl import sweep, sweep_view
 from dfdsl.cli import main
-from dfdsl.driver import CompileOptions, Compiler, RunSettings, load_model
+from dfdsl.driver import CompileOptions, Compiler, RunSettings, load_model, load_source
 from dfdsl.hardware import load_hardware, with_value
 
 ROOT = Path(__file__).parent.parent
@@ -191,3 +191,19 @@ def test_ctrl_c_stops_a_sweep_within_a_second_and_leaves_no_file(tmp_path):
     assert proc.returncode == 130 and stopped_s < 1.0, (stopped_s, (tmp_path / "stderr.txt").read_text())
     assert list(folder.iterdir()) == []
     assert (tmp_path / "stderr.txt").read_text() == "dfdsl: interrupted\n"
+
+
+def test_a_model_travels_as_the_text_of_every_file_it_imports(tmp_path):
+    folder = tmp_path / "a"
+    (folder / "blocks").mkdir(parents=True)
+    (folder / "blocks" / "sizes.dfl").write_text("const n_layers = 16\n")
+    text = MODEL.read_text().replace("import std.llama", "import std.llama\nimport blocks.sizes")
+    (folder / "m.dfl").write_text(text.replace("layers = 32", "layers = n_layers"))
+    model = load_model(folder / "m.dfl")
+    names = [name for name, _ in model.source.files]
+    assert names == sorted(["m.dfl", "blocks/sizes.dfl", "<bundled>/llama.dfl"])
+    shipped = load_source(model.source)
+    assert shipped.key == model.key and shipped.path != model.path
+    assert shipped.resolved.name == model.resolved.name
+    (folder / "blocks" / "sizes.dfl").write_text("const n_layers = 8\n")
+    assert load_model(folder / "m.dfl").key != model.key  # an edited import is another model
