@@ -166,3 +166,18 @@ def test_the_driver_evaluates_random_points_as_simulate_does(target, tmp_path, c
                 assert close(float(got.figures[key][p]), float(want[key])), (p, key)
     assert outcomes == {"ok", "error"}
     assert target != "sn40l" or "moved kv_cache" in capfd.readouterr().err
+
+
+def test_points_placed_alike_compile_once(monkeypatch):
+    from dfdsl import driver
+
+    applied: list[str] = []
+    real = driver.run_passes
+    monkeypatch.setattr(driver, "run_passes", lambda module, passes, after=None: applied.extend(p.name for p in passes)
+                        or real(module, passes, after))
+    model = load_model(ROOT / "examples" / "llama3_1_8b.dfl")
+    rng = np.random.default_rng(3)
+    points = Points(rng.integers(1, 64, 1000), rng.integers(1, 32768, 1000), rng.integers(1, 512, 1000))
+    evaluation = Compiler().evaluate(model, CompileOptions(), 8, points)
+    assert all(e is None for e in evaluation.errors)
+    assert applied.count("place-memory") == applied.count("df-to-rdu") == applied.count("fuse") == 1
