@@ -300,7 +300,6 @@ class ArrayRun:
     breakdown_s: dict[str, Array]
     means: dict[str, Array]
     """`read_bytes`, `hbm_read_bytes`, `ddr_read_bytes` and `flops`, as `timing.Step` names them."""
-    tokens: NDArray[np.int64]
 
     def mean(self, figure: str) -> Array:
         return self.means[figure]
@@ -329,8 +328,7 @@ def run(calls: Sequence[KernelCall], hv: HardwareValues, points: Points, lines_o
     breakdown["host"] += steps * hv("assumptions.host_per_token_s")
     means = {c: v / steps for c, v in breakdown.items()}
     return ArrayRun(sum(means.values(), points.zeros()), means,
-                    {"read_bytes": hbm + ddr, "hbm_read_bytes": hbm, "ddr_read_bytes": ddr, "flops": flops},
-                    points.tokens)
+                    {"read_bytes": hbm + ddr, "hbm_read_bytes": hbm, "ddr_read_bytes": ddr, "flops": flops})
 
 
 @attrs.frozen
