@@ -3,7 +3,7 @@ one compiled program (10,000 and 100,000 points, each target), evaluated as arra
 CSV; and, with --dask, a 1,000,000-point sweep on a local Dask cluster of two workers, streamed to
 a CSV file by `dfdsl sweep --scheduler` with its progress bar.
 
-Run: .venv/bin/python benchmarks/sweep.py [--points 10000,100000] [--dask]
+Run: .venv/bin/python benchmarks/sweep.py [--points 10000,100000] [--dask [--kill-after S]]
 Each measurement runs in a process of its own, so its peak memory (the process's maximum resident
 set, imports included) is its own. The goal for 100,000 points: at most 10 s and 1 GB.
 """
@@ -48,29 +48,44 @@ def one(points: int, target: str) -> None:
           f"peak {peak_mb:,.0f} MB")
 
 
-def dask_million() -> None:
-    """A local cluster of two worker processes, and `dfdsl sweep` over 1,000,000 points on it."""
-    from dask.distributed import LocalCluster
+def dask_million(kill_after_s: float | None) -> None:
+    """A local cluster of two worker processes, and `dfdsl sweep` over 1,000,000 points on it;
+    with `kill_after_s`, one worker process is killed that long after the sweep starts (its nanny
+    starts another), and every row must still arrive exactly once."""
+    import csv
+    import signal
+    import threading
+
+    from dask.distributed import Client, LocalCluster
 
     options = grid_options(1_000_000)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            tempfile.TemporaryDirectory() as folder:
+            Client(cluster) as client, tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "million.csv"
+        if kill_after_s is not None:
+            victim = next(iter(client.run(os.getpid).values()))
+            threading.Timer(kill_after_s, os.kill, (victim, signal.SIGKILL)).start()
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "dfdsl", "sweep", str(MODEL), *options, "--scheduler",
                         cluster.scheduler_address, "-o", str(out)], check=True)
         seconds = time.perf_counter() - start
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         with out.open() as f:
+            points = {(r["batch"], r["context"], r["hbm_bandwidth"]) for r in csv.DictReader(f)}
+        with out.open() as f:
             rows = sum(1 for _ in f) - 1
-        print(f"dask, 2 workers: {rows:,} rows in {seconds:.1f} s ({rows / seconds:,.0f} points/s), "
-              f"CSV {out.stat().st_size / 1e6:,.0f} MB, client peak {peak_mb:,.0f} MB")
+        killed = f", a worker killed at {kill_after_s:g} s" if kill_after_s is not None else ""
+        print(f"dask, 2 workers{killed}: {rows:,} rows ({len(points):,} distinct points) in {seconds:.1f} s "
+              f"({rows / seconds:,.0f} points/s), CSV {out.stat().st_size / 1e6:,.0f} MB, "
+              f"client peak {peak_mb:,.0f} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", default="10000,100000")
     parser.add_argument("--dask", action="store_true", help="also the 1,000,000-point sweep on a local cluster")
+    parser.add_argument("--kill-after", type=float, metavar="S",
+                        help="with --dask, kill one worker process S seconds into the sweep")
     parser.add_argument("--one", nargs=2, metavar=("POINTS", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -81,7 +96,7 @@ def main() -> None:
         for points in (int(p) for p in args.points.split(",")):
             subprocess.run([sys.executable, __file__, "--one", str(points), target], check=True)
     if args.dask:
-        dask_million()
+        dask_million(args.kill_after)
 
 
 if __name__ == "__main__":
