@@ -3,9 +3,10 @@ one compiled program (10,000 and 100,000 points, each target), evaluated as arra
 CSV; and, with --dask, a 1,000,000-point sweep on a local Dask cluster of two workers, streamed to
 a CSV file by `dfdsl sweep --scheduler` with its progress bar.
 
-Run: .venv/bin/python benchmarks/sweep.py [--points 10000,100000] [--dask [--kill-after S]]
+Run: .venv/bin/python benchmarks/sweep.py [--points 10000,100000] [--dask [--kill-after S]] [--interrupt]
 Each measurement runs in a process of its own, so its peak memory (the process's maximum resident
-set, imports included) is its own. The goal for 100,000 points: at most 10 s and 1 GB.
+set, imports included) is its own. The goal for 100,000 points: at most 10 s and 1 GB. --interrupt
+times how soon Ctrl-C stops a running sweep (the goal: within a second, no file left).
 """
 
 from __future__ import annotations
@@ -80,10 +81,32 @@ def dask_million(kill_after_s: float | None) -> None:
               f"client peak {peak_mb:,.0f} MB")
 
 
+def interrupted(scheduler: str | None) -> None:
+    """Seconds from Ctrl-C (SIGINT to the sweep's process group) to the sweep's exit, a few seconds
+    into a sweep with minutes left, on local processes or on the cluster at `scheduler`."""
+    import signal
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "stopped.csv"
+        where = ["--scheduler", scheduler] if scheduler else ["--workers", "2"]
+        proc = subprocess.Popen([sys.executable, "-m", "dfdsl", "sweep", str(MODEL), "--sockets", "1,2,4,8,16",
+                                 "--fusion", "none,block,layer", "--kernel-looping", "on,off",
+                                 *grid_options(1_000_000), *where, "-q", "-o", str(out)],
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        time.sleep(4)
+        os.killpg(proc.pid, signal.SIGINT)
+        start = time.perf_counter()
+        _, stderr = proc.communicate(timeout=60)
+        left = [p.name for p in Path(folder).iterdir()]
+        print(f"Ctrl-C, {'Dask' if scheduler else 'local processes'}: stopped in {time.perf_counter() - start:.2f} s, "
+              f"exit {proc.returncode}, {stderr.strip()!r}, files left: {left or 'none'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", default="10000,100000")
     parser.add_argument("--dask", action="store_true", help="also the 1,000,000-point sweep on a local cluster")
+    parser.add_argument("--interrupt", action="store_true", help="time Ctrl-C on a running sweep")
     parser.add_argument("--kill-after", type=float, metavar="S",
                         help="with --dask, kill one worker process S seconds into the sweep")
     parser.add_argument("--one", nargs=2, metavar=("POINTS", "TARGET"), help=argparse.SUPPRESS)
@@ -92,6 +115,13 @@ def main() -> None:
         one(int(args.one[0]), args.one[1])
         return
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
+    if args.interrupt:
+        from dask.distributed import LocalCluster
+
+        interrupted(None)
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            interrupted(cluster.scheduler_address)
+        return
     for target in ("sn40l", "dgx-h100"):
         for points in (int(p) for p in args.points.split(",")):
             subprocess.run([sys.executable, __file__, "--one", str(points), target], check=True)

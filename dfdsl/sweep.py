@@ -280,8 +280,20 @@ def _in_order(submit: Callable[[Chunk], Any], chunks: Sequence[Chunk], window: i
 
 
 def _ignore_interrupts() -> None:
-    """Worker processes leave Ctrl-C to the sweep, which stops them."""
+    """Worker processes leave Ctrl-C to the sweep, which stops them. A worker starts with Ctrl-C
+    blocked (`_submit`), so one that arrives while it starts waits until now, to be ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _submit(pool: Any, *args: Any) -> Any:
+    """`pool.submit`, with Ctrl-C blocked meanwhile: a worker process the pool starts now inherits
+    the block, and this process gets a Ctrl-C that came meanwhile as soon as it is unblocked."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return pool.submit(*args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _on_processes(workers: int, source: ModelSource, grid: Grid, chunks: Sequence[Chunk], sink: Sink,
@@ -292,8 +304,8 @@ def _on_processes(workers: int, source: ModelSource, grid: Grid, chunks: Sequenc
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_interrupts)
     pending: deque = deque()
     try:
-        _in_order(lambda c: pool.submit(evaluate_chunk, source, grid, c), chunks, IN_FLIGHT_PER_WORKER * workers,
-                  sink, advance, pending)
+        _in_order(lambda c: _submit(pool, evaluate_chunk, source, grid, c), chunks,
+                  IN_FLIGHT_PER_WORKER * workers, sink, advance, pending)
     finally:
         if pending:
             # Interrupted or failed: stop the workers at once rather than let them finish their queue.
