@@ -1,12 +1,14 @@
 """The one path from a model to a report: load and check a `.dfl` file, compile it to a stage of
 its target's pipeline, simulate it, and report.
 
-Every command goes through here (`run`, `lower`, `compare`, `validate`, `sweep`), so they agree.
-What a machine needs is read off its `Target` record (`dfdsl.targets`): its stages, the passes
-between them, its simulator and its defaults. A `Compiler` keeps each stage it has compiled,
-keyed by what produced it (the model's content, the sockets, the passes, and for the stages that
-depend on them the batch, context and tokens), so runs that share a prefix of the pipeline
-compile it once: a sweep over batch sizes shards, fuses and loops once.
+Every command goes through here (`run`, `lower`, `compare`, `validate`, `sweep`, `sensitivity`),
+so they agree. What a machine needs is read off its `Target` record (`dfdsl.targets`): its stages,
+the passes between them, its simulator and its defaults. A `Compiler` keeps each stage it has
+compiled, keyed by what produced it (the model's content, the sockets, the passes, and for the
+stages that depend on them the batch, context and tokens), so runs that share a prefix of the
+pipeline compile it once: a sweep over batch sizes shards, fuses and loops once. Its `evaluate`
+times many points at once: one program per placement, the array timing model for all points.
+A model is its content (`ModelSource`), which is what workers of a sweep are sent.
 """
 
 from __future__ import annotations
