@@ -100,7 +100,8 @@ def main(args: argparse.Namespace) -> int:
             sweep_view.require_matplotlib()
     except sweep.SweepError as err:
         raise UsageError(str(err)) from None
-    if args.output and Path(args.output).resolve() == path.resolve():
+    output = None if args.output in (None, "-") else args.output  # `-o -`: standard output, as elsewhere
+    if output and Path(output).resolve() == path.resolve():
         raise UsageError(f"refusing to overwrite the input file {path}; choose another -o")
     counts = sweep_view.Counts()
     sinks: list[sweep.Sink] = [counts]
@@ -111,8 +112,8 @@ def main(args: argparse.Namespace) -> int:
         sinks.append(drawing)
     columns = [TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with ExitStack() as stack:
-        if args.output:
-            sinks.append(_file_writer(stack, Path(args.output), grid.columns, [path]))
+        if output:
+            sinks.append(_file_writer(stack, Path(output), grid.columns, [path]))
         elif pareto is None:
             sinks.append(sweep.CsvWriter(sys.stdout, grid.columns))
         bar = stack.enter_context(Progress(*columns, transient=True, disable=args.quiet))
@@ -129,5 +130,5 @@ def main(args: argparse.Namespace) -> int:
         write_output(Path(args.plot), drawing.png(path.stem), [path])
     if not args.quiet:
         sys.stderr.write(f"{counts.rows} points, {counts.failed} with an error (see the `error` column)"
-                         + (f"; wrote {args.output}" if args.output else "") + "\n")
+                         + (f"; wrote {output}" if output else "") + "\n")
     return 0
