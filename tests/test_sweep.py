@@ -206,3 +206,9 @@ def test_a_model_travels_as_the_text_of_every_file_it_imports(tmp_path):
     assert shipped.resolved.name == model.resolved.name
     (folder / "blocks" / "sizes.dfl").write_text("const n_layers = 8\n")
     assert load_model(folder / "m.dfl").key != model.key  # an edited import is another model
+
+
+def test_dash_is_standard_output(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", str(MODEL), "--batch", "1,2", "--tokens", "2", "--workers", "1", "-q", "-o", "-"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3 and list(tmp_path.iterdir()) == []
