@@ -127,7 +127,10 @@ def main(args: argparse.Namespace) -> int:
     if pareto is not None:
         sys.stdout.write(pareto.render())
     if drawing is not None:
-        write_output(Path(args.plot), drawing.png(path.stem), [path])
+        try:
+            write_output(Path(args.plot), drawing.png(path.stem), [path])
+        except sweep.SweepError as err:
+            raise UsageError(str(err)) from None
     if not args.quiet:
         sys.stderr.write(f"{counts.rows} points, {counts.failed} with an error (see the `error` column)"
                          + (f"; wrote {output}" if output else "") + "\n")
