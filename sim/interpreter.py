@@ -5,9 +5,10 @@ in order; the first `rdu.call` of each kernel runs the kernel's body once (stage
 iteration does (`timing.KernelCall`: work affine in B and B*S), then places the call on the
 step's timeline. `simulate` interprets the program once, at the first step's context, and then
 evaluates the same calls at every later context of the run with the timing model alone: the work
-of a call does not change from step to step, only the value of S does. What the GPU interpreter
-does alike (the ops of `target_ops`, the log of calls, finding the program, the `SimResult`) is
-here too, and `sim/gpu_interpreter.py` uses it.
+of a call does not change from step to step, only the value of S does. `profile` is that one
+interpretation alone (a `Profile`: the calls of a step), for `sim/vectorized.py` to time many
+points at once. What the GPU interpreter does alike (the ops of `target_ops`, the log of calls,
+finding the program, `Profile` and `SimResult`) is here too, and `sim/gpu_interpreter.py` uses it.
 """
 
 from __future__ import annotations
