@@ -110,18 +110,21 @@ def main(args: argparse.Namespace) -> int:
     drawing = sweep_view.PlotColumns(grid, pareto) if args.plot else None
     if drawing is not None:
         sinks.append(drawing)
+    def every_sink(rows: sweep.Rows) -> None:
+        for sink in sinks:
+            sink(rows)
+
     columns = [TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with ExitStack() as stack:
         if output:
-            sinks.append(_file_writer(stack, Path(output), grid.columns, [path]))
+            try:
+                sinks.append(_file_writer(stack, Path(output), grid.columns, [path]))
+            except sweep.SweepError as err:
+                raise UsageError(str(err)) from None
         elif pareto is None:
             sinks.append(sweep.CsvWriter(sys.stdout, grid.columns))
         bar = stack.enter_context(Progress(*columns, transient=True, disable=args.quiet))
         task = bar.add_task("points", total=grid.size)
-        def every_sink(rows: sweep.Rows) -> None:
-            for sink in sinks:
-                sink(rows)
-
         sweep.run_sweep(model.source, grid, every_sink, workers=args.workers,
                         scheduler=args.scheduler, progress=lambda n: bar.advance(task, n), model=model)
     if pareto is not None:
