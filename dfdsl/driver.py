@@ -1,13 +1,15 @@
 """The one path from a model to a report: load and check a `.dfl` file, compile it to a stage of
 its target's pipeline, simulate it, and report.
 
-Every command goes through here (`run`, `lower`, `compare`, `validate`, `sweep`), so they agree.
-What a machine needs is read off its `Target` record (`dfdsl.targets`): its stages, the passes
-between them, its simulator and its defaults. A `Compiler` keeps each stage it has compiled,
-keyed by what produced it (the model's content, the graph, the sockets, the passes, and for the
-stages that depend on them the batch, context, tokens and prompt tokens per pass), so runs that
-share a prefix of the pipeline compile it once: a sweep over batch sizes shards, fuses and loops
-once.
+Every command goes through here (`run`, `lower`, `compare`, `validate`, `sweep`, `sensitivity`),
+so they agree. What a machine needs is read off its `Target` record (`dfdsl.targets`): its stages,
+the passes between them, its simulator and its defaults. A `Compiler` keeps each stage it has
+compiled, keyed by what produced it (the model's content, the graph, the sockets, the passes, and
+for the stages that depend on them the batch, context, tokens and prompt tokens per pass), so runs
+that share a prefix of the pipeline compile it once: a sweep over batch sizes shards, fuses and
+loops once. Its `evaluate` times many points at once: one program per placement, the array timing
+model for all points. A model is its content (`ModelSource`), which is what workers of a sweep are
+sent.
 
 A model has up to four graphs, each compiled by the same pipeline: its decode step and, when a
 run needs them, its prefill pass (a request's prompt, a speculative round's verification) and its
@@ -18,29 +20,49 @@ a whole request (prefill, then the decode steps) and with speculative decoding, 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import cast
 
 import attrs
+import numpy as np
+from numpy.typing import NDArray
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import DiagnosticException
 
+from dfdsl.diagnostics import DfslError
 from dfdsl.dialects import df, target_ops
 from dfdsl.elaborate import RunValue, check_draft, check_run_settings, elaborate
-from dfdsl.footprint import footprint
-from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, bundled_targets, load_hardware
+from dfdsl.footprint import Footprint, footprint
+from dfdsl.hardware import (
+    GpuHardware,
+    Hardware,
+    TargetMismatchError,
+    bundled_targets,
+    hardware_text,
+    parse_hardware,
+    with_value,
+)
 from dfdsl.irgen import generate
-from dfdsl.loader import Program, load
+from dfdsl.loader import Program, load, stdlib_dir
 from dfdsl.lowering.pipeline import LoweringOptions, PassCallback, run_passes
-from dfdsl.lowering.place_memory import CapacityError
+from dfdsl.lowering.place_memory import TIER_ORDER, CapacityError, Placement
 from dfdsl.model import ResolvedModel
-from dfdsl.report import Report, RequestFigures, make_report
-from dfdsl.sim import request
+from dfdsl.report import Report, RequestFigures, decode_figures, make_report
+from dfdsl.sim import request, vectorized
 from dfdsl.sim.interpreter import SimResult
 from dfdsl.sim.timing import KernelCall
 from dfdsl.targets import Target, target_for
+
+RUN_SIZES = ("batch", "context", "tokens")
+POINT_ERRORS = (DfslError, DiagnosticException)
+"""What makes a point fail rather than the program: the model does not divide, does not fit, or
+asks the machine for what it cannot do (each with its code)."""
 
 
 @attrs.frozen
@@ -77,6 +99,51 @@ class RunSettings:
         return max(self.tokens - 1, 1) if self.prompt else self.tokens
 
 
+BUNDLED = "<bundled>"
+"""The folder a model source names the bundled library's files under."""
+
+
+@attrs.frozen
+class ModelSource:
+    """What a model is made of, as text: its file and every file it imports (named relative to its
+    folder; the bundled library's under `<bundled>/`), its hardware file, and the run settings given
+    outside the file; `key` is a digest of all of it. A sweep ships this to its workers, never a
+    path, so neither a worker's folder nor an edit made since can change the model it runs."""
+
+    main: str
+    files: tuple[tuple[str, str], ...]
+    hardware: str
+    """The hardware as given: "" (the run's target), a bundled target's name, or a file's name."""
+    hardware_text: str
+    hardware_is_file: bool
+    overrides: tuple[tuple[str, RunValue], ...]
+    key: str
+
+
+def _source(path: Path, sources: Mapping[Path, str], hardware: str, hardware_text: str, bundled: bool,
+            overrides: Mapping[str, RunValue]) -> ModelSource:
+    # Imports resolve under the importing file's folder, so every file of the model is under the
+    # main file's (as the loader sees it: the folder of the path given, links resolved).
+    folder, library = path.parent.resolve(), stdlib_dir().resolve()
+    files = []
+    for file_path, text in sources.items():
+        real = Path(file_path).resolve()
+        if Path(file_path) == path:
+            name = path.name
+        elif real.is_relative_to(library):
+            name = f"{BUNDLED}/{real.relative_to(library).as_posix()}"
+        else:
+            name = real.relative_to(folder).as_posix()
+        files.append((name, text))
+    settings = tuple(sorted((k, v) for k, v in overrides.items() if v is not None))
+    digest = hashlib.sha256()
+    for name, text in sorted(files):
+        digest.update(f"{name}\0{text}\0".encode())
+    digest.update(f"{hardware_text}\0{settings}".encode())
+    return ModelSource(path.name, tuple(sorted(files)), hardware if bundled else Path(hardware).name,
+                       hardware_text, not bundled, settings, digest.hexdigest())
+
+
 @attrs.frozen(eq=False)
 class Model:
     """A checked model, its front-end `df` module (never changed: compiling works on copies), and
@@ -85,9 +152,10 @@ class Model:
     path: Path
     resolved: ResolvedModel
     module: ModuleOp
-    key: str
-    """A digest of the text of every file the model was read from, and of its target."""
+    source: ModelSource
     hardware: Hardware | GpuHardware
+    hardware_option: str
+    """The hardware file (or bundled target) it was loaded with; "" for the run's target."""
     target: Target
     target_name: str
     program: Program
@@ -95,6 +163,16 @@ class Model:
     is_draft: bool = False
     """This is the draft model of the file's model."""
     _made: dict[str, object] = attrs.field(factory=dict)
+    footprint: Footprint = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "footprint", footprint(self.module))
+
+    @property
+    def key(self) -> str:
+        """A digest of the text of every file the model was read from, of its hardware and of the
+        run settings given outside the file (`ModelSource.key`); a draft's key names the draft."""
+        return self.source.key
 
     @property
     def settings(self) -> RunSettings:
@@ -118,7 +196,8 @@ class Model:
             resolved = elaborate(self.program, self.overrides, targets=bundled_targets(), draft=True)
             check_draft(self.program, self.resolved, resolved)
             self._made["draft"] = attrs.evolve(self, resolved=resolved, module=generate(resolved),
-                                               key=f"{self.key}:draft", is_draft=True, made={})
+                                               source=attrs.evolve(self.source, key=f"{self.key}:draft"),
+                                               is_draft=True, made={})
         return cast(Model, self._made["draft"])
 
 
@@ -126,16 +205,60 @@ def load_model(path: Path, overrides: Mapping[str, RunValue] | None = None, hard
     """Load, check and generate the model of a `.dfl` file (`overrides` replace its run settings),
     and find its machine: `hardware` if given, else the run's target. A file with a draft is
     checked with its draft."""
+    path = Path(path)
     program = load(path)
     resolved = elaborate(program, overrides, targets=bundled_targets())
-    hw = load_hardware(hardware or resolved.run.target)
-    digest = hashlib.sha256()
-    for name, text in sorted(program.sources().items()):
-        digest.update(f"{name}\0{text}\0".encode())
-    digest.update(f"{resolved.run.target}\0{hw}".encode())
-    model = Model(path, resolved, generate(resolved), digest.hexdigest(), hw, target_for(hw),
-                  resolved.run.target, program, dict(overrides or {}))
+    text, name, bundled = hardware_text(hardware or resolved.run.target)
+    hw = parse_hardware(text, name)
+    source = _source(path, program.sources(), hardware, text, bundled, overrides or {})
+    model = Model(path, resolved, generate(resolved), source, hw, hardware, target_for(hw), resolved.run.target,
+                  program, dict(overrides or {}))
     model.draft()
+    return model
+
+
+class SourceMismatchError(DiagnosticException):
+    """A worker read a shipped model otherwise than its client: their dfdsl versions differ, so
+    the cluster given (`--scheduler`) cannot run this sweep."""
+
+    code = "E027"
+
+
+def _models_folder() -> Path:
+    """The folder of shipped models of this machine's user, one folder per model key. A key names
+    its content, so processes share the folders and never need to remove them (worker processes
+    are often ended without running exit handlers); each holds a few kilobytes of text."""
+    folder = Path(tempfile.gettempdir()) / f"dfdsl-models-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def load_source(source: ModelSource) -> Model:
+    """The model of a shipped source: its files written out under the folder of its key (the
+    passes read the hardware file by path), loaded as `load_model` does, and checked to be the
+    model the client read."""
+    folder = _models_folder() / source.key
+    hardware = source.hardware
+    if source.hardware_is_file:
+        hardware = str(folder / ".hardware" / source.hardware)
+    if not folder.exists():
+        partial = Path(tempfile.mkdtemp(prefix=f"{source.key}.", dir=folder.parent))
+        for name, text in source.files:
+            if not name.startswith(f"{BUNDLED}/"):
+                (partial / name).parent.mkdir(parents=True, exist_ok=True)
+                (partial / name).write_text(text, encoding="utf-8")
+        if source.hardware_is_file:
+            (partial / ".hardware").mkdir(parents=True, exist_ok=True)
+            (partial / ".hardware" / source.hardware).write_text(source.hardware_text, encoding="utf-8")
+        try:
+            partial.rename(folder)
+        except OSError:  # another process wrote the same key first
+            shutil.rmtree(partial, ignore_errors=True)
+    model = load_model(folder / source.main, dict(source.overrides), hardware)
+    if model.key != source.key:
+        raise SourceMismatchError(
+            "this worker reads the model otherwise than the client did: its dfdsl (bundled library or "
+            "hardware files) differs; install the client's version of dfdsl on every worker")
     return model
 
 
@@ -260,7 +383,7 @@ class Compiler:
                 for m in (model, draft) if m is not None
             )
         looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
-        report = make_report(result, footprint(model.module, settings.batch), hw,
+        report = make_report(result, model.footprint, hw,
                              fusion=target.fusion_label(options.fusion), kernel_looping=looping,
                              request=RequestFigures(settings.prompt, settings.tokens, prefill, speculation))
         return Run(report, result, hw)
@@ -270,6 +393,118 @@ class Compiler:
         """The calls of the model's prefill program compiled for passes of `pass_tokens` tokens."""
         module = self.compile(model, settings, options, pass_tokens=pass_tokens)
         return model.target.kernel_calls(module, hw)
+
+    def evaluate(self, model: Model, options: CompileOptions, sockets: int, points: vectorized.Points,
+                 swept: Mapping[str, NDArray[np.float64]] | None = None) -> Evaluation:
+        """`simulate` at many points of one model, options and sockets: the report's numbers at
+        each point (`decode_figures`, as arrays), or its error. `swept` replaces hardware values
+        (by attribute path, one value per point) for the timing, as `simulate`'s `hardware` does.
+
+        Points whose tensors are placed alike run one program: it is compiled once (at the first
+        such point) and timed by the array model at all of them (`sim/vectorized.py`)."""
+        swept = dict(swept or {})
+        target = model.target
+        looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
+        evaluation = Evaluation(model.resolved.name, model.hardware.name, looping, len(points.batch))
+        start = RunSettings(int(points.batch[0]), int(points.context[0]), int(points.tokens[0]), sockets)
+        try:
+            shared = self.compile(model, start, options, until=target.pipeline.shared_stage)
+        except POINT_ERRORS as err:
+            evaluation.fail(np.arange(len(points.batch)), err)
+            return evaluation
+        groups = _placements(Placement(df.the_graph(shared, "evaluate")), model.hardware, points)
+        checked = [swept[key] for key in target.checked_hardware if key in swept]
+        keys = np.stack([groups.ids, *checked], axis=1)
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        # The points of each group, in order: one sort rather than one scan per group.
+        members = np.split(np.argsort(inverse.ravel(), kind="stable"), np.cumsum(np.bincount(inverse.ravel()))[:-1])
+        for representative, index in zip(first, members):
+            failure = groups.errors.get(int(groups.ids[representative]))
+            if failure is not None:
+                evaluation.fail(index, failure)
+                continue
+            hw = model.hardware
+            for key in target.checked_hardware:
+                if key in swept:
+                    hw = with_value(hw, key, float(swept[key][representative]))
+            settings = RunSettings(int(points.batch[representative]), int(points.context[representative]),
+                                   int(points.tokens[representative]), sockets)
+            try:
+                profile = target.profiler(self.compile(model, settings, options), hw)
+            except POINT_ERRORS as err:
+                evaluation.fail(index, err)
+                continue
+            at = vectorized.Points(points.batch[index], points.context[index], points.tokens[index])
+            values = vectorized.HardwareValues(model.hardware, {k: v[index] for k, v in swept.items()})
+            result = vectorized.simulate(profile, values, at, target.call_lines)
+            evaluation.model = profile.model
+            evaluation.put(index, decode_figures(result, model.footprint))
+        return evaluation
+
+
+@attrs.define
+class Evaluation:
+    """Many points of one model: the report's numbers at each (arrays; a point in error has no
+    meaningful number there) and each point's error, if any."""
+
+    model: str
+    target: str
+    kernel_looping: bool
+    size: int
+    figures: dict[str, NDArray] = attrs.field(factory=dict)
+    errors: list[Exception | None] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.errors = [None] * self.size
+
+    def fail(self, index: NDArray[np.intp], error: Exception) -> None:
+        for i in index:
+            self.errors[i] = error
+
+    def put(self, index: NDArray[np.intp], numbers: Mapping[str, object]) -> None:
+        flat = {f"{c}_ms" if k == "breakdown_ms" else k: v
+                for k, value in numbers.items()
+                for c, v in (value.items() if isinstance(value, dict) else [(None, value)])}
+        for key, value in flat.items():
+            array = np.asarray(value)
+            if key not in self.figures:
+                self.figures[key] = np.zeros(self.size, dtype=array.dtype)
+            self.figures[key][index] = array
+
+
+@attrs.frozen
+class _Placements:
+    """Each point's placement, as an id (0: every tensor where it was declared), and the error of
+    an id whose tensors do not fit."""
+
+    ids: NDArray[np.int64]
+    errors: dict[int, Exception]
+
+
+def _placements(placement: Placement, hardware: Hardware | GpuHardware, points: vectorized.Points) -> _Placements:
+    """Which points place their tensors alike. Most fit as declared, found for all at once; the
+    others are planned once per distinct batch and tokens cached, as place-memory plans them."""
+    tokens_cached = points.context + points.tokens
+    batch = points.batch.astype(np.float64)
+    fits = np.ones(len(batch), dtype=bool)
+    for tier in TIER_ORDER:
+        # With a margin: float sums this close to a capacity go to the exact plan below.
+        used = placement.declared_bytes(tier, batch, tokens_cached.astype(np.float64))
+        fits &= used <= hardware.capacity_bytes(tier) * (1 - 1e-9)
+    ids = np.zeros(len(batch), dtype=np.int64)
+    plans: dict[object, int] = {(): 0}
+    errors: dict[int, Exception] = {}
+    for i in np.flatnonzero(~fits):
+        b, s = int(points.batch[i]), int(tokens_cached[i])
+        try:
+            groups, warnings = placement.plan(hardware, b, s)
+            plan: object = tuple(g.tier for g in groups) if warnings else ()
+        except CapacityError as err:
+            plan = ("error", b, s)
+            errors.setdefault(plans.setdefault(plan, len(plans)), err)
+        ids[i] = plans.setdefault(plan, len(plans))
+    return _Placements(ids, errors)
+
 
 
 def hbm_bytes_per_socket(module: ModuleOp, settings: RunSettings) -> int:

@@ -22,21 +22,26 @@ from dfdsl.dialects.cost import expected_experts
 class Footprint:
     param_bytes: int
     """All parameter bytes of the model."""
-    expert_bytes: int
-    """The part of `param_bytes` in routed experts."""
-    expert_fraction_read: float
-    """The fraction of the expert bytes a step reads at this batch (1.0 without experts)."""
+    expert_tensors: tuple[tuple[int, int, int], ...]
+    """The routed experts' weight tensors: (bytes, experts E, top_k k) each."""
     kv_bytes_per_context_token: int
     """KV-cache bytes per sequence per token of context."""
 
-    def param_bytes_read(self) -> float:
-        return self.param_bytes - self.expert_bytes + self.expert_bytes * self.expert_fraction_read
+    @property
+    def expert_bytes(self) -> int:
+        """The part of `param_bytes` in routed experts."""
+        return sum(n for n, _, _ in self.expert_tensors)
 
-    def kv_bytes_read(self, batch: int, context: int) -> int:
-        return self.kv_bytes_per_context_token * batch * context
+    def expert_fraction_read(self, batch):
+        """The fraction of the expert bytes a step reads at `batch` (1.0 without experts); a
+        number, or a numpy array at an array of batches."""
+        if not self.expert_tensors:
+            return 1.0 + 0 * batch
+        read = sum(n * expected_experts(experts, top_k, batch) / experts for n, experts, top_k in self.expert_tensors)
+        return read / self.expert_bytes
 
-    def bytes_per_step(self, batch: int, context: int) -> float:
-        return self.param_bytes_read() + self.kv_bytes_read(batch, context)
+    def param_bytes_read(self, batch):
+        return self.param_bytes - self.expert_bytes + self.expert_bytes * self.expert_fraction_read(batch)
 
 
 def _expert_arguments(module: ModuleOp) -> dict[str, dict[int, tuple[int, int]]]:
@@ -56,26 +61,22 @@ def _expert_arguments(module: ModuleOp) -> dict[str, dict[int, tuple[int, int]]]
     return found
 
 
-def footprint(module: ModuleOp, batch: int) -> Footprint:
-    """The footprint of a front-end `df` module (one socket, unsharded) at `batch`."""
+def footprint(module: ModuleOp) -> Footprint:
+    """The footprint of a front-end `df` module (one socket, unsharded)."""
     graphs = [op for op in module.body.ops if isinstance(op, df.GraphOp)]
     if len(graphs) != 1 or graphs[0].tp.value.data != 1:
         raise ValueError("footprint() takes the front end's unsharded df module")
     expert_args = _expert_arguments(module)
     expert_ops = set()
-    expert_bytes = 0
-    read_fraction_weighted = 0.0
+    experts = []
     for op in graphs[0].body.block.ops:
         if isinstance(op, df.CallOp) and op.callee.string_value() in expert_args:
-            for index, (experts, top_k) in expert_args[op.callee.string_value()].items():
+            for index, (count, top_k) in expert_args[op.callee.string_value()].items():
                 value = op.args[index]
                 if value.owner not in expert_ops:
                     expert_ops.add(value.owner)
-                    n = df.tensor_type(value.type).num_bytes()
-                    expert_bytes += n
-                    read_fraction_weighted += n * expected_experts(experts, top_k, batch) / experts
+                    experts.append((df.tensor_type(value.type).num_bytes(), count, top_k))
     params = sum(op.result.type.num_bytes() for op in graphs[0].body.block.ops if isinstance(op, df.WeightOp))
     kv = sum(op.result.type.num_bytes(batch=1, context=1) for op in graphs[0].body.block.ops
              if isinstance(op, df.KvCacheOp))
-    fraction = read_fraction_weighted / expert_bytes if expert_bytes else 1.0
-    return Footprint(params, expert_bytes, fraction, kv)
+    return Footprint(params, tuple(experts), kv)

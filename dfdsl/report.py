@@ -10,8 +10,10 @@ speculative decoding (`SPECULATION_KEYS`); docs/report.md describes every key.
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol
 
 import attrs
+import numpy as np
 
 from dfdsl.footprint import Footprint
 from dfdsl.hardware import GpuHardware, Hardware
@@ -56,42 +58,83 @@ class Report:
         return self.figures[key]
 
 
-def make_report(result: SimResult, fp: Footprint, hardware: Hardware | GpuHardware, *, fusion: str,
-                kernel_looping: bool, request: RequestFigures = RequestFigures()) -> Report:
+class RunFigures(Protocol):
+    """What the report reads of a simulated run: a `SimResult`, or many runs of one program as
+    numpy arrays (`dfdsl.sim.vectorized.ArrayResult`)."""
+
+    @property
+    def sockets(self) -> int: ...
+    @property
+    def kernel_calls_per_token(self) -> float: ...
+    @property
+    def batch(self) -> Any: ...
+    @property
+    def context(self) -> Any: ...
+    @property
+    def tokens(self) -> Any: ...
+    @property
+    def ms_per_token(self) -> Any: ...
+    @property
+    def breakdown_ms(self) -> dict[str, Any]: ...
+    @property
+    def bytes_per_token(self) -> Any: ...
+    @property
+    def flops_per_token(self) -> Any: ...
+    @property
+    def aggregate_hbm_bytes_per_s(self) -> Any: ...
+    @property
+    def tokens_per_s_per_user(self) -> Any: ...
+    @property
+    def tokens_per_s(self) -> Any: ...
+
+
+def _whole(x: Any) -> Any:
+    """Rounded to a whole number (half to even, as `round`): an int, or an int64 array."""
+    return round(x) if isinstance(x, float | int) else np.rint(x).astype(np.int64)
+
+
+def decode_figures(result: RunFigures, fp: Footprint) -> dict[str, Any]:
+    """The report's numbers (`JSON_KEYS` but the names, and the roofline's), for one run or, with
+    arrays, for many: one formula for `dfdsl run` and for sweeps."""
     # The run's steps see contexts context .. context + tokens - 1; its roofline uses their mean.
     mean_context = result.context + (result.tokens - 1) / 2
     kv_bytes = fp.kv_bytes_per_context_token * result.batch * mean_context
-    bytes_per_token = fp.param_bytes_read() + kv_bytes
+    bytes_per_token = fp.param_bytes_read(result.batch) + kv_bytes
     roofline = result.aggregate_hbm_bytes_per_s / bytes_per_token
-    ridge = hardware.chip.peak_flops_per_s / hardware.hbm.bandwidth_bytes_per_s
-    flops_per_byte = result.flops_per_token / bytes_per_token
-    figures = {
-        "model": result.model,
-        "target": result.target,
+    return {
         "sockets": result.sockets,
         "batch": result.batch,
         "context": result.context,
         "tokens": result.tokens,
-        "fusion": fusion,
-        "kernel_looping": kernel_looping,
         "ms_per_token": result.ms_per_token,
         "tokens_per_s_per_user": result.tokens_per_s_per_user,
         "tokens_per_s": result.tokens_per_s,
         "param_bytes": fp.param_bytes,
-        "kv_bytes": round(kv_bytes),
-        "bytes_per_token": round(bytes_per_token),
-        "flops_per_token": round(result.flops_per_token),
-        "flops_per_byte": flops_per_byte,
+        "kv_bytes": _whole(kv_bytes),
+        "bytes_per_token": _whole(bytes_per_token),
+        "flops_per_token": _whole(result.flops_per_token),
+        "flops_per_byte": result.flops_per_token / bytes_per_token,
         "peak_fraction": result.tokens_per_s_per_user / roofline,
         "kernel_calls_per_token": result.kernel_calls_per_token,
         "breakdown_ms": {k: result.breakdown_ms[k] for k in CATEGORIES},
         "roofline_tokens_per_s_per_user": roofline,
-        "bound": "compute" if flops_per_byte > ridge else "memory",
-        "ridge_flops_per_byte": ridge,
-        "expert_bytes_read_fraction": fp.expert_fraction_read,
-        "read_bytes_per_token_all_sockets": round(result.bytes_per_token),
+        "expert_bytes_read_fraction": fp.expert_fraction_read(result.batch),
+        "read_bytes_per_token_all_sockets": _whole(result.bytes_per_token),
         "hbm_bandwidth_bytes_per_s": result.aggregate_hbm_bytes_per_s,
     }
+
+
+def make_report(result: SimResult, fp: Footprint, hardware: Hardware | GpuHardware, *, fusion: str,
+                kernel_looping: bool, request: RequestFigures = RequestFigures()) -> Report:
+    numbers = decode_figures(result, fp)
+    ridge = hardware.chip.peak_flops_per_s / hardware.hbm.bandwidth_bytes_per_s
+    figures = {"model": result.model, "target": result.target, "fusion": fusion, "kernel_looping": kernel_looping}
+    figures = {key: figures[key] if key in figures else numbers[key] for key in JSON_KEYS}
+    figures["roofline_tokens_per_s_per_user"] = numbers["roofline_tokens_per_s_per_user"]
+    figures["bound"] = "compute" if numbers["flops_per_byte"] > ridge else "memory"
+    figures["ridge_flops_per_byte"] = ridge
+    for key in ("expert_bytes_read_fraction", "read_bytes_per_token_all_sockets", "hbm_bandwidth_bytes_per_s"):
+        figures[key] = numbers[key]
     if request.prompt:
         figures.update(_request_figures(result, hardware, request))
     if request.speculation is not None:

@@ -16,13 +16,17 @@ from xdsl.dialects.builtin import ModuleOp
 from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.lowering.pipeline import GPU_PIPELINE, RDU_PIPELINE, Pipeline
 from dfdsl.sim import gpu_interpreter, interpreter
-from dfdsl.sim.interpreter import SimResult
+from dfdsl.sim.gpu_interpreter import profile_gpu
+from dfdsl.sim.interpreter import Profile, SimResult, profile
 from dfdsl.sim.timing import CallTimer, KernelCall, call_timing
+from dfdsl.sim.vectorized import CallLiner, gpu_call_lines, rdu_call_lines
 
 Simulator = Callable[..., SimResult]
 """`simulator(module, hardware, batch=, context=, tokens=)`: times a module at the target's last stage."""
 KernelCalls = Callable[[ModuleOp, Hardware | GpuHardware], list[KernelCall]]
 """`kernel_calls(module, hardware)`: the calls of one run of a module's program at the last stage."""
+Profiler = Callable[[ModuleOp, Hardware | GpuHardware], Profile]
+"""`profiler(module, hardware)`: what one step of a module at the target's last stage runs."""
 
 
 @attrs.frozen
@@ -36,6 +40,9 @@ class Target:
     """What a prefill pass or a speculative round is timed from (`sim/request.py`), with `time_call`."""
     time_call: CallTimer
     """How the simulator times one call (`timing.call_timing`, a GPU's `launch_timing`)."""
+    profiler: Profiler
+    call_lines: CallLiner
+    """The timing of one call over arrays (`sim/vectorized.py`), for many points at once."""
     loops_kernels: bool
     """Kernel looping is possible, and on unless turned off."""
     graph_stage: str
@@ -43,6 +50,8 @@ class Target:
     own_kernels: str = ""
     """The pass that makes the target's kernels whatever the fusion mode ("" where `--fusion`
     decides); reports name it as the run's fusion."""
+    checked_hardware: tuple[str, ...] = ()
+    """Hardware values the profiler checks a program against (beyond what the timing reads)."""
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -63,6 +72,8 @@ RDU = Target(
     simulator=interpreter.simulate,
     kernel_calls=interpreter.kernel_calls,
     time_call=call_timing,
+    profiler=profile,
+    call_lines=rdu_call_lines,
     loops_kernels=True,
     graph_stage="looped",
 )
@@ -73,9 +84,12 @@ GPU = Target(
     simulator=gpu_interpreter.simulate_gpu,
     kernel_calls=gpu_interpreter.kernel_calls,
     time_call=gpu_interpreter.launch_timing,
+    profiler=profile_gpu,
+    call_lines=gpu_call_lines,
     loops_kernels=False,
     graph_stage="fused",
     own_kernels="gpu-partition",
+    checked_hardware=("node.gpus",),
 )
 TARGETS: dict[str, Target] = {t.kind: t for t in (RDU, GPU)}
 

@@ -10,7 +10,7 @@ This module imports no lowering and no simulator, so all of them can import it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from xdsl.dialects.builtin import IntAttr
 from xdsl.ir import Attribute, Dialect, ParametrizedAttribute
@@ -24,6 +24,9 @@ from dfdsl.dialects.shapes import DTYPE_BYTES, Shape
 from dfdsl.errors import LoweringError
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from dfdsl.dialects.df import ShapedTypeBase
 
 
@@ -166,7 +169,11 @@ class Work(ParametrizedAttribute):
 ZERO = Work.make()
 
 
-def expected_experts(experts: int, top_k: int, batch: int) -> float:
+Batch = TypeVar("Batch", float, "NDArray[np.float64]")
+"""A batch size, or an array of them (the array timing model's)."""
+
+
+def expected_experts(experts: int, top_k: int, batch: Batch) -> Batch:
     """Distinct experts a batch touches when each token picks `top_k` of `experts` uniformly:
     E (1 - (1 - k/E)^B)."""
     return experts * (1.0 - (1.0 - top_k / experts) ** batch)

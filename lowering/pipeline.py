@@ -96,6 +96,13 @@ class Pipeline:
             raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(self.stages)}")
         return self.steps[: self.stages.index(stage) + 1]
 
+    @property
+    def shared_stage(self) -> str:
+        """The last stage that depends only on the model and the sockets, not on the run's sizes:
+        every batch, context and number of tokens starts from it."""
+        sized = next(i for i, step in enumerate(self.steps) if step.uses_run_sizes)
+        return self.steps[sized - 1].stage
+
     def passes_to(self, stage: str, options: LoweringOptions) -> list[ModulePass]:
         """The passes that take a front-end `df` module to `stage`, in order."""
         return [p for step in self.steps_to(stage) for p in step.make(options)]

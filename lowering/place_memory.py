@@ -29,6 +29,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
 
 from dfdsl.dialects import df
+from dfdsl.dialects.shapes import DTYPE_BYTES
 from dfdsl.errors import HardwareFileError, LoweringError, describe
 from dfdsl.hardware import GpuHardware, Hardware, HardwareError, load_hardware
 from dfdsl.lowering.stages import NO_TIER_FIX, Stage, StagedPass, untiered
@@ -54,6 +55,27 @@ def group_name(tensor_name: str) -> str:
     return _LAYER_INDEX.sub("*", tensor_name)
 
 
+@attrs.frozen
+class Size:
+    """Bytes per socket as a polynomial in the batch B and the tokens cached S: (B power, S power,
+    bytes) terms. Evaluates at numbers or at numpy arrays of them alike."""
+
+    terms: tuple[tuple[int, int, int], ...]
+
+    def at(self, batch, tokens_cached):
+        return sum(coefficient * batch**b * tokens_cached**s for b, s, coefficient in self.terms)
+
+
+def _size(types: Sequence[df.TensorType], prompt: int) -> Size:
+    """The size of `types` in a graph whose passes process `prompt` tokens per sequence (P)."""
+    terms: dict[tuple[int, int], int] = defaultdict(int)
+    for type_ in types:
+        numbers = math.prod(d for d in type_.dims if isinstance(d, int)) * DTYPE_BYTES[type_.dtype]
+        numbers *= prompt ** type_.dims.count("P")
+        terms[(type_.dims.count("B"), type_.dims.count("S"))] += numbers
+    return Size(tuple((b, s, c) for (b, s), c in sorted(terms.items())))
+
+
 @attrs.define
 class TensorGroup:
     """Declarations of one tensor across layers, placed together."""
@@ -73,24 +95,63 @@ def _gb(num_bytes: float) -> str:
 
 def tensor_groups(graph: df.GraphOp) -> list[TensorGroup]:
     """The graph's declarations grouped by tensor (across layers) and tier, sized per socket."""
-    batch = graph.batch.value.data
-    tokens_cached = graph.context.value.data + graph.tokens.value.data
-    prompt = graph.prompt_tokens
-    explicit_classes = graph.classes_placed_explicitly()
-    explicit_tensors = graph.tensors_placed_explicitly()
-    groups: dict[tuple[str, str], TensorGroup] = {}
-    for op in graph.body.block.ops:
-        if not isinstance(op, df.DeclBase):
-            continue
-        type_ = op.result.type
-        name, tensor_class = group_name(op.tensor_name.data), op.PLACEMENT_CLASS
-        key = (name, type_.tier_name)
-        if key not in groups:
-            explicit = tensor_class in explicit_classes or bool({name, op.tensor_name.data} & explicit_tensors)
-            groups[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, explicit)
-        groups[key].bytes_per_socket += type_.num_bytes(batch, tokens_cached, prompt)
-        groups[key].decls.append(op)
-    return list(groups.values())
+    return Placement(graph).groups(graph.batch.value.data, graph.context.value.data + graph.tokens.value.data)
+
+
+class Placement:
+    """The placement problem of one graph: its tensor groups as declared, each sized as a
+    polynomial in B and S, so that a plan at any batch and tokens cached is quick."""
+
+    def __init__(self, graph: df.GraphOp):
+        self.graph = graph
+        explicit_classes = graph.classes_placed_explicitly()
+        explicit_tensors = graph.tensors_placed_explicitly()
+        shapes: dict[tuple[str, str], TensorGroup] = {}
+        types: dict[tuple[str, str], list[df.TensorType]] = defaultdict(list)
+        for op in graph.body.block.ops:
+            if not isinstance(op, df.DeclBase):
+                continue
+            type_ = op.result.type
+            name, tensor_class = group_name(op.tensor_name.data), op.PLACEMENT_CLASS
+            key = (name, type_.tier_name)
+            if key not in shapes:
+                explicit = tensor_class in explicit_classes or bool({name, op.tensor_name.data} & explicit_tensors)
+                shapes[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, explicit)
+            shapes[key].decls.append(op)
+            types[key].append(df.tensor_type(type_))
+        self._shapes = list(shapes.values())
+        self.sizes = [_size(types[key], graph.prompt_tokens) for key in shapes]
+
+    def groups(self, batch: int, tokens_cached: int) -> list[TensorGroup]:
+        """The groups in their declared tiers, sized for `batch` sequences of `tokens_cached` tokens."""
+        return [attrs.evolve(g, bytes_per_socket=size.at(batch, tokens_cached), decls=list(g.decls))
+                for g, size in zip(self._shapes, self.sizes)]
+
+    def declared_bytes(self, tier: str, batch, tokens_cached):
+        """Bytes per socket declared in `tier` (numbers or numpy arrays of them)."""
+        return sum((size.at(batch, tokens_cached) for g, size in zip(self._shapes, self.sizes) if g.tier == tier),
+                   0 * batch)
+
+    def plan(self, hw: Hardware | GpuHardware, batch: int, tokens_cached: int) -> tuple[list[TensorGroup], list[str]]:
+        """Decides every group's tier; returns the groups and one warning per spill.
+
+        Raises `CapacityError` when a tier still overflows after everything that may move has moved.
+        """
+        groups = self.groups(batch, tokens_cached)
+        warnings = []
+        for index, tier in enumerate(TIER_ORDER):
+            capacity = hw.capacity_bytes(tier)
+            while (used := _used(groups, tier)) > capacity:
+                group = _next_spill(groups, tier, used - capacity) if index + 1 < len(TIER_ORDER) else None
+                if group is None:
+                    raise _capacity_error(self.graph, groups, tier, hw)
+                group.tier = TIER_ORDER[index + 1]
+                warnings.append(
+                    f"warning: place-memory: {tier} overflows: {_gb(used)} per socket, capacity "
+                    f"{_gb(capacity)} (GB = 10^9 bytes); moved {group.tensor_class} {group.name} "
+                    f"({_gb(group.bytes_per_socket)} per socket) to {group.tier}"
+                )
+        return groups, warnings
 
 
 def _used(groups: Sequence[TensorGroup], tier: str) -> int:
@@ -144,28 +205,6 @@ def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
         f"{sockets} socket{'s have' if sockets > 1 else ' has'} {_gb(sockets * capacity)} of {tier} "
         f"(GB = 10^9 bytes): {', or '.join(fixes)}"
     )
-
-
-def plan_placement(graph: df.GraphOp, hw: Hardware | GpuHardware) -> tuple[list[TensorGroup], list[str]]:
-    """Decides every group's tier; returns the groups and one warning per spill.
-
-    Raises `CapacityError` when a tier still overflows after everything that may move has moved.
-    """
-    groups = tensor_groups(graph)
-    warnings = []
-    for index, tier in enumerate(TIER_ORDER):
-        capacity = hw.capacity_bytes(tier)
-        while (used := _used(groups, tier)) > capacity:
-            group = _next_spill(groups, tier, used - capacity) if index + 1 < len(TIER_ORDER) else None
-            if group is None:
-                raise _capacity_error(graph, groups, tier, hw)
-            group.tier = TIER_ORDER[index + 1]
-            warnings.append(
-                f"warning: place-memory: {tier} overflows: {_gb(used)} per socket, capacity "
-                f"{_gb(capacity)} (GB = 10^9 bytes); moved {group.tensor_class} {group.name} "
-                f"({_gb(group.bytes_per_socket)} per socket) to {group.tier}"
-            )
-    return groups, warnings
 
 
 def _retype_callees(module: ModuleOp, graph: df.GraphOp) -> None:
@@ -257,7 +296,8 @@ class PlaceMemory(StagedPass):
             # Tensors move between tiers from where the front end put them; with none, a tensor
             # would not count against any capacity.
             raise LoweringError(f"place-memory: {describe(decl)} has no memory tier: {NO_TIER_FIX}")
-        groups, warnings = plan_placement(graph, hw)
+        groups, warnings = Placement(graph).plan(
+            hw, graph.batch.value.data, graph.context.value.data + graph.tokens.value.data)
         for warning in warnings:
             print(warning, file=sys.stderr)
         for group in groups:

@@ -31,6 +31,7 @@ from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, load_hard
 from dfdsl.sim.interpreter import (
     Buffer,
     CallLog,
+    Profile,
     SimResult,
     TargetFunctions,
     activations,
@@ -182,18 +183,31 @@ def kernel_calls(module: ModuleOp, hardware: Hardware | GpuHardware) -> list[tim
     return interpret_step(module)
 
 
-def simulate_gpu(module: ModuleOp, hardware: GpuHardware | str, *, batch: int | None = None,
-                 context: int | None = None, tokens: int | None = None) -> SimResult:
-    """Times `tokens` decode steps of the module's `nv.program` (sizes default to the program's)."""
-    hw = gpu_hardware(hardware)
-    program = _program(module)
-    batch, context, tokens = run_sizes(program, batch, context, tokens)
+def _gpus(program: nv.ProgramOp, hw: GpuHardware) -> int:
+    """The program's GPUs, which must be in one node."""
     gpus = program.count("gpus")
     if gpus > hw.node.gpus:
         raise TargetMismatchError(
             f"{hw.name} has {hw.node.gpus} GPUs per node and the program runs on {gpus}: tensor "
             f"parallelism across nodes is not modelled; use at most {hw.node.gpus} sockets"
         )
+    return gpus
+
+
+def profile_gpu(module: ModuleOp, hardware: GpuHardware | Hardware) -> Profile:
+    """Interprets the module's program once for what its steps run (`sim/vectorized.py` times them)."""
+    hw = gpu_hardware(hardware)
+    program = _program(module)
+    return Profile(program.sym_name.data, _gpus(program, hw), tuple(interpret_step(module)))
+
+
+def simulate_gpu(module: ModuleOp, hardware: GpuHardware | str, *, batch: int | None = None,
+                 context: int | None = None, tokens: int | None = None) -> SimResult:
+    """Times `tokens` decode steps of the module's `nv.program` (sizes default to the program's)."""
+    hw = gpu_hardware(hardware)
+    program = _program(module)
+    batch, context, tokens = run_sizes(program, batch, context, tokens)
+    gpus = _gpus(program, hw)
     calls = interpret_step(module)
     run = timing.run(calls, hw, batch, context, tokens, launch_timing)
     return SimResult.of_run(program, hw, sockets=gpus, batch=batch, context=context, run=run, calls=calls,

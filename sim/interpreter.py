@@ -5,9 +5,10 @@ in order; the first `rdu.call` of each kernel runs the kernel's body once (stage
 iteration does (`timing.KernelCall`: work affine in B and B*S), then places the call on the
 step's timeline. `simulate` interprets the program once, at the first step's context, and then
 evaluates the same calls at every later context of the run with the timing model alone: the work
-of a call does not change from step to step, only the value of S does. What the GPU interpreter
-does alike (the ops of `target_ops`, the log of calls, finding the program, the `SimResult`) is
-here too, and `sim/gpu_interpreter.py` uses it.
+of a call does not change from step to step, only the value of S does. `profile` is that one
+interpretation alone (a `Profile`: the calls of a step), for `sim/vectorized.py` to time many
+points at once. What the GPU interpreter does alike (the ops of `target_ops`, the log of calls,
+finding the program, `Profile` and `SimResult`) is here too, and `sim/gpu_interpreter.py` uses it.
 """
 
 from __future__ import annotations
@@ -233,7 +234,9 @@ class SimResult:
     tokens: int
     ms_per_token: float
     breakdown_ms: dict[str, float]
-    step_ms: tuple[float, ...]
+    first_step_ms: float
+    last_step_ms: float
+    """The first and the last step: a step slows as the KV cache grows."""
     kernel_calls_per_token: float
     """Calls per step (an int); with speculative decoding, per output token on average."""
     bytes_per_token: float
@@ -274,7 +277,7 @@ class SimResult:
             sockets=sockets,
             batch=batch,
             context=context,
-            tokens=len(run.steps),
+            tokens=run.tokens,
             kernel_calls_per_token=len(calls),
             aggregate_hbm_bytes_per_s=sockets * hw.hbm.bandwidth_bytes_per_s,
             calls=tuple(calls),
@@ -289,15 +292,12 @@ class SimResult:
 
 
 def _per_token(run: timing.Run, sockets: int) -> dict[str, Any]:
-    """The `SimResult` fields that are the means of the run's steps, bytes and FLOPs on all sockets."""
+    """The `SimResult` fields that are the means of the run's steps, bytes and FLOPs on all sockets,
+    and its first and last steps."""
     return {
-        "ms_per_token": run.step_s * 1e3,
-        "breakdown_ms": {k: v * 1e3 for k, v in run.breakdown_s.items()},
-        "step_ms": tuple(s.total_s * 1e3 for s in run.steps),
-        "bytes_per_token": sockets * run.mean("read_bytes"),
-        "hbm_bytes_per_token": sockets * run.mean("hbm_read_bytes"),
-        "ddr_bytes_per_token": sockets * run.mean("ddr_read_bytes"),
-        "flops_per_token": sockets * run.mean("flops"),
+        **timing.per_token(run, sockets),
+        "first_step_ms": run.first.total_s * 1e3,
+        "last_step_ms": run.last.total_s * 1e3,
     }
 
 
@@ -337,6 +337,16 @@ def interpret_step(module: ModuleOp, hardware: Hardware, batch: int, context: in
     return functions.state(interpret(module, _program(module), functions))
 
 
+@attrs.frozen
+class Profile:
+    """What one step of a program runs, as the timing model needs it: the program's name, its
+    sockets (or GPUs) and its calls in order; the same at every batch, context and step."""
+
+    model: str
+    sockets: int
+    calls: tuple[timing.KernelCall, ...]
+
+
 def _rdu_hardware(hardware: Hardware | GpuHardware | str | Path) -> Hardware:
     hw = hardware if isinstance(hardware, Hardware | GpuHardware) else load_hardware(hardware)
     if not isinstance(hw, Hardware):
@@ -350,6 +360,12 @@ def kernel_calls(module: ModuleOp, hardware: Hardware | GpuHardware) -> list[tim
     its kernel's work as the program states it (`sim/request.py` times prefill passes from them)."""
     program = _program(module)
     return interpret_step(module, _rdu_hardware(hardware), program.count("batch"), program.count("context")).calls
+def profile(module: ModuleOp, hardware: Hardware | GpuHardware) -> Profile:
+    """Interprets the module's program once for what its steps run (`sim/vectorized.py` times them)."""
+    hw = _rdu_hardware(hardware)
+    program = _program(module)
+    first = interpret_step(module, hw, program.count("batch"), program.count("context"))
+    return Profile(program.sym_name.data, program.count("sockets"), tuple(first.calls))
 
 
 def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | None = None,

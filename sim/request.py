@@ -171,7 +171,7 @@ def speculate(plain: SimResult, verify_calls: Sequence[timing.KernelCall], draft
         drafts = tuple(timing.step(draft_calls, hw, batch, context + j, time_call) for j in range(draft_tokens))
         verify = prefill_pass(verify_calls, hw, time_call, batch=batch, prompt=draft_tokens + 1, context=context)
         rounds.append(Round(drafts, verify))
-    run = timing.Run(tuple(r.per_token(per_round) for r in rounds))
+    run = timing.run_of([r.per_token(per_round) for r in rounds])
     result = attrs.evolve(
         plain.with_run(run),
         kernel_calls_per_token=(draft_tokens * len(draft_calls) + len(verify_calls)) / per_round,

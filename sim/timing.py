@@ -306,9 +306,14 @@ def step(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, co
          time_call: CallTimer = call_timing) -> Step:
     """One decode step at `context` tokens already cached: the calls, each timed by `time_call`,
     then the host. Calls of the same kernel cost the same, so each distinct call is timed once."""
+    return _step(Counter(calls), hw, batch, context, time_call)
+
+
+def _step(counted: Counter[KernelCall], hw: Hardware | GpuHardware, batch: int, context: int,
+          time_call: CallTimer) -> Step:
     breakdown = dict.fromkeys(CATEGORIES, 0.0)
     hbm = ddr = flops = 0.0
-    for call, repeats in Counter(calls).items():
+    for call, repeats in counted.items():
         time_call(call, hw, batch, context).add_to(breakdown, repeats)
         t = traffic(call.work, batch, context)
         hbm += repeats * call.trips * t.hbm_read_bytes
@@ -320,26 +325,73 @@ def step(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, co
 
 @attrs.frozen
 class Run:
-    """`tokens` decode steps, the context growing by one each step; figures averaged per step."""
+    """`tokens` decode steps, the context growing by one each step: their sums (a `Step` whose
+    figures add up every step's), and the first and last steps. Figures are averaged per step.
+    The steps themselves are not kept, so a run of a million tokens takes no more memory than one."""
 
-    steps: tuple[Step, ...]
+    tokens: int
+    total: Step
+    first: Step
+    last: Step
+    total_s: float
+    """The steps' times added up step by step (each step's categories first, as a step's time is)."""
 
     @property
     def step_s(self) -> float:
-        return sum(s.total_s for s in self.steps) / len(self.steps)
+        return self.total_s / self.tokens
 
     def mean(self, figure: str) -> float:
-        return sum(getattr(s, figure) for s in self.steps) / len(self.steps)
+        return getattr(self.total, figure) / self.tokens
 
     @property
     def breakdown_s(self) -> dict[str, float]:
-        return {c: sum(s.breakdown_s[c] for s in self.steps) / len(self.steps) for c in CATEGORIES}
+        return {c: self.total.breakdown_s[c] / self.tokens for c in CATEGORIES}
 
 
 def run(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, context: int, tokens: int,
         time_call: CallTimer = call_timing) -> Run:
-    """Steps at contexts `context`, `context + 1`, ..., `context + tokens - 1`."""
-    return Run(tuple(step(calls, hw, batch, context + t, time_call) for t in range(tokens)))
+    """Steps at contexts `context`, `context + 1`, ..., `context + tokens - 1`, one at a time: the
+    reference the array model (`sim/vectorized.py`) is checked against."""
+    counted = Counter(calls)
+    first = last = _step(counted, hw, batch, context, time_call)
+    breakdown = dict(first.breakdown_s)
+    hbm, ddr, flops, total_s = first.hbm_read_bytes, first.ddr_read_bytes, first.flops, first.total_s
+    for t in range(1, tokens):
+        last = _step(counted, hw, batch, context + t, time_call)
+        for category, seconds in last.breakdown_s.items():
+            breakdown[category] += seconds
+        hbm += last.hbm_read_bytes
+        ddr += last.ddr_read_bytes
+        flops += last.flops
+        total_s += last.total_s
+    return Run(tokens, Step(breakdown, hbm + ddr, hbm, ddr, flops), first, last, total_s)
+
+
+def run_of(steps: Sequence[Step]) -> Run:
+    """The run of the given steps (at least one), in order."""
+    breakdown = dict.fromkeys(CATEGORIES, 0.0)
+    hbm = ddr = flops = total_s = 0.0
+    for s in steps:
+        for category, seconds in s.breakdown_s.items():
+            breakdown[category] += seconds
+        hbm += s.hbm_read_bytes
+        ddr += s.ddr_read_bytes
+        flops += s.flops
+        total_s += s.total_s
+    return Run(len(steps), Step(breakdown, hbm + ddr, hbm, ddr, flops), steps[0], steps[-1], total_s)
+
+
+def per_token(run: Any, sockets: int) -> dict[str, Any]:
+    """A run's figures per token as results give them: milliseconds, the breakdown in ms, and bytes
+    and FLOPs over all `sockets` (of a `Run`, or of `sim/vectorized.py`'s runs of many points)."""
+    return {
+        "ms_per_token": run.step_s * 1e3,
+        "breakdown_ms": {k: v * 1e3 for k, v in run.breakdown_s.items()},
+        "bytes_per_token": sockets * run.mean("read_bytes"),
+        "hbm_bytes_per_token": sockets * run.mean("hbm_read_bytes"),
+        "ddr_bytes_per_token": sockets * run.mean("ddr_read_bytes"),
+        "flops_per_token": sockets * run.mean("flops"),
+    }
 
 
 def roofline_tokens_per_s(aggregate_bandwidth_bytes_per_s: float, bytes_per_step: float) -> float:

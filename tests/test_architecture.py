@@ -30,7 +30,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("simulators", ("dfdsl.sim", "dfdsl.sim.*")),
     ("reports", ("dfdsl.footprint", "dfdsl.report", "dfdsl.graph_view", "dfdsl.graph_render")),
     ("driver", ("dfdsl.targets", "dfdsl.driver", "dfdsl.universe")),
-    ("studies", ("dfdsl.compare", "dfdsl.compare_view", "dfdsl.validate", "dfdsl.sweep")),
+    ("studies", ("dfdsl.compare", "dfdsl.compare_view", "dfdsl.validate", "dfdsl.sweep", "dfdsl.sweep_view",
+                 "dfdsl.sensitivity")),
     ("command line", ("dfdsl.cli", "dfdsl.cli.*", "dfdsl.__main__")),
 )
 

@@ -78,11 +78,14 @@ def test_every_command_works_for_every_target(kind, tmp_path, capsys):
 def test_a_model_whose_own_target_is_a_gpu_sweeps(tmp_path):
     gpu_model = tmp_path / "gpu.dfl"
     gpu_model.write_text(MODEL.read_text().replace("target = sn40l(sockets = 8)", "target = dgx_h100(sockets = 8)"))
-    points = sweep.make_points({"sockets": [8], "batch": [1, 8], "context": [1024], "tokens": [2],
-                                "fusion": ["layer"], "kernel_looping": [None]}, {})
-    rows = sweep.run_sweep(gpu_model, points, workers=1)
-    assert [r["error"] for r in rows] == ["", ""]
-    assert {r["target"] for r in rows} == {"dgx_h100"} and not any(r["kernel_looping"] for r in rows)
+    model = load_model(gpu_model)
+    grid = sweep.make_grid({"sockets": [8], "batch": [1, 8], "context": [1024], "tokens": [2],
+                            "fusion": ["layer"], "kernel_looping": [None]}, {}, model.hardware)
+    chunks: list[sweep.Rows] = []
+    sweep.run_sweep(model.source, grid, chunks.append, workers=1, model=model)
+    (rows,) = chunks
+    assert rows.columns["error"] == ["", ""]
+    assert set(rows.columns["target"]) == {"dgx_h100"} and not any(rows.columns["kernel_looping"])
 
 
 def test_a_sweep_axis_outside_the_run_limits_is_refused_before_any_work(capsys):

@@ -101,7 +101,7 @@ def _lowered(model: str, sockets: int, looping: bool):
 def _report_at(model: str, sockets: int, looping: bool, batch: int, context: int, tokens: int = 3) -> dict:
     front, module = _lowered(model, sockets, looping)
     result = simulate(module, HW, batch=batch, context=context, tokens=tokens)
-    return make_report(result, footprint(front, batch), HW, fusion="layer", kernel_looping=looping).figures
+    return make_report(result, footprint(front), HW, fusion="layer", kernel_looping=looping).figures
 
 
 def test_simulating_a_lowered_program_at_other_settings_is_what_run_gives():

@@ -98,9 +98,11 @@ def test_moe_experts_are_read_at_their_expected_count():
 def test_a_step_adds_the_host_and_a_run_grows_the_context():
     kv = KernelCall("attn", 1, 4, 500, IterationWork(hbm_read=Affine(0, 0, 1_000_000)))
     run = timing.run([kv], HW, batch=1, context=100, tokens=3)
-    assert [s.read_bytes for s in run.steps] == [100e6, 101e6, 102e6]
-    assert run.steps[0].breakdown_s["host"] == A.host_per_token_s
-    assert run.step_s == pytest.approx(sum(s.total_s for s in run.steps) / 3)
+    steps = [timing.step([kv], HW, 1, c) for c in (100, 101, 102)]
+    assert (run.first.read_bytes, run.last.read_bytes, run.total.read_bytes) == (100e6, 102e6, 303e6)
+    assert run.first.breakdown_s["host"] == A.host_per_token_s
+    assert run.step_s == pytest.approx(sum(s.total_s for s in steps) / 3)
+    assert run.breakdown_s == pytest.approx({c: sum(s.breakdown_s[c] for s in steps) / 3 for c in timing.CATEGORIES})
 
 
 works = st.builds(

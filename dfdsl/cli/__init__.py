@@ -14,17 +14,23 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
+# Before numpy is first imported (the driver's array timing model): one OpenBLAS thread. The
+# command line does no linear algebra (the array model is element-wise; sweeps use processes), and
+# each OpenBLAS thread reserves a buffer, so the memory a command needs before it reads its input
+# would otherwise grow with the machine's cores (E031's limit in docs/errors.md).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from dfdsl import __version__
-from dfdsl.cli import check, compare, import_hf, lower, opt, run, sweep, validate
+from dfdsl.cli import check, compare, import_hf, lower, opt, run, sensitivity, sweep, validate
 from dfdsl.cli.output import USAGE_CODE, UsageError
 from dfdsl.diagnostics import DfslError
 from dfdsl.errors import EnvironmentFailure, OutOfMemory
 from dfdsl.hardware import HardwareError
 
 HARDWARE_CODE = "E023"
-COMMANDS = (check, lower, run, compare, validate, sweep, import_hf, opt)
+COMMANDS = (check, lower, run, compare, validate, sweep, sensitivity, import_hf, opt)
 """Each subcommand's module, in the order `--help` lists them."""
 
 

@@ -14,9 +14,11 @@ import errno
 import os
 import stat
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.printer import Printer
@@ -119,6 +121,46 @@ def _drop_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     os.close(devnull)
+
+
+@contextmanager
+def output_stream(path: Path, inputs: Sequence[Path] = (), binary: bool = False) -> Iterator[Any]:
+    """A stream to `path`, written as `write_output` writes (through symbolic links, never an input,
+    a device or named pipe directly, a read-only file refused, failures E028), through a temporary
+    file renamed over `path` only when the block ends without an exception: a failed or interrupted
+    command never leaves a half-written file."""
+    target = Path(path)
+    for source in inputs:
+        if target.exists() and source.exists() and target.resolve() == Path(source).resolve():
+            raise UsageError(f"refusing to overwrite the input file {source}; choose another -o")
+    real = Path(os.path.realpath(target))
+    try:
+        info: os.stat_result | None = os.stat(real)
+    except OSError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+        try:
+            direct = open(real, "wb") if binary else open(real, "w", encoding="utf-8", newline="")
+        except OSError as err:
+            raise _failure(str(target), err) from None
+        with direct:
+            yield direct
+        return
+    if info is not None and stat.S_ISREG(info.st_mode) and (
+            not info.st_mode & 0o222 or not os.access(real, os.W_OK)):
+        raise OutputFailure(f"cannot write {target}: the file is read-only",
+                            "make it writable (chmod u+w) if it may be replaced, or write elsewhere with -o")
+    tmp = real.with_name(f".{real.name}.{os.getpid()}.tmp")
+    try:
+        with (open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8", newline="")) as f:
+            yield f
+        if info is not None and stat.S_ISREG(info.st_mode):
+            os.chmod(tmp, stat.S_IMODE(info.st_mode))
+        os.replace(tmp, real)
+    except OSError as err:
+        raise _failure(str(target), err) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def emit(text: str, out: str | None, inputs: Sequence[Path]) -> None:

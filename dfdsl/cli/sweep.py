@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import itertools
 import re
 import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dfdsl import sweep
+from dfdsl import sweep, sweep_view
 from dfdsl.cli.options import add_lowering_options, overrides
-from dfdsl.cli.output import UsageError, distinct_outputs, emit, write_output
-from dfdsl.driver import load_model
+from dfdsl.cli.output import UsageError, distinct_outputs, output_stream, write_output
+from dfdsl.driver import Model, load_model
 from dfdsl.elaborate import check_run_settings
-from dfdsl.hardware import GpuHardware, Hardware, check_relations, check_value, format_value
 from dfdsl.lowering.pipeline import FUSION_MODES
 
 MAX_WORKERS = 1024
@@ -30,7 +29,7 @@ def add_parser(sub) -> None:
                        description="Simulate every combination of the given axes (comma-separated values; "
                                    "an axis not given takes the file's run value) and write one CSV row per "
                                    "point. Points that differ only in run or hardware values share one "
-                                   "compiled program.")
+                                   "compiled program and are timed together, as arrays.")
     p.add_argument("file", metavar="MODEL.dfl")
     p.add_argument("--sockets", metavar="N,N", help="socket counts, e.g. 8,16")
     p.add_argument("--batch", metavar="B,B", help="batch sizes, e.g. 1,8,32")
@@ -41,22 +40,26 @@ def add_parser(sub) -> None:
     p.add_argument("--kernel-looping", metavar="on,off",
                    help="kernel looping on, off, or on,off (default: the target's, on wherever it can loop)")
     p.add_argument("--set", metavar="KEY=V,V", action="append",
-                   help="a hardware value to sweep, e.g. hbm_bandwidth=1.6e12,1.8e12 (repeatable)")
+                   help="a hardware value to sweep, e.g. hbm_bandwidth=1.6e12,1.8e12 or p2p_latency_s=1e-6,3e-6 "
+                        "(repeatable)")
     add_lowering_options(p, fusion=False)
     p.add_argument("--workers", type=int, metavar="N", help=f"local processes, 1 to {MAX_WORKERS:,} (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)")
     p.add_argument("--scheduler-timeout", type=float, metavar="S", default=30.0,
                    help="with --scheduler: seconds to wait for the scheduler to answer (default 30)")
-    p.add_argument("-o", "--output", metavar="OUT.csv", help="write the CSV here instead of standard output")
+    p.add_argument("-o", "--output", metavar="OUT.csv",
+                   help="write the CSV here instead of standard output (OUT.parquet: Parquet, needs pyarrow)")
     p.add_argument("--plot", metavar="FILE.png",
-                   help="also draw tokens/s per user against the axis with the most values (needs matplotlib)")
+                   help="also draw tokens/s per user against the axes (or, with --pareto, the front); needs "
+                        "matplotlib")
+    p.add_argument("--pareto", metavar="X,Y",
+                   help="print the Pareto front of two figures, e.g. tokens_per_s,tokens_per_s_per_user, with "
+                        "each point's configuration (on standard output; the CSV then needs -o)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=main)
 
 
-def _points(args: argparse.Namespace, path: Path) -> list[sweep.Point]:
-    target = overrides(args).get("target")
-    model = load_model(path, {"target": target} if target else None, args.hardware or "")
+def _grid(args: argparse.Namespace, model: Model) -> sweep.Grid:
     run = model.settings
     looping = args.kernel_looping.split(",") if args.kernel_looping else []
     bad = [v for v in looping if v.strip() not in ("on", "off")]
@@ -81,23 +84,17 @@ def _points(args: argparse.Namespace, path: Path) -> list[sweep.Point]:
         if not eq:
             raise sweep.SweepError(f"--set {item!r}: write KEY=V1,V2")
         hardware_axes[key.strip()] = sweep.parse_values(values, float, "set")
-    check_hardware_axes(model.hardware, hardware_axes)
-    return sweep.make_points(axes, hardware_axes)
+    return sweep.make_grid(axes, hardware_axes, model.hardware)
 
 
-def check_hardware_axes(hw: Hardware | GpuHardware, hardware_axes: dict[str, list[float]]) -> None:
-    """Each `--set` value through the checks a hardware file's value gets (finite, in its physical
-    range), and each combination of them through the relations between values, before any work."""
-    paths = {key: sweep.hardware_path(hw, key) for key in hardware_axes}
-    for key, values in hardware_axes.items():
-        for value in values:
-            check_value(f"--set {key}", paths[key].rsplit(".", 1)[-1], value, exact_type=False)
-    for combination in itertools.product(*hardware_axes.values()):
-        changed = hw
-        for (key, path), value in zip(paths.items(), combination):
-            changed = sweep.with_value(changed, path, value)
-        check_relations(changed, "--set " + " --set ".join(f"{key}={format_value(value)}" for key, value in
-                                                           zip(paths, combination)))
+def _file_writer(stack: ExitStack, out: Path, columns: Sequence[str], inputs: Sequence[Path]) -> sweep.Sink:
+    """A CSV (or, for `.parquet`, a Parquet) writer to `out`, renamed into place only when the sweep
+    ends well: an interrupted or failed sweep leaves no file."""
+    if out.suffix == ".parquet":
+        writer = sweep.ParquetWriter(stack.enter_context(output_stream(out, inputs, binary=True)), columns)
+        stack.callback(writer.close)
+        return writer
+    return sweep.CsvWriter(stack.enter_context(output_stream(out, inputs)), columns)
 
 
 def check_distribution(args: argparse.Namespace) -> None:
@@ -116,34 +113,57 @@ def check_distribution(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     path = Path(args.file)
     check_distribution(args)
+    target = overrides(args).get("target")
+    model = load_model(path, {"target": target} if target else None, args.hardware or "")
     try:
-        points = _points(args, path)
+        grid = _grid(args, model)
+        pareto = sweep_view.Pareto(args.pareto, grid) if args.pareto else None
+        if args.plot:
+            sweep_view.require_matplotlib()
     except sweep.SweepError as err:
         raise UsageError(str(err)) from None
-    if args.output and Path(args.output).resolve() == path.resolve():
+    output = None if args.output in (None, "-") else args.output  # `-o -`: standard output, as elsewhere
+    if output and Path(output).resolve() == path.resolve():
         raise UsageError(f"refusing to overwrite the input file {path}; choose another -o")
-    distinct_outputs({"-o": args.output, "--plot": args.plot})
-    columns = [TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    waiting: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if args.scheduler:
-        import dask
-        import dask.distributed  # first: its defaults join dask's configuration when it is imported, and
-        # `set` restores on exit what it found, so a first import inside it would lose them for good
+    distinct_outputs({"-o": output, "--plot": args.plot})
+    counts = sweep_view.Counts()
+    sinks: list[sweep.Sink] = [counts]
+    if pareto is not None:
+        sinks.append(pareto)
+    drawing = sweep_view.PlotColumns(grid, pareto) if args.plot else None
+    if drawing is not None:
+        sinks.append(drawing)
+    def every_sink(rows: sweep.Rows) -> None:
+        for sink in sinks:
+            sink(rows)
 
-        waiting = dask.config.set({"distributed.comm.timeouts.connect": f"{args.scheduler_timeout:g}s"})
-    with waiting, Progress(*columns, transient=True, disable=args.quiet) as bar:
-        task = bar.add_task("points", total=len(points))
-        rows = sweep.run_sweep(path, points, hardware_file=args.hardware or "",
-                               target=str(overrides(args).get("target", "")), workers=args.workers,
-                               scheduler=args.scheduler, progress=lambda n: bar.advance(task, n))
-    failed = sum(1 for r in rows if r["error"])
-    emit(sweep.to_csv(rows), args.output, [path])
-    if args.plot:
+    columns = [TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with ExitStack() as stack:
+        if args.scheduler:
+            import dask
+            import dask.distributed  # first: its defaults join dask's configuration when it is imported, and
+            # `set` restores on exit what it found, so a first import inside it would lose them for good
+
+            stack.enter_context(dask.config.set({"distributed.comm.timeouts.connect": f"{args.scheduler_timeout:g}s"}))
+        if output:
+            try:
+                sinks.append(_file_writer(stack, Path(output), grid.columns, [path]))
+            except sweep.SweepError as err:
+                raise UsageError(str(err)) from None
+        elif pareto is None:
+            sinks.append(sweep.CsvWriter(sys.stdout, grid.columns))
+        bar = stack.enter_context(Progress(*columns, transient=True, disable=args.quiet))
+        task = bar.add_task("points", total=grid.size)
+        sweep.run_sweep(model.source, grid, every_sink, workers=args.workers,
+                        scheduler=args.scheduler, progress=lambda n: bar.advance(task, n), model=model)
+    if pareto is not None:
+        sys.stdout.write(pareto.render())
+    if drawing is not None:
         try:
-            write_output(Path(args.plot), sweep.plot(rows, path.stem), [path])
+            write_output(Path(args.plot), drawing.png(path.stem), [path])
         except sweep.SweepError as err:
             raise UsageError(str(err)) from None
     if not args.quiet:
-        sys.stderr.write(f"{len(rows)} points, {failed} with an error (see the `error` column)"
-                         + (f"; wrote {args.output}" if args.output else "") + "\n")
+        sys.stderr.write(f"{counts.rows} points, {counts.failed} with an error (see the `error` column)"
+                         + (f"; wrote {output}" if output else "") + "\n")
     return 0

@@ -122,10 +122,14 @@ class Hardware(_OffChipMemories):
     sources: dict[str, str] = attrs.field(factory=dict, eq=False)
 
     @property
+    def launch_sync_key(self) -> str:
+        """The assumption that is a call's launch and synchronization under the file's orchestration."""
+        return "launch_sync_hardware_s" if self.assumptions.orchestration == "hardware" else "launch_sync_host_s"
+
+    @property
     def launch_sync_s(self) -> float:
         """Per-call launch and synchronization under the file's orchestration."""
-        a = self.assumptions
-        return a.launch_sync_hardware_s if a.orchestration == "hardware" else a.launch_sync_host_s
+        return getattr(self.assumptions, self.launch_sync_key)
 
 
 @attrs.frozen
@@ -380,6 +384,16 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
     return hw
 
 
+def with_value(hardware: Any, path: str, value: float) -> Any:
+    """A copy of `hardware` with the number at attribute path `path` (`hbm.bandwidth_bytes_per_s`)
+    set to `value`, in the type the field has."""
+    head, _, rest = path.partition(".")
+    current = getattr(hardware, head)
+    if rest:
+        return attrs.evolve(hardware, **{head: with_value(current, rest, value)})
+    return attrs.evolve(hardware, **{head: type(current)(value)})
+
+
 def target_name(text: str) -> str:
     """The bundled target a user's spelling names: `dgx-h100` and `dgx_h100` are one target."""
     return text.replace("-", "_")
@@ -414,12 +428,13 @@ def check_target(who: str, target: str, kind: str) -> None:
                                   f"{machines}")
 
 
-def load_hardware(name_or_path: str | Path) -> Hardware | GpuHardware:
-    """A bundled target by name (`sn40l`) or a target file by path (`my_chip.toml`)."""
+def hardware_text(name_or_path: str | Path) -> tuple[str, str, bool]:
+    """The text of a bundled target by name (`sn40l`) or of a target file by path, the name its
+    errors give it, and whether it is bundled."""
     text_path = str(name_or_path)
     bundled = resources.files("dfdsl.hardware") / f"{text_path}.toml"
     if "/" not in text_path and not text_path.endswith(".toml") and bundled.is_file():
-        return parse_hardware(bundled.read_text(encoding="utf-8"), f"{text_path}.toml (bundled)")
+        return bundled.read_text(encoding="utf-8"), f"{text_path}.toml (bundled)", True
     path = Path(name_or_path)
     if not path.exists():
         raise HardwareError(
@@ -431,4 +446,9 @@ def load_hardware(name_or_path: str | Path) -> Hardware | GpuHardware:
     except files.FileReadError as err:
         fix = {"not-utf8": "save it as UTF-8", "too-large": "a hardware file is a few kilobytes: is this the right file?"}
         raise HardwareError(f"{err}" + (f"; {fix[err.reason]}" if err.reason in fix else "")) from None
-    return parse_hardware(text, text_path)
+    return text, text_path, False
+
+
+def load_hardware(name_or_path: str | Path) -> Hardware | GpuHardware:
+    """A bundled target by name (`sn40l`) or a target file by path (`my_chip.toml`)."""
+    return parse_hardware(*hardware_text(name_or_path)[:2])

@@ -1,0 +1,366 @@
+"""The timing model over arrays: many points of one compiled program at once (numpy).
+
+A program's calls (`timing.KernelCall`, what the interpreters find in one step) do work affine in
+B and B*S, so at one point (a batch, a context, a number of tokens and the hardware's numbers)
+each bound of a call's interval (the HBM and DDR streams, compute, the P2P transfer, the latency
+chain) is a line in the step's context c, `at0 + slope * c`, for the whole run: c runs from
+`context` to `context + tokens - 1`. An interval is the largest of its lines, so a run's sum of
+intervals is, for each line, its sum over the contexts where it is the largest: an interval of
+integers, bounded by the line's crossings with the others (ties go to the first line, as `max`
+gives them), summed in closed form. So a point costs the same whatever its number of tokens, and
+numpy evaluates thousands of points per operation. An `auto` all-reduce whose message grows with
+the context changes algorithm at one context; the run is cut there first.
+
+`sim/timing.py` stays the reference (and the interpreters the source of traces): tests compare
+the two at random points of both targets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+from numpy.typing import NDArray
+
+from dfdsl.dialects.cost import expected_experts
+from dfdsl.hardware import GpuHardware, Hardware
+from dfdsl.sim import timing
+from dfdsl.sim.interpreter import Profile
+from dfdsl.sim.timing import CATEGORIES, Affine, IterationWork, KernelCall
+
+Array = NDArray[np.float64]
+
+
+class HardwareValues:
+    """A machine's numbers, some of them replaced by arrays of one value per point, by attribute
+    path (`hbm.bandwidth_bytes_per_s`, `assumptions.p2p_latency_s`)."""
+
+    def __init__(self, hardware: Hardware | GpuHardware, swept: Mapping[str, Array] | None = None):
+        self.hardware = hardware
+        self.swept = dict(swept or {})
+
+    def __call__(self, path: str) -> Array | float:
+        if path in self.swept:
+            return self.swept[path]
+        node: Any = self.hardware
+        for part in path.split("."):
+            node = getattr(node, part)
+        return float(node)
+
+
+@attrs.frozen
+class Points:
+    """The run sizes of many points (int64 arrays of one length)."""
+
+    batch: NDArray[np.int64]
+    context: NDArray[np.int64]
+    tokens: NDArray[np.int64]
+
+    @property
+    def last_context(self) -> NDArray[np.int64]:
+        return self.context + self.tokens - 1
+
+    def zeros(self) -> Array:
+        return np.zeros(len(self.batch))
+
+
+@attrs.frozen
+class Line:
+    """Seconds `at0 + slope * c` at context c, one line per point; `category` is where they go."""
+
+    category: str
+    at0: Array
+    slope: Array
+
+
+@attrs.frozen
+class Piece:
+    """Contexts `first` to `last` of each point's run (inclusive; empty where last < first) and the
+    lines of a call's first and later intervals there."""
+
+    first: Array
+    last: Array
+    first_interval: list[Line]
+    later_interval: list[Line]
+
+
+@attrs.frozen
+class CallLines:
+    """One call at every point: its seconds outside the body, and its intervals in pieces of the run."""
+
+    launch_sync_s: Array | float
+    fill_drain_s: Array | float
+    pieces: list[Piece]
+
+
+CallLiner = Callable[[KernelCall, HardwareValues, Points], CallLines]
+"""A target's timing of one call over arrays: `rdu_call_lines` or `gpu_call_lines`."""
+
+
+def _line(work: Affine, batch: NDArray[np.int64]) -> tuple[Array, Array]:
+    """A work's value in the context c at each batch: (const + per_batch * B, per_batch_context * B)."""
+    b = batch.astype(np.float64)
+    return float(work.const) + float(work.per_batch) * b, float(work.per_batch_context) * b
+
+
+@attrs.frozen
+class Traffic:
+    """One iteration's bytes per tier and FLOPs as lines in c (bytes, not seconds)."""
+
+    hbm_read: tuple[Array, Array]
+    hbm_write: tuple[Array, Array]
+    ddr_read: tuple[Array, Array]
+    ddr_write: tuple[Array, Array]
+    flops: tuple[Array, Array]
+
+    def moved(self, tier: str) -> tuple[Array, Array]:
+        read, write = (self.hbm_read, self.hbm_write) if tier == "hbm" else (self.ddr_read, self.ddr_write)
+        return read[0] + write[0], read[1] + write[1]
+
+
+def traffic(work: IterationWork, batch: NDArray[np.int64]) -> Traffic:
+    """`timing.traffic` as lines: expected MoE expert reads join their tier's reads."""
+    reads = {"hbm": _line(work.hbm_read, batch), "ddr": _line(work.ddr_read, batch)}
+    for moe in work.experts:
+        expected = expected_experts(moe.experts, moe.top_k, batch.astype(np.float64))
+        at0, slope = _line(moe.bytes_per_expert, batch)
+        base0, base1 = reads[moe.tier]
+        reads[moe.tier] = (base0 + expected * at0, base1 + expected * slope)
+    return Traffic(reads["hbm"], _line(work.hbm_write, batch), reads["ddr"], _line(work.ddr_write, batch),
+                   _line(work.flops, batch))
+
+
+def _scaled(category: str, bytes_or_flops: tuple[Array, Array], per_s: Array | float) -> Line:
+    return Line(category, bytes_or_flops[0] / per_s, bytes_or_flops[1] / per_s)
+
+
+def _const(category: str, seconds: Array | float, points: Points) -> Line:
+    return Line(category, points.zeros() + seconds, points.zeros())
+
+
+# -- the SN40L --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Reduce:
+    """An all-reduce's two algorithms at every point: (transfer line, latency) each."""
+
+    direct: tuple[Line, Array | float]
+    ring: tuple[Line, Array | float]
+    switch: Array
+    """The first context at which `ring` is chosen (+inf: never, -inf: always)."""
+
+
+def _all_reduce(message: Affine, sockets: int, algorithm: str, hv: HardwareValues, points: Points) -> _Reduce:
+    """`timing.allreduce_time_s` over arrays. `auto` picks direct while its total is no larger than
+    ring's: (s - 1) m / L + lat <= 2 (s - 1) m / (s L) + 2 (s - 1) lat, true up to a message size,
+    so up to one context (the message grows with c)."""
+    link = hv("assumptions.p2p_bandwidth_bytes_per_s")
+    latency = hv("assumptions.p2p_latency_s")
+    m0, m1 = _line(message, points.batch)
+    if sockets < 2:
+        none = (_const("collective", 0.0, points), 0.0)
+        return _Reduce(none, none, points.zeros() + np.inf)
+    steps = 2 * (sockets - 1)
+    direct = (Line("collective", (sockets - 1) * m0 / link, (sockets - 1) * m1 / link), latency)
+    ring = (Line("collective", steps * m0 / sockets / link, steps * m1 / sockets / link), steps * latency)
+    if algorithm != "auto":
+        return _Reduce(direct, ring, points.zeros() + (np.inf if algorithm == "direct" else -np.inf))
+    # direct total - ring total = k m(c) - (steps - 1) lat, with k >= 0: direct while <= 0.
+    k = (sockets - 1) * (sockets - 2) / sockets / link
+    excess = k * m0 - (steps - 1) * latency
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossing = np.floor(-excess / (k * m1)) + 1
+    switch = np.where(k * m1 > 0, crossing, np.where(excess <= 0, np.inf, -np.inf))
+    return _Reduce(direct, ring, switch)
+
+
+def _cut(points: Points, switches: Sequence[Array]) -> list[tuple[Array, Array]]:
+    """The run's contexts cut at every switch inside it: (first, last) of each piece."""
+    first = points.context.astype(np.float64)
+    last = points.last_context.astype(np.float64)
+    inside = [s for s in switches if np.any((s > first) & (s <= last))]
+    if not inside:
+        return [(first, last)]
+    cuts = np.sort(np.stack([np.clip(s, first, last + 1) for s in inside]), axis=0)
+    starts = [first, *cuts]
+    ends = [*(c - 1 for c in cuts), last]
+    return list(zip(starts, ends))
+
+
+def rdu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> CallLines:
+    """`timing.call_timing` over arrays: launch/sync, fill and drain, and the interval's lines in
+    the order `ResourceTimes.interval` compares them."""
+    hw = hv.hardware
+    assert isinstance(hw, Hardware)
+    t = traffic(call.work, points.batch)
+    efficiency = hv("assumptions.stream_efficiency")
+    hbm = _scaled("stream", t.moved("hbm"), efficiency * hv("hbm.bandwidth_bytes_per_s"))
+    ddr = _scaled("stream", t.moved("ddr"), efficiency * hv("ddr.bandwidth_bytes_per_s"))
+    if call.work.flops == Affine():
+        compute = _const("compute", 0.0, points)
+    else:
+        share = np.minimum(1.0, call.pcus / hv("chip.pcus"))
+        compute = _scaled("compute", t.flops, hv("assumptions.compute_efficiency") * hv("chip.peak_flops_per_s") * share)
+    algorithm = hw.assumptions.allreduce_algorithm
+    reduces = [_all_reduce(r.message_bytes, r.sockets, algorithm, hv, points) for r in call.work.all_reduces]
+    stage_s = hv("assumptions.stage_latency_s")
+    carry_s = call.depth_stages * stage_s
+    pieces = []
+    for first, last in _cut(points, [r.switch for r in reduces]):
+        transfer = _const("collective", 0.0, points)
+        latency: Array | float = 0.0
+        for r in reduces:
+            direct = first < r.switch
+            line = Line("collective", np.where(direct, r.direct[0].at0, r.ring[0].at0),
+                        np.where(direct, r.direct[0].slope, r.ring[0].slope))
+            transfer = Line("collective", transfer.at0 + line.at0, transfer.slope + line.slope)
+            latency = latency + np.where(direct, r.direct[1], r.ring[1])
+        common = [hbm, ddr, compute, transfer]
+        pieces.append(Piece(first, last, [*common, _const("collective", latency, points)],
+                            [*common, _const("collective", latency + carry_s, points)]))
+    fill_s = hv("assumptions.first_tile_latency_s") + carry_s
+    return CallLines(hv(f"assumptions.{hw.launch_sync_key}"), fill_s + carry_s, pieces)
+
+
+# -- a GPU node -------------------------------------------------------------------------------
+
+
+def _gpu_stream(moved: tuple[Array, Array], bandwidth: Array | float, hv: HardwareValues) -> Line:
+    """`gpu_interpreter.stream_time_s` over arrays: the ramp, then the bytes, where there are any.
+    Work is never negative and c >= 1, so a stream moves bytes at every step of a run or at none."""
+    efficiency = hv("assumptions.stream_efficiency")
+    any_bytes = (moved[0] > 0) | (moved[1] > 0)
+    at0 = np.where(any_bytes, hv("assumptions.stream_ramp_s") + moved[0] / (efficiency * bandwidth), 0.0)
+    return Line("stream", at0, moved[1] / (efficiency * bandwidth))
+
+
+def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> CallLines:
+    """`gpu_interpreter.launch_timing` over arrays: launch/sync, then one body, the largest of the
+    HBM and DDR streams, the SMs and NVLink (in that order, as the interpreter compares them)."""
+    t = traffic(call.work, points.batch)
+    hbm = _gpu_stream(t.moved("hbm"), hv("hbm.bandwidth_bytes_per_s"), hv)
+    ddr = _gpu_stream(t.moved("ddr"), hv("ddr.bandwidth_bytes_per_s"), hv)
+    sms = _scaled("compute", t.flops, hv("assumptions.compute_efficiency") * hv("chip.peak_flops_per_s"))
+    nccl = _const("collective", 0.0, points)
+    for r in call.work.all_reduces:
+        m0, m1 = _line(r.message_bytes, points.batch)
+        base = hv("assumptions.nccl_base_latency_s")
+        if r.sockets >= 2:
+            steps = 2 * (r.sockets - 1)
+            bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
+            base = base + steps * hv("assumptions.nccl_step_latency_s")
+            m0, m1 = steps * m0 / r.sockets / bandwidth, steps * m1 / r.sockets / bandwidth
+        else:
+            m0, m1 = 0.0 * m0, 0.0 * m1
+        nccl = Line("collective", nccl.at0 + base + m0, nccl.slope + m1)
+    body = [hbm, ddr, sms, nccl]
+    first = points.context.astype(np.float64)
+    return CallLines(hv("assumptions.launch_sync_s"), 0.0,
+                     [Piece(first, points.last_context.astype(np.float64), body, body)])
+
+
+# -- a run ------------------------------------------------------------------------------------
+
+
+def sum_of_max(lines: Sequence[Line], first: Array, last: Array) -> dict[str, Array]:
+    """For each category, the sum over the integer contexts `first`..`last` of the largest line
+    where it is of that category. A line is the largest where it beats each line before it and
+    ties or beats each line after it: an interval of contexts, ended by the crossings."""
+    # A line that is zero everywhere adds nothing where it is the largest (every line is >= 0).
+    lines = [line for line in lines if line.at0.any() or line.slope.any()]
+    sums = {line.category: np.zeros_like(first) for line in lines}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for j, line in enumerate(lines):
+            lo, hi = first.copy(), last.copy()
+            for i, other in enumerate(lines):
+                if i == j:
+                    continue
+                gap0, gap1 = line.at0 - other.at0, line.slope - other.slope
+                strict = i < j
+                crossing = -gap0 / gap1
+                # gap0 + gap1 * c > 0 (>= 0 when not strict): above the crossing if gap1 > 0, below if < 0
+                lo = np.where(gap1 > 0, np.maximum(lo, np.floor(crossing) + 1 if strict else np.ceil(crossing)), lo)
+                hi = np.where(gap1 < 0, np.minimum(hi, np.ceil(crossing) - 1 if strict else np.floor(crossing)), hi)
+                never = (gap1 == 0) & ((gap0 <= 0) if strict else (gap0 < 0))
+                hi = np.where(never, -np.inf, hi)
+            n = hi - lo + 1
+            sums[line.category] += np.where(n > 0, n * line.at0 + line.slope * (lo + hi) * n / 2, 0.0)
+    return sums
+
+
+@attrs.frozen
+class ArrayRun:
+    """`timing.Run` for many points: per-step means over each point's run, per socket."""
+
+    step_s: Array
+    breakdown_s: dict[str, Array]
+    means: dict[str, Array]
+    """`read_bytes`, `hbm_read_bytes`, `ddr_read_bytes` and `flops`, as `timing.Step` names them."""
+
+    def mean(self, figure: str) -> Array:
+        return self.means[figure]
+
+
+def run(calls: Sequence[KernelCall], hv: HardwareValues, points: Points, lines_of: CallLiner) -> ArrayRun:
+    """`timing.run` at every point: each distinct call's lines summed over its run, then the host."""
+    steps = points.tokens.astype(np.float64)
+    breakdown = {c: points.zeros() for c in CATEGORIES}
+    mid = points.context + (steps - 1) / 2  # the reads are affine in c: their mean is at the mean context
+    hbm, ddr, flops = points.zeros(), points.zeros(), points.zeros()
+    for call, repeats in Counter(calls).items():
+        lines = lines_of(call, hv, points)
+        breakdown["sync"] += repeats * steps * lines.launch_sync_s
+        breakdown["fill_drain"] += repeats * steps * lines.fill_drain_s
+        for piece in lines.pieces:
+            for category, seconds in sum_of_max(piece.first_interval, piece.first, piece.last).items():
+                breakdown[category] += repeats * seconds
+            if call.trips > 1:
+                for category, seconds in sum_of_max(piece.later_interval, piece.first, piece.last).items():
+                    breakdown[category] += repeats * (call.trips - 1) * seconds
+        t = traffic(call.work, points.batch)
+        hbm += repeats * call.trips * (t.hbm_read[0] + t.hbm_read[1] * mid)
+        ddr += repeats * call.trips * (t.ddr_read[0] + t.ddr_read[1] * mid)
+        flops += repeats * call.trips * (t.flops[0] + t.flops[1] * mid)
+    breakdown["host"] += steps * hv("assumptions.host_per_token_s")
+    means = {c: v / steps for c, v in breakdown.items()}
+    return ArrayRun(sum(means.values(), points.zeros()), means,
+                    {"read_bytes": hbm + ddr, "hbm_read_bytes": hbm, "ddr_read_bytes": ddr, "flops": flops})
+
+
+@attrs.frozen
+class ArrayResult:
+    """`SimResult`'s figures for many points of one program, as arrays (no timeline: the
+    interpreters draw those); `dfdsl.report.decode_figures` reads either."""
+
+    sockets: int
+    kernel_calls_per_token: int
+    batch: NDArray[np.int64]
+    context: NDArray[np.int64]
+    tokens: NDArray[np.int64]
+    ms_per_token: Array
+    breakdown_ms: dict[str, Array]
+    bytes_per_token: Array
+    hbm_bytes_per_token: Array
+    ddr_bytes_per_token: Array
+    flops_per_token: Array
+    aggregate_hbm_bytes_per_s: Array | float
+
+    @property
+    def tokens_per_s_per_user(self) -> Array:
+        return 1000.0 / self.ms_per_token
+
+    @property
+    def tokens_per_s(self) -> Array:
+        return self.batch * self.tokens_per_s_per_user
+
+
+def simulate(profile: Profile, hv: HardwareValues, points: Points, lines_of: CallLiner) -> ArrayResult:
+    """`simulate` (or `simulate_gpu`) at every point, from the program's profile."""
+    result = run(profile.calls, hv, points, lines_of)
+    return ArrayResult(sockets=profile.sockets, kernel_calls_per_token=len(profile.calls), batch=points.batch,
+                       context=points.context, tokens=points.tokens, **timing.per_token(result, profile.sockets),
+                       aggregate_hbm_bytes_per_s=profile.sockets * hv("hbm.bandwidth_bytes_per_s"))
