@@ -1,6 +1,6 @@
 """What one decode step must read, counted on the model as written (before sharding).
 
-These are the roofline's bytes, HARDWARE.md's definition: every parameter byte once per step
+These are the roofline's bytes, as docs/timing-model.md defines them: every parameter byte once per step
 (whatever the batch) plus the KV cache each sequence reads. For a mixture of experts, a step
 reads only the experts its batch routes to: we count the expected number of distinct experts
 under uniform routing, E (1 - (1 - k/E)^B), the same rule the simulator uses.

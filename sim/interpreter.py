@@ -261,7 +261,7 @@ class SimResult:
 
     def peak_fraction(self, bytes_per_step: float) -> float:
         """Achieved tokens/s per user over the HBM roofline for `bytes_per_step` (for the report:
-        all parameter bytes plus the KV bytes read, the definition in HARDWARE.md)."""
+        all parameter bytes plus the KV bytes read, the definition in docs/timing-model.md)."""
         roofline = timing.roofline_tokens_per_s(self.aggregate_hbm_bytes_per_s, bytes_per_step)
         return self.tokens_per_s_per_user / roofline
 

@@ -1,5 +1,5 @@
 """The timing interpreter: a hand-checked rdu program, Llama models lowered by the real passes, and
-the calibration against the published claims of HARDWARE.md (one set of assumptions for all)."""
+the calibration against the published claims of docs/validation.md (one set of assumptions for all)."""
 
 import math
 from functools import cache
@@ -107,7 +107,7 @@ def _lower(module: ModuleOp, sockets: int, looped: bool) -> ModuleOp:
     return module
 
 
-LLAMA = {  # MODELS.md
+LLAMA = {  # the model's Hugging Face config.json
     "llama3_1_8b": dict(layers=32, hidden=4096, heads=32, kv_heads=8, head_dim=128, ffn=14336, vocab=128256),
     "mistral_7b": dict(layers=32, hidden=4096, heads=32, kv_heads=8, head_dim=128, ffn=14336, vocab=32768),
     "llama2_13b": dict(layers=40, hidden=5120, heads=40, kv_heads=40, head_dim=128, ffn=13824, vocab=32000),
@@ -116,7 +116,7 @@ LLAMA = {  # MODELS.md
 
 
 def _bytes_per_step(model: dict, context: float) -> float:
-    """All parameter bytes plus the KV bytes read (HARDWARE.md's roofline), BF16, batch 1."""
+    """All parameter bytes plus the KV bytes read (the roofline of docs/timing-model.md), BF16, batch 1."""
     h, hd, layers = model["hidden"], model["head_dim"], model["layers"]
     attention = h * (model["heads"] + 2 * model["kv_heads"]) * hd + model["heads"] * hd * h
     params = layers * (attention + 3 * h * model["ffn"] + 2 * h) + 2 * model["vocab"] * h + h
