@@ -1,4 +1,4 @@
-"""Decode reports: a simulated run's figures as the JSON contract of DESIGN.md and as a table.
+"""Decode reports: a simulated run's figures as the JSON contract (docs/report.md) and as a table.
 
 Bytes are bytes (integers where they are counts); a figure printed for people says GB (10^9
 bytes) or KiB (2^10) explicitly. `peak_fraction` is the simulated tokens/s per user over the HBM

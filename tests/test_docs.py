@@ -104,12 +104,12 @@ def write_latin1_model(folder: Path) -> None:
 
 
 def write_import_through_symlink(folder: Path) -> Path:
-    """The E015 example: models/shared.dfl links to ../shared.dfl. Returns the models folder."""
+    """The E015 example: models/common.dfl links to ../common.dfl. Returns the models folder."""
     models = folder / "project" / "models"
     models.mkdir(parents=True)
-    (models.parent / "shared.dfl").write_text("const width = 64\n")
-    (models / "shared.dfl").symlink_to("../shared.dfl")
-    (models / "example.dfl").write_text("import shared\n")
+    (models.parent / "common.dfl").write_text("const width = 64\n")
+    (models / "common.dfl").symlink_to("../common.dfl")
+    (models / "example.dfl").write_text("import common\n")
     return models
 
 

@@ -189,9 +189,9 @@ def test_a_symlink_to_a_file_outside_the_models_folder_is_refused(tmp_path):
     outside.write_text("layer leaked() { }\n", encoding="utf-8")
     folder = tmp_path / "models"
     folder.mkdir()
-    (folder / "shared.dfl").symlink_to(outside)
-    outcome = refused(["check", str(model(folder, "import shared\n" + LLAMA_8B))], "E015")
-    assert re.search(r"model.dfl:1:1: error: `shared` resolves to .*outside.dfl, outside ", outcome.stderr)
+    (folder / "common.dfl").symlink_to(outside)
+    outcome = refused(["check", str(model(folder, "import common\n" + LLAMA_8B))], "E015")
+    assert re.search(r"model.dfl:1:1: error: `common` resolves to .*outside.dfl, outside ", outcome.stderr)
 
 
 def test_a_symlinked_folder_pointing_up_is_refused(tmp_path):
