@@ -57,41 +57,8 @@ def distinct_outputs(outputs: Mapping[str, str | None]) -> None:
 
 def write_output(path: Path, data: str | bytes, inputs: Sequence[Path] = ()) -> None:
     """Write `data` to `path`, whole or not at all (see the module's docstring); never an input."""
-    target = Path(path)
-    for source in inputs:
-        if target.exists() and source.exists() and target.resolve() == Path(source).resolve():
-            raise UsageError(f"refusing to overwrite the input file {source}; choose another -o")
-    real = Path(os.path.realpath(target))  # through symbolic links: replace the file, keep the link
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    try:
-        info: os.stat_result | None = os.stat(real)
-    except OSError:
-        info = None
-    if info is not None and not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
-        _write_directly(target, real, raw)
-        return
-    if info is not None and stat.S_ISREG(info.st_mode) and (
-            not info.st_mode & 0o222 or not os.access(real, os.W_OK)):
-        raise OutputFailure(f"cannot write {target}: the file is read-only",
-                            "make it writable (chmod u+w) if it may be replaced, or write elsewhere with -o")
-    tmp = real.with_name(f".{real.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(raw)
-        if info is not None and stat.S_ISREG(info.st_mode):
-            os.chmod(tmp, stat.S_IMODE(info.st_mode))
-        os.replace(tmp, real)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise _failure(str(target), err) from None
-
-
-def _write_directly(target: Path, real: Path, raw: bytes) -> None:
-    """A device or a named pipe: opened and written as it is (opening a pipe waits for a reader)."""
-    try:
-        with open(real, "wb") as f:
-            f.write(raw)
-    except OSError as err:
-        raise _failure(str(target), err) from None
+    with output_stream(path, inputs, binary=isinstance(data, bytes)) as f:
+        f.write(data)
 
 
 def write_stdout(data: str | bytes) -> None:
@@ -139,12 +106,12 @@ def output_stream(path: Path, inputs: Sequence[Path] = (), binary: bool = False)
     except OSError:
         info = None
     if info is not None and not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+        # A device or a named pipe: opened and written as it is (opening a pipe waits for a reader).
         try:
-            direct = open(real, "wb") if binary else open(real, "w", encoding="utf-8", newline="")
+            with open(real, "wb") if binary else open(real, "w", encoding="utf-8", newline="") as direct:
+                yield direct
         except OSError as err:
             raise _failure(str(target), err) from None
-        with direct:
-            yield direct
         return
     if info is not None and stat.S_ISREG(info.st_mode) and (
             not info.st_mode & 0o222 or not os.access(real, os.W_OK)):
