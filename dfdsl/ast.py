@@ -204,7 +204,29 @@ class Run:
     span: Span
 
 
-Item = Import | Const | Definition | Model | Place | Run
+@attrs.frozen
+class ComposeBinding:
+    """`router = r`, `experts = e * 150`, `requests = "stream.csv"`: a setting of a composition; a
+    quoted value is a `str` (a file name)."""
+
+    name: str
+    value: Expr | str
+    span: Span
+    name_span: Span
+    value_span: Span
+
+
+@attrs.frozen
+class Compose:
+    """`compose NAME { ... }`: a Composition of Experts over the file's models."""
+
+    name: str
+    bindings: tuple[ComposeBinding, ...]
+    span: Span
+    name_span: Span
+
+
+Item = Import | Const | Definition | Model | Place | Run | Compose
 
 
 @attrs.frozen

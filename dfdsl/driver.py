@@ -35,7 +35,8 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException
 
-from dfdsl.diagnostics import DfslError
+from dfdsl.composition import Composition, composition_of
+from dfdsl.diagnostics import DfslError, Diagnostic
 from dfdsl.dialects import df, target_ops
 from dfdsl.elaborate import RunValue, check_draft, check_run_settings, elaborate
 from dfdsl.footprint import Footprint, footprint
@@ -50,11 +51,15 @@ from dfdsl.hardware import (
 )
 from dfdsl.irgen import generate
 from dfdsl.loader import Program, load, stdlib_dir
+from dfdsl import stream
+from dfdsl.lowering.compose import CompositionError, composition_module, region_slots
 from dfdsl.lowering.pipeline import LoweringOptions, PassCallback, run_passes
 from dfdsl.lowering.place_memory import TIER_ORDER, CapacityError, Placement
 from dfdsl.model import ResolvedModel
-from dfdsl.report import Report, RequestFigures, decode_figures, make_report
+from dfdsl.report import Report, RequestFigures, composition_figures, decode_figures, make_report
+from dfdsl.sim import composition as composition_sim
 from dfdsl.sim import request, vectorized
+from dfdsl.sim.composition import Tiers, plan_of
 from dfdsl.sim.interpreter import SimResult
 from dfdsl.sim.timing import KernelCall
 from dfdsl.targets import Target, target_for
@@ -162,6 +167,12 @@ class Model:
     overrides: Mapping[str, RunValue] = attrs.field(factory=dict)
     is_draft: bool = False
     """This is the draft model of the file's model."""
+    composition: Composition | None = None
+    """The file's Composition of Experts, if it has one; this model is then its router."""
+    model_name: str = ""
+    """In a file with a composition, the model of the file this is ("" the first)."""
+    weights_tier: str = ""
+    """Where its weights live whatever the `place` block says (a composition's roles; "" as it says)."""
     _made: dict[str, object] = attrs.field(factory=dict)
     footprint: Footprint = attrs.field(init=False)
 
@@ -184,7 +195,7 @@ class Model:
         """The `df` module of the model's prefill pass (never changed, as `module`)."""
         if "prefill" not in self._made:
             resolved = elaborate(self.program, self.overrides, targets=bundled_targets(), prefill=True,
-                                 draft=self.is_draft)
+                                 draft=self.is_draft, model=self.model_name, weights_tier=self.weights_tier)
             self._made["prefill"] = generate(resolved)
         return cast(ModuleOp, self._made["prefill"])
 
@@ -200,6 +211,18 @@ class Model:
                                                is_draft=True, made={})
         return cast(Model, self._made["draft"])
 
+    def expert(self, name: str) -> Model:
+        """The composition's expert model `name`, on the same machine and run, with its weights in
+        HBM (an expert runs from its HBM slot; its home tier is the composition's business)."""
+        key = f"expert:{name}"
+        if key not in self._made:
+            resolved = elaborate(self.program, self.overrides, targets=bundled_targets(), model=name,
+                                 weights_tier="hbm")
+            self._made[key] = attrs.evolve(self, resolved=resolved, module=generate(resolved),
+                                           source=attrs.evolve(self.source, key=f"{self.key}:{key}"),
+                                           model_name=name, weights_tier="hbm", made={})
+        return cast(Model, self._made[key])
+
 
 def load_model(path: Path, overrides: Mapping[str, RunValue] | None = None, hardware: str = "") -> Model:
     """Load, check and generate the model of a `.dfl` file (`overrides` replace its run settings),
@@ -207,12 +230,15 @@ def load_model(path: Path, overrides: Mapping[str, RunValue] | None = None, hard
     checked with its draft."""
     path = Path(path)
     program = load(path)
-    resolved = elaborate(program, overrides, targets=bundled_targets())
+    settings = {k: v for k, v in (overrides or {}).items() if k != "experts"}
+    composition = composition_of(program, overrides)
+    router, tier = (composition.router, composition.router_tier) if composition is not None else ("", "")
+    resolved = elaborate(program, settings, targets=bundled_targets(), model=router, weights_tier=tier)
     text, name, bundled = hardware_text(hardware or resolved.run.target)
     hw = parse_hardware(text, name)
     source = _source(path, program.sources(), hardware, text, bundled, overrides or {})
     model = Model(path, resolved, generate(resolved), source, hw, hardware, target_for(hw), resolved.run.target,
-                  program, dict(overrides or {}))
+                  program, settings, composition=composition, model_name=router, weights_tier=tier)
     model.draft()
     return model
 
@@ -280,6 +306,14 @@ def _with_settings(module: ModuleOp, settings: RunSettings, pass_tokens: int | N
             if pass_tokens is not None:
                 op.properties["prompt"] = IntegerAttr(pass_tokens, 64)
             return
+
+
+@attrs.frozen
+class CompositionRun:
+    """A composition's stream served: its report, and each request's times."""
+
+    report: Report
+    served: composition_sim.Served
 
 
 @attrs.frozen
@@ -387,6 +421,92 @@ class Compiler:
                              fusion=target.fusion_label(options.fusion), kernel_looping=looping,
                              request=RequestFigures(settings.prompt, settings.tokens, prefill, speculation))
         return Run(report, result, hw)
+
+    def serve(self, model: Model, settings: RunSettings, options: CompileOptions) -> CompositionRun:
+        """Serves the requests of the model's composition (`model` is its router): compiles the
+        router and each distinct expert model once, builds the composition program (its HBM region
+        and copies) for an RDU, and times the stream request by request (`sim/composition.py`):
+        router, switch, prefill and decode. `settings.batch` prompts go through the router together."""
+        composition = model.composition
+        assert composition is not None
+        hw, target = model.hardware, model.target
+        sockets = hw.node.gpus if isinstance(hw, GpuHardware) else settings.sockets
+        if composition.stream.kind != "file" and not settings.prompt:
+            raise DfslError([Diagnostic(
+                "E016", f"composition `{composition.name}` generates its requests, and the run gives no prompt "
+                "for them", composition.span, "add `prompt = 128` to the `run` block, or give --prompt")])
+        requests = stream.requests(composition.stream, composition.expert_count, settings.prompt, settings.tokens)
+        model_of = np.repeat(np.arange(len(composition.experts)), [g.count for g in composition.experts])
+        names = [g.model for g in composition.experts]
+        longest = int(requests.prompt.max()), int(requests.tokens.max())
+
+        def request_settings(batch: int, prompt: int, tokens: int) -> RunSettings:
+            return RunSettings(batch, prompt, tokens, sockets, prompt=prompt)
+
+        routers: dict[int, float] = {}
+
+        def router_s(batch: int) -> float:
+            if batch not in routers:
+                run = self.simulate(model, request_settings(batch, longest[0], 1), options)
+                routers[batch] = run.report["ttft_ms"] / 1e3
+            return routers[batch]
+
+        router_module = self.compile(model, request_settings(settings.batch, longest[0], 1), options)
+        router_hbm = hbm_bytes_per_socket(router_module, request_settings(settings.batch, longest[0], 1))
+        copies, first = [], None
+        prefill_s, decode_s = np.zeros(len(requests)), np.zeros(len(requests))
+        groups = model_of[requests.experts]
+        for index, name in enumerate(composition.models):
+            expert = model.expert(name)
+            widest = request_settings(1, *longest)
+            module = self.compile(expert, widest, options)
+            weights = hbm_bytes_per_socket(module, widest, ("weight",))
+            kv = hbm_bytes_per_socket(module, widest, tuple(k for k in target_ops.BUFFER_KINDS if k != "weight"))
+            copies.append((name, weights, sum(g.count for g in composition.experts if g.model == name), kv))
+            mine = np.flatnonzero(np.asarray([names[g] for g in groups]) == name) if len(composition.models) > 1 \
+                else np.arange(len(requests))
+            pairs = np.stack([requests.prompt[mine], requests.tokens[mine]], axis=1)
+            distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
+            for k, (prompt, tokens) in enumerate(distinct.tolist()):
+                run = self.simulate(expert, request_settings(1, prompt, tokens), options)
+                first = first or run
+                at = mine[inverse.ravel() == k]
+                prefill_s[at] = run.report["ttft_ms"] / 1e3
+                decode_s[at] = (run.report["request_latency_ms"] - run.report["ttft_ms"]) / 1e3
+        free = hw.capacity_bytes("hbm") - router_hbm - max(c[3] for c in copies)
+        slot_bytes = max(c[1] for c in copies)
+        wanted = composition.expert_count if composition.experts_tier == "hbm" else composition.hbm_slots
+        slots = region_slots(free, slot_bytes, wanted, composition.expert_count, f"composition `{composition.name}`")
+        per_socket = {name: weights for name, weights, _, _ in copies}
+        if isinstance(hw, GpuHardware):
+            host = hw.host
+            link = 0.0 if host is None else min(sockets * host.pcie_bandwidth_bytes_per_s,
+                                                 host.memory_bandwidth_bytes_per_s)
+            home = 0 if host is None or composition.experts_tier == "hbm" else \
+                host.memory_bytes // (slot_bytes * sockets)
+            tiers = Tiers(slots, int(home), link)
+        else:
+            program = composition_module([(n, b, c) for n, b, c, _ in copies], slots, sockets)
+            plan = plan_of(program)
+            slots = plan.slots
+            per_socket = {name: b for name, b, _, _ in plan.copies}
+            home = 0 if composition.experts_tier == "hbm" else hw.capacity_bytes("ddr") // plan.slot_bytes
+            tiers = Tiers(slots, int(home), sockets * hw.ddr.bandwidth_bytes_per_s)
+        if tiers.nodes(composition.expert_count) == 0 or (tiers.copy_bytes_per_s == 0 and
+                                                          composition.expert_count > slots):
+            raise CompositionError(
+                f"composition `{composition.name}`: {composition.expert_count} experts, {slots} fit in HBM and "
+                f"{hw.name} has no tier to copy the others from: place them in HBM on more nodes, or use fewer")
+        switch = np.array([per_socket[names[g]] * sockets / tiers.copy_bytes_per_s if tiers.copy_bytes_per_s else 0.0
+                           for g in model_of])
+        served = composition_sim.serve(requests.experts, composition.expert_count, tiers, batch=settings.batch,
+                                       switch_s=switch, prefill_s=prefill_s, decode_s=decode_s, router_s=router_s)
+        assert first is not None
+        figures = composition_figures(
+            first.report.figures, served, name=composition.name, experts=composition.expert_count,
+            slots=slots, switch_s=float(switch[0]), experts_per_node=tiers.slots if isinstance(hw, GpuHardware)
+            else max(tiers.slots, tiers.home_slots), batch=settings.batch)
+        return CompositionRun(Report(figures, first.report.timeline), served)
 
     def _calls(self, model: Model, settings: RunSettings, options: CompileOptions, hw: Hardware | GpuHardware,
                pass_tokens: int) -> list[KernelCall]:
@@ -507,12 +627,15 @@ def _placements(placement: Placement, hardware: Hardware | GpuHardware, points: 
 
 
 
-def hbm_bytes_per_socket(module: ModuleOp, settings: RunSettings) -> int:
-    """The HBM one socket gives the buffers a compiled program declares (KV caches for the whole run)."""
+def hbm_bytes_per_socket(module: ModuleOp, settings: RunSettings, kinds: tuple[str, ...] = target_ops.BUFFER_KINDS,
+                         tier: str = "hbm") -> int:
+    """The memory of `tier` one socket gives the buffers of `kinds` a compiled program declares (KV
+    caches for the whole run)."""
     cached = settings.context + max(settings.tokens, 1)
-    types = (op.results[0].type for op in module.walk() if isinstance(op, target_ops.BufferBase))
+    types = (op.results[0].type for op in module.walk()
+             if isinstance(op, target_ops.BufferBase) and op.kind.data in kinds)
     return sum(t.num_bytes(settings.batch, cached) for t in types
-               if isinstance(t, df.ShapedTypeBase) and t.tier_name == "hbm")
+               if isinstance(t, df.ShapedTypeBase) and t.tier_name == tier)
 
 
 def _check_both_fit(model: Model, module: ModuleOp, draft: Model, draft_module: ModuleOp, settings: RunSettings,
@@ -533,4 +656,6 @@ def run_model(path: Path, overrides: Mapping[str, RunValue] | None = None,
               options: CompileOptions = CompileOptions()) -> Report:
     """Compile and simulate one model under one set of options: what `dfdsl run` prints."""
     model = load_model(path, overrides, options.hardware)
+    if model.composition is not None:
+        return Compiler().serve(model, model.settings, options).report
     return Compiler().simulate(model, model.settings, options).report

@@ -60,6 +60,9 @@ RUN_SETTING_NAMES = ("batch", "context", "tokens", "sockets", "target", "prompt"
 """Every setting a `run` block may give."""
 SPECULATION_SETTINGS = ("draft_tokens", "acceptance")
 """The run settings that only a file with a `draft` may give."""
+COMPOSITION_CLASSES = ("router", "experts")
+"""What a `place` block may place besides tensor classes in a file with a `compose` block: where
+the router's and the experts' weights live (`router -> hbm; experts -> ddr`)."""
 
 
 @attrs.frozen
@@ -126,8 +129,14 @@ class _LayerBuilder:
 
 class Elaborator:
     def __init__(self, program: Program, overrides: Mapping[str, RunValue] | None = None,
-                 targets: Collection[str] | None = None, *, prefill: bool = False, draft: bool = False):
+                 targets: Collection[str] | None = None, *, prefill: bool = False, draft: bool = False,
+                 model: str = "", weights_tier: str = ""):
         self.program = program
+        self.model_name = model
+        """Which of the file's models to elaborate, by name, in a file with a composition ("" the first)."""
+        self.weights_tier = weights_tier
+        """Where the weights go whatever the `place` block says ("" as it says): a composition's
+        router and experts run from the tier of their role."""
         self.prefill = prefill
         """Elaborate the prefill pass: every `in` tensor holds each prompt token."""
         self.kind = "draft" if draft else "model"
@@ -596,6 +605,14 @@ class Elaborator:
             if rule.is_pattern:
                 self.place_rules.append(rule)
                 self.explicit_patterns.add(rule.subject)
+            elif rule.subject in COMPOSITION_CLASSES:
+                if not any(isinstance(i, ast.Compose) for i in self.program.main.items):
+                    self.errors.error("E011", f"`{rule.subject}` places a composition's {rule.subject}, and the "
+                                      "file has no `compose` block", rule.subject_span,
+                                      "add `compose NAME { router = ...; experts = ... }`, or remove the rule")
+                elif rule.tier.name == "sram":
+                    self.errors.error("E011", f"a composition's {rule.subject} live in hbm or ddr, not sram",
+                                      rule.tier.span, f"`{rule.subject} -> hbm` or `{rule.subject} -> ddr`")
             elif rule.subject in TENSOR_CLASSES:
                 self.placement[rule.subject] = rule.tier.name
                 self.explicit_classes.add(rule.subject)
@@ -695,12 +712,25 @@ class Elaborator:
             self.errors.error("E016", f"{main.path} defines no model", None,
                               "add `model NAME : GRAPH { ... }`, e.g. `model m : llama { hidden = 4096 ... }`")
             self.errors.check()
-        for extra in models[1:]:
-            self.errors.error("E016", "a file defines one model", extra.name_span)
+        composed = any(isinstance(i, ast.Compose) for i in main.items)
+        for extra in models[1:] if not composed else ():
+            self.errors.error("E016", "a file defines one model", extra.name_span,
+                              "a file with a `compose` block may define several (its router and experts)")
         for extra in drafts[1:]:
             self.errors.error("E016", "a file defines at most one draft model", extra.name_span)
         model = (drafts if self.kind == "draft" else models)[0]
+        if self.model_name and self.kind == "model":
+            named = [m for m in models if m.name == self.model_name]
+            if not named:
+                self.errors.error("E016", f"the file defines no model `{self.model_name}`", None,
+                                  did_you_mean(self.model_name, [m.name for m in models])
+                                  or "models: " + ", ".join(m.name for m in models))
+                self.errors.check()
+            model = named[0]
         self.elaborate_place(main.items)
+        if self.weights_tier:
+            self.placement["weights"] = self.weights_tier
+            self.explicit_classes.add("weights")
         scope = self.root_scope()
         run = self.elaborate_run(main.items, scope, drafts[0].name_span if drafts else None)
         for definition in self.program.definitions.values():
@@ -815,13 +845,17 @@ def check_run_settings(values: Mapping[str, object]) -> None:
 
 
 def elaborate(program: Program, overrides: Mapping[str, RunValue] | None = None,
-              targets: Collection[str] | None = None, *, prefill: bool = False, draft: bool = False) -> ResolvedModel:
+              targets: Collection[str] | None = None, *, prefill: bool = False, draft: bool = False,
+              model: str = "", weights_tier: str = "") -> ResolvedModel:
     """Check a loaded program and resolve its model (its `draft` with `draft`, the prefill pass
     with `prefill`); raise `DfslError` with all problems.
 
     `targets`, when given, are the machine names a run may name (the front end knows no machine).
+    In a file with a composition, `model` names the model to resolve and `weights_tier` the tier
+    of its role (the router's, or HBM for an expert, which runs from its HBM slot).
     """
-    return Elaborator(program, overrides, targets, prefill=prefill, draft=draft).run()
+    return Elaborator(program, overrides, targets, prefill=prefill, draft=draft, model=model,
+                      weights_tier=weights_tier).run()
 
 
 def check_draft(program: Program, model: ResolvedModel, draft: ResolvedModel) -> None:

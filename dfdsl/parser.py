@@ -178,6 +178,14 @@ class _ToAst(Transformer):
     def run_def(self, meta, name, *bindings):
         return ast.Run(str(name), bindings, self._s(meta))
 
+    def compose_binding(self, meta, name, value):
+        if isinstance(value, Token):  # a quoted file name
+            return ast.ComposeBinding(str(name), str(value)[1:-1], self._s(meta), self._t(name), self._t(value))
+        return ast.ComposeBinding(str(name), value, self._s(meta), self._t(name), value.span)
+
+    def compose_def(self, meta, name, *bindings):
+        return ast.Compose(str(name), bindings, self._s(meta), self._t(name))
+
     def start(self, meta, *items):
         return tuple(i for i in items if i is not None)
 

@@ -18,6 +18,7 @@ import numpy as np
 from dfdsl.footprint import Footprint
 from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.sim.interpreter import SimResult
+from dfdsl.sim.composition import Served
 from dfdsl.sim.request import Prefill, Speculation
 from dfdsl.sim.timeline import Timeline
 from dfdsl.sim.timing import CATEGORIES
@@ -34,6 +35,8 @@ REQUEST_KEYS = ("prompt", "ttft_ms", "tpot_ms", "request_latency_ms", "prefill_t
 """The keys a run with a prompt (`--prompt P`) adds, a whole request's figures (a contract)."""
 SPECULATION_KEYS = ("draft_tokens", "acceptance", "tokens_per_target_step", "draft_time_fraction")
 """The keys a run with a draft model adds, speculative decoding's figures (a contract)."""
+COMPOSITION_KEYS = ("experts", "experts_resident", "switch_ms", "request_latency_ms", "hit_rate", "experts_per_node")
+"""The keys a run of a Composition of Experts adds (a contract)."""
 
 
 @attrs.frozen
@@ -188,6 +191,74 @@ def _speculation_figures(speculation: Speculation) -> dict:
         "draft_time_fraction": speculation.draft_time_fraction,
         "plain_ms_per_token": speculation.plain.ms_per_token,
     }
+
+
+def composition_figures(expert: dict, served: Served, *, name: str, experts: int, slots: int, switch_s: float,
+                        experts_per_node: int, batch: int) -> dict:
+    """A composition's report: the first request's expert run (`expert`, its decode figures at
+    batch 1) under the composition's name and the run's batch, then `COMPOSITION_KEYS` and the
+    stream's means. `experts_per_node` is the footprint: the experts one node serves at
+    tensor-parallel latency."""
+    figures = {**expert, "model": name, "batch": batch}
+    requests = len(served.latency_s)
+    figures.update({
+        "experts": experts,
+        "experts_resident": slots,
+        "switch_ms": switch_s * 1e3,
+        "request_latency_ms": float(served.latency_s.mean()) * 1e3,
+        "hit_rate": float(served.residency.hits.mean()),
+        "experts_per_node": experts_per_node,
+        "requests": requests,
+        "nodes": served.nodes,
+        "nodes_at_tp_latency": -(-experts // experts_per_node),
+        "misses": served.residency.misses,
+        "evictions": served.residency.evictions,
+        "router_ms": float(served.router_s.mean()) * 1e3,
+        "mean_switch_ms": float(served.switch_s.mean()) * 1e3,
+        "prefill_ms": float(served.prefill_s.mean()) * 1e3,
+        "decode_ms": float(served.decode_s.mean()) * 1e3,
+    })
+    for key in ("prompt", "ttft_ms", "tpot_ms", "prefill_tokens_per_s", "prefill_compute_fraction", "prefill_flops",
+                "prefill_passes", "prefill_breakdown_ms"):
+        figures.pop(key, None)
+    _check_figures(figures)
+    return figures
+
+
+def render_composition(report: Report) -> str:
+    """A composition's report for people: its stream's figures, then its expert's decode."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    f = report.figures
+    title = (f"{f['model']}: {f['experts']} experts on {f['sockets']} × {f['target']} · {f['requests']:,} requests · "
+             f"batch {f['batch']}")
+    table = Table(show_header=False)
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    rows = [
+        ("experts resident in HBM", f"{f['experts_resident']} of {f['experts']}"),
+        ("HBM hit rate", f"{f['hit_rate']:.1%}  ({f['misses']:,} misses, {f['evictions']:,} evictions)"),
+        ("switch (one expert's copy)", f"{f['switch_ms']:.2f} ms"),
+        ("request latency (mean)", f"{f['request_latency_ms']:,.1f} ms"),
+        ("  router (its group's prefill)", f"{f['router_ms']:.2f} ms"),
+        ("  switch (mean over requests)", f"{f['mean_switch_ms']:.2f} ms"),
+        ("  prefill", f"{f['prefill_ms']:.2f} ms"),
+        ("  decode", f"{f['decode_ms']:.2f} ms"),
+        ("  waiting for the group's earlier requests", f"{f['request_latency_ms'] - f['router_ms'] - f['mean_switch_ms'] - f['prefill_ms'] - f['decode_ms']:.2f} ms"),
+        ("experts per node (at tensor-parallel latency)", f"{f['experts_per_node']:,}"),
+        ("nodes (serving this stream; at tensor-parallel latency)", f"{f['nodes']}; {f['nodes_at_tp_latency']}"),
+        ("expert decode, ms per token", f"{f['ms_per_token']:.3f}"),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
+    out = StringIO()
+    console = Console(file=out, width=110, color_system=None, highlight=False)
+    console.print(title, markup=False)
+    console.print(table)
+    return out.getvalue()
 
 
 def _gb(n: float) -> str:

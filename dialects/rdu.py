@@ -14,7 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, cast
 
-from xdsl.dialects.builtin import I64, ArrayAttr, DenseArrayBase, IntegerAttr, StringAttr, i64
+from xdsl.dialects.builtin import (
+    I64,
+    ArrayAttr,
+    DenseArrayBase,
+    IntegerAttr,
+    StringAttr,
+    SymbolNameConstraint,
+    SymbolRefAttr,
+    i64,
+)
 from xdsl.ir import Attribute, Block, Dialect, Region
 from xdsl.irdl import (
     IRDLOperation,
@@ -31,7 +40,7 @@ from xdsl.irdl import (
 )
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, SymbolOpInterface
+from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, SymbolOpInterface, SymbolTable
 from xdsl.utils.exceptions import VerifyException
 
 from dfdsl.dialects import df, target_ops
@@ -417,8 +426,99 @@ def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffi
     return StageOp.create(properties=properties)
 
 
+# ---------------------------------------------------------------------------------------------
+# A Composition of Experts: the HBM region that keeps experts resident, and the copy that brings
+# an expert into it.
+
+COPY_TIERS = ("hbm", "ddr")
+"""The tiers an expert's weights move between (SRAM holds no model)."""
+POLICIES = ("lru",)
+"""How a region picks the expert to evict: the least recently used."""
+
+
+@irdl_op_definition
+class HbmRegionOp(IRDLOperation):
+    """HBM set aside on every socket for resident experts: `slots` experts of at most `slot_bytes`
+    each (per socket, as everything in a program), evicted by `policy` (`lru`). An expert's weights
+    are read-only, so evicting one drops it: nothing is written back."""
+
+    name = "rdu.hbm_region"
+    sym_name = prop_def(SymbolNameConstraint())
+    slots = prop_def(IntegerAttr[I64])
+    slot_bytes = prop_def(IntegerAttr[I64])
+    policy = prop_def(StringAttr)
+    traits = traits_def(SymbolOpInterface())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$sym_name attr-dict"
+
+    def __init__(self, name: str, slots: int, slot_bytes: int, policy: str = "lru"):
+        super().__init__(properties={"sym_name": StringAttr(name), "slots": IntegerAttr(slots, 64),
+                                     "slot_bytes": IntegerAttr(slot_bytes, 64), "policy": StringAttr(policy)})
+
+    def verify_(self) -> None:
+        label = f"rdu.hbm_region @{self.sym_name.data}"
+        if self.slots.value.data < 1:
+            raise VerifyException(f"{label}: a region holds at least one expert (slots = {self.slots.value.data})")
+        if self.slot_bytes.value.data < 1:
+            raise VerifyException(f"{label}: slot_bytes must be positive")
+        if self.policy.data not in POLICIES:
+            raise VerifyException(f"{label}: unknown policy {self.policy.data!r}; policies are {', '.join(POLICIES)}")
+
+
+@irdl_op_definition
+class CopyOp(IRDLOperation):
+    """Copies the weights of one expert (a model of `experts` experts of the same shapes) from
+    their home tier `source` into a slot of the HBM region `region` on every socket: `bytes` per
+    socket, each socket at its own `source` bandwidth (all sockets together: the aggregate). Run
+    when a request's expert is not resident."""
+
+    name = "rdu.copy"
+    expert = prop_def(SymbolRefAttr)
+    source = prop_def(StringAttr)
+    destination = prop_def(StringAttr)
+    region = prop_def(SymbolRefAttr)
+    bytes = prop_def(IntegerAttr[I64])
+    experts = prop_def(IntegerAttr[I64])
+    sockets = prop_def(IntegerAttr[I64])
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$expert `from` $source `to` $destination `in` $region attr-dict"
+
+    def __init__(self, expert: str, region: str, *, bytes_: int, experts: int, sockets: int,
+                 source: str = "ddr", destination: str = "hbm"):
+        super().__init__(properties={
+            "expert": SymbolRefAttr(expert), "source": StringAttr(source), "destination": StringAttr(destination),
+            "region": SymbolRefAttr(region), "bytes": IntegerAttr(bytes_, 64), "experts": IntegerAttr(experts, 64),
+            "sockets": IntegerAttr(sockets, 64)})
+
+    def verify_(self) -> None:
+        label = f"rdu.copy @{self.expert.root_reference.data}"
+        source, destination = self.source.data, self.destination.data
+        for tier in (source, destination):
+            if tier not in COPY_TIERS:
+                raise VerifyException(f"{label}: unknown tier {tier!r}; an expert moves between "
+                                      + " and ".join(COPY_TIERS))
+        if source == destination:
+            raise VerifyException(f"{label}: copies from {source} to {destination}; a copy moves between tiers")
+        if destination != "hbm":
+            raise VerifyException(f"{label}: an expert is copied into an HBM region, not into {destination}")
+        for key in ("bytes", "experts", "sockets"):
+            if cast(IntegerAttr, self.properties[key]).value.data < 1:
+                raise VerifyException(f"{label}: {key} must be positive")
+        region = SymbolTable.lookup_symbol(self, self.region)
+        if region is None:
+            if self.parent_op() is not None:
+                raise VerifyException(f"{label}: no rdu.hbm_region @{self.region.root_reference.data}")
+            return
+        if not isinstance(region, HbmRegionOp):
+            raise VerifyException(f"{label}: @{self.region.root_reference.data} is a {region.name}, "
+                                  "not an rdu.hbm_region")
+        if self.bytes.value.data > region.slot_bytes.value.data:
+            raise VerifyException(f"{label}: {self.bytes.value.data:,} bytes per socket do not fit in a slot of "
+                                  f"@{region.sym_name.data} ({region.slot_bytes.value.data:,} bytes)")
+
+
 Rdu = Dialect(
     "rdu",
-    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp],
+    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp, HbmRegionOp, CopyOp],
     [BufferType],
 )

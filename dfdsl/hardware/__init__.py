@@ -168,6 +168,17 @@ class GpuAssumptions:
 
 
 @attrs.frozen
+class GpuHost:
+    """The host of a GPU node, as a Composition of Experts sees it: its memory (the whole node's),
+    the bandwidth of that memory, and each GPU's PCIe link to it (per direction). A copy from host
+    memory runs over every GPU's link at once, and no faster than the host memory streams."""
+
+    memory_bytes: int
+    memory_bandwidth_bytes_per_s: float
+    pcie_bandwidth_bytes_per_s: float
+
+
+@attrs.frozen
 class GpuHardware(_OffChipMemories):
     """One GPU of a node of GPUs: chip, memories, the node, and the timing model's assumptions."""
 
@@ -182,6 +193,8 @@ class GpuHardware(_OffChipMemories):
     node: GpuNode
     assumptions: GpuAssumptions
     sources: dict[str, str] = attrs.field(factory=dict, eq=False)
+    host: GpuHost | None = None
+    """The `[host]` table, where the file has one."""
 
 
 @attrs.frozen
@@ -377,7 +390,8 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
     hw: Hardware | GpuHardware
     if isinstance(chip, GpuChip):
         hw = GpuHardware(**common, chip=chip, node=GpuNode(**_numbers(r, "node", GpuNode)),
-                         assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)))
+                         assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)),
+                         host=GpuHost(**_numbers(r, "host", GpuHost)) if "host" in data else None)
     else:
         hw = Hardware(**common, chip=chip, assumptions=_read_assumptions(r))
     check_relations(hw, path)
