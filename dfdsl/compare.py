@@ -195,3 +195,71 @@ def run_targets(path: Path, overrides: Mapping[str, RunValue], specs: Sequence[T
         except DiagnosticException as err:
             outcomes.append(TargetOutcome(spec, kind, error=" ".join(str(err).split())))
     return outcomes
+
+
+# -- compositions ----------------------------------------------------------------------------
+
+COMPOSITION_BATCHES = (1, 8)
+"""The batches a composition is compared at: one prompt at a time, and the paper's 8 routed together."""
+EXPERT_COUNTS = (8, 16, 24, 32, 40, 48, 64, 96, 128, 150, 200, 300, 500, 800)
+"""The expert counts `--plot` draws a composition's latency at (the file's own is added)."""
+
+
+@attrs.frozen
+class CompositionOutcome:
+    """A composition on one machine: its report at the run's batch, its request latency at each
+    of `COMPOSITION_BATCHES`, or why it could not run."""
+
+    spec: TargetSpec
+    kind: str
+    report: Report | None = None
+    latency_ms: dict[int, float] = attrs.field(factory=dict)
+    error: str = ""
+
+
+def _composition_model(path: Path, overrides: Mapping[str, RunValue], spec: TargetSpec) -> Model:
+    values = dict(overrides, target=spec.target)
+    if spec.sockets is not None:
+        values["sockets"] = spec.sockets
+    elif load_hardware(spec.target).kind != "rdu":
+        values.pop("sockets", None)
+    return load_model(path, values)
+
+
+def is_composition(path: Path, overrides: Mapping[str, RunValue]) -> bool:
+    """The file has a `compose` block (front-end errors raise)."""
+    return load_model(path, overrides).composition is not None
+
+
+def run_composition_targets(path: Path, overrides: Mapping[str, RunValue],
+                            specs: Sequence[TargetSpec]) -> list[CompositionOutcome]:
+    """The file's composition on each machine, as `dfdsl run` serves it there, and at batches 1 and 8."""
+    outcomes = []
+    for spec in specs:
+        kind = load_hardware(spec.target).kind
+        try:
+            model = _composition_model(path, overrides, spec)
+            compiler, options = Compiler(), CompileOptions()
+            report = compiler.serve(model, model.settings, options).report
+            latency = {b: compiler.serve(model, attrs.evolve(model.settings, batch=b), options).report[
+                "request_latency_ms"] for b in COMPOSITION_BATCHES}
+            outcomes.append(CompositionOutcome(spec, kind, report, latency))
+        except DiagnosticException as err:
+            outcomes.append(CompositionOutcome(spec, kind, error=" ".join(str(err).split())))
+    return outcomes
+
+
+def experts_curve(path: Path, overrides: Mapping[str, RunValue], spec: TargetSpec,
+                  counts: Sequence[int]) -> list[tuple[int, float]]:
+    """(experts, mean request latency in ms) of the composition on one machine at each expert
+    count of its one expert model; a count that cannot run is left out."""
+    model = _composition_model(path, overrides, spec)
+    assert model.composition is not None
+    compiler, points = Compiler(), []
+    for count in counts:
+        try:
+            each = attrs.evolve(model, composition=model.composition.with_experts(count))
+            points.append((count, compiler.serve(each, model.settings, CompileOptions()).report["request_latency_ms"]))
+        except DiagnosticException:
+            continue
+    return points

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import attrs
 
-from dfdsl.compare import Outcome, TargetOutcome
+from dfdsl.compare import COMPOSITION_BATCHES, CompositionOutcome, Outcome, TargetOutcome
 from dfdsl.report import format_calls
 from dfdsl.sim.timing import CATEGORIES
 
@@ -154,13 +154,7 @@ def render_targets(outcomes: Sequence[TargetOutcome], title: str) -> str:
 
 def plot_targets(outcomes: Sequence[TargetOutcome], title: str) -> bytes:
     """A PNG: tokens/s per user and fraction of roofline per target (matplotlib, the `plot` extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'dfdsl[plot]'") from None
+    plt = _pyplot()
     from io import BytesIO
 
     ran = [(o.spec, o.report) for o in outcomes if o.report is not None]
@@ -192,3 +186,100 @@ def targets_title(outcomes: Sequence[TargetOutcome], fallback: str) -> str:
     if ran is None:
         return fallback
     return f"{ran['model']} · batch {ran['batch']} · context {ran['context']:,} · each target as `dfdsl run` runs it"
+
+
+# -- compositions ----------------------------------------------------------------------------
+
+
+def composition_reference(outcomes: Sequence[CompositionOutcome]) -> CompositionOutcome | None:
+    """The row ratios are measured against: the first RDU that ran, else the first row that ran."""
+    ran = [o for o in outcomes if o.report is not None]
+    return next(iter([o for o in ran if o.kind == "rdu"] or ran), None)
+
+
+def composition_ratios(outcome: CompositionOutcome, reference: CompositionOutcome) -> dict[str, float]:
+    """How much the reference (the SN40L) gains over `outcome`: switch time, request latency at
+    each compared batch, and experts per node (footprint)."""
+    f, r = outcome.report, reference.report
+    assert f is not None and r is not None
+    ratios = {"switch_ratio": f["switch_ms"] / r["switch_ms"] if r["switch_ms"] else 0.0,
+              "footprint_ratio": r["experts_per_node"] / f["experts_per_node"]}
+    for batch, ms in outcome.latency_ms.items():
+        ratios[f"speedup_batch_{batch}"] = ms / reference.latency_ms[batch]
+    return ratios
+
+
+def render_composition_targets(outcomes: Sequence[CompositionOutcome], title: str) -> str:
+    """A composition on several machines side by side, with the reference's gains over each."""
+    from rich.table import Table
+
+    reference = composition_reference(outcomes)
+    label = reference.spec.label if reference is not None else "—"
+    table = Table(title=title, title_justify="left",
+                  caption=f"ratios: each machine's switch time, latency and experts per node against {label}'s "
+                          "(above 1: it is faster or holds more)", caption_justify="left")
+    batches = [f"latency ms, batch {b}" for b in COMPOSITION_BATCHES]
+    for column in ("target", "sockets", "resident", "hit rate", "switch ms", "switch ratio", *batches,
+                   *(f"speedup, batch {b}" for b in COMPOSITION_BATCHES), "experts/node", "footprint ratio"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    notes = []
+    for o in outcomes:
+        if o.report is None or reference is None:
+            notes.append(f"{o.spec.label} did not run: {o.error}")
+            table.add_row(o.spec.label, *["—"] * (8 + 2 * len(COMPOSITION_BATCHES)))
+            continue
+        f, ratios = o.report.figures, composition_ratios(o, reference)
+        table.add_row(o.spec.label, str(f["sockets"]), f"{f['experts_resident']} of {f['experts']}",
+                      f"{f['hit_rate']:.1%}", f"{f['switch_ms']:.2f}", f"{ratios['switch_ratio']:.2f}×",
+                      *(f"{o.latency_ms[b]:,.1f}" for b in COMPOSITION_BATCHES),
+                      *(f"{ratios[f'speedup_batch_{b}']:.2f}×" for b in COMPOSITION_BATCHES),
+                      f"{f['experts_per_node']:,}", f"{ratios['footprint_ratio']:.2f}×")
+    text = table_text(table, width=200)
+    return text + "".join(f"{note}\n" for note in notes)
+
+
+def composition_json(outcomes: Sequence[CompositionOutcome]) -> list[dict]:
+    """Each machine's report dict (with its latency at each compared batch and the reference's
+    gains over it), or its target, sockets and error."""
+    reference = composition_reference(outcomes)
+    out = []
+    for o in outcomes:
+        if o.report is None or reference is None:
+            out.append({"target": o.spec.target, "sockets": o.spec.sockets, "error": o.error})
+            continue
+        out.append({**o.report.figures,
+                    "request_latency_ms_by_batch": {str(b): ms for b, ms in o.latency_ms.items()},
+                    **composition_ratios(o, reference)})
+    return out
+
+
+def plot_experts(curves: Sequence[tuple[str, Sequence[tuple[int, float]]]], title: str) -> bytes:
+    """A PNG: mean request latency against the number of experts, one line per machine."""
+    plt = _pyplot()
+    from io import BytesIO
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, points in curves:
+        ax.plot([n for n, _ in points], [ms for _, ms in points], marker="o", label=label)
+    ax.set_xlabel("experts")
+    ax.set_ylabel("mean request latency, ms")
+    ax.set_xscale("log")
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    out = BytesIO()
+    fig.savefig(out, format="png", dpi=120)
+    plt.close(fig)
+    return out.getvalue()
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend; ValueError if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install 'dfdsl[plot]'") from None
+    return plt

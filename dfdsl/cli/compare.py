@@ -43,9 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--targets", metavar="SPEC",
                         help=f"compare machines instead: NAME[:SOCKETS],... with NAME one of {target_names()}, "
                              "e.g. sn40l:8,sn40l:16,dgx-h100 (each as `dfdsl run` runs it there; speedups "
-                             "against the GPU)")
+                             "against the GPU; for a composition, its gains over each machine at batch 1 and 8)")
     parser.add_argument("--plot", metavar="FILE.png",
-                        help="with --targets: also draw tokens/s and %% of roofline per target (needs matplotlib)")
+                        help="with --targets: also draw tokens/s and %% of roofline per target; for a composition, "
+                             "its mean request latency against the number of experts (needs matplotlib)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of the rows' reports")
     parser.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
     add_run_settings(parser, sockets=False)
@@ -67,6 +68,8 @@ def _compare_targets(args: argparse.Namespace, path: Path, values: dict[str, Run
         specs = compare.parse_targets(args.targets)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    if compare.is_composition(path, values):
+        return _compare_composition(args, path, values, specs)
     outcomes = compare.run_targets(path, values, specs)
     if args.json:
         emit(json.dumps(compare_view.targets_json(outcomes), indent=2), args.output, [path])
@@ -76,6 +79,32 @@ def _compare_targets(args: argparse.Namespace, path: Path, values: dict[str, Run
     if args.plot:
         try:
             png = compare_view.plot_targets(outcomes, path.stem)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        write_output(Path(args.plot), png, [path])
+    return 0
+
+
+def _compare_composition(args: argparse.Namespace, path: Path, values: dict[str, RunValue],
+                         specs: list[compare.TargetSpec]) -> int:
+    """A composition on several machines: switch time, latency at batches 1 and 8, footprint."""
+    outcomes = compare.run_composition_targets(path, values, specs)
+    if args.json:
+        emit(json.dumps(compare_view.composition_json(outcomes), indent=2), args.output, [path])
+    else:
+        ran = next((o.report.figures for o in outcomes if o.report is not None), None)
+        title = (f"{ran['model']}: {ran['experts']} experts · {ran['requests']:,} requests · {ran['tokens']} output "
+                 "tokens · each target as `dfdsl run` serves it") if ran else path.stem
+        emit(compare_view.render_composition_targets(outcomes, title), args.output, [path])
+    if args.plot:
+        model = compare.load_model(path, values)
+        assert model.composition is not None
+        if len(model.composition.models) > 1:
+            raise UsageError("--plot varies the count of a composition's one expert model; this one has several")
+        counts = sorted({*compare.EXPERT_COUNTS, model.composition.expert_count})
+        curves = [(spec.label, compare.experts_curve(path, values, spec, counts)) for spec in specs]
+        try:
+            png = compare_view.plot_experts(curves, f"{model.composition.name}: request latency against experts")
         except ValueError as err:
             raise UsageError(str(err)) from None
         write_output(Path(args.plot), png, [path])
