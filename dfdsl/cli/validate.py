@@ -7,11 +7,14 @@ import json
 
 import attrs
 
+from dfdsl import compare_view
 from dfdsl.cli.output import emit
 from dfdsl.validate import (
     SOCKETS,
     calibrate,
     checks,
+    composition_checks,
+    composition_runs,
     dense_examples,
     render_calibration,
     render_checks,
@@ -25,8 +28,9 @@ def add_parser(sub) -> None:
                        description="Compare the published SN40L figures (docs/validation.md lists them with "
                                    "their sources) with the simulator under the same configurations; exit "
                                    "code 1 if a calibrated figure is outside its tolerance (the speculative "
-                                   "figures, predicted under a stated draft and acceptance, are reported "
-                                   "as MISS when outside).")
+                                   "figures, predicted under a stated draft and acceptance, and the Composition "
+                                   "of Experts ratios, whose DGX side the paper estimated, are reported as MISS "
+                                   "when outside).")
     add_arguments(p)
     p.set_defaults(func=main)
 
@@ -44,12 +48,14 @@ def main(args: argparse.Namespace) -> int:
     """`dfdsl validate`: exit code 1 when a calibrated published figure is outside its tolerance."""
     calibrations, skipped = calibrate(dense_examples(), SOCKETS, args.hardware or "")
     speculative = speculative_runs(hardware_file=args.hardware or "")
-    results = checks(calibrations) + speculative_checks(speculative)
+    compositions = composition_runs()
+    results = checks(calibrations) + speculative_checks(speculative) + composition_checks(compositions)
     if args.json:
         data = {"claims": [c.as_json() for c in results],
                 "configurations": [c.as_json() for c in calibrations],
                 "skipped": [attrs.asdict(s) for s in skipped],
-                "speculative": [r.as_json() for r in speculative]}
+                "speculative": [r.as_json() for r in speculative],
+                "composition": compare_view.composition_json(compositions)}
         emit(json.dumps(data, indent=2), args.output, [])
     else:
         emit(render_checks(results) + "\n" + render_calibration(calibrations, skipped), args.output, [])
