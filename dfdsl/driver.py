@@ -314,6 +314,9 @@ class CompositionRun:
 
     report: Report
     served: composition_sim.Served
+    program: ModuleOp | None
+    """The composition program (its HBM region and copies) on an RDU; None on a GPU node, whose
+    copies over PCIe are timed from its hardware file's `[host]` table."""
 
 
 @attrs.frozen
@@ -478,6 +481,7 @@ class Compiler:
         wanted = composition.expert_count if composition.experts_tier == "hbm" else composition.hbm_slots
         slots = region_slots(free, slot_bytes, wanted, composition.expert_count, f"composition `{composition.name}`")
         per_socket = {name: weights for name, weights, _, _ in copies}
+        program = None
         if isinstance(hw, GpuHardware):
             host = hw.host
             link = 0.0 if host is None else min(sockets * host.pcie_bandwidth_bytes_per_s,
@@ -506,7 +510,7 @@ class Compiler:
             first.report.figures, served, name=composition.name, experts=composition.expert_count,
             slots=slots, switch_s=float(switch[0]), experts_per_node=tiers.slots if isinstance(hw, GpuHardware)
             else max(tiers.slots, tiers.home_slots), batch=settings.batch)
-        return CompositionRun(Report(figures, first.report.timeline), served)
+        return CompositionRun(Report(figures, first.report.timeline), served, program)
 
     def _calls(self, model: Model, settings: RunSettings, options: CompileOptions, hw: Hardware | GpuHardware,
                pass_tokens: int) -> list[KernelCall]:

@@ -12,13 +12,13 @@ from xdsl.passes import ModulePass
 
 from dfdsl.cli.options import add_lowering_options, add_run_settings, compile_options, overrides
 from dfdsl.cli.output import UsageError, emit, print_ir, write_output, write_stdout
-from dfdsl.driver import Compiler, load_model
+from dfdsl.driver import Compiler, Model, load_model
 from dfdsl.lowering.kernel_looping import KernelLooping
 from dfdsl.targets import TARGETS
 
 STAGES = tuple(dict.fromkeys(stage for target in TARGETS.values() for stage in target.stages))
 """Every stage of every target, in pipeline order."""
-EMITS = (*STAGES, "graph")
+EMITS = (*STAGES, "graph", "composition")
 GRAPH_FORMATS = ("dot", "svg", "png", "json")
 
 
@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("file", metavar="MODEL.dfl")
     p.add_argument("--emit", choices=EMITS,
                    help="stage to print: df (front end), fused, looped, rdu (an RDU's last stage, its "
-                        "default), nv (a GPU's last stage, its default), or graph: the dataflow graph of --stage")
+                        "default), nv (a GPU's last stage, its default), graph: the dataflow graph of --stage, or "
+                        "composition: a composition's program (its HBM region and expert copies, on an RDU)")
     p.add_argument("--stage", choices=STAGES,
                    help="with --emit graph: the stage to draw (default looped on an RDU, fused on a GPU)")
     p.add_argument("--format", choices=GRAPH_FORMATS,
@@ -62,6 +63,9 @@ def main(args: argparse.Namespace) -> int:
     if args.emit != "graph" and (args.stage or args.format or args.unfold):
         raise UsageError("--stage, --format and --unfold go with --emit graph")
     emit_what = args.emit or target.final_stage
+    if emit_what == "composition":
+        _emit_composition(model, args, path)
+        return 0
     stage = (args.stage or target.graph_stage) if emit_what == "graph" else emit_what
     if stage not in target.stages:
         machine = f"{model.target_name} is {'a GPU' if target.kind == 'gpu' else 'an RDU'}"
@@ -96,6 +100,16 @@ def main(args: argparse.Namespace) -> int:
         for name, seconds in timings:
             sys.stderr.write(f"{name:<{width}}  {seconds * 1e3:8.2f} ms\n")
     return 0
+
+
+def _emit_composition(model: Model, args: argparse.Namespace, path: Path) -> None:
+    if model.composition is None:
+        raise UsageError(f"--emit composition: {path} has no `compose` block")
+    program = Compiler().serve(model, model.settings, compile_options(args)).program
+    if program is None:
+        raise UsageError(f"--emit composition: the composition program is an RDU's, and {model.target_name} is a GPU "
+                         "node (its copies are timed from its hardware file's [host] table)")
+    emit(print_ir(program, args.generic), args.output, [path])
 
 
 def _emit_graph(module: ModuleOp, args: argparse.Namespace, path: Path) -> None:
