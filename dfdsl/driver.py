@@ -480,6 +480,8 @@ class Compiler:
         slot_bytes = max(c[1] for c in copies)
         wanted = composition.expert_count if composition.experts_tier == "hbm" else composition.hbm_slots
         slots = region_slots(free, slot_bytes, wanted, composition.expert_count, f"composition `{composition.name}`")
+        fit = free // slot_bytes
+        # `fit`: the experts HBM could keep resident, however many the composition has.
         per_socket = {name: weights for name, weights, _, _ in copies}
         program = None
         if isinstance(hw, GpuHardware):
@@ -508,8 +510,8 @@ class Compiler:
         assert first is not None
         figures = composition_figures(
             first.report.figures, served, name=composition.name, experts=composition.expert_count,
-            slots=slots, switch_s=float(switch[0]), experts_per_node=tiers.slots if isinstance(hw, GpuHardware)
-            else max(tiers.slots, tiers.home_slots), batch=settings.batch)
+            slots=slots, switch_s=float(switch[0]), experts_per_node=fit if isinstance(hw, GpuHardware)
+            else max(fit, tiers.home_slots), batch=settings.batch)
         return CompositionRun(Report(figures, first.report.timeline), served, program)
 
     def _calls(self, model: Model, settings: RunSettings, options: CompileOptions, hw: Hardware | GpuHardware,
