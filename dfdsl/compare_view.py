@@ -242,7 +242,7 @@ def composition_json(outcomes: Sequence[CompositionOutcome]) -> list[dict]:
     """Each machine's report dict (with its latency at each compared batch and the reference's
     gains over it), or its target, sockets and error."""
     reference = composition_reference(outcomes)
-    out = []
+    out: list[dict] = []
     for o in outcomes:
         if o.report is None or reference is None:
             out.append({"target": o.spec.target, "sockets": o.spec.sockets, "error": o.error})

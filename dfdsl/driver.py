@@ -432,7 +432,7 @@ class Compiler:
         router, switch, prefill and decode. `settings.batch` prompts go through the router together."""
         composition = model.composition
         assert composition is not None
-        hw, target = model.hardware, model.target
+        hw = model.hardware
         sockets = hw.node.gpus if isinstance(hw, GpuHardware) else settings.sockets
         if composition.stream.kind != "file" and not settings.prompt:
             raise DfslError([Diagnostic(
