@@ -247,7 +247,7 @@ def render_composition(report: Report) -> str:
         ("  switch (mean over requests)", f"{f['mean_switch_ms']:.2f} ms"),
         ("  prefill", f"{f['prefill_ms']:.2f} ms"),
         ("  decode", f"{f['decode_ms']:.2f} ms"),
-        ("  waiting for the group's earlier requests", f"{f['request_latency_ms'] - f['router_ms'] - f['mean_switch_ms'] - f['prefill_ms'] - f['decode_ms']:.2f} ms"),
+        ("  waiting for the group's earlier requests", f"{max(f['request_latency_ms'] - f['router_ms'] - f['mean_switch_ms'] - f['prefill_ms'] - f['decode_ms'], 0.0):.2f} ms"),
         ("experts per node (at tensor-parallel latency)", f"{f['experts_per_node']:,}"),
         ("nodes (serving this stream; at tensor-parallel latency)", f"{f['nodes']}; {f['nodes_at_tp_latency']}"),
         ("expert decode, ms per token", f"{f['ms_per_token']:.3f}"),
