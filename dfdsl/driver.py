@@ -35,10 +35,10 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import DiagnosticException
 
-from dfdsl.composition import Composition, composition_of
+from dfdsl.composition import Composition
 from dfdsl.diagnostics import DfslError, Diagnostic
 from dfdsl.dialects import df, target_ops
-from dfdsl.elaborate import RunValue, check_draft, check_run_settings, elaborate
+from dfdsl.elaborate import RunValue, check_draft, check_run_settings, composition_of, elaborate
 from dfdsl.footprint import Footprint, footprint
 from dfdsl.hardware import (
     GpuHardware,

@@ -313,6 +313,24 @@ def test_dtype_table_states_the_sizes_of_the_code():
 REPORT_MD = (ROOT / "docs" / "report.md").read_text(encoding="utf-8")
 
 
+COMPOSITION_SECTION = "A Composition of Experts (`COMPOSITION_KEYS` and more)"
+
+
+def test_report_page_lists_a_compositions_keys():
+    """The composition section's table is the contract tuple, and its prose names every other key
+    a composition's run adds to a plain request's."""
+    from dfdsl.driver import run_model
+    from dfdsl.report import COMPOSITION_KEYS, JSON_KEYS
+
+    body = sections(REPORT_MD)[COMPOSITION_SECTION]
+    assert [row[0].strip("`") for row in table_rows(body)] == list(COMPOSITION_KEYS)
+    printed = run_model(ROOT / "examples" / "samba_coe.dfl", {"experts": 10, "batch": 1}).figures
+    extra = set(printed) - set(JSON_KEYS) - set(COMPOSITION_KEYS)
+    extra -= {"roofline_tokens_per_s_per_user", "bound", "ridge_flops_per_byte", "expert_bytes_read_fraction",
+              "read_bytes_per_token_all_sockets", "hbm_bandwidth_bytes_per_s"}  # every run's (above)
+    assert extra and all(f"`{key}`" in body for key in extra), extra
+
+
 def test_report_page_lists_every_key_a_run_prints(tmp_path):
     """A speculative request prints every key there is; the page names exactly those, and its
     contract sections exactly the code's contract tuples, in order."""
@@ -329,7 +347,8 @@ run r { prompt = 64; tokens = 8; acceptance = 0.5; target = sn40l(sockets = 1) }
 """)
     printed = list(run_model(path).figures)
     report_sections = sections(REPORT_MD)
-    documented = {section: [row[0].strip("`") for row in table_rows(body)] for section, body in report_sections.items()}
+    documented = {section: [row[0].strip("`") for row in table_rows(body)] for section, body in report_sections.items()
+                  if section != COMPOSITION_SECTION}
     assert sorted(k for keys in documented.values() for k in keys) == sorted(printed)
     assert documented["Every run (`JSON_KEYS`)"] == list(JSON_KEYS)
     request = documented["A request: a run with a prompt (`REQUEST_KEYS` and more)"]
