@@ -30,12 +30,13 @@ def _speculative():
     return validate.speculative_runs()
 
 
-def _validate(argv: list[str], monkeypatch, calibrated=None, speculative=()) -> int:
-    """`dfdsl validate ARGV` as the command line runs it, over `calibrated` (default: SMALL) and
-    the `speculative` runs (default: none)."""
+def _validate(argv: list[str], monkeypatch, calibrated=None, speculative=(), compositions=()) -> int:
+    """`dfdsl validate ARGV` as the command line runs it, over `calibrated` (default: SMALL), the
+    `speculative` runs and the `compositions` (default: none)."""
     result = _calibrated() if calibrated is None else calibrated
     monkeypatch.setattr(validate_command, "calibrate", lambda *args: result)
     monkeypatch.setattr(validate_command, "speculative_runs", lambda **kwargs: list(speculative))
+    monkeypatch.setattr(validate_command, "composition_runs", lambda: list(compositions))
     parser = argparse.ArgumentParser(prog="dfdsl validate")
     validate_command.add_arguments(parser)
     return run_command(validate_command.main, parser.parse_args(argv))
@@ -123,7 +124,10 @@ def test_validate_passes_on_the_small_examples_and_prints_both_tables(monkeypatc
 def test_validate_json_has_the_claims_the_configurations_and_the_skipped(monkeypatch, capsys):
     assert _validate(["--json"], monkeypatch) == 0
     data = json.loads(capsys.readouterr().out)
-    assert len(data["claims"]) == 5 and all(c["passed"] for c in data["claims"])
+    gating = [c for c in data["claims"] if c["gates"]]
+    assert len(gating) == 5 and all(c["passed"] for c in gating)
+    # The composition claims, with nothing simulated here, are MISS and do not set the exit code.
+    assert [c["claim"][:3] for c in data["claims"] if not c["gates"]] == ["(g)", "(h)", "(i)", "(j)"]
     assert len(data["configurations"]) == 5
     assert data["skipped"][0]["model"] == "llama2_13b"
 
@@ -160,3 +164,21 @@ def test_the_speculative_rows_are_in_the_table_and_the_json(monkeypatch, capsys)
     for label in ("(e)", "(f)"):
         row = table[table.index(label):]
         assert ("PASS" if claims[label]["passed"] else "MISS") in row.split("\n")[0]
+
+
+def test_the_composition_claims_read_samba_coe_on_three_machines():
+    """(g) to (j): the SN40L node's switch time, request latency and experts per node against each
+    DGX's, at batch 8 with 20 output tokens; predictions, so never FAIL."""
+    outcomes = validate.composition_runs()
+    assert [o.spec.target for o in outcomes] == ["sn40l", "dgx_h100", "dgx_a100"]
+    assert all(o.report is not None and o.report["tokens"] == 20 and o.report["batch"] == 8 for o in outcomes)
+    checks = validate.composition_checks(outcomes)
+    assert [c.claim[:3] for c in checks] == ["(g)", "(h)", "(i)", "(j)"]
+    assert not any(c.gates for c in checks) and all(c.verdict in ("PASS", "MISS") for c in checks)
+    sn40l, h100, a100 = (o.report for o in outcomes)
+    assert checks[1].value == pytest.approx(h100["request_latency_ms"] / sn40l["request_latency_ms"])
+    assert checks[2].value == pytest.approx(a100["request_latency_ms"] / sn40l["request_latency_ms"])
+    assert checks[3].value == pytest.approx(sn40l["experts_per_node"] / min(h100["experts_per_node"],
+                                                                             a100["experts_per_node"]))
+    # PCIe Gen4 is half of Gen5: the A100's switch is the slower.
+    assert a100["switch_ms"] > h100["switch_ms"] > sn40l["switch_ms"]
