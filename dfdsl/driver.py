@@ -479,7 +479,8 @@ class Compiler:
         free = hw.capacity_bytes("hbm") - router_hbm - max(c[3] for c in copies)
         slot_bytes = max(c[1] for c in copies)
         wanted = composition.expert_count if composition.experts_tier == "hbm" else composition.hbm_slots
-        slots = region_slots(free, slot_bytes, wanted, composition.expert_count, f"composition `{composition.name}`")
+        slots = region_slots(free, slot_bytes, wanted, composition.expert_count, f"composition `{composition.name}`",
+                             all_resident=composition.experts_tier == "hbm")
         fit = free // slot_bytes
         # `fit`: the experts HBM could keep resident, however many the composition has.
         per_socket = {name: weights for name, weights, _, _ in copies}

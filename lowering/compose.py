@@ -26,15 +26,22 @@ class CompositionError(LoweringError):
     code = "E021"
 
 
-def region_slots(free_bytes: int, slot_bytes: int, wanted: int | None, experts: int, where: str) -> int:
+def region_slots(free_bytes: int, slot_bytes: int, wanted: int | None, experts: int, where: str,
+                 all_resident: bool = False) -> int:
     """Experts a region keeps resident: `wanted` (None: as many as fit in `free_bytes`), never more
-    than the experts there are; `CompositionError` when not even one fits or `wanted` is too many."""
+    than the experts there are; `CompositionError` when not even one fits or `wanted` is too many
+    (`all_resident`: `wanted` is every expert, placed in HBM)."""
     fit = free_bytes // slot_bytes if free_bytes > 0 else 0
     if fit < 1:
         raise CompositionError(
             f"{where}: the router and the KV caches leave {max(free_bytes, 0) / 1e9:.1f} GB of HBM per socket, "
             f"and an expert needs {slot_bytes / 1e9:.1f} GB (GB = 10^9 bytes): use more sockets, or place the "
             "router in ddr")
+    if wanted is not None and wanted > fit and all_resident:
+        raise CompositionError(
+            f"{where}: `experts -> hbm` keeps all {wanted} experts in HBM, and {fit} of {slot_bytes / 1e9:.2f} GB "
+            "per socket fit beside the router and the KV caches (GB = 10^9 bytes): place the experts in ddr, "
+            "or use fewer experts or more sockets")
     if wanted is not None and wanted > fit:
         raise CompositionError(
             f"{where}: hbm_slots = {wanted}, and {fit} experts of {slot_bytes / 1e9:.2f} GB per socket fit beside "
