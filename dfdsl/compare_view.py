@@ -155,8 +155,6 @@ def render_targets(outcomes: Sequence[TargetOutcome], title: str) -> str:
 def plot_targets(outcomes: Sequence[TargetOutcome], title: str) -> bytes:
     """A PNG: tokens/s per user and fraction of roofline per target (matplotlib, the `plot` extra)."""
     plt = _pyplot()
-    from io import BytesIO
-
     ran = [(o.spec, o.report) for o in outcomes if o.report is not None]
     labels = [s.label for s, _ in ran]
     fig, (tps, roof) = plt.subplots(1, 2, figsize=(10, 4))
@@ -168,11 +166,7 @@ def plot_targets(outcomes: Sequence[TargetOutcome], title: str) -> bytes:
     for ax in (tps, roof):
         ax.tick_params(axis="x", rotation=20)
     fig.suptitle(title)
-    fig.tight_layout()
-    out = BytesIO()
-    fig.savefig(out, format="png", dpi=120)
-    plt.close(fig)
-    return out.getvalue()
+    return _png(plt, fig)
 
 
 def targets_json(outcomes: Sequence[TargetOutcome]) -> list[dict]:
@@ -256,8 +250,6 @@ def composition_json(outcomes: Sequence[CompositionOutcome]) -> list[dict]:
 def plot_experts(curves: Sequence[tuple[str, Sequence[tuple[int, float]]]], title: str) -> bytes:
     """A PNG: mean request latency against the number of experts, one line per machine."""
     plt = _pyplot()
-    from io import BytesIO
-
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in curves:
         ax.plot([n for n, _ in points], [ms for _, ms in points], marker="o", label=label)
@@ -266,6 +258,13 @@ def plot_experts(curves: Sequence[tuple[str, Sequence[tuple[int, float]]]], titl
     ax.set_xscale("log")
     ax.legend()
     ax.set_title(title)
+    return _png(plt, fig)
+
+
+def _png(plt, fig) -> bytes:
+    """A matplotlib figure as PNG bytes, closed."""
+    from io import BytesIO
+
     fig.tight_layout()
     out = BytesIO()
     fig.savefig(out, format="png", dpi=120)

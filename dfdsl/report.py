@@ -227,17 +227,9 @@ def composition_figures(expert: dict, served: Served, *, name: str, experts: int
 
 def render_composition(report: Report) -> str:
     """A composition's report for people: its stream's figures, then its expert's decode."""
-    from io import StringIO
-
-    from rich.console import Console
-    from rich.table import Table
-
     f = report.figures
     title = (f"{f['model']}: {f['experts']} experts on {f['sockets']} × {f['target']} · {f['requests']:,} requests · "
              f"batch {f['batch']}")
-    table = Table(show_header=False)
-    table.add_column("figure", style="bold")
-    table.add_column("value", justify="right")
     rows = [
         ("experts resident in HBM", f"{f['experts_resident']} of {f['experts']}"),
         ("HBM hit rate", f"{f['hit_rate']:.1%}  ({f['misses']:,} misses, {f['evictions']:,} evictions)"),
@@ -252,8 +244,24 @@ def render_composition(report: Report) -> str:
         ("nodes (serving this stream; at tensor-parallel latency)", f"{f['nodes']}; {f['nodes_at_tp_latency']}"),
         ("expert decode, ms per token", f"{f['ms_per_token']:.3f}"),
     ]
-    for label, value in rows:
-        table.add_row(label, value)
+    return _figure_table(title, [rows])
+
+
+def _figure_table(title: str, sections: list[list[tuple[str, str]]]) -> str:
+    """A titled table of (figure, value) rows, its non-empty sections ruled apart, as plain text."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False)
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    for i, section in enumerate(s for s in sections if s):
+        if i:
+            table.add_section()
+        for name, value in section:
+            table.add_row(name, value)
     out = StringIO()
     console = Console(file=out, width=110, color_system=None, highlight=False)
     console.print(title, markup=False)
@@ -267,19 +275,11 @@ def _gb(n: float) -> str:
 
 def render_table(report: Report) -> str:
     """The human report: a rich table, rendered to text (no colour when not on a terminal)."""
-    from io import StringIO
-
-    from rich.console import Console
-    from rich.table import Table
-
     f = report.figures
     start = f"prompt {f['prompt']:,}" if "prompt" in f else f"context {f['context']:,}"
     title = (f"{f['model']} on {f['sockets']} × {f['target']} · batch {f['batch']} · {start} · "
              f"{f['tokens']} tokens · fusion {f['fusion']} · kernel looping "
              f"{'on' if f['kernel_looping'] else 'off'}")
-    table = Table(show_header=False)
-    table.add_column("figure", style="bold")
-    table.add_column("value", justify="right")
     rows = [
         ("ms per token", f"{f['ms_per_token']:.3f}"),
         ("tokens/s per user", f"{f['tokens_per_s_per_user']:,.1f}"),
@@ -297,22 +297,10 @@ def render_table(report: Report) -> str:
     if f["expert_bytes_read_fraction"] < 1.0:
         rows.append(("routed experts read per step", f"{f['expert_bytes_read_fraction']:.1%} "
                      "(expected distinct experts, uniform routing)"))
-    for name, value in rows:
-        table.add_row(name, value)
-    for section in (_request_rows(f), _speculation_rows(f)):
-        if section:
-            table.add_section()
-            for name, value in section:
-                table.add_row(name, value)
     total = f["ms_per_token"]
-    table.add_section()
-    for category, ms in f["breakdown_ms"].items():
-        table.add_row(f"  {category.replace('_', '/')}", f"{ms:.3f} ms  {ms / total:6.1%}")
-    out = StringIO()
-    console = Console(file=out, width=110, color_system=None, highlight=False)
-    console.print(title, markup=False)
-    console.print(table)
-    return out.getvalue()
+    breakdown = [(f"  {category.replace('_', '/')}", f"{ms:.3f} ms  {ms / total:6.1%}")
+                 for category, ms in f["breakdown_ms"].items()]
+    return _figure_table(title, [rows, _request_rows(f), _speculation_rows(f), breakdown])
 
 
 def format_calls(calls: float) -> str:
