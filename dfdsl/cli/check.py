@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dfdsl import stream
 from dfdsl.cli.options import add_run_settings, overrides
 from dfdsl.dialects import df
 from dfdsl.driver import load_model
@@ -13,7 +14,8 @@ from dfdsl.driver import load_model
 def add_parser(sub) -> None:
     p = sub.add_parser("check", help="parse and verify a model, nothing else",
                        description="Parse a .dfl file, check it, and generate its df IR (which must verify): "
-                                   "its decode step, and its prefill and draft model when the run has them.")
+                                   "its decode step, and its prefill and draft model when the run has them; with a "
+                                   "`compose` block, every expert model and the request file.")
     p.add_argument("file", metavar="MODEL.dfl")
     add_run_settings(p)
     p.set_defaults(func=main)
@@ -31,6 +33,15 @@ def main(args: argparse.Namespace) -> int:
             if each is not None:
                 each.prefill_module().verify()
     extra = (f", prompt {run.prompt}" if run.prompt else "") + (f", draft {draft.resolved.name}" if draft else "")
+    composition = model.composition
+    if composition is not None:
+        # Every expert model generates verified IR, and a request file reads without error.
+        for name in composition.models:
+            model.expert(name).module.verify()
+        if composition.stream.kind == "file":
+            stream.read(composition.stream, composition.expert_count)
+        extra += (f", composition {composition.name} of {composition.expert_count} experts "
+                  f"({', '.join(composition.models)})")
     print(f"{args.file}: ok: model {model.resolved.name}, {layer_calls} layer calls, "
           f"{len(model.resolved.layers)} kind(s) of layer, run at batch {run.batch}, "
           f"context {run.context}{extra}, {run.sockets} socket(s) of {run.target}")

@@ -120,6 +120,9 @@ def main(args: argparse.Namespace) -> int:
         return _compare_targets(args, path, values)
     if args.plot:
         raise UsageError("--plot goes with --targets")
+    if compare.is_composition(path, values):
+        raise UsageError("a composition is compared across machines: give --targets, e.g. "
+                         "--targets sn40l:8,dgx-h100,dgx-a100")
     outcomes = compare.simulate_configs(path, values, compare.configurations(args.sockets, args.variants),
                                         args.hardware or "")
     rows = compare_view.table_rows(outcomes)
