@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list of the rows' reports")
     parser.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
     add_run_settings(parser, sockets=False)
+    parser.add_argument("--experts", type=int, metavar="N",
+                        help="with --targets, for a composition: its expert count, replacing the file's")
     add_lowering_options(parser, fusion=False)
 
 
@@ -115,6 +117,8 @@ def main(args: argparse.Namespace) -> int:
     """`dfdsl compare`: prints the table (or JSON); exit code 1 if a row hit a bug in dfdsl."""
     path = Path(args.file)
     values = {k: v for k, v in overrides(args).items() if k != "sockets"}  # --sockets is a list here
+    if getattr(args, "experts", None) is not None:
+        values["experts"] = args.experts
     distinct_outputs({"-o": args.output, "--plot": args.plot})
     if args.targets:
         return _compare_targets(args, path, values)
