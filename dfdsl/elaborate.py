@@ -861,7 +861,16 @@ class _Resolver:
     def stream(self, binding: ast.ComposeBinding, count: int) -> StreamSpec | None:
         value = binding.value
         if isinstance(value, str):
-            path = (self.program.main.path.parent / value)
+            folder = self.program.main.path.parent
+            path = folder / value
+            try:
+                inside = path.resolve().is_relative_to(folder.resolve())
+            except OSError:  # a name too long for the file system, a loop of links
+                inside = False
+            if not inside:
+                self.errors.error("E016", f"the request file `{value}` is not under {folder}", binding.value_span,
+                                  "a request file lives under the .dfl file's folder, as an import does")
+                return None
             if path.suffix not in (".csv", ".jsonl"):
                 self.errors.error("E016", f"a request file is .csv or .jsonl, not `{value}`", binding.value_span,
                                   'e.g. `requests = "stream.csv"` with the columns expert, prompt, tokens')

@@ -174,6 +174,8 @@ def test_a_composition_resolves_its_roles(tmp_path):
     ("requests = zipf(skew = 1.0, seed = 3)", "requests = zipf(skew = 1.0, seeds = 3)", "E016",
      "`zipf` has no setting `seeds`"),
     ("router = small", "router = 3", "E016", "`router` names a model of the file"),
+    ("requests = zipf(skew = 1.0, seed = 3)\n  count = 20", 'requests = "../outside.csv"', "E016",
+     "the request file `../outside.csv` is not under"),
     ("experts = small * 3 + large * 2", "experts = small * 0", "E016", "an expert count is 0"),
     ("place { router -> hbm", "place { router -> sram", "E011", "a composition's router live in hbm or ddr"),
 ])
@@ -285,3 +287,28 @@ def test_compare_targets_json_is_a_list_of_reports(tmp_path, capsys):
 def test_run_with_experts_on_a_plain_model_is_an_error(capsys):
     assert main(["run", str(EXAMPLES / "llama2_7b.dfl"), "--experts", "3"]) == 2
     assert "the file has no `compose` block" in capsys.readouterr().err
+
+
+def _reference_lru(stream: list[int], slots: int) -> tuple[list[bool], int]:
+    """LRU as a list, most recent last: the plainest statement of the policy."""
+    resident: list[int] = []
+    hits, evictions = [], 0
+    for expert in stream:
+        hits.append(expert in resident)
+        if expert in resident:
+            resident.remove(expert)
+        elif len(resident) == slots:
+            resident.pop(0)
+            evictions += 1
+        resident.append(expert)
+    return hits, evictions
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_lru_agrees_with_a_plain_list_on_random_streams(seed):
+    rng = np.random.default_rng(seed)
+    experts, slots = int(rng.integers(1, 12)), int(rng.integers(1, 6))
+    stream = rng.integers(0, experts, 200).tolist()
+    found = lru(stream, slots)
+    hits, evictions = _reference_lru(stream, slots)
+    assert found.hits.tolist() == hits and found.evictions == evictions
