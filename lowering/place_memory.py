@@ -133,7 +133,8 @@ def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
     for g in groups:
         if g.tier == tier:
             by_class[g.tensor_class] += g.bytes_per_socket
-            dtypes.add(g.dtype)
+            if g.tensor_class in SPILL_PRIORITY:  # the model's dtype, not its token ids'
+                dtypes.add(g.dtype)
     per_socket = sum(by_class.values())
     parts = ", ".join(f"{_amount(b)} of {'KV cache' if c == df.KvCacheOp.PLACEMENT_CLASS else c}"
                       for c, b in sorted(by_class.items(), key=lambda item: -item[1]) if b)
