@@ -96,3 +96,26 @@ def test_lower_for_a_gpu_target_emits_the_nv_program(capsys):
     assert "nv.program @llama3_1_8b" in out and out.count("nv.all_reduce") == 64
     assert main(["lower", MODEL, "--target", "dgx-h100", "--emit", "looped"]) == 2
     assert "dgx_h100 is a GPU: its stages are df, fused, nv" in capsys.readouterr().err
+
+
+def test_an_unknown_argument_of_a_subcommand_prints_that_subcommands_usage(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", MODEL, "--bogus"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("usage: dfdsl sweep ") and "--kernel-looping" in err
+    assert "dfdsl sweep: error: unrecognized arguments: --bogus" in err
+
+
+def test_a_bad_pass_option_is_named_as_a_pipeline_writes_it(capsys):
+    mlir = str(ROOT / "tests" / "filecheck" / "kernel-looping" / "llama-32-layers.mlir")
+    assert main(["opt", mlir, "-p", "kernel-looping{min_call=3}"]) == 2
+    err = capsys.readouterr().err
+    assert '["min-calls", "remarks"]' in err and "kernel-looping takes min-calls, remarks" in err
+    assert "min_calls" not in err
+
+
+def test_titles_say_what_a_run_ran_on_as_the_user_spells_it(capsys):
+    assert main(["run", MODEL, "--target", "dgx-h100", "--tokens", "2"]) == 0
+    assert capsys.readouterr().out.startswith("llama3_1_8b on 8 GPUs of dgx-h100 · batch 1")
+    assert main(["run", MODEL, "--sockets", "1", "--tokens", "2"]) == 0
+    assert capsys.readouterr().out.startswith("llama3_1_8b on 1 socket of sn40l · batch 1")

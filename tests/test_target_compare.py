@@ -14,8 +14,11 @@ MODEL = str(Path(__file__).parent.parent / "examples" / "llama3_1_8b.dfl")
 
 
 def test_parse_targets():
-    assert parse_targets("sn40l:8, sn40l:16,dgx-h100") == [
-        TargetSpec("sn40l", 8), TargetSpec("sn40l", 16), TargetSpec("dgx_h100", None)]
+    specs = parse_targets("sn40l:8, sn40l:16,dgx-h100")
+    assert specs == [TargetSpec("sn40l", 8, "sn40l"), TargetSpec("sn40l", 16, "sn40l"),
+                     TargetSpec("dgx_h100", None, "dgx-h100")]
+    # Labels keep the user's spelling.
+    assert [s.label for s in specs] == ["sn40l:8", "sn40l:16", "dgx-h100"]
     with pytest.raises(ValueError, match="bad socket count"):
         parse_targets("sn40l:x")
 

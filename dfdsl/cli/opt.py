@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from xdsl.utils.exceptions import ParseError
 from dfdsl.ast import Span
 from dfdsl.cli.output import UsageError, emit, print_ir, read_text
 from dfdsl.diagnostics import DfslError, Diagnostic
-from dfdsl.lowering.pipeline import PASSES, context, pass_loader
+from dfdsl.lowering.pipeline import PASSES, context, pass_class, pass_loader
 from dfdsl.lowering.stages import apply_checked
 
 
@@ -27,6 +29,33 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
     p.add_argument("--generic", action="store_true", help="print the generic form of every op")
     p.set_defaults(func=main)
+
+
+def _named(spec: str) -> list[str]:
+    """The passes of ours a pipeline spec names, in order."""
+    return [name for name in PASSES if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", spec)]
+
+
+def _options_of(spec: str) -> str:
+    """What the passes named in `spec` take, as a pipeline spells it (`kernel-looping{min-calls=N}`)."""
+    named = _named(spec)
+    if not named:
+        return "passes are " + ", ".join(PASSES)
+    takes = [f"{name} takes {', '.join(option for option, _ in _fields(name)) or 'no options'}" for name in named]
+    return "; ".join(takes)
+
+
+def _fields(name: str) -> list[tuple[str, str]]:
+    """(option as written, field name) of each option of pass `name`: `min-calls`, `min_calls`."""
+    return [(f.name.replace("_", "-"), f.name) for f in dataclasses.fields(pass_class(name))]
+
+
+def _as_written(message: str, spec: str) -> str:
+    """xDSL's message with each option named as a pipeline writes it (`min-calls`, not `min_calls`)."""
+    for name in _named(spec):
+        for option, field in _fields(name):
+            message = message.replace(f'"{field}"', f'"{option}"')
+    return message
 
 
 def main(args: argparse.Namespace) -> int:
@@ -47,8 +76,8 @@ def main(args: argparse.Namespace) -> int:
         try:
             pipeline = PassPipeline.parse_spec(available, args.passes)
         except Exception as err:  # xDSL reports a bad spec as ValueError or its own exceptions
-            raise UsageError(f"bad pass pipeline {args.passes!r}: {err}; passes are "
-                             + ", ".join(PASSES)) from None
+            raise UsageError(f"bad pass pipeline {args.passes!r}: {_as_written(str(err), args.passes)}; "
+                             f"{_options_of(args.passes)}") from None
         for p in pipeline.passes:
             apply_checked(p, ctx, module)
     emit(print_ir(module, args.generic), args.output, [path])
