@@ -136,7 +136,7 @@ def render_table(report: Report) -> str:
     for category, ms in f["breakdown_ms"].items():
         table.add_row(f"  {category.replace('_', '/')}", f"{ms:.3f} ms  {ms / total:6.1%}")
     out = StringIO()
-    console = Console(file=out, width=110, color_system=None, highlight=False)
+    console = Console(file=out, width=120, color_system=None, highlight=False)
     console.print(title, markup=False)
     console.print(table)
     return out.getvalue()

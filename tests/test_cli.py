@@ -119,3 +119,16 @@ def test_titles_say_what_a_run_ran_on_as_the_user_spells_it(capsys):
     assert capsys.readouterr().out.startswith("llama3_1_8b on 8 GPUs of dgx-h100 · batch 1")
     assert main(["run", MODEL, "--sockets", "1", "--tokens", "2"]) == 0
     assert capsys.readouterr().out.startswith("llama3_1_8b on 1 socket of sn40l · batch 1")
+
+
+def test_init_lays_out_a_folder_once_and_leaves_what_is_there(tmp_path, capsys):
+    assert main(["init", str(tmp_path / "work")]) == 0
+    assert capsys.readouterr().out.startswith("wrote mymodels/, hf/, filecheck/, filecheck/lit.cfg.py, 8 Hugging")
+    config = tmp_path / "work" / "hf" / "Mistral-7B-v0.3.json"
+    config.write_text("{}")
+    assert main(["init", str(tmp_path / "work")]) == 0
+    assert capsys.readouterr().out.startswith("nothing to write")
+    assert config.read_text() == "{}"
+    (tmp_path / "file").write_text("")
+    assert main(["init", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

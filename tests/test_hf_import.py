@@ -20,7 +20,7 @@ from dfdsl.parser import parse_text
 from dfdsl.sim.interpreter import simulate
 
 ROOT = Path(__file__).parent.parent
-CONFIGS = ROOT / "tests" / "data" / "hf"
+CONFIGS = ROOT / "dfdsl" / "hf_configs"
 SHIPPED = sorted(CONFIGS.glob("*.json"))
 
 

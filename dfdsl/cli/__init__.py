@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from dfdsl import __version__
-from dfdsl.cli import check, compare, import_hf, lower, opt, run, sweep, validate
+from dfdsl.cli import check, compare, import_hf, init, lower, opt, run, sweep, validate
 from dfdsl.cli.output import USAGE_CODE, UsageError
 from dfdsl.diagnostics import DfslError
 from dfdsl.hardware import HardwareError
 
 HARDWARE_CODE = "E023"
-COMMANDS = (check, lower, run, compare, validate, sweep, import_hf, opt)
+COMMANDS = (init, check, lower, run, compare, validate, sweep, import_hf, opt)
 """Each subcommand's module, in the order `--help` lists them."""
 
 
