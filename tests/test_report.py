@@ -90,6 +90,27 @@ def test_the_table_shows_the_report_figures():
     assert f"{report['peak_fraction']:.1%}" in text
 
 
+def test_a_moe_report_shows_the_parameters_held_and_the_bytes_read_apart_and_they_add_up():
+    report = _report("mixtral_8x7b")
+    f = report.figures
+    assert f["bytes_per_token"] < 0.3 * f["param_bytes"]  # 2 of 8 experts per layer at batch 1
+    assert f["bytes_per_token"] == pytest.approx(f["weight_bytes_read"] + f["kv_bytes"], abs=2)
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in render_table(report).splitlines() if line.count("│") == 3}
+    assert rows["parameters held"] == f"{f['param_bytes'] / 1e9:,.2f} GB"
+    assert rows["bytes a step must read"] == (f"{f['bytes_per_token'] / 1e9:,.2f} GB  ({f['weight_bytes_read'] / 1e9:,.2f} "
+                                              f"GB weights + {f['kv_bytes'] / 1e9:,.2f} GB KV)")
+
+
+def test_bound_names_the_largest_part_of_the_breakdown():
+    """Llama 3.1 8B on 16 sockets at batch 1,024: FLOPs per byte is past the ridge, but the
+    all-reduces of 1,024 sequences take most of the step."""
+    figures = _report_at("llama3_1_8b", 16, True, batch=1024, context=128)
+    assert figures["flops_per_byte"] > figures["ridge_flops_per_byte"]
+    assert figures["bound"] == "collective" == max(figures["breakdown_ms"], key=figures["breakdown_ms"].get)
+    assert _report_at("llama3_1_8b", 8, True, batch=1, context=4096)["bound"] == "stream"
+
+
 # -- invariants over run settings ---------------------------------------------------------------
 
 
