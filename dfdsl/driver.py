@@ -182,12 +182,12 @@ class Compiler:
         module = model.module.clone()
         _with_settings(module, settings)
         advice = advise(module, model.hardware)
-        unit = f"{model.hardware.unit}s"
+        unit = model.hardware.unit
         if advice.counts:
-            return (f"use {counts_text(advice.counts)} {unit}: with those, every split divides and every "
-                    f"{model.hardware.unit} holds its tensors")
-        why = (f"no {unit[:-1]} count works: the splits divide over {counts_text(advice.shardable)} {unit}, and "
-               "at none of them do the tensors fit as placed")
+            return (f"use {counts_text(advice.counts, unit)}: with those, every split divides and every "
+                    f"{unit} holds its tensors")
+        why = (f"no {unit} count works: the splits divide over {counts_text(advice.shardable, unit)}, and at "
+               "none of them do the tensors fit as placed")
         if advice.placement is None:
             return why + ", nor with KV caches or weights in DDR: use a smaller dtype, batch or context"
         tensor_class, tier, count = advice.placement
@@ -199,8 +199,8 @@ class Compiler:
             cost = f", at {ms:,.3f} ms per token"
         except DiagnosticException:
             cost = ""
-        return (f"{why}. With `{tensor_class} -> {tier}` in the file's `place` block it runs on {count} "
-                f"{unit if count > 1 else unit[:-1]}{cost}")
+        return (f"{why}. With `{tensor_class} -> {tier}` in the file's `place` block it runs on "
+                f"{counts_text([count], unit)}{cost}")
 
     def _keep(self, key: tuple, module: ModuleOp) -> None:
         self._stages[key] = module

@@ -287,17 +287,19 @@ def _malformed_number(path: Path, source: str, before: tuple[int, int]) -> Diagn
             return None
         digits, rest = match.group(1), match.group(2)
         span = ast.Span(path, line, column, line, column + len(match.group()))
+        text = match.group() if len(match.group()) <= 24 else match.group()[:20] + "..."
         if rest.startswith("."):
-            return Diagnostic("E001", f"`{match.group()}` is not an integer: sizes and settings are whole "
-                              "numbers", span, f"write a whole number, e.g. `{digits}`")
-        value = int(digits.replace("_", ""))
-        if rest.lower() in _UNITS:
+            return Diagnostic("E001", f"`{text}` is not an integer: sizes and settings are whole "
+                              "numbers", span, f"write a whole number, e.g. `{digits[:20]}`")
+        # A number of thousands of digits is a mistake of another kind: no conversion for it.
+        value = int(digits.replace("_", "")) if len(digits) <= 18 else 0
+        if rest.lower() in _UNITS and value:
             power = _UNITS.index(rest.lower()) + 1
             fix = (f"write `{value * 1024 ** power}` (or `{value} * {1024 ** power}`) if you count in "
                    f"binary units, as context lengths are, or `{value * 1000 ** power}` in decimal ones")
         else:
             fix = "write the number out in full, e.g. `1_000_000`"
-        return Diagnostic("E001", f"`{match.group()}` is not a number: sizes are written as integers, "
+        return Diagnostic("E001", f"`{text}` is not a number: sizes are written as integers, "
                           "without units or exponents", span, fix)
     return None
 

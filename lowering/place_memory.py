@@ -139,7 +139,7 @@ def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
     parts = ", ".join(f"{_amount(b)} of {'KV cache' if c == df.KvCacheOp.PLACEMENT_CLASS else c}"
                       for c, b in sorted(by_class.items(), key=lambda item: -item[1]) if b)
     dtype = f" in {dtypes.pop().upper()}" if len(dtypes) == 1 else ""
-    where = "its socket" if sockets == 1 else f"each of its {sockets} sockets"
+    where = f"its {hw.unit}" if sockets == 1 else f"each of its {sockets} {hw.unit}s"
     fixes = []
     slower = TIER_ORDER.index(tier) + 1
     if slower < len(TIER_ORDER):

@@ -44,10 +44,11 @@ MAX_SOCKETS = 1024
 """The largest socket count a hint considers (the largest a run may ask for)."""
 
 
-def counts_text(counts: Sequence[int]) -> str:
-    """`1, 2 or 4`."""
+def counts_text(counts: Sequence[int], unit: str = "socket") -> str:
+    """`1, 2 or 4 sockets`, `1 socket`."""
     words = [str(n) for n in counts]
-    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
+    listed = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
+    return f"{listed} {unit}{'' if list(counts) == [1] else 's'}"
 
 
 @dataclass
@@ -337,7 +338,7 @@ class ShardTensorParallel(StagedPass):
                 plans = _plans(op, graph, sockets)
             except ShardingError as err:
                 counts = counts_text(shardable_counts(op))
-                raise ShardingError(err.problem, f"every split divides over {counts} sockets") from None
+                raise ShardingError(err.problem, f"every split divides over {counts}") from None
             _apply_plans(plans)
         graph.properties["tp"] = IntegerAttr(sockets, 64)
 

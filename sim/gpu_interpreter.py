@@ -189,7 +189,7 @@ def simulate_gpu(module: ModuleOp, hardware: GpuHardware | str, *, batch: int | 
     if gpus > hw.node.gpus:
         raise TargetMismatchError(
             f"{hw.name} has {hw.node.gpus} GPUs per node and the program runs on {gpus}: tensor "
-            f"parallelism across nodes is not modelled; use at most {hw.node.gpus} sockets"
+            f"parallelism across nodes is not modelled; use at most {hw.node.gpus} (--sockets counts GPUs here)"
         )
     calls = interpret_step(module)
     run = timing.run(calls, hw, batch, context, tokens, launch_timing)

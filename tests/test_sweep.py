@@ -43,7 +43,8 @@ def test_rows_follow_the_points_and_hardware_values_change_the_result():
 def test_a_point_that_does_not_fit_is_a_row_with_its_error():
     rows = sweep.run_sweep(ROOT / "examples" / "llama3_1_405b.dfl",
                            sweep.make_points(axes(sockets=[8]), {}), workers=1)
-    assert "8 sockets have 512.0 GB of hbm" in rows[0]["error"]
+    assert "each of its 8 sockets must hold 105.2 GB there" in rows[0]["error"]
+    assert "use 16, 32, 64 or 128 sockets" in rows[0]["error"]
 
 
 def test_unknown_hardware_keys_are_named():
