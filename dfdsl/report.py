@@ -85,10 +85,9 @@ def make_report(result: SimResult, fp: Footprint, hardware: Hardware | GpuHardwa
     return Report(figures, result.timeline)
 
 
-def machine_label(figures: dict) -> str:
+def machine_label(count: int, unit: str, target: str) -> str:
     """`8 sockets of sn40l`, `8 GPUs of dgx-h100`: what a run ran on, for titles."""
-    count = figures["sockets"]
-    return f"{count} {figures['unit']}{'' if count == 1 else 's'} of {display_name(figures['target'])}"
+    return f"{count} {unit}{'' if count == 1 else 's'} of {display_name(target)}"
 
 
 def _gb(n: float) -> str:
@@ -103,7 +102,7 @@ def render_table(report: Report) -> str:
     from rich.table import Table
 
     f = report.figures
-    title = (f"{f['model']} on {machine_label(f)} · batch {f['batch']} · context {f['context']:,} · "
+    title = (f"{f['model']} on {machine_label(f['sockets'], f['unit'], f['target'])} · batch {f['batch']} · context {f['context']:,} · "
              f"{f['tokens']} tokens · fusion {f['fusion']} · kernel looping "
              f"{'on' if f['kernel_looping'] else 'off'}")
     table = Table(show_header=False)

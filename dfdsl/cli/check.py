@@ -8,6 +8,7 @@ from pathlib import Path
 from dfdsl.cli.options import add_run_settings, overrides
 from dfdsl.dialects import df
 from dfdsl.driver import load_model
+from dfdsl.report import machine_label
 
 
 def add_parser(sub) -> None:
@@ -25,5 +26,5 @@ def main(args: argparse.Namespace) -> int:
     run = model.resolved.run
     print(f"{args.file}: ok: model {model.resolved.name}, {layer_calls} layer calls, "
           f"{len(model.resolved.layers)} kind(s) of layer, run at batch {run.batch}, "
-          f"context {run.context}, {run.sockets} socket(s) of {run.target}")
+          f"context {run.context}, on {machine_label(run.sockets, model.hardware.unit, run.target)}")
     return 0
