@@ -11,7 +11,7 @@ import pytest
 from df_models import tiny_llama, tiny_moe
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, StringAttr
 
 from dfdsl.cli import main as cli_main
 from dfdsl.dialects import df
@@ -35,11 +35,13 @@ run decode { batch = 1; context = 4096; tokens = 2; target = sn40l(sockets = 16)
 """
 
 
-def _hardware(folder: Path, hbm_bytes: int) -> Path:
-    """The SN40L file with `hbm_bytes` of HBM per socket."""
+def _hardware(folder: Path, hbm_bytes: int, ddr_bytes: int = 1_500_000_000_000) -> Path:
+    """The SN40L file with `hbm_bytes` of HBM and `ddr_bytes` of DDR per socket."""
     text = (resources.files("dfdsl.hardware") / "sn40l.toml").read_text(encoding="utf-8")
-    path = folder / f"sn40l_{hbm_bytes}.toml"
-    path.write_text(text.replace("capacity_bytes = 64000000000", f"capacity_bytes = {hbm_bytes}"), encoding="utf-8")
+    text = text.replace("capacity_bytes = 64000000000", f"capacity_bytes = {hbm_bytes}")
+    text = text.replace("capacity_bytes = 1500000000000", f"capacity_bytes = {ddr_bytes}")
+    path = folder / f"sn40l_{hbm_bytes}_{ddr_bytes}.toml"
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -65,10 +67,14 @@ def _check_every_suggestion(front: ModuleOp, hardware: Path) -> int:
     return checked
 
 
-def _with_run(module: ModuleOp, **values: int) -> ModuleOp:
+def _with_run(module: ModuleOp, explicit: tuple[str, ...] = (), **values: int) -> ModuleOp:
+    """`module` with the run's sizes set, and the tensor classes `explicit` placed as a file would
+    place them (explicitly: they never spill)."""
     graph = df.the_graph(module, "test")
     for key, value in values.items():
         graph.properties[key] = IntegerAttr(value, 64)
+    if explicit:
+        graph.properties["explicit_tiers"] = ArrayAttr(StringAttr(c) for c in explicit)
     return module
 
 
@@ -97,21 +103,25 @@ def test_when_no_socket_count_holds_the_kv_cache_the_message_offers_ddr_with_its
     assert "With `kv_cache -> ddr` in the file's `place` block it runs on" in err and "ms per token" in err
 
 
-# Tiny models and a machine with little HBM, so that capacity binds as it does for real models:
-# KV heads replicated past their count, experts, every split's divisibility.
+# Tiny models and a machine with little memory, so that capacity binds as it does for real models:
+# KV heads replicated past their count, experts, every split's divisibility, classes the file
+# placed (which never spill).
 HBM_CHOICES = (200_000, 600_000, 2_000_000, 20_000_000)
+DDR_CHOICES = (2_000_000, 50_000_000, 1_500_000_000_000)
+EXPLICIT_CHOICES = ((), ("kv_cache",), ("weights", "kv_cache"))
 
 
 @settings(max_examples=25, deadline=None)
 @given(build=st.sampled_from((tiny_llama, tiny_moe)), heads=st.sampled_from((2, 4, 6, 8, 12)),
        kv_heads=st.sampled_from((1, 2, 4)), ffn=st.sampled_from((48, 64, 96, 128)),
        sockets=st.sampled_from((2, 3, 4, 6, 8, 16)), batch=st.integers(1, 64), context=st.integers(1, 20_000),
-       hbm=st.sampled_from(HBM_CHOICES))
-def test_every_suggestion_compiles(tmp_path_factory, build, heads, kv_heads, ffn, sockets, batch, context, hbm):
+       hbm=st.sampled_from(HBM_CHOICES), ddr=st.sampled_from(DDR_CHOICES), explicit=st.sampled_from(EXPLICIT_CHOICES))
+def test_every_suggestion_compiles(tmp_path_factory, build, heads, kv_heads, ffn, sockets, batch, context, hbm, ddr,
+                                   explicit):
     assume(heads % kv_heads == 0)
     front = _with_run(build(2, heads=heads, kv_heads=kv_heads, ffn=ffn, expert_ffn=ffn, head_dim=8, hidden=48,
-                            vocab=96), batch=batch, context=context)
-    hardware = _hardware(tmp_path_factory.getbasetemp(), hbm)
+                            vocab=96), explicit, batch=batch, context=context)
+    hardware = _hardware(tmp_path_factory.getbasetemp(), hbm, ddr)
     try:
         _compile(front, sockets, hardware)
     except (ShardingError, CapacityError):
