@@ -109,7 +109,9 @@ class Calibration:
     @property
     def claims_fraction(self) -> float:
         """The looped run's fraction of the roofline as the published claims count it."""
-        return claims_fraction(self.looped.report)  # type: ignore[arg-type]
+        report = self.looped.report
+        assert report is not None, "a calibration holds runs that ran"
+        return claims_fraction(report)
 
     @property
     def hbm_efficiency(self) -> float | None:

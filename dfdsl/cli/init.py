@@ -47,8 +47,8 @@ def main(args: argparse.Namespace) -> int:
     if root.exists() and not root.is_dir():
         raise UsageError(f"{root} is a file, not a folder")
     files: dict[Path, str] = {Path("filecheck") / "lit.cfg.py": LIT_CONFIG}
-    configs = resources.files("dfdsl.hf_configs")
-    for entry in sorted(configs.iterdir(), key=lambda e: e.name):
+    bundled = resources.files("dfdsl.hf_configs")
+    for entry in sorted(bundled.iterdir(), key=lambda e: e.name):
         if entry.name.endswith((".json", ".md")):
             files[Path("hf") / entry.name] = entry.read_text(encoding="utf-8")
     written = []
