@@ -9,6 +9,7 @@ from dfdsl import stream
 from dfdsl.cli.options import add_run_settings, overrides
 from dfdsl.dialects import df
 from dfdsl.driver import load_model
+from dfdsl.report import machine_label
 
 
 def add_parser(sub) -> None:
@@ -44,5 +45,5 @@ def main(args: argparse.Namespace) -> int:
                   f"({', '.join(composition.models)})")
     print(f"{args.file}: ok: model {model.resolved.name}, {layer_calls} layer calls, "
           f"{len(model.resolved.layers)} kind(s) of layer, run at batch {run.batch}, "
-          f"context {run.context}{extra}, {run.sockets} socket(s) of {run.target}")
+          f"context {run.context}{extra}, on {machine_label(run.sockets, model.hardware.unit, run.target)}")
     return 0
