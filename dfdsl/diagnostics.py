@@ -56,6 +56,7 @@ ERROR_CODES: dict[str, str] = {
     "E029": "the Dask scheduler cannot be reached",
     "E030": "a program dfdsl runs is missing or failed",
     "E031": "out of memory",
+    "E032": "bad measurements file",
 }
 """Every code dfdsl emits, with a one-line title (docs/errors.md holds examples and fixes).
 E001-E019 come from the front end, located in the .dfl file; E020-E027 from lowering, the
