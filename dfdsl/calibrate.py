@@ -636,7 +636,7 @@ def fitted_toml(base_text: str, base_name: str, values: Mapping[str, float], mea
     layout kept, each changed value commented with the file it was fitted to and the date; checked
     to read back (`parse_hardware`) with exactly the fitted values."""
     import tomlkit
-    from tomlkit.items import Table
+    from tomlkit.items import Float, Table, Trivia
 
     document = tomlkit.parse(files.normalize(base_text))
     for path, value in values.items():
@@ -644,9 +644,12 @@ def fitted_toml(base_text: str, base_name: str, values: Mapping[str, float], mea
         leaf = path.rsplit(".", 1)[-1]
         old = table[leaf]
         was = format_value(float(old))
-        item = tomlkit.item(value)
+        raw = format_value(value)
+        item = Float(value, Trivia(), raw if any(c in raw for c in ".en") else f"{raw}.0")
         kept = old.trivia.comment.lstrip("#").strip() if hasattr(old, "trivia") else ""
         item.comment(f"fitted by dfdsl calibrate to {measured} on {when} (was {was})" + (f"; {kept}" if kept else ""))
+        if kept:  # aligned as the comment it replaces
+            item.trivia.comment_ws = old.trivia.comment_ws
         assert isinstance(table, Table | tomlkit.TOMLDocument)
         table[leaf] = item
     header = (f"# Fitted by `dfdsl calibrate` to {measured} on {when}: the values marked `fitted` below\n"
