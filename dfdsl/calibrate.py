@@ -555,7 +555,7 @@ def fit(predictor: Predictor, *, tolerance: float = DEFAULT_TOLERANCE, loo: bool
             others = [j for j in everything if j != i]
             u_i = solve(others, np.clip(u, low + inside, high - inside))
             loo_ms[i] = float(predictor(np.exp(u_i)[None, :], [i])[0, i])
-    fitted_params, singular = _identify(params, fitted, jac, tolerance)
+    fitted_params, singular = _identify(params, fitted, jac, tolerance, predictor.points[0].model.hardware.kind)
     # A value no point depends on keeps the base file's: the points say nothing about it.
     unseen = [j for j, p in enumerate(fitted_params) if p.why == NO_DEPENDENCE]
     for j in unseen:
@@ -570,7 +570,7 @@ def fit(predictor: Predictor, *, tolerance: float = DEFAULT_TOLERANCE, loo: bool
 
 
 def _identify(params: Sequence[Parameter], fitted: NDArray[np.float64], jac: NDArray[np.float64],
-              tolerance: float) -> tuple[list[FittedParameter], tuple[float, ...]]:
+              tolerance: float, kind: str) -> tuple[list[FittedParameter], tuple[float, ...]]:
     """Each parameter's range within the tolerance and whether the data pin it down (see the
     module's docstring), from the Jacobian of the relative errors in the parameters' logarithms."""
     m, n = jac.shape
@@ -604,15 +604,19 @@ def _identify(params: Sequence[Parameter], fitted: NDArray[np.float64], jac: NDA
             lo, hi = max(value * math.exp(-width), p.low), min(value * math.exp(width), p.high)
             why = "" if math.exp(width) <= PINNED_FACTOR else (
                 f"values from {format_value(_round(lo))} to {format_value(_round(hi))} fit within the tolerance")
-        found.append(FittedParameter(p.name, _dotted(p.path), p.base, value, p.low, p.high, at_bound, lo, hi,
+        found.append(FittedParameter(p.name, _dotted(p.path, kind), p.base, value, p.low, p.high, at_bound, lo, hi,
                                      not why, why))
     return found, tuple(float(v) for v in s)
 
 
-def _dotted(path: str) -> str:
-    """An attribute path as its key reads in the report (`hbm.x` is `memory.hbm.x`)."""
-    head = path.split(".", 1)[0]
-    return f"memory.{path}" if head in ("hbm", "ddr") else path
+def _dotted(path: str, kind: str) -> str:
+    """An attribute path as the hardware file writes its key (`hbm.x` is `memory.hbm.x`; a GPU
+    file's `assumptions.x` is `gpu_assumptions.x`, its `chip.x` is `gpu.x`)."""
+    head, _, rest = path.partition(".")
+    sections = {"hbm": "memory.hbm", "ddr": "memory.ddr"}
+    if kind == "gpu":
+        sections |= {"assumptions": "gpu_assumptions", "chip": "gpu"}
+    return f"{sections.get(head, head)}.{rest}"
 
 
 def check_fitted(base: Hardware | GpuHardware, values: Mapping[str, float]) -> Hardware | GpuHardware:
@@ -740,12 +744,12 @@ def render_report(result: Fit, *, measured: str, hardware: str, output: str) -> 
     for header in ("line", "model", "settings", "measured ms", "base ms", "fitted ms", "residual", "LOO ms",
                    "LOO residual"):
         points.add_column(header, justify="left" if header in ("model", "settings") else "right")
-    for p in result.points:
-        m = p.measurement
+    for point in result.points:
+        m, loo_residual = point.measurement, point.loo_residual
         points.add_row(str(m.line), m.model.name, m.settings_text() or "the file's", f"{m.ms_per_token:.4g}",
-                       f"{p.base_ms:.4g}", f"{p.fitted_ms:.4g}", f"{p.residual:+.1%}",
-                       "—" if p.loo_ms is None else f"{p.loo_ms:.4g}",
-                       "—" if p.loo_residual is None else f"{p.loo_residual:+.1%}")
+                       f"{point.base_ms:.4g}", f"{point.fitted_ms:.4g}", f"{point.residual:+.1%}",
+                       "—" if point.loo_ms is None else f"{point.loo_ms:.4g}",
+                       "—" if loo_residual is None else f"{loo_residual:+.1%}")
     loo = result.loo_rms
     lines = [
         f"RMS residual: {result.base_rms:.1%} with the base values, {result.rms:.1%} fitted; "
