@@ -87,7 +87,7 @@ RCOND = 1e-6
 """Singular values below this fraction of the largest span directions the data cannot see."""
 STEP = 1e-4
 """The finite-difference step in the logarithm of a parameter (0.01%)."""
-NO_DEPENDENCE = "no point depends on it (its value is kept)"
+NO_DEPENDENCE = "no point depends on it near these values (its value is kept)"
 SIGNIFICANT = 4
 """Digits a fitted value is written with; the residuals reported are those of the written values."""
 
