@@ -23,10 +23,11 @@ HEADER = "model,target,sockets,batch,context,tokens,ms_per_token,source\n"
 
 
 def true_machine(folder: Path, base: str, changes: dict[str, str]) -> Path:
-    """A copy of a bundled hardware file with some values changed (key: new value as written)."""
+    """A copy of a bundled hardware file with some values changed (key: new value as written; the
+    first line that sets the key, so `bandwidth_bytes_per_s` is HBM's)."""
     text, _, _ = hardware_text(base)
     for key, value in changes.items():
-        text, count = re.subn(rf"(?m)^({key}\s*=\s*)\S+", rf"\g<1>{value}", text)
+        text, count = re.subn(rf"(?m)^({key}\s*=\s*)\S+", rf"\g<1>{value}", text, count=1)
         assert count == 1, key
     path = folder / f"true_{base}.toml"
     path.write_text(text, encoding="utf-8")
@@ -83,20 +84,23 @@ def test_recovers_known_rdu_parameters(tmp_path, capsys):
 
 
 def test_recovers_known_gpu_parameters(tmp_path, capsys):
-    truth = true_machine(tmp_path, "dgx_h100", {"stream_efficiency": "0.75", "host_per_token_s": "40e-6"})
+    # Keys every GPU file has, however its kernels are priced: the HBM's bandwidth, the host's time per token.
+    truth = true_machine(tmp_path, "dgx_h100", {"bandwidth_bytes_per_s": "3.0e12", "host_per_token_s": "40e-6"})
     csv = synthetic_csv(tmp_path, truth, "dgx_h100", [
         ("llama3_1_8b.dfl", 1, 1, 4096), ("llama3_1_8b.dfl", 2, 1, 4096), ("llama3_1_8b.dfl", 8, 1, 4096),
         ("llama3_1_8b.dfl", 8, 8, 1024),
     ])
     out = tmp_path / "fitted_gpu.toml"
     report = run_json(capsys, str(csv), "--hardware", "dgx-h100", "-o", str(out), "--fit",
-                      "stream_efficiency,host_cost", "--tolerance", "0.001")
+                      "hbm_bandwidth,host_cost", "--tolerance", "0.001")
     values = fitted(report)
-    assert values["stream_efficiency"] == pytest.approx(0.75, rel=0.01)
+    assert values["hbm_bandwidth"] == pytest.approx(3.0e12, rel=0.01)
     assert values["host_cost"] == pytest.approx(40e-6, rel=0.02)
     assert report["not_pinned"] == []
+    assert [p["key"] for p in report["parameters"]] == ["memory.hbm.bandwidth_bytes_per_s",
+                                                         "gpu_assumptions.host_per_token_s"]
     hw = load_hardware(out)
-    assert hw.kind == "gpu" and hw.assumptions.stream_efficiency == values["stream_efficiency"]
+    assert hw.kind == "gpu" and hw.hbm.bandwidth_bytes_per_s == values["hbm_bandwidth"]
 
 
 def test_names_what_the_points_cannot_pin_down(tmp_path, capsys):
