@@ -27,7 +27,6 @@ extra `dfdsl[calibrate]`.
 from __future__ import annotations
 
 import datetime
-import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -99,8 +98,8 @@ class CalibrationError(ValueError):
 def require_scipy() -> Any:
     """scipy.optimize, or E030 saying how to install the extra."""
     try:
-        optimize = importlib.import_module("scipy.optimize")
-        importlib.import_module("tomlkit")  # the writer needs it too: fail before any work
+        import scipy.optimize as optimize
+        import tomlkit  # noqa: F401  (the writer needs it too: fail before any work)
     except ImportError as err:
         raise ProgramFailure(f"dfdsl calibrate needs the Python package {err.name or 'scipy'}, which is not "
                              "installed", "install the extra: pip install 'dfdsl[calibrate]'") from None

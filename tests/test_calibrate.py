@@ -225,16 +225,10 @@ def test_rows_of_another_machine_are_left_out(tmp_path, capsys):
 
 
 def test_missing_scipy_is_e030(monkeypatch):
-    import importlib
+    import sys
 
-    real = importlib.import_module
-
-    def without_scipy(name, *args):
-        if name.startswith("scipy"):
-            raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", without_scipy)
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # `import scipy.optimize` raises ImportError
+    monkeypatch.setitem(sys.modules, "scipy", None)
     with pytest.raises(ProgramFailure) as info:
         calibrate.require_scipy()
     assert info.value.code == "E030" and "scipy" in str(info.value) and "dfdsl[calibrate]" in info.value.fix
