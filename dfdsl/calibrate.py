@@ -515,23 +515,28 @@ def fit(predictor: Predictor, *, tolerance: float = DEFAULT_TOLERANCE, loo: bool
     start = np.clip(np.log([p.base for p in params]), low + inside, high - inside)
     n = len(params)
 
-    def solve(which: list[int], u0: NDArray[np.float64]) -> NDArray[np.float64]:
-        cache: dict[bytes, NDArray[np.float64]] = {}
+    def differences(u: NDArray[np.float64], which: list[int]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The relative errors of the points `which` at `u` and their Jacobian (points x parameters),
+        in one evaluation: forward differences, backward at an upper bound (never past a bound)."""
+        steps = np.where(u + STEP > high, -STEP, STEP)
+        rows = predictor(np.exp(np.vstack([u, u + np.diag(steps)])), which)[:, which] / predictor.measured[which] - 1
+        return rows[0], ((rows[1:] - rows[0]) / steps[:, None]).T
 
-        def both(u: NDArray[np.float64]) -> NDArray[np.float64]:
+    def solve(which: list[int], u0: NDArray[np.float64]) -> NDArray[np.float64]:
+        cache: dict[bytes, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
+
+        def both(u: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
             key = u.tobytes()
             if key not in cache:
                 cache.clear()
-                vectors = np.exp(np.vstack([u, u + STEP * np.eye(n)]))
-                cache[key] = predictor(vectors, which)[:, which] / predictor.measured[which] - 1
+                cache[key] = differences(u, which)
             return cache[key]
 
         def residuals(u: NDArray[np.float64]) -> NDArray[np.float64]:
             return both(u)[0]
 
         def jacobian(u: NDArray[np.float64]) -> NDArray[np.float64]:
-            rows = both(u)
-            return ((rows[1:] - rows[0]) / STEP).T
+            return both(u)[1]
 
         result = optimize.least_squares(residuals, u0, jac=jacobian, bounds=(low, high), method="trf",
                                         x_scale=1.0, max_nfev=100 * (n + 1))
@@ -543,9 +548,8 @@ def fit(predictor: Predictor, *, tolerance: float = DEFAULT_TOLERANCE, loo: bool
     fitted = np.clip(fitted, [p.low for p in params], [p.high for p in params])
     u = np.log(fitted)
     base_ms = predictor(np.array([[p.base for p in params]]))[0]
-    rows = predictor(np.exp(np.vstack([u, u + STEP * np.eye(n)])))
-    fitted_ms = rows[0]
-    jac = ((rows[1:] / predictor.measured - 1) - (rows[0] / predictor.measured - 1)).T / STEP
+    errors, jac = differences(u, everything)
+    fitted_ms = (errors + 1) * predictor.measured
     loo_ms: list[float | None] = [None] * len(everything)
     if loo and len(everything) > 1:
         for i in everything:
