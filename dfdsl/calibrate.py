@@ -539,7 +539,7 @@ def fit(predictor: Predictor, *, tolerance: float = DEFAULT_TOLERANCE, loo: bool
             return both(u)[1]
 
         result = optimize.least_squares(residuals, u0, jac=jacobian, bounds=(low, high), method="trf",
-                                        x_scale=1.0, max_nfev=100 * (n + 1))
+                                        x_scale=1.0, ftol=1e-12, xtol=1e-12, gtol=1e-12, max_nfev=100 * (n + 1))
         return np.asarray(result.x, dtype=np.float64)
 
     everything = list(range(len(predictor.points)))
