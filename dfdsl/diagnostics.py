@@ -56,10 +56,12 @@ ERROR_CODES: dict[str, str] = {
     "E029": "the Dask scheduler cannot be reached",
     "E030": "a program dfdsl runs is missing or failed",
     "E031": "out of memory",
+    "E032": "bad measurements file",
 }
 """Every code dfdsl emits, with a one-line title (docs/errors.md holds examples and fixes).
 E001-E019 come from the front end, located in the .dfl file; E020-E027 from lowering, the
-simulator and the command line; E028-E031 from the environment (`dfdsl.errors.EnvironmentFailure`)."""
+simulator and the command line; E028-E031 from the environment (`dfdsl.errors.EnvironmentFailure`);
+E032 from `dfdsl calibrate`'s measurements file, located in it."""
 
 
 @attrs.frozen

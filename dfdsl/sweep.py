@@ -81,6 +81,12 @@ def _numbers(node: Any, prefix: str = "") -> dict[str, str]:
     return found
 
 
+def hardware_numbers(hw: Hardware | GpuHardware) -> dict[str, str]:
+    """Every number of a hardware record, by its attribute path and by its own name (the first
+    section's with that name), to its attribute path."""
+    return _numbers(hw)
+
+
 def hardware_path(hw: Hardware | GpuHardware, key: str) -> str:
     """The attribute path of a hardware number (`hbm.bandwidth_bytes_per_s`) for a key a person
     types: a short name of `ALIASES`, a dotted key of the target file (`memory.hbm.x`), or the

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reports", ("dfdsl.footprint", "dfdsl.report", "dfdsl.graph_view", "dfdsl.graph_render")),
     ("driver", ("dfdsl.targets", "dfdsl.driver", "dfdsl.universe")),
     ("studies", ("dfdsl.compare", "dfdsl.compare_view", "dfdsl.validate", "dfdsl.sweep", "dfdsl.sweep_view",
-                 "dfdsl.sensitivity")),
+                 "dfdsl.sensitivity", "dfdsl.calibrate")),
     ("command line", ("dfdsl.cli", "dfdsl.cli.*", "dfdsl.__main__")),
 )
 

@@ -130,7 +130,7 @@ def test_each_late_error_is_what_its_command_prints(tmp_path, monkeypatch, capsy
     for name, value in ENVIRONMENT.get(code, {}).items():
         monkeypatch.setenv(name, value)
     _, body = ERROR_SECTIONS[code]
-    for lang in ("dfl", "toml", "mlir"):
+    for lang in ("dfl", "toml", "mlir", "csv"):
         for block in fenced_blocks(body, lang):
             first, _, rest = block.partition("\n")
             name = re.match(r"^(?:#|//) file: (\S+)$", first)

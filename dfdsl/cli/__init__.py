@@ -23,14 +23,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from dfdsl import __version__
-from dfdsl.cli import check, compare, import_hf, init, lower, opt, run, sensitivity, sweep, validate
+from dfdsl.cli import calibrate, check, compare, import_hf, init, lower, opt, run, sensitivity, sweep, validate
 from dfdsl.cli.output import USAGE_CODE, UsageError
 from dfdsl.diagnostics import DfslError
 from dfdsl.errors import EnvironmentFailure, OutOfMemory
 from dfdsl.hardware import HardwareError
 
 HARDWARE_CODE = "E023"
-COMMANDS = (init, check, lower, run, compare, validate, sweep, sensitivity, import_hf, opt)
+COMMANDS = (init, check, lower, run, compare, validate, sweep, sensitivity, calibrate, import_hf, opt)
 """Each subcommand's module, in the order `--help` lists them."""
 
 
