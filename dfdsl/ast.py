@@ -204,7 +204,15 @@ class Run:
     span: Span
 
 
-Item = Import | Const | Definition | Model | Place | Run
+@attrs.frozen
+class Parallel:
+    """`parallel { attention = data; experts = expert }`: how the model is split over the sockets."""
+
+    bindings: tuple[Binding, ...]
+    span: Span
+
+
+Item = Import | Const | Definition | Model | Place | Run | Parallel
 
 
 @attrs.frozen

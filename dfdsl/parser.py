@@ -178,6 +178,9 @@ class _ToAst(Transformer):
     def run_def(self, meta, name, *bindings):
         return ast.Run(str(name), bindings, self._s(meta))
 
+    def parallel_def(self, meta, *bindings):
+        return ast.Parallel(bindings, self._s(meta))
+
     def start(self, meta, *items):
         return tuple(i for i in items if i is not None)
 
