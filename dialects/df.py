@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import (
     Float8E4M3FNType,
     Float16Type,
     Float32Type,
+    FloatAttr,
     FunctionType,
     IntAttr,
     IntegerAttr,
@@ -985,6 +986,34 @@ class AllReduceOp(OperatorBase):
 
 
 @irdl_op_definition
+class AllToAllOp(OperatorBase):
+    """Exchange tokens between the sockets for expert parallelism: `dispatch` sends each token of
+    x[B, H] to the sockets holding its `top_k` experts, `combine` brings their outputs back.
+
+    `shards` are the sockets taking part; `imbalance` the busiest socket's tokens over the mean.
+    A collective, neither heavy nor light, and not pure.
+    """
+
+    name = "df.all_to_all"
+    x = tensor_operand()
+    top_k = prop_def(IntegerAttr[I64])
+    phase = opt_prop_def(StringAttr)
+    imbalance = opt_prop_def(FloatAttr)
+    assembly_format = _UNARY_FORMAT
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.phase is not None and self.phase.data not in ALL_TO_ALL_PHASES:
+            raise VerifyException(f"df.all_to_all: phase is {self.phase.data!r}, not one of "
+                                  + ", ".join(ALL_TO_ALL_PHASES))
+        if self.imbalance is not None and self.imbalance.value.data < 1:
+            raise VerifyException("df.all_to_all: the imbalance (busiest socket over the mean) is at least 1")
+
+
+ALL_TO_ALL_PHASES = ("dispatch", "combine")
+
+
+@irdl_op_definition
 class SampleOp(OperatorBase):
     """Pick the next token from the logits[B, V]: one pass over the vocabulary per sequence.
 
@@ -1014,15 +1043,29 @@ class MoeExpertsOp(OperatorBase):
     up = tensor_operand()
     down = tensor_operand()
     top_k = prop_def(IntegerAttr[I64])
+    expert_shards = opt_prop_def(IntegerAttr[I64])
+    """Expert parallelism: the experts are spread over this many sockets, this one holding
+    ceil(E / shards) of the E experts the scores cover."""
+    token_shards = opt_prop_def(IntegerAttr[I64])
+    """The sockets whose tokens are routed to these experts: each socket's own sequences reach
+    every socket's experts when attention is data-parallel (1: every socket holds every token)."""
+    imbalance = opt_prop_def(FloatAttr)
+    """The busiest socket's routed tokens over the mean (at least 1)."""
     traits = traits_def(Pure())
     assembly_format = "$x `,` $scores `,` $gate `,` $up `,` $down attr-dict `:` functional-type(operands, results)"
+
+    def shards(self) -> tuple[int, int, float]:
+        """(expert_shards, token_shards, imbalance), 1 each when not set."""
+        return (self.expert_shards.value.data if self.expert_shards else 1,
+                self.token_shards.value.data if self.token_shards else 1,
+                self.imbalance.value.data if self.imbalance else 1.0)
 
 
 OPERATORS: dict[str, type[OperatorBase]] = {
     cls.name.removeprefix("df."): cls
     for cls in (
         EmbeddingOp, LinearOp, MatmulOp, RmsnormOp, LayernormOp, RopeOp, AttentionOp,
-        MlaAttentionOp, SoftmaxOp, SiluOp, GeluOp, MulOp, AddOp, AllReduceOp, LmHeadOp,
+        MlaAttentionOp, SoftmaxOp, SiluOp, GeluOp, MulOp, AddOp, AllReduceOp, AllToAllOp, LmHeadOp,
         SampleOp, MoeRouterOp, MoeExpertsOp,
     )
 }

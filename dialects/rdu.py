@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, cast
 
-from xdsl.dialects.builtin import I64, ArrayAttr, DenseArrayBase, IntegerAttr, StringAttr, i64
+from xdsl.dialects.builtin import I64, ArrayAttr, DenseArrayBase, FloatAttr, IntegerAttr, StringAttr, f64, i64
 from xdsl.ir import Attribute, Block, Dialect, Region
 from xdsl.irdl import (
     IRDLOperation,
@@ -35,7 +35,7 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from dfdsl.dialects import df, target_ops
-from dfdsl.dialects.cost import NotAffineError, Work, expected_experts, parse_work_terms
+from dfdsl.dialects.cost import NotAffineError, Work, experts_read, parse_work_terms
 from dfdsl.dialects.target_ops import BUFFER_KINDS, TRAFFIC
 
 
@@ -57,6 +57,12 @@ class ProgramOp(target_ops.ProgramBase):
     `sockets` is the tensor-parallel degree the program is sharded to (each socket runs this
     program on its shard); the `*_per_socket` numbers are the chip budget the kernels were sized for.
     """
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.batch_shards is not None and self.batch_shards.value.data not in (1, self.count("sockets")):
+            raise VerifyException("rdu.program: batch_shards splits the batch over the program's sockets "
+                                  "(batch_shards = sockets) or not at all (1)")
 
     KIND: ClassVar[str] = "rdu"
     COUNTS: ClassVar[tuple[str, ...]] = (
@@ -140,11 +146,11 @@ class KernelOp(df.FuncLikeBase):
         first = self.body.block.first_op
         return first if isinstance(first, LoopOp) else None
 
-    def pipeline(self) -> tuple[list[StageOp | AllReduceOp], int]:
+    def pipeline(self) -> tuple[list[StageOp | AllReduceOp | AllToAllOp], int]:
         """The stages and collectives in pipeline order, and how often they run per call (the trip count)."""
         loop = self.loop
         block = loop.body.block if loop else self.body.block
-        ops = [op for op in block.ops if isinstance(op, StageOp | AllReduceOp)]
+        ops = [op for op in block.ops if isinstance(op, StageOp | AllReduceOp | AllToAllOp)]
         return ops, loop.trip_count.value.data if loop else 1
 
     def stages(self) -> list[StageOp]:
@@ -358,7 +364,7 @@ class StageOp(target_ops.OperatorWorkBase):
         moved = sum(self.work(key).at(batch, context, prompt) for key in TRAFFIC)
         if self.experts is None or self.top_k is None:
             return moved
-        touched = expected_experts(self.experts.value.data, self.top_k.value.data, batch * prompt)
+        touched = experts_read(self.experts.value.data, self.top_k.value.data, batch * prompt, *self.expert_shares())
         return moved + touched * self.work("expert_read").at(batch, context, prompt)
 
     def verify_(self) -> None:
@@ -400,6 +406,50 @@ class AllReduceOp(IRDLOperation):
                                   f"{program.count('sockets')}")
 
 
+@irdl_op_definition
+class AllToAllOp(IRDLOperation):
+    """An exchange of tokens between `sockets` sockets for expert parallelism: `dispatch` sends each
+    token to the sockets holding its experts, `combine` brings their outputs back.
+
+    `bytes` is what one socket sends: its tokens' activations once per chosen expert. A share
+    (sockets - 1) / sockets of it goes to other sockets, and the busiest socket receives
+    `imbalance` times the mean; the link costs are the simulator's.
+
+    `rdu.all_to_all {phase = "dispatch", bytes = #cost.work<57344*B>, sockets = 16 : i64, imbalance = 1.0 : f64}`
+    """
+
+    name = "rdu.all_to_all"
+    phase = prop_def(StringAttr)
+    bytes = prop_def(Work)
+    sockets = prop_def(IntegerAttr[I64])
+    imbalance = prop_def(FloatAttr)
+    traits = traits_def(HasParent(KernelOp, LoopOp))
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "attr-dict"
+
+    def __init__(self, phase: str, bytes_: Work, sockets: int, imbalance: float = 1.0):
+        super().__init__(properties={"phase": StringAttr(phase), "bytes": bytes_,
+                                     "sockets": IntegerAttr(sockets, 64), "imbalance": FloatAttr(imbalance, f64)})
+
+    def verify_(self) -> None:
+        if self.phase.data not in df.ALL_TO_ALL_PHASES:
+            raise VerifyException(f"rdu.all_to_all: phase is {self.phase.data!r}, not one of "
+                                  + ", ".join(df.ALL_TO_ALL_PHASES))
+        sockets = self.sockets.value.data
+        if sockets < 2:
+            raise VerifyException("rdu.all_to_all: an exchange needs at least 2 sockets")
+        if not 1 <= self.imbalance.value.data <= sockets:
+            raise VerifyException("rdu.all_to_all: the imbalance (busiest socket over the mean) is from 1 "
+                                  "to the socket count")
+        kernel = self.parent_op()
+        if isinstance(kernel, LoopOp):
+            kernel = kernel.parent_op()
+        program = cast(KernelOp, kernel)._program()
+        if program is not None and sockets != program.count("sockets"):
+            raise VerifyException(f"rdu.all_to_all: exchanges over {sockets} sockets in a program that runs on "
+                                  f"{program.count('sockets')}")
+
+
 def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffic: Mapping[str, Work],
                moe: target_ops.ExpertWork | None = None, pcus: int = 1, pmus: int = 1,
                sram_bytes: int = 0) -> StageOp:
@@ -419,6 +469,6 @@ def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffi
 
 Rdu = Dialect(
     "rdu",
-    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp],
+    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp, AllToAllOp],
     [BufferType],
 )

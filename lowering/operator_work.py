@@ -11,6 +11,7 @@ sums this over a stage's operators, `df-to-nv` over a GPU kernel's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -137,13 +138,24 @@ def _mla_attention(op: df.MlaAttentionOp) -> OperatorWork:
 
 def _moe_experts(op: df.MoeExpertsOp, activations: str) -> OperatorWork:
     """Each token through top_k SwiGLU experts: 2*k*3*H*F FLOPs per token; the expert weights are
-    counted per expert touched (`expert_read`, one expert's gate, up and down), not here."""
+    counted per expert touched (`expert_read`, one expert's gate, up and down), not here.
+
+    Spread over sockets (expert parallelism), a socket holds some of the experts and runs the
+    tokens routed to them: `token_shards` sockets' worth of tokens (1 when every socket holds
+    every token) over `expert_shards` sockets, times the busiest socket's `imbalance`, rounded up
+    to a whole FLOP per element of x."""
     top_k = op.top_k.value.data
-    experts, ffn = _size(op.gate, 0), _size(op.gate, 2)
+    held, ffn = _size(op.gate, 0), _size(op.gate, 2)
+    experts = _size(op.scores, -1)
+    expert_shards, token_shards, imbalance = op.shards()
+    per_element = 2 * top_k * 3 * ffn
+    if expert_shards > 1:
+        per_element = math.ceil(per_element * token_shards * imbalance / expert_shards)
     slices = (w.type.with_dims(w.type.dims[1:]) for w in (op.gate, op.up, op.down))
     one_expert = sum((Work.of_bytes(t) for t in slices), ZERO)
-    return OperatorWork(_elements(op.x) * (2 * top_k * 3 * ffn),
-                        moe=(experts, top_k, one_expert, _tier(op.gate) or activations))
+    shares = (held, token_shards) if expert_shards > 1 else (0, 1)
+    return OperatorWork(_elements(op.x) * per_element,
+                        moe=(experts, top_k, one_expert, _tier(op.gate) or activations, *shares))
 
 
 def operator_work(op: df.OperatorBase, activations: str = "sram") -> OperatorWork:

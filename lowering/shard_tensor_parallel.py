@@ -8,16 +8,28 @@ with an all-reduce after the row-split part. Latent attention (MLA) splits its h
 latent cache whole on every socket. The LM head is split over the vocabulary. Everything else is
 replicated. Weights are split where they are declared: a layer argument's new type is carried to
 the `df.weight`/`df.kv_cache` each `df.call` passes for it.
+
+The graph's `parallel` plan (`df.Parallel`) chooses each part's split. `attention = data` splits the
+batch instead: every socket holds the attention weights whole and its own sequences' caches, so
+the graph's types become those of one socket's sequences (`df.GraphOp.sequences_per_socket`).
+`dense = data` keeps the dense MLPs and the LM head whole on every socket. `experts = expert`
+spreads the routed experts over the sockets (ceil(E / sockets) each): with data-parallel attention
+each socket's tokens go to the experts' sockets and back through a `df.all_to_all` dispatch and
+combine; with tensor-parallel attention every socket holds every token, so an all-reduce sums the
+sockets' experts. A dimension that does not divide the sockets is padded to the next multiple
+(heads, KV heads, widths, experts), the idle shards' bytes and FLOPs counted as a socket holds and
+runs them, and a remark on stderr says so; with `pad = off` it is refused (E020).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import FunctionType, IntegerAttr, ModuleOp
+from xdsl.dialects.builtin import FloatAttr, FunctionType, IntegerAttr, ModuleOp, StringAttr, f64
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint
@@ -48,10 +60,31 @@ class _Plan:
     sockets: int
     where: str
     block: Block
+    parallel: df.Parallel = df.Parallel()
     new_types: dict[SSAValue, df.TensorType] = field(default_factory=dict)
     new_attrs: dict[df.OperatorBase, dict[str, int]] = field(default_factory=dict)
     reduced: list[df.OperatorBase] = field(default_factory=list)
     """Operators whose partial results are summed across sockets by a new all-reduce."""
+    exchanged: list[df.MoeExpertsOp] = field(default_factory=list)
+    """Expert-parallel experts of per-socket tokens: an all-to-all before (dispatch) and after (combine)."""
+    remarks: list[str] = field(default_factory=list)
+    """What was padded, for the user (a remark on stderr)."""
+
+    def padded(self, width: int, what: str) -> int:
+        """The share of `width` one socket holds: width / sockets, or if that is not whole and
+        padding is on, the next whole number (with a remark); else a `ShardingError`."""
+        share = -(-width // self.sockets)
+        if width % self.sockets:
+            if not self.parallel.pad:
+                raise self.fail(f"{what} has width {width}, which does not divide over {self.sockets} sockets "
+                                "(padding is off)")
+            self.remark(f"{what}: {width} padded to {share * self.sockets} ({share} per socket); the idle "
+                        f"{share * self.sockets - width} are counted in the bytes and FLOPs")
+        return share
+
+    def remark(self, text: str) -> None:
+        if text not in self.remarks:
+            self.remarks.append(text)
 
     def fail(self, message: str) -> ShardingError:
         return ShardingError(f"shard-tensor-parallel: {self.where}: {message}")
@@ -78,12 +111,12 @@ class _Plan:
         width = dims[dim]
         if not isinstance(width, int):
             raise self.fail(f"{what} has width {width}, which is not a number and cannot be split")
-        if width % self.sockets:
+        if width % self.sockets and not self.parallel.pad:
             raise self.fail(
                 f"{what} has width {width}, which does not divide over {self.sockets} sockets; "
-                f"use {_socket_counts(lambda n: width % n == 0, min(width, 64))} sockets"
+                f"use {_socket_counts(lambda n: width % n == 0, min(width, 64))} sockets, or let it be padded"
             )
-        self.retype(value, dims[:dim] + (width // self.sockets,) + dims[dim + 1 :])
+        self.retype(value, dims[:dim] + (self.padded(width, what),) + dims[dim + 1 :])
 
     def column_split(self, linear: df.LinearOp, width: int) -> None:
         """Keep `width` output columns of a projection (its weight's dim 1, and its bias)."""
@@ -92,14 +125,18 @@ class _Plan:
         if linear.bias is not None:
             self.retype(linear.bias, (width,))
 
-    def row_split(self, linear: df.LinearOp, what: str) -> None:
-        """Split a projection's weight by rows and sum its partial products across sockets."""
+    def row_split(self, linear: df.LinearOp, what: str, rows: int | None = None) -> None:
+        """Split a projection's weight by rows (`rows` of them per socket, when the split is
+        decided elsewhere: heads) and sum its partial products across sockets."""
         if linear.bias is not None:
             raise self.fail(
                 f"the {what} has a bias; a row-split projection would add it once per socket. "
                 "Fold the bias into the next operator or run with sockets=1"
             )
-        self.split(linear.w, 0, f"the input of the {what}")
+        if rows is None:
+            self.split(linear.w, 0, f"the input of the {what}")
+        else:
+            self.retype(linear.w, (rows, *linear.w.type.dims[1:]))
         self.reduced.append(linear)
 
 
@@ -123,8 +160,28 @@ def _only_consumer(value: SSAValue) -> df.LinearOp | None:
     return None
 
 
+def attention_shares(heads: int, kv_heads: int, sockets: int, pad: bool) -> tuple[int, int] | None:
+    """The query heads and KV heads one socket holds, or None if they do not divide and padding is
+    off. KV heads divide over the sockets, or are replicated when the sockets divide over them (a
+    group of query heads then spans sockets, padded to a multiple of them); otherwise the KV heads
+    are padded to a multiple of the sockets, each socket holding whole groups."""
+    group = heads // kv_heads
+    if kv_heads % sockets == 0:
+        return heads // sockets, kv_heads // sockets
+    if sockets % kv_heads == 0:
+        spans = sockets // kv_heads
+        if group % spans == 0 or pad:
+            return -(-group // spans), 1
+        return None
+    if not pad:
+        return None
+    local_kv = -(-kv_heads // sockets)
+    return group * local_kv, local_kv
+
+
 def _plan_attention(op: df.AttentionOp, plan: _Plan) -> None:
-    """Head-parallel attention; KV heads are replicated when there are fewer than sockets."""
+    """Head-parallel attention; KV heads are replicated when there are fewer than sockets, and
+    padded (with the query heads) when they do not divide."""
     n = plan.sockets
     heads = op.heads.value.data
     kv_heads = op.kv_heads.value.data
@@ -132,17 +189,23 @@ def _plan_attention(op: df.AttentionOp, plan: _Plan) -> None:
     def fits(s: int) -> bool:
         return heads % s == 0 and (kv_heads % s == 0 or s % kv_heads == 0)
 
-    if not fits(n):
+    shares = attention_shares(heads, kv_heads, n, plan.parallel.pad)
+    if shares is None:
         raise plan.fail(
             f"{n} sockets cannot split attention with {heads} heads and {kv_heads} KV heads: the "
             "heads must divide evenly over the sockets, and the KV heads over the sockets or the "
-            f"sockets over the KV heads; use {_socket_counts(fits, heads)} sockets"
+            f"sockets over the KV heads (padding is off); use {_socket_counts(fits, heads)} sockets"
         )
-    local_kv = kv_heads // n if kv_heads % n == 0 else 1
+    local_heads, local_kv = shares
+    if local_heads * n != heads or (local_kv * n != kv_heads and n % kv_heads):
+        kv_total = local_kv * n if n % kv_heads else kv_heads
+        plan.remark(f"attention: {heads} heads and {kv_heads} KV heads padded to {local_heads * n} heads and "
+                    f"{kv_total} KV heads ({local_heads} and {local_kv} per socket); the idle heads' weights, "
+                    "cache and FLOPs are counted")
     # The attention shape rule, which the verifier applied, makes both head widths numbers.
     head_dim, v_dim = cast(int, op.k_cache.type.dims[3]), cast(int, op.v_cache.type.dims[3])
     for value, width, what in (
-        (op.q, heads // n * head_dim, "query"),
+        (op.q, local_heads * head_dim, "query"),
         (op.k, local_kv * head_dim, "key"),
         (op.v, local_kv * v_dim, "value"),
     ):
@@ -152,8 +215,8 @@ def _plan_attention(op: df.AttentionOp, plan: _Plan) -> None:
         plan.column_split(linear, width)
     for cache in (op.k_cache, op.v_cache):
         plan.retype(cache, cache.type.dims[:2] + (local_kv,) + cache.type.dims[3:])
-    plan.new_attrs[op] = {"heads": heads // n, "kv_heads": local_kv}
-    _plan_output_projection(op, plan, "attention output projection")
+    plan.new_attrs[op] = {"heads": local_heads, "kv_heads": local_kv}
+    _plan_output_projection(op, plan, "attention output projection", local_heads * v_dim)
 
 
 def _plan_mla_attention(op: df.MlaAttentionOp, plan: _Plan) -> None:
@@ -161,29 +224,31 @@ def _plan_mla_attention(op: df.MlaAttentionOp, plan: _Plan) -> None:
     as in real MLA tensor parallelism, since every head reads all of the latent."""
     n = plan.sockets
     heads = op.heads.value.data
-    if heads % n:
+    if heads % n and not plan.parallel.pad:
         raise plan.fail(
-            f"{n} sockets cannot split latent attention with {heads} heads; "
+            f"{n} sockets cannot split latent attention with {heads} heads (padding is off); "
             f"use {_socket_counts(lambda s: heads % s == 0, heads)} sockets"
         )
+    local = plan.padded(heads, "latent attention heads")
     q_linear = _producer(op.q, (df.RopeOp,))
     if q_linear is None:
         raise plan.fail("the latent attention query is not computed by a df.linear, so it cannot be split by heads")
     q_width = q_linear.w.type.dims[1]
-    if not isinstance(q_width, int):
+    up_width = op.kv_up.type.dims[1]
+    if not isinstance(q_width, int) or not isinstance(up_width, int):
         raise plan.fail("the latent attention query's width must be a number")
-    plan.column_split(q_linear, q_width // n)
-    plan.split(op.kv_up, 1, "the latent up-projection")
-    plan.new_attrs[op] = {"heads": heads // n}
-    _plan_output_projection(op, plan, "latent attention output projection")
+    plan.column_split(q_linear, q_width // heads * local)
+    plan.retype(op.kv_up, (op.kv_up.type.dims[0], up_width // heads * local))
+    plan.new_attrs[op] = {"heads": local}
+    _plan_output_projection(op, plan, "latent attention output projection", local * op.v_head.value.data)
 
 
-def _plan_output_projection(op: df.AttentionOp | df.MlaAttentionOp, plan: _Plan, what: str) -> None:
+def _plan_output_projection(op: df.AttentionOp | df.MlaAttentionOp, plan: _Plan, what: str, rows: int) -> None:
     """Row-split the projection reading an attention's heads, which each socket holds a share of."""
     linear = _only_consumer(op.result)
     if linear is None:
         raise plan.fail(f"{op.name} must be read by one df.linear (the {what}) to be split by heads")
-    plan.row_split(linear, what)
+    plan.row_split(linear, what, rows)
 
 
 def _plan_gated_mlp(mul: df.MulOp, plan: _Plan) -> None:
@@ -196,22 +261,40 @@ def _plan_gated_mlp(mul: df.MulOp, plan: _Plan) -> None:
     ffn = mul.result.type.dims[-1]
     if not isinstance(ffn, int):
         raise plan.fail("the MLP width (ffn) must be a number")
-    if ffn % plan.sockets:
+    if ffn % plan.sockets and not plan.parallel.pad:
         raise plan.fail(
             f"the MLP width (ffn) {ffn} does not divide over {plan.sockets} sockets; "
-            f"use {_socket_counts(lambda s: ffn % s == 0, min(ffn, 64))} sockets"
+            f"use {_socket_counts(lambda s: ffn % s == 0, min(ffn, 64))} sockets, or let it be padded"
         )
+    share = plan.padded(ffn, "the MLP width (ffn)")
     for linear in (gate, up):
-        plan.column_split(linear, ffn // plan.sockets)
-    plan.row_split(down, "MLP down projection")
+        plan.column_split(linear, share)
+    plan.row_split(down, "MLP down projection", share)
 
 
 def _plan_moe_experts(op: df.MoeExpertsOp, plan: _Plan) -> None:
-    """Every expert split along its FFN width; the router stays replicated."""
-    plan.split(op.gate, 2, "the experts' gate projection (expert ffn)")
-    plan.split(op.up, 2, "the experts' up projection (expert ffn)")
-    plan.split(op.down, 1, "the experts' down projection (expert ffn)")
-    plan.reduced.append(op)
+    """`tensor`: every expert split along its FFN width. `expert`: the experts spread over the
+    sockets, exchanged with all-to-alls when each socket holds its own tokens. The router stays
+    replicated."""
+    if plan.parallel.experts == "data":
+        return
+    if plan.parallel.experts == "tensor":
+        plan.split(op.gate, 2, "the experts' gate projection (expert ffn)")
+        plan.split(op.up, 2, "the experts' up projection (expert ffn)")
+        plan.split(op.down, 1, "the experts' down projection (expert ffn)")
+        plan.reduced.append(op)
+        return
+    if plan.parallel.imbalance > plan.sockets:
+        raise plan.fail(f"an imbalance of {plan.parallel.imbalance:g} over {plan.sockets} sockets would give the "
+                        "busiest socket more than every token; it is at most the socket count")
+    for weight, what in ((op.gate, "gate"), (op.up, "up"), (op.down, "down")):
+        plan.split(weight, 0, f"the routed experts ({what} projections)")
+    tokens_local = plan.parallel.data_parallel
+    plan.new_attrs[op] = {"expert_shards": plan.sockets, "token_shards": plan.sockets if tokens_local else 1}
+    if tokens_local:
+        plan.exchanged.append(op)
+    else:
+        plan.reduced.append(op)
 
 
 def _plan_lm_head(op: df.LmHeadOp, plan: _Plan) -> None:
@@ -220,18 +303,20 @@ def _plan_lm_head(op: df.LmHeadOp, plan: _Plan) -> None:
     plan.split(op.w, 1, "the LM head (vocab)")
 
 
-def _plan_block(block: Block, sockets: int, where: str) -> _Plan:
-    plan = _Plan(sockets, where, block)
+def _plan_block(block: Block, sockets: int, where: str, parallel: df.Parallel = df.Parallel()) -> _Plan:
+    plan = _Plan(sockets, where, block, parallel)
+    attention = parallel.attention == "tensor"
+    dense = parallel.dense == "tensor"
     for op in block.ops:
-        if isinstance(op, df.AttentionOp):
+        if isinstance(op, df.AttentionOp) and attention:
             _plan_attention(op, plan)
-        elif isinstance(op, df.MlaAttentionOp):
+        elif isinstance(op, df.MlaAttentionOp) and attention:
             _plan_mla_attention(op, plan)
-        elif isinstance(op, df.MulOp):
+        elif isinstance(op, df.MulOp) and dense:
             _plan_gated_mlp(op, plan)
         elif isinstance(op, df.MoeExpertsOp):
             _plan_moe_experts(op, plan)
-        elif isinstance(op, df.LmHeadOp):
+        elif isinstance(op, df.LmHeadOp) and dense:
             _plan_lm_head(op, plan)
     return plan
 
@@ -255,10 +340,14 @@ def _apply(plan: _Plan, layers: dict[str, df.LayerOp], rewriter: PatternRewriter
     for op, attrs in plan.new_attrs.items():
         for key, count in attrs.items():
             op.properties[key] = IntegerAttr(count, 64)
+        if "expert_shards" in attrs:
+            op.properties["imbalance"] = FloatAttr(plan.parallel.imbalance, f64)
     for op in plan.reduced:
         reduce = df.AllReduceOp(op.result, result_type=op.result.type)
         rewriter.insert(reduce, InsertPoint.after(op))
         rewriter.replace_uses_with_if(op.result, reduce.result, lambda use: use.operation is not reduce)
+    for experts in plan.exchanged:
+        _exchange(experts, plan, rewriter)
     for op in plan.block.ops:
         if isinstance(op, df.OperatorBase):
             _reinfer(op, plan, rewriter)
@@ -266,6 +355,24 @@ def _apply(plan: _Plan, layers: dict[str, df.LayerOp], rewriter: PatternRewriter
             layer = layers[op.callee.string_value()]
             for result, result_type in zip(op.res, layer.function_type.outputs.data):
                 rewriter.replace_value_with_new_type(result, result_type)
+
+
+def _all_to_all(x: SSAValue, phase: str, top_k: int, imbalance: float) -> df.AllToAllOp:
+    exchange = df.AllToAllOp(x, result_type=x.type, top_k=top_k)
+    exchange.properties["phase"] = StringAttr(phase)
+    exchange.properties["imbalance"] = FloatAttr(imbalance, f64)
+    return exchange
+
+
+def _exchange(experts: df.MoeExpertsOp, plan: _Plan, rewriter: PatternRewriter) -> None:
+    """Dispatch the tokens to the experts' sockets before `experts` and combine them after."""
+    top_k, imbalance = experts.top_k.value.data, plan.parallel.imbalance
+    dispatch = _all_to_all(experts.x, "dispatch", top_k, imbalance)
+    rewriter.insert(dispatch, InsertPoint.before(experts))
+    experts.operands[0] = dispatch.result
+    combine = _all_to_all(experts.result, "combine", top_k, imbalance)
+    rewriter.insert(combine, InsertPoint.after(experts))
+    rewriter.replace_uses_with_if(experts.result, combine.result, lambda use: use.operation is not combine)
 
 
 def _reinfer(op: df.OperatorBase, plan: _Plan, rewriter: PatternRewriter) -> None:
@@ -311,11 +418,14 @@ class ShardTensorParallel(StagedPass):
 def _shard(module: ModuleOp, graph: df.GraphOp, sockets: int) -> None:
     """Plan every layer and the graph first, so that any error comes before any change."""
     layers = {layer.sym_name.data: layer for layer in module.ops if isinstance(layer, df.LayerOp)}
+    parallel = graph.plan
     layer_plans = {
-        name: _plan_block(layer.body.block, sockets, f"layer @{name}") for name, layer in layers.items()
+        name: _plan_block(layer.body.block, sockets, f"layer @{name}", parallel) for name, layer in layers.items()
     }
-    graph_plan = _plan_block(graph.body.block, sockets, f"graph @{graph.sym_name.data}")
+    graph_plan = _plan_block(graph.body.block, sockets, f"graph @{graph.sym_name.data}", parallel)
     _plan_call_operands(graph, layer_plans, graph_plan)
+    for remark in dict.fromkeys(r for p in (*layer_plans.values(), graph_plan) for r in p.remarks):
+        print(f"remark: shard-tensor-parallel: {remark}", file=sys.stderr)
     rewriter = PatternRewriter(graph)
     for name, layer in layers.items():
         _apply(layer_plans[name], layers, rewriter)
