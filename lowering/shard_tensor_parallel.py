@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 from xdsl.context import Context
@@ -114,7 +114,7 @@ class _Plan:
         if width % self.sockets and not self.parallel.pad:
             raise self.fail(
                 f"{what} has width {width}, which does not divide over {self.sockets} sockets; "
-                f"use {_socket_counts(lambda n: width % n == 0, min(width, 64))} sockets, or let it be padded"
+                f"use {_socket_counts(lambda n: width % n == 0, min(width, 64))} sockets (padding is off)"
             )
         self.retype(value, dims[:dim] + (self.padded(width, what),) + dims[dim + 1 :])
 
@@ -264,7 +264,7 @@ def _plan_gated_mlp(mul: df.MulOp, plan: _Plan) -> None:
     if ffn % plan.sockets and not plan.parallel.pad:
         raise plan.fail(
             f"the MLP width (ffn) {ffn} does not divide over {plan.sockets} sockets; "
-            f"use {_socket_counts(lambda s: ffn % s == 0, min(ffn, 64))} sockets, or let it be padded"
+            f"use {_socket_counts(lambda s: ffn % s == 0, min(ffn, 64))} sockets (padding is off)"
         )
     share = plan.padded(ffn, "the MLP width (ffn)")
     for linear in (gate, up):
@@ -395,12 +395,15 @@ def _refresh_signature(layer: df.LayerOp) -> None:
 
 @dataclass(frozen=True)
 class ShardTensorParallel(StagedPass):
-    """Shard the module over `sockets` sockets (0: the graph's own `sockets`) and set `tp`."""
+    """Shard the module over `sockets` sockets (0: the graph's own `sockets`) as the graph's
+    `parallel` plan says, and set `tp`."""
 
     name = "shard-tensor-parallel"
     STAGES = {Stage.DF: Stage.SHARDED}
 
     sockets: int = 0
+    pad: bool = True
+    """Pad what does not divide the sockets, if the graph's `parallel` plan pads too (false: refuse)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         self.expect(op)
@@ -409,16 +412,16 @@ class ShardTensorParallel(StagedPass):
         if sockets < 1:
             raise ShardingError(f"shard-tensor-parallel: sockets must be positive, got {sockets}")
         if sockets > 1:
-            _shard(op, graph, sockets)
+            _shard(op, graph, sockets, self.pad)
         # An explicit `sockets` is the degree asked for from now on: the graph says so, as it says tp.
         graph.properties["sockets"] = IntegerAttr(sockets, 64)
         graph.properties["tp"] = IntegerAttr(sockets, 64)
 
 
-def _shard(module: ModuleOp, graph: df.GraphOp, sockets: int) -> None:
+def _shard(module: ModuleOp, graph: df.GraphOp, sockets: int, pad: bool = True) -> None:
     """Plan every layer and the graph first, so that any error comes before any change."""
     layers = {layer.sym_name.data: layer for layer in module.ops if isinstance(layer, df.LayerOp)}
-    parallel = graph.plan
+    parallel = replace(graph.plan, pad=graph.plan.pad and pad)
     layer_plans = {
         name: _plan_block(layer.body.block, sockets, f"layer @{name}", parallel) for name, layer in layers.items()
     }

@@ -1,6 +1,6 @@
-// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=3}' --verify-diagnostics | filecheck %s --check-prefix=HEADS
-// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=4}' --verify-diagnostics | filecheck %s --check-prefix=FFN
-// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=2}' --verify-diagnostics | filecheck %s --check-prefix=VOCAB
+// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=3 pad=false}' --verify-diagnostics | filecheck %s --check-prefix=HEADS
+// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=4 pad=false}' --verify-diagnostics | filecheck %s --check-prefix=FFN
+// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=2 pad=false}' --verify-diagnostics | filecheck %s --check-prefix=VOCAB
 
 // Splits that cannot be made are errors naming the layer, the numbers and the socket counts that
 // would work. This layer has 4 heads, 2 KV heads and an MLP width of 6; the vocabulary is 5.
