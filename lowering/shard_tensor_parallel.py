@@ -287,8 +287,10 @@ def _plan_moe_experts(op: df.MoeExpertsOp, plan: _Plan) -> None:
     if plan.parallel.imbalance > plan.sockets:
         raise plan.fail(f"an imbalance of {plan.parallel.imbalance:g} over {plan.sockets} sockets would give the "
                         "busiest socket more than every token; it is at most the socket count")
-    for weight, what in ((op.gate, "gate"), (op.up, "up"), (op.down, "down")):
-        plan.split(weight, 0, f"the routed experts ({what} projections)")
+    experts = cast(int, op.gate.type.dims[0])  # the moe_experts shape rule makes it a number
+    held = plan.padded(experts, "the routed experts")
+    for weight in (op.gate, op.up, op.down):
+        plan.retype(weight, (held, *weight.type.dims[1:]))
     tokens_local = plan.parallel.data_parallel
     plan.new_attrs[op] = {"expert_shards": plan.sockets, "token_shards": plan.sockets if tokens_local else 1}
     if tokens_local:
