@@ -396,14 +396,18 @@ class AllReduceOp(IRDLOperation):
         sockets = self.sockets.value.data
         if sockets < 2:
             raise VerifyException("rdu.all_reduce: a collective needs at least 2 sockets")
-        kernel = self.parent_op()
-        if isinstance(kernel, LoopOp):
-            kernel = kernel.parent_op()
-        # HasParent makes `kernel` an rdu.kernel; a kernel outside a module has no program to match.
-        program = cast(KernelOp, kernel)._program()
-        if program is not None and sockets != program.count("sockets"):
-            raise VerifyException(f"rdu.all_reduce: sums over {sockets} sockets in a program that runs on "
-                                  f"{program.count('sockets')}")
+        _check_program_sockets(self, sockets, "rdu.all_reduce: sums over")
+
+
+def _check_program_sockets(op: IRDLOperation, sockets: int, says: str) -> None:
+    """A collective spans the sockets its program runs on (`says`: what the message calls it)."""
+    kernel = op.parent_op()
+    if isinstance(kernel, LoopOp):
+        kernel = kernel.parent_op()
+    # HasParent makes `kernel` an rdu.kernel; a kernel outside a module has no program to match.
+    program = cast(KernelOp, kernel)._program()
+    if program is not None and sockets != program.count("sockets"):
+        raise VerifyException(f"{says} {sockets} sockets in a program that runs on {program.count('sockets')}")
 
 
 @irdl_op_definition
@@ -441,13 +445,7 @@ class AllToAllOp(IRDLOperation):
         if not 1 <= self.imbalance.value.data <= sockets:
             raise VerifyException("rdu.all_to_all: the imbalance (busiest socket over the mean) is from 1 "
                                   "to the socket count")
-        kernel = self.parent_op()
-        if isinstance(kernel, LoopOp):
-            kernel = kernel.parent_op()
-        program = cast(KernelOp, kernel)._program()
-        if program is not None and sockets != program.count("sockets"):
-            raise VerifyException(f"rdu.all_to_all: exchanges over {sockets} sockets in a program that runs on "
-                                  f"{program.count('sockets')}")
+        _check_program_sockets(self, sockets, "rdu.all_to_all: exchanges over")
 
 
 def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffic: Mapping[str, Work],

@@ -238,21 +238,15 @@ def resource_times(call: KernelCall, hw: Hardware, batch: int, context: int) -> 
     """Seconds one iteration of `call` keeps each resource busy at this batch and context."""
     a = hw.assumptions
     t = traffic(call.work, batch, context)
-    transfer_s = latency_s = 0.0
-    for reduce in call.work.all_reduces:
-        transfer, latency = allreduce_time_s(
-            reduce.message_bytes.at(batch, context), reduce.sockets, a.allreduce_algorithm,
-            a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s,
-        )
-        transfer_s += transfer
-        latency_s += latency
-    for exchange in call.work.all_to_alls:
-        transfer, latency = all_to_all_time_s(
-            exchange.message_bytes.at(batch, context), exchange.sockets, exchange.imbalance,
-            a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s,
-        )
-        transfer_s += transfer
-        latency_s += latency
+    link, hop = a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s
+    collectives = [
+        *(allreduce_time_s(r.message_bytes.at(batch, context), r.sockets, a.allreduce_algorithm, link, hop)
+          for r in call.work.all_reduces),
+        *(all_to_all_time_s(x.message_bytes.at(batch, context), x.sockets, x.imbalance, link, hop)
+          for x in call.work.all_to_alls),
+    ]
+    transfer_s = sum((transfer for transfer, _ in collectives), 0.0)
+    latency_s = sum((latency for _, latency in collectives), 0.0)
     return ResourceTimes(
         hbm_s=stream_time_s(t.hbm_read_bytes + t.hbm_write_bytes, hw.hbm.bandwidth_bytes_per_s, a.stream_efficiency),
         ddr_s=stream_time_s(t.ddr_read_bytes + t.ddr_write_bytes, hw.ddr.bandwidth_bytes_per_s, a.stream_efficiency),
