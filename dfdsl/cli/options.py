@@ -32,6 +32,11 @@ def add_run_settings(p: argparse.ArgumentParser, *, sockets: bool = True) -> Non
                    help="tokens the draft model proposes per step (speculative decoding)")
     g.add_argument("--acceptance", type=float, metavar="A",
                    help="probability that the model accepts a drafted token (speculative decoding)")
+    add_split_options(g)
+
+
+def add_split_options(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--parallel` and `--no-pad`: how the model is split over the sockets."""
     g.add_argument("--parallel", metavar="PART=SPLIT,...",
                    help="how each part is split over the sockets, replacing the file's `parallel` block: "
                         "attention=tensor|data, experts=tensor|expert|data, dense=tensor|data, "
