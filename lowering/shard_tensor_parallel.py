@@ -52,6 +52,10 @@ def _socket_counts(fits: Callable[[int], bool], limit: int) -> str:
     return ", ".join(counts[:-1]) + " or " + counts[-1] if len(counts) > 1 else counts[0]
 
 
+PADDING_ONLY = "padding would leave a socket nothing but padding"
+"""Why a split that padding could not help is refused: fewer heads, KV heads or widths than sockets."""
+
+
 @dataclass
 class _Plan:
     """What sharding changes in one block (a layer body or the graph), worked out before any
@@ -72,12 +76,14 @@ class _Plan:
 
     def padded(self, width: int, what: str) -> int:
         """The share of `width` one socket holds: width / sockets, or if that is not whole and
-        padding is on, the next whole number (with a remark); else a `ShardingError`."""
+        padding is on, the next whole number (with a remark); else a `ShardingError`. Padding is
+        impossible where it would leave a socket nothing but padding (a width under the sockets)."""
         share = -(-width // self.sockets)
         if width % self.sockets:
-            if not self.parallel.pad:
+            if not self.parallel.pad or width < self.sockets:
+                why = "padding is off" if not self.parallel.pad else PADDING_ONLY
                 raise self.fail(f"{what} has width {width}, which does not divide over {self.sockets} sockets "
-                                "(padding is off)")
+                                f"({why}); use {_socket_counts(lambda n: width % n == 0, min(width, 64))} sockets")
             self.remark(f"{what}: {width} padded to {share * self.sockets} ({share} per socket); the idle "
                         f"{share * self.sockets - width} are counted in the bytes and FLOPs")
         return share
@@ -111,11 +117,6 @@ class _Plan:
         width = dims[dim]
         if not isinstance(width, int):
             raise self.fail(f"{what} has width {width}, which is not a number and cannot be split")
-        if width % self.sockets and not self.parallel.pad:
-            raise self.fail(
-                f"{what} has width {width}, which does not divide over {self.sockets} sockets; "
-                f"use {_socket_counts(lambda n: width % n == 0, min(width, 64))} sockets (padding is off)"
-            )
         self.retype(value, dims[:dim] + (self.padded(width, what),) + dims[dim + 1 :])
 
     def column_split(self, linear: df.LinearOp, width: int) -> None:
@@ -162,18 +163,20 @@ def _only_consumer(value: SSAValue) -> df.LinearOp | None:
 
 def attention_shares(heads: int, kv_heads: int, sockets: int, pad: bool) -> tuple[int, int] | None:
     """The query heads and KV heads one socket holds, or None if they do not divide and padding is
-    off. KV heads divide over the sockets, or are replicated when the sockets divide over them (a
-    group of query heads then spans sockets, padded to a multiple of them); otherwise the KV heads
-    are padded to a multiple of the sockets, each socket holding whole groups."""
+    off or impossible. KV heads divide over the sockets, or are replicated when the sockets divide
+    over them (a group of query heads then spans sockets, padded to a multiple of them); otherwise
+    the KV heads are padded to a multiple of the sockets, each socket holding whole groups. Padding
+    is impossible where a socket would hold no real head (a group smaller than the sockets it
+    spans, fewer KV heads than sockets)."""
     group = heads // kv_heads
     if kv_heads % sockets == 0:
         return heads // sockets, kv_heads // sockets
     if sockets % kv_heads == 0:
         spans = sockets // kv_heads
-        if group % spans == 0 or pad:
+        if group % spans == 0 or (pad and group >= spans):
             return -(-group // spans), 1
         return None
-    if not pad:
+    if not pad or kv_heads < sockets:
         return None
     local_kv = -(-kv_heads // sockets)
     return group * local_kv, local_kv
@@ -191,10 +194,11 @@ def _plan_attention(op: df.AttentionOp, plan: _Plan) -> None:
 
     shares = attention_shares(heads, kv_heads, n, plan.parallel.pad)
     if shares is None:
+        why = "padding is off" if not plan.parallel.pad else PADDING_ONLY
         raise plan.fail(
             f"{n} sockets cannot split attention with {heads} heads and {kv_heads} KV heads: the "
             "heads must divide evenly over the sockets, and the KV heads over the sockets or the "
-            f"sockets over the KV heads (padding is off); use {_socket_counts(fits, heads)} sockets"
+            f"sockets over the KV heads ({why}); use {_socket_counts(fits, heads)} sockets"
         )
     local_heads, local_kv = shares
     if local_heads * n != heads or (local_kv * n != kv_heads and n % kv_heads):
@@ -224,9 +228,10 @@ def _plan_mla_attention(op: df.MlaAttentionOp, plan: _Plan) -> None:
     as in real MLA tensor parallelism, since every head reads all of the latent."""
     n = plan.sockets
     heads = op.heads.value.data
-    if heads % n and not plan.parallel.pad:
+    if heads % n and (not plan.parallel.pad or heads < n):
+        why = "padding is off" if not plan.parallel.pad else PADDING_ONLY
         raise plan.fail(
-            f"{n} sockets cannot split latent attention with {heads} heads (padding is off); "
+            f"{n} sockets cannot split latent attention with {heads} heads ({why}); "
             f"use {_socket_counts(lambda s: heads % s == 0, heads)} sockets"
         )
     local = plan.padded(heads, "latent attention heads")
@@ -261,12 +266,7 @@ def _plan_gated_mlp(mul: df.MulOp, plan: _Plan) -> None:
     ffn = mul.result.type.dims[-1]
     if not isinstance(ffn, int):
         raise plan.fail("the MLP width (ffn) must be a number")
-    if ffn % plan.sockets and not plan.parallel.pad:
-        raise plan.fail(
-            f"the MLP width (ffn) {ffn} does not divide over {plan.sockets} sockets; "
-            f"use {_socket_counts(lambda s: ffn % s == 0, min(ffn, 64))} sockets (padding is off)"
-        )
-    share = plan.padded(ffn, "the MLP width (ffn)")
+    share = plan.padded(ffn, "the MLP (ffn)")
     for linear in (gate, up):
         plan.column_split(linear, share)
     plan.row_split(down, "MLP down projection", share)

@@ -42,7 +42,9 @@ def _run(tmp_path: Path, text: str, overrides: dict | None = None, name: str = "
         (28, 4, 8, (4, 1)),      # Qwen2 7B: groups of 7 over 2 sockets, padded to 8
         (28, 4, 16, (2, 1)),     # ... over 4 sockets, padded to 8
         (40, 40, 16, (3, 3)),    # Llama 2 13B: 40 KV heads padded to 48
-        (4, 2, 3, (2, 1)),       # 2 KV heads padded to 3, their 2 query heads each
+        (15, 5, 4, (6, 2)),      # 5 KV heads padded to 8, 2 whole groups per socket
+        (4, 2, 3, None),         # 2 KV heads padded to 3 would leave a socket only padding
+        (32, 8, 1000, None),     # ... as 32 heads over 1,000 sockets would
     ],
 )
 def test_attention_shares_pad_what_does_not_divide(heads, kv_heads, sockets, shares):

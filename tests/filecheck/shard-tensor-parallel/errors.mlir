@@ -51,5 +51,5 @@ builtin.module {
 }
 
 // HEADS: shard-tensor-parallel: layer @llama_decoder: 3 sockets cannot split attention with 4 heads and 2 KV heads: {{.*}} use 1, 2 or 4 sockets
-// FFN:   shard-tensor-parallel: layer @llama_decoder: the MLP width (ffn) 6 does not divide over 4 sockets; use 1, 2, 3 or 6 sockets
-// VOCAB: shard-tensor-parallel: graph @tiny_llama: the LM head (vocab) has width 5, which does not divide over 2 sockets; use 1 or 5 sockets
+// FFN:   shard-tensor-parallel: layer @llama_decoder: the MLP (ffn) has width 6, which does not divide over 4 sockets (padding is off); use 1, 2, 3 or 6 sockets
+// VOCAB: shard-tensor-parallel: graph @tiny_llama: the LM head (vocab) has width 5, which does not divide over 2 sockets (padding is off); use 1 or 5 sockets
