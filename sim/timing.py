@@ -78,10 +78,12 @@ class ExpertRead:
 
 @attrs.frozen
 class AllReduce:
-    """A collective inside a kernel: each socket contributes `message_bytes`."""
+    """A collective inside a kernel: each socket contributes `message_bytes`; an all-reduce (a
+    sum), or with `gather` an all-gather (every socket's message to every socket)."""
 
     message_bytes: Affine
     sockets: int
+    gather: bool = False
 
 
 @attrs.frozen
@@ -182,20 +184,22 @@ def compute_time_s(flops: float, peak_flops_per_s: float, efficiency: float, pcu
 
 
 def allreduce_time_s(message_bytes: float, sockets: int, algorithm: str,
-                     link_bytes_per_s: float, latency_s: float) -> tuple[float, float]:
+                     link_bytes_per_s: float, latency_s: float, gather: bool = False) -> tuple[float, float]:
     """(transfer seconds on each socket's link, latency seconds on the critical path).
 
     `direct`: every socket sends its message to each of the others at once: one latency, and
     (sockets - 1) messages leave each socket. `ring`: reduce-scatter then all-gather, 2 (sockets - 1)
-    steps of 1/sockets of the message each. `auto`: whichever of the two finishes first for this
+    steps of 1/sockets of the message each; an all-gather (`gather`) is the second half alone,
+    sockets - 1 steps of a whole message. `auto`: whichever of the two finishes first for this
     message, as collective libraries choose by message size (direct for decode's few KB, ring once
     the batch makes messages large).
     """
     if sockets < 2:
         return 0.0, 0.0
     direct = ((sockets - 1) * message_bytes / link_bytes_per_s, latency_s)
-    steps = 2 * (sockets - 1)
-    ring = (steps * message_bytes / sockets / link_bytes_per_s, steps * latency_s)
+    steps = sockets - 1 if gather else 2 * (sockets - 1)
+    chunk = message_bytes if gather else message_bytes / sockets
+    ring = (steps * chunk / link_bytes_per_s, steps * latency_s)
     if algorithm == "direct":
         return direct
     if algorithm == "ring":
@@ -238,15 +242,21 @@ def resource_times(call: KernelCall, hw: Hardware, batch: int, context: int) -> 
     """Seconds one iteration of `call` keeps each resource busy at this batch and context."""
     a = hw.assumptions
     t = traffic(call.work, batch, context)
-    link, hop = a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s
-    collectives = [
-        *(allreduce_time_s(r.message_bytes.at(batch, context), r.sockets, a.allreduce_algorithm, link, hop)
-          for r in call.work.all_reduces),
-        *(all_to_all_time_s(x.message_bytes.at(batch, context), x.sockets, x.imbalance, link, hop)
-          for x in call.work.all_to_alls),
-    ]
-    transfer_s = sum((transfer for transfer, _ in collectives), 0.0)
-    latency_s = sum((latency for _, latency in collectives), 0.0)
+    transfer_s = latency_s = 0.0
+    for reduce in call.work.all_reduces:
+        transfer, latency = allreduce_time_s(
+            reduce.message_bytes.at(batch, context), reduce.sockets, a.allreduce_algorithm,
+            a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s, reduce.gather,
+        )
+        transfer_s += transfer
+        latency_s += latency
+    for exchange in call.work.all_to_alls:
+        transfer, latency = all_to_all_time_s(
+            exchange.message_bytes.at(batch, context), exchange.sockets, exchange.imbalance,
+            a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s,
+        )
+        transfer_s += transfer
+        latency_s += latency
     return ResourceTimes(
         hbm_s=stream_time_s(t.hbm_read_bytes + t.hbm_write_bytes, hw.hbm.bandwidth_bytes_per_s, a.stream_efficiency),
         ddr_s=stream_time_s(t.ddr_read_bytes + t.ddr_write_bytes, hw.ddr.bandwidth_bytes_per_s, a.stream_efficiency),
