@@ -96,18 +96,18 @@ def _group(ops: Sequence[df.OperatorBase], run: _Run) -> Pipeline:
     for op in ops:
         if not isinstance(op, df.OperatorBase):
             raise LoweringError(f"df-to-rdu: {op.name} cannot appear in a kernel body")
-        if isinstance(op, df.CollectiveBase):
-            # On one socket there is nothing to exchange: the collective vanishes.
-            if run.tp >= 2:
-                collective = rdu.AllGatherOp if isinstance(op, df.AllGatherOp) else rdu.AllReduceOp
-                pipeline.append(collective(Work.of_bytes(op.x.type), run.tp))
-        elif isinstance(op, df.AllToAllOp):
+        if isinstance(op, df.AllToAllOp):
             # Each token goes once to each of its top_k experts.
             if run.tp >= 2:
                 phase = op.phase.data if op.phase else "dispatch"
                 imbalance = op.imbalance.value.data if op.imbalance else 1.0
                 pipeline.append(rdu.AllToAllOp(phase, Work.of_bytes(op.x.type) * op.top_k.value.data, run.tp,
                                                imbalance))
+        elif isinstance(op, df.CollectiveBase):
+            # On one socket there is nothing to exchange: the collective vanishes.
+            if run.tp >= 2:
+                collective = rdu.AllGatherOp if isinstance(op, df.AllGatherOp) else rdu.AllReduceOp
+                pipeline.append(collective(Work.of_bytes(op.x.type), run.tp))
         elif op.HEAVY:
             grouped = [*light, op]
             pipeline.append(_StageDraft(op.operator, [o.operator for o in grouped], _summed(grouped, run)))

@@ -15,7 +15,7 @@ rdu.kernel @k() attributes {pcus = 0 : i64, pmus = 0 : i64} {
   rdu.all_to_all {phase = "dispatch", bytes = #cost.work<256*B>, sockets = 1 : i64, imbalance = 1.0 : f64}
   rdu.return
 }
-// CHECK: rdu.all_to_all: an exchange needs at least 2 sockets
+// CHECK: rdu.all_to_all: a collective needs at least 2 sockets
 
 // -----
 

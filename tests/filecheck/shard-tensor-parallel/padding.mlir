@@ -53,7 +53,7 @@ builtin.module {
   }
 }
 
-// THREE:      shard-tensor-parallel: layer @llama_decoder: 3 sockets cannot split attention with 4 heads and 2 KV heads: {{.*}} (padding would leave a socket nothing but padding); use 1, 2 or 4 sockets
+// THREE:      shard-tensor-parallel: layer @llama_decoder: 3 sockets cannot split attention with 4 heads and 2 KV heads: {{.*}} (padding would leave a socket nothing but padding); every split divides over 1, 2 or 4 sockets
 
 // FOUR-NOT:   remark: shard-tensor-parallel: attention
 // FOUR:       remark: shard-tensor-parallel: the MLP (ffn): 6 padded to 8 (2 per socket); the idle 2 are counted
