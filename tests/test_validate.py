@@ -65,7 +65,7 @@ def test_every_example_runs_at_both_socket_counts_and_the_unbuildable_are_skippe
     assert skipped == []
     unbuildable = validate.calibrate([validate.EXAMPLES_DIR / "llama3_1_405b.dfl"], sockets=(8,))
     assert unbuildable[0] == [] and [(s.model, s.sockets) for s in unbuildable[1]] == [("llama3_1_405b", 8)]
-    assert "place weights in ddr" in unbuildable[1][0].reason
+    assert "does not fit in hbm" in unbuildable[1][0].reason
     for c in calibrations:
         assert c.looped.report["kernel_looping"] and not c.unlooped.report["kernel_looping"]
         assert c.context == (8192 if c.model == "llama3_1_8b" else 4096)
