@@ -237,7 +237,17 @@ class Compose:
     name_span: Span
 
 
-Item = Import | Const | Definition | Model | Place | Run | Compose
+
+
+@attrs.frozen
+class Parallel:
+    """`parallel { attention = data; experts = expert }`: how the model is split over the sockets."""
+
+    bindings: tuple[Binding, ...]
+    span: Span
+
+
+Item = Import | Const | Definition | Model | Place | Run | Compose | Parallel
 
 
 @attrs.frozen

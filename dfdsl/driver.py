@@ -449,7 +449,7 @@ class Compiler:
             pass_tokens = settings.chunk or settings.prompt
             prefill = tuple(
                 request.prefill(self._calls(m, settings, options, hw, pass_tokens), hw, target.time_call,
-                                batch=settings.batch, prompt=settings.prompt, chunk=settings.chunk)
+                                batch=result.sequences_per_socket, prompt=settings.prompt, chunk=settings.chunk)
                 for m in (model, draft) if m is not None
             )
         looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
@@ -673,9 +673,11 @@ def hbm_bytes_per_socket(module: ModuleOp, settings: RunSettings, kinds: tuple[s
     """The memory of `tier` one socket gives the buffers of `kinds` a compiled program declares (KV
     caches for the whole run)."""
     cached = settings.context + max(settings.tokens, 1)
+    program = next(op for op in module.walk() if isinstance(op, target_ops.ProgramBase))
+    batch = program.sequences_per_socket(settings.batch)
     types = (op.results[0].type for op in module.walk()
              if isinstance(op, target_ops.BufferBase) and op.kind.data in kinds)
-    return sum(t.num_bytes(settings.batch, cached) for t in types
+    return sum(t.num_bytes(batch, cached) for t in types
                if isinstance(t, df.ShapedTypeBase) and t.tier_name == tier)
 
 

@@ -690,6 +690,55 @@ class Elaborator:
                                   did_you_mean(rule.subject, TENSOR_CLASSES)
                                   or 'classes are weights, kv_cache, activations, inputs; quote a name pattern: "layers.*.wq"')
 
+    def elaborate_parallel(self, items: tuple[ast.Item, ...], scope: _Scope) -> df.Parallel:
+        """The `parallel` block, with `--parallel` (the override `parallel`, `key=value,...` text)
+        replacing the settings it gives."""
+        blocks = [i for i in items if isinstance(i, ast.Parallel)]
+        for extra in blocks[1:]:
+            self.errors.error("E016", "a file has one `parallel` block", extra.span, "merge the settings into the first")
+        given: dict[str, str | float | bool] = {}
+        spans: dict[str, ast.Span] = {}
+        for binding in blocks[0].bindings if blocks else ():
+            if binding.name not in df.PARALLEL_SETTINGS:
+                self.errors.error("E016", f"`parallel` has no setting `{binding.name}`", binding.name_span,
+                                  did_you_mean(binding.name, df.PARALLEL_SETTINGS)
+                                  or "settings are " + ", ".join(df.PARALLEL_SETTINGS))
+                continue
+            if binding.name in given:
+                self.errors.error("E004", f"`{binding.name}` is set twice", binding.name_span)
+                continue
+            spans[binding.name] = binding.value.span
+            try:
+                if binding.name == "imbalance":
+                    given["imbalance"] = self.eval_fraction(binding.value, scope, "`imbalance`")
+                elif isinstance(binding.value, ast.Name):
+                    given[binding.name] = binding.value.name
+                else:
+                    choices = df.SPLITS.get(binding.name, ("on", "off"))
+                    self.fail("E005", f"`{binding.name}` takes " + " or ".join(choices), binding.value.span,
+                              f"write `{binding.name} = {choices[-1]}`")
+            except _Abort:
+                pass
+        cli = self.overrides.get("parallel")
+        from_cli: set[str] = set()
+        if isinstance(cli, str):
+            try:
+                parts = df.Parallel.parts(cli)
+            except df.ParallelError as err:
+                self.errors.error("E016", f"--parallel {cli}: {err.message}", None,
+                                  "give --parallel attention=data,experts=expert (settings: "
+                                  + ", ".join(df.PARALLEL_SETTINGS) + ")")
+                return df.Parallel()
+            given.update(parts)
+            from_cli = set(parts)
+        try:
+            return df.Parallel.of(given)
+        except df.ParallelError as err:
+            code = "E019" if err.key == "imbalance" else "E016"
+            where = " (on the command line)" if err.key in from_cli else ""
+            self.errors.error(code, err.message + where, None if err.key in from_cli else spans.get(err.key))
+            return df.Parallel()
+
     def elaborate_run(self, items: tuple[ast.Item, ...], scope: _Scope, draft: ast.Span | None) -> RunConfig:
         """The run settings; `draft` is where the file's draft model is named (None: it has none)."""
         runs = [i for i in items if isinstance(i, ast.Run)]
@@ -723,7 +772,7 @@ class Elaborator:
             except _Abort:
                 pass
         from_file = set(spans)
-        values.update({k: v for k, v in self.overrides.items() if v is not None})
+        values.update({k: v for k, v in self.overrides.items() if v is not None and k != "parallel"})
         if self.targets is not None and values["target"] not in self.targets:
             self.errors.error("E016", f"unknown target `{values['target']}`", spans.get("target"),
                               "targets are " + ", ".join(sorted(self.targets)))
@@ -802,6 +851,7 @@ class Elaborator:
             self.explicit_classes.add("weights")
         scope = self.root_scope()
         run = self.elaborate_run(main.items, scope, drafts[0].name_span if drafts else None)
+        parallel = self.elaborate_parallel(main.items, scope)
         for definition in self.program.definitions.values():
             if definition.name in shapes.RULES:
                 self.errors.error("E004", f"`{definition.name}` is the name of an operator", definition.name_span,
@@ -855,7 +905,7 @@ class Elaborator:
             model.name, tuple(self.layers.values()), tuple(self.steps), outputs[0][0].ref,
             outputs[0][0].type, run, self.placement["activations"], tuple(sorted(self.explicit_classes)),
             tuple(sorted(self.explicit_patterns)), prefill=self.prefill,
-            draft=drafts[0].name if drafts and self.kind == "model" else "",
+            draft=drafts[0].name if drafts and self.kind == "model" else "", parallel=parallel,
         )
 
     def check_graph(self, model: ast.Model) -> None:

@@ -412,8 +412,8 @@ class _GraphBuilder:
         if isinstance(op, rdu.CollectiveBase):
             sockets = op.sockets.value.data
             message = format_bytes(op.bytes.at(1, self.context))
-            return self.add_node("collective", f"{op.name.removeprefix('rdu.')}\n{sockets} sockets · {message}",
-                                 cluster)
+            what = op.name.removeprefix("rdu.") + (f" ({op.phase.data})" if isinstance(op, rdu.AllToAllOp) else "")
+            return self.add_node("collective", f"{what}\n{sockets} sockets · {message}", cluster)
         assert isinstance(op, rdu.StageOp)
         label = (f"{op.stage_name.data}\n{', '.join(o.data for o in op.operators)}\n"
                  f"{op.units('pcus')} PCUs · {op.units('pmus')} PMUs")

@@ -62,7 +62,8 @@ def generate(model: ResolvedModel) -> ModuleOp:
     graph = df.GraphOp(model.name, batch=run.batch, context=run.context, tokens=max(run.tokens, 1),
                        sockets=run.sockets, target=run.target, activations=model.activations_tier,
                        prompt=prompt, explicit_tiers=model.explicit_classes,
-                       explicit_tensors=model.explicit_patterns)
+                       explicit_tensors=model.explicit_patterns,
+                       parallel=None if model.parallel == df.Parallel() else model.parallel)
     block = graph.body.block
     values: dict[str, SSAValue] = {}
     for step in model.steps:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import attrs
 
+from dfdsl.dialects.df import Parallel
 from dfdsl.dialects.shapes import TensorShape
 
 
@@ -91,3 +92,5 @@ class ResolvedModel:
     """The graph processes a prompt: its inputs and activations carry `P` after `B`."""
     draft: str = ""
     """The name of the file's draft model, if it has one (elaborated on its own)."""
+    parallel: Parallel = Parallel()
+    """How the model is split over the sockets: the `parallel` block and `--parallel`."""

@@ -194,6 +194,9 @@ class _ToAst(Transformer):
     def compose_def(self, meta, name, *bindings):
         return ast.Compose(str(name), bindings, self._s(meta), self._t(name))
 
+    def parallel_def(self, meta, *bindings):
+        return ast.Parallel(bindings, self._s(meta))
+
     def start(self, meta, *items):
         return tuple(i for i in items if i is not None)
 

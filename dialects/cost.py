@@ -179,4 +179,12 @@ def expected_experts(experts: int, top_k: int, batch: Batch) -> Batch:
     return experts * (1.0 - (1.0 - top_k / experts) ** batch)
 
 
+def experts_read(experts: int, top_k: int, tokens: Batch, held: int = 0, token_shards: int = 1) -> Batch:
+    """The experts one socket reads for `tokens` of its own: all of them when it holds every
+    expert (`held` 0), else the share of the `held` experts it holds that the machine's tokens
+    touch, `token_shards` sockets' worth of tokens being routed (expert parallelism)."""
+    touched = expected_experts(experts, top_k, tokens * token_shards)
+    return touched if not held else touched * held / experts
+
+
 Cost = Dialect("cost", [], [Work])

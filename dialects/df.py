@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import (
     Float8E4M3FNType,
     Float16Type,
     Float32Type,
+    FloatAttr,
     FunctionType,
     IntAttr,
     IntegerAttr,
@@ -315,6 +316,112 @@ class ReturnOp(IRDLOperation):
         super().__init__(operands=[values])
 
 
+SPLITS: dict[str, tuple[str, ...]] = {
+    "attention": ("tensor", "data"),
+    "experts": ("tensor", "expert", "data"),
+    "dense": ("tensor", "data"),
+}
+"""The parts of a model a `parallel` block splits, and the splits each may take: `tensor` (split
+the weights over the sockets, Megatron-style), `expert` (the routed experts spread over the
+sockets), `data` (the weights whole on every socket, the batch's sequences split over them)."""
+
+PARALLEL_SETTINGS = (*SPLITS, "imbalance", "pad")
+"""Every setting of a `parallel` block (and of `--parallel`)."""
+
+
+class ParallelError(ValueError):
+    """A bad `parallel` setting: `key` names it (for the located error the front end makes)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """How a model is split over its sockets: each part's split, the routing's load imbalance and
+    whether uneven splits are padded. `df.graph`'s `parallel` property holds it as text
+    (`attention=data,experts=expert,dense=data,imbalance=1,pad=on`)."""
+
+    attention: str = "tensor"
+    experts: str = "tensor"
+    dense: str = "tensor"
+    imbalance: float = 1.0
+    """The busiest socket's routed tokens over the mean, under expert parallelism (1: even)."""
+    pad: bool = True
+    """Pad a dimension that does not divide the sockets (False: refuse, E020)."""
+
+    @property
+    def data_parallel(self) -> bool:
+        """Each socket runs the whole step for its own sequences (attention split by batch)."""
+        return self.attention == "data"
+
+    def text(self) -> str:
+        return (f"attention={self.attention},experts={self.experts},dense={self.dense},"
+                f"imbalance={self.imbalance:g},pad={'on' if self.pad else 'off'}")
+
+    @staticmethod
+    def of(given: dict[str, str | float | bool]) -> Parallel:
+        """The plan from the settings given (strings for the splits and `pad`, a number for
+        `imbalance`); raises `ParallelError`. A split left out follows `attention`: `data`
+        attention gives every socket its own sequences, so the dense layers run data-parallel and
+        the experts expert-parallel; `tensor` attention leaves both `tensor`."""
+        for key, value in given.items():
+            if key not in PARALLEL_SETTINGS:
+                raise ParallelError(key, f"`parallel` has no setting `{key}`; settings are "
+                                    + ", ".join(PARALLEL_SETTINGS))
+            if key in SPLITS and value not in SPLITS[key]:
+                raise ParallelError(key, f"`{key}` is split `{value}`, which it cannot be; {key} takes "
+                                    + " or ".join(SPLITS[key]))
+        imbalance = given.get("imbalance", 1.0)
+        if isinstance(imbalance, bool) or not isinstance(imbalance, int | float) or not 1 <= imbalance <= 1024:
+            raise ParallelError("imbalance", f"`imbalance` is {imbalance}; it is the busiest socket's "
+                                "routed tokens over the mean, a number from 1 (even) to 1,024")
+        pad = given.get("pad", True)
+        if pad not in (True, False, "on", "off"):
+            raise ParallelError("pad", f"`pad` is {pad}; it is on or off")
+        attention = str(given.get("attention", "tensor"))
+        data = attention == "data"
+        plan = Parallel(attention, str(given.get("experts", "expert" if data else "tensor")),
+                        str(given.get("dense", "data" if data else "tensor")), float(imbalance),
+                        pad in (True, "on"))
+        if data:
+            for key in ("experts", "dense"):
+                if getattr(plan, key) == "tensor":
+                    raise ParallelError(key, f"`attention = data` gives each socket its own sequences, so "
+                                        f"`{key} = tensor` would need every socket's tokens: use "
+                                        + ("`experts = expert` or `experts = data`" if key == "experts"
+                                           else "`dense = data`") + ", or `attention = tensor`")
+        return plan
+
+    @staticmethod
+    def parts(text: str) -> dict[str, str | float | bool]:
+        """The settings of `key=value,...` text (as `--parallel` and the graph's property give
+        them), unchecked but for their form; raises `ParallelError`."""
+        given: dict[str, str | float | bool] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, eq, value = part.partition("=")
+            key, value = key.strip(), value.strip()
+            if not eq or not value:
+                raise ParallelError(key, f"`{part}` is not `setting=value` (attention=data, say)")
+            if key in given:
+                raise ParallelError(key, f"`{key}` is given twice")
+            if key == "imbalance":
+                try:
+                    given[key] = float(value)
+                except ValueError:
+                    raise ParallelError(key, f"`imbalance` is {value}, not a number such as 1.2") from None
+            else:
+                given[key] = value
+        return given
+
+    @staticmethod
+    def parse(text: str) -> Parallel:
+        """The plan of `key=value,...` text; raises `ParallelError`."""
+        return Parallel.of(Parallel.parts(text))
+
+
 @irdl_op_definition
 class GraphOp(IRDLOperation):
     """One decode step of a model, with the run it was written for; or, with a `prompt`, one
@@ -325,6 +432,9 @@ class GraphOp(IRDLOperation):
     is the tier of the activations passed between kernel calls. `explicit_tiers` lists the tensor
     classes (`PLACEMENT_CLASSES`), and `explicit_tensors` the tensor names or name patterns
     (`layers.*.wq`), whose tier the `.dfl` file set: memory placement never moves those.
+    `parallel` says how the model is split (`Parallel`; tensor parallel throughout when absent).
+    When its attention is `data`, a sharded graph's types are those of one socket's sequences: a
+    socket holds ceil(batch / tp) of the run's `batch` (`sequences_per_socket`).
     """
 
     name = "df.graph"
@@ -339,6 +449,7 @@ class GraphOp(IRDLOperation):
     prompt = opt_prop_def(IntegerAttr[I64])
     explicit_tiers = opt_prop_def(ArrayAttr[StringAttr])
     explicit_tensors = opt_prop_def(ArrayAttr[StringAttr])
+    parallel = opt_prop_def(StringAttr)
     body = region_def("single_block")
     traits = traits_def(NoTerminator(), SymbolOpInterface())
     irdl_options = (ParsePropInAttrDict(),)
@@ -347,7 +458,7 @@ class GraphOp(IRDLOperation):
     def __init__(self, name: str, *, batch: int, context: int, tokens: int, sockets: int,
                  target: str, activations: str = "sram", tp: int = 1, prompt: int | None = None,
                  explicit_tiers: Sequence[str] = (), explicit_tensors: Sequence[str] = (),
-                 region: Region | None = None):
+                 parallel: Parallel | None = None, region: Region | None = None):
         explicit = {"explicit_tiers": explicit_tiers, "explicit_tensors": explicit_tensors}
         prefill = {} if prompt is None else {"prompt": IntegerAttr(prompt, 64)}
         super().__init__(
@@ -362,6 +473,7 @@ class GraphOp(IRDLOperation):
                 "activations": StringAttr(activations),
                 **prefill,
                 **{key: ArrayAttr(StringAttr(n) for n in names) for key, names in explicit.items() if names},
+                **({} if parallel is None else {"parallel": StringAttr(parallel.text())}),
             },
             regions=[region or Region(Block())],
         )
@@ -370,6 +482,22 @@ class GraphOp(IRDLOperation):
     def prompt_tokens(self) -> int:
         """Tokens per sequence one pass processes: the `prompt` of a prefill graph, 1 in a decode step."""
         return 1 if self.prompt is None else self.prompt.value.data
+
+    @property
+    def plan(self) -> Parallel:
+        """How the model is split over the sockets (tensor parallel throughout by default)."""
+        return Parallel() if self.parallel is None else Parallel.parse(self.parallel.data)
+
+    @property
+    def batch_shards(self) -> int:
+        """Over how many sockets the batch's sequences are split: the sockets of a sharded graph
+        whose attention is data-parallel, else 1 (every socket holds every sequence)."""
+        return self.tp.value.data if self.plan.data_parallel else 1
+
+    def sequences_per_socket(self, batch: int) -> int:
+        """The sequences of a run of `batch` that the busiest socket holds: ceil(batch / shards),
+        the other sockets' empty slots padding the batch."""
+        return -(-batch // self.batch_shards)
 
     def classes_placed_explicitly(self) -> set[str]:
         """The entries of `explicit_tiers`."""
@@ -402,6 +530,11 @@ class GraphOp(IRDLOperation):
                             f"df.graph @{self.sym_name.data}: {op.name} gives {result.type}, a prompt's tensor, "
                             "and the graph has no `prompt` (a decode step processes one token per sequence)"
                         )
+        if self.parallel is not None:
+            try:
+                Parallel.parse(self.parallel.data)
+            except ParallelError as err:
+                raise VerifyException(f"df.graph: parallel = {self.parallel.data!r}: {err.message}") from None
         unknown = sorted(self.classes_placed_explicitly() - set(PLACEMENT_CLASSES))
         if unknown:
             raise VerifyException(
@@ -898,6 +1031,29 @@ class AllGatherOp(CollectiveBase):
 
 
 @irdl_op_definition
+class AllToAllOp(CollectiveBase):
+    """Exchange tokens between the sockets for expert parallelism: `dispatch` sends each token of
+    x[B, H] to the sockets holding its `top_k` experts, `combine` brings their outputs back;
+    `imbalance` is the busiest socket's tokens over the mean."""
+
+    name = "df.all_to_all"
+    top_k = prop_def(IntegerAttr[I64])
+    phase = opt_prop_def(StringAttr)
+    imbalance = opt_prop_def(FloatAttr)
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.phase is not None and self.phase.data not in ALL_TO_ALL_PHASES:
+            raise VerifyException(f"df.all_to_all: phase is {self.phase.data!r}, not one of "
+                                  + ", ".join(ALL_TO_ALL_PHASES))
+        if self.imbalance is not None and self.imbalance.value.data < 1:
+            raise VerifyException("df.all_to_all: the imbalance (busiest socket over the mean) is at least 1")
+
+
+ALL_TO_ALL_PHASES = ("dispatch", "combine")
+
+
+@irdl_op_definition
 class SampleOp(OperatorBase):
     """Pick the next token from the logits[B, V]: one pass over the vocabulary per sequence.
 
@@ -944,16 +1100,30 @@ class MoeExpertsOp(OperatorBase):
     up = tensor_operand()
     down = tensor_operand()
     top_k = prop_def(IntegerAttr[I64])
+    expert_shards = opt_prop_def(IntegerAttr[I64])
+    """Expert parallelism: the experts are spread over this many sockets, this one holding
+    ceil(E / shards) of the E experts the scores cover."""
+    token_shards = opt_prop_def(IntegerAttr[I64])
+    """The sockets whose tokens are routed to these experts: each socket's own sequences reach
+    every socket's experts when attention is data-parallel (1: every socket holds every token)."""
+    imbalance = opt_prop_def(FloatAttr)
+    """The busiest socket's routed tokens over the mean (at least 1)."""
     traits = traits_def(Pure())
     assembly_format = "$x `,` $scores `,` $gate `,` $up `,` $down attr-dict `:` functional-type(operands, results)"
+
+    def shards(self) -> tuple[int, int, float]:
+        """(expert_shards, token_shards, imbalance), 1 each when not set."""
+        return (self.expert_shards.value.data if self.expert_shards else 1,
+                self.token_shards.value.data if self.token_shards else 1,
+                self.imbalance.value.data if self.imbalance else 1.0)
 
 
 OPERATORS: dict[str, type[OperatorBase]] = {
     cls.name.removeprefix("df."): cls
     for cls in (
         EmbeddingOp, LinearOp, MatmulOp, RmsnormOp, LayernormOp, RopeOp, AttentionOp,
-        MlaAttentionOp, SoftmaxOp, SiluOp, GeluOp, MulOp, AddOp, AllReduceOp, AllGatherOp, LmHeadOp,
-        TopKOp, SampleOp, MoeRouterOp, MoeExpertsOp,
+        MlaAttentionOp, SoftmaxOp, SiluOp, GeluOp, MulOp, AddOp, AllReduceOp, AllGatherOp, AllToAllOp,
+        LmHeadOp, TopKOp, SampleOp, MoeRouterOp, MoeExpertsOp,
     )
 }
 """The operators by the name the front end and `shapes.RULES` use."""

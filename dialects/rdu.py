@@ -18,10 +18,12 @@ from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
     DenseArrayBase,
+    FloatAttr,
     IntegerAttr,
     StringAttr,
     SymbolNameConstraint,
     SymbolRefAttr,
+    f64,
     i64,
 )
 from xdsl.ir import Attribute, Block, Dialect, Region
@@ -44,7 +46,7 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from dfdsl.dialects import df, target_ops
-from dfdsl.dialects.cost import NotAffineError, Work, expected_experts, parse_work_terms
+from dfdsl.dialects.cost import NotAffineError, Work, experts_read, parse_work_terms
 from dfdsl.dialects.target_ops import BUFFER_KINDS, TRAFFIC
 
 
@@ -66,6 +68,12 @@ class ProgramOp(target_ops.ProgramBase):
     `sockets` is the tensor-parallel degree the program is sharded to (each socket runs this
     program on its shard); the `*_per_socket` numbers are the chip budget the kernels were sized for.
     """
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.batch_shards is not None and self.batch_shards.value.data not in (1, self.count("sockets")):
+            raise VerifyException("rdu.program: batch_shards splits the batch over the program's sockets "
+                                  "(batch_shards = sockets) or not at all (1)")
 
     KIND: ClassVar[str] = "rdu"
     COUNTS: ClassVar[tuple[str, ...]] = (
@@ -367,7 +375,7 @@ class StageOp(target_ops.OperatorWorkBase):
         moved = sum(self.work(key).at(batch, context, prompt) for key in TRAFFIC)
         if self.experts is None or self.top_k is None:
             return moved
-        touched = expected_experts(self.experts.value.data, self.top_k.value.data, batch * prompt)
+        touched = experts_read(self.experts.value.data, self.top_k.value.data, batch * prompt, *self.expert_shares())
         return moved + touched * self.work("expert_read").at(batch, context, prompt)
 
     def verify_(self) -> None:
@@ -419,6 +427,37 @@ class AllGatherOp(CollectiveBase):
     """Every socket's message to every socket (the sampling candidates of a vocabulary split)."""
 
     name = "rdu.all_gather"
+
+
+@irdl_op_definition
+class AllToAllOp(CollectiveBase):
+    """An exchange of tokens for expert parallelism: `dispatch` sends each token to the sockets
+    holding its experts, `combine` brings their outputs back.
+
+    `bytes` is what one socket sends: its tokens' activations once per chosen expert. A share
+    (sockets - 1) / sockets of it goes to other sockets, and the busiest socket receives
+    `imbalance` times the mean.
+
+    `rdu.all_to_all {phase = "dispatch", bytes = #cost.work<57344*B>, sockets = 16 : i64, imbalance = 1.0 : f64}`
+    """
+
+    name = "rdu.all_to_all"
+    phase = prop_def(StringAttr)
+    imbalance = prop_def(FloatAttr)
+
+    def __init__(self, phase: str, bytes_: Work, sockets: int, imbalance: float = 1.0):
+        IRDLOperation.__init__(self, properties={
+            "phase": StringAttr(phase), "bytes": bytes_, "sockets": IntegerAttr(sockets, 64),
+            "imbalance": FloatAttr(imbalance, f64)})
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.phase.data not in df.ALL_TO_ALL_PHASES:
+            raise VerifyException(f"rdu.all_to_all: phase is {self.phase.data!r}, not one of "
+                                  + ", ".join(df.ALL_TO_ALL_PHASES))
+        if not 1 <= self.imbalance.value.data <= self.sockets.value.data:
+            raise VerifyException("rdu.all_to_all: the imbalance (busiest socket over the mean) is from 1 "
+                                  "to the socket count")
 
 
 def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffic: Mapping[str, Work],
@@ -531,7 +570,7 @@ class CopyOp(IRDLOperation):
 
 Rdu = Dialect(
     "rdu",
-    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp, AllGatherOp, HbmRegionOp,
-     CopyOp],
+    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp, AllGatherOp,
+     AllToAllOp, HbmRegionOp, CopyOp],
     [BufferType],
 )

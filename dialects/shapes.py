@@ -308,10 +308,14 @@ def _moe_experts(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> Tenso
     for t, i, what in ((gate, 2, "gate"), (up, 3, "up"), (down, 4, "down")):
         _rank(t, 3, f"moe_experts: the {what} weights", i)
     experts, hidden, ffn = gate.shape
-    if scores.shape[-1] != experts:
-        raise ShapeError(
-            f"moe_experts: the scores must cover the {experts} experts, got {_fmt(scores.shape)}", 1
-        )
+    # Spread over `expert_shards` sockets (expert parallelism), a socket holds ceil(E / shards) of
+    # the E experts the scores cover.
+    shards = attrs_.get("expert_shards", 1)
+    routed = scores.shape[-1]
+    held = -(-routed // shards) if isinstance(routed, int) and shards >= 1 else routed
+    if held != experts:
+        cover = f"the {experts} experts" if shards == 1 else f"{shards} sockets of {experts} experts each"
+        raise ShapeError(f"moe_experts: the scores must cover {cover}, got {_fmt(scores.shape)}", 1)
     if x.shape[-1] != hidden:
         raise ShapeError(f"moe_experts: input width {x.shape[-1]} is not hidden {hidden}", 0)
     if up.shape != gate.shape:
@@ -339,6 +343,7 @@ RULES: dict[str, Callable[[Sequence[TensorShape], Mapping[str, int]], TensorShap
     "mul": _elementwise("mul", 2),
     "add": _elementwise("add", 2),
     "all_reduce": _elementwise("all_reduce", 1),
+    "all_to_all": _elementwise("all_to_all", 1),
     "all_gather": _all_gather,
     "top_k": _top_k,
     "lm_head": _lm_head,
@@ -354,6 +359,7 @@ OPERATOR_ATTRS: dict[str, tuple[str, ...]] = {
     "mla_attention": ("heads", "rope_dim", "v_head"),
     "moe_router": ("top_k",),
     "moe_experts": ("top_k",),
+    "all_to_all": ("top_k",),
     "top_k": ("k",),
     "all_gather": ("sockets",),
 }

@@ -55,8 +55,9 @@ TRAFFIC = ("hbm_read", "hbm_write", "ddr_read", "ddr_write")
 EXPERT_FIELDS = ("experts", "top_k", "expert_read", "expert_tier")
 """What a MoE experts op gives, all or none: experts, top_k, ONE expert's bytes and their tier."""
 
-ExpertWork = tuple[int, int, Work, str]
-"""(experts, top_k, expert_read, expert_tier) of a MoE experts op, as the builders take it."""
+ExpertWork = tuple[int, int, Work, str, int, int]
+"""(experts, top_k, expert_read, expert_tier, experts_held, token_shards) of a MoE experts op, as
+the builders take it; `experts_held` is 0 and `token_shards` 1 without expert parallelism."""
 
 
 class OperatorWorkBase(IRDLOperation):
@@ -77,6 +78,15 @@ class OperatorWorkBase(IRDLOperation):
     top_k = opt_prop_def(IntegerAttr[I64])
     expert_read = opt_prop_def(Work)
     expert_tier = opt_prop_def(StringAttr)
+    experts_held = opt_prop_def(IntegerAttr[I64])
+    """Expert parallelism: the experts (of `experts`) this socket holds."""
+    token_shards = opt_prop_def(IntegerAttr[I64])
+    """Expert parallelism: how many sockets' tokens (as many as this one's) are routed."""
+
+    def expert_shares(self) -> tuple[int, int]:
+        """(experts_held, token_shards): (0, 1) when every socket holds every expert."""
+        return (self.experts_held.value.data if self.experts_held else 0,
+                self.token_shards.value.data if self.token_shards else 1)
 
     def work(self, key: str) -> Work:
         """`flops`, one of `TRAFFIC`, or `expert_read` (zero when absent)."""
@@ -95,6 +105,11 @@ class OperatorWorkBase(IRDLOperation):
         if self.experts is not None and self.top_k is not None:
             if not 1 <= self.top_k.value.data <= self.experts.value.data:
                 raise VerifyException(f"{label}: top_k must be between 1 and the number of experts")
+        held, shards = self.expert_shares()
+        if (held or shards != 1) and self.experts is None:
+            raise VerifyException(f"{label}: experts_held and token_shards describe a MoE experts op")
+        if self.experts is not None and not (0 <= held <= self.experts.value.data and shards >= 1):
+            raise VerifyException(f"{label}: experts_held is at most the experts, token_shards at least 1")
 
 
 def traffic_properties(flops: Work, traffic: Mapping[str, Work]) -> dict[str, Attribute]:
@@ -106,12 +121,14 @@ def expert_properties(moe: ExpertWork | None) -> dict[str, Attribute]:
     """The MoE properties of an experts op, none for any other."""
     if moe is None:
         return {}
-    experts, top_k, expert_read, expert_tier = moe
+    experts, top_k, expert_read, expert_tier, held, token_shards = moe
+    shares = {"experts_held": IntegerAttr(held, 64), "token_shards": IntegerAttr(token_shards, 64)}
     return {
         "experts": IntegerAttr(experts, 64),
         "top_k": IntegerAttr(top_k, 64),
         "expert_read": expert_read,
         "expert_tier": StringAttr(expert_tier),
+        **(shares if held else {}),
     }
 
 
@@ -137,6 +154,9 @@ class ProgramBase(IRDLOperation):
     tokens = prop_def(IntegerAttr[I64])
     target = prop_def(StringAttr)
     prompt = opt_prop_def(IntegerAttr[I64])
+    batch_shards = opt_prop_def(IntegerAttr[I64])
+    """Data-parallel attention: the batch's sequences are split over this many sockets, and the
+    program is one socket's step for its own ceil(batch / batch_shards) of them."""
     body = region_def("single_block")
     traits = traits_def(NoTerminator(), SymbolOpInterface())
     irdl_options = (ParsePropInAttrDict(),)
@@ -153,6 +173,10 @@ class ProgramBase(IRDLOperation):
             },
             regions=[region or Region(Block())],
         )
+
+    def sequences_per_socket(self, batch: int) -> int:
+        """The sequences of a run of `batch` that the busiest socket runs the program for."""
+        return -(-batch // (self.batch_shards.value.data if self.batch_shards else 1))
 
     def count(self, key: str) -> int:
         """One of the integer properties (`COUNTS`) as an int."""

@@ -18,7 +18,7 @@ from typing import cast
 
 import attrs
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr
 from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -96,7 +96,14 @@ def _group(ops: Sequence[df.OperatorBase], run: _Run) -> Pipeline:
     for op in ops:
         if not isinstance(op, df.OperatorBase):
             raise LoweringError(f"df-to-rdu: {op.name} cannot appear in a kernel body")
-        if isinstance(op, df.CollectiveBase):
+        if isinstance(op, df.AllToAllOp):
+            # Each token goes once to each of its top_k experts.
+            if run.tp >= 2:
+                phase = op.phase.data if op.phase else "dispatch"
+                imbalance = op.imbalance.value.data if op.imbalance else 1.0
+                pipeline.append(rdu.AllToAllOp(phase, Work.of_bytes(op.x.type) * op.top_k.value.data, run.tp,
+                                               imbalance))
+        elif isinstance(op, df.CollectiveBase):
             # On one socket there is nothing to exchange: the collective vanishes.
             if run.tp >= 2:
                 collective = rdu.AllGatherOp if isinstance(op, df.AllGatherOp) else rdu.AllReduceOp
@@ -236,12 +243,15 @@ def _lower_graph(graph: df.GraphOp, run: _Run, target: str) -> rdu.ProgramOp:
             values[old] = result
         block.add_op(new)
     chip = run.chip
-    return rdu.ProgramOp(
+    program = rdu.ProgramOp(
         graph.sym_name.data, target=target, region=Region(block),
         batch=graph.batch.value.data, context=graph.context.value.data,
         tokens=graph.tokens.value.data, sockets=run.tp, prompt=graph.prompt.value.data if graph.prompt else None,
         pcus_per_socket=chip.pcus, pmus_per_socket=chip.pmus, sram_bytes_per_socket=chip.sram_bytes,
     )
+    if graph.batch_shards > 1:
+        program.properties["batch_shards"] = IntegerAttr(graph.batch_shards, 64)
+    return program
 
 
 @dataclass
@@ -288,7 +298,8 @@ class DfToRdu(StagedPass):
                 "run fuse instead for an RDU"
             )
         run = _Run(
-            batch=graph.batch.value.data, context=graph.context.value.data, prompt=graph.prompt_tokens,
+            batch=graph.sequences_per_socket(graph.batch.value.data), context=graph.context.value.data,
+            prompt=graph.prompt_tokens,
             tp=graph.tp.value.data,
             activations=graph.activations.data, chip=_chip_budget(self.target, self.hardware),
         )

@@ -191,6 +191,11 @@ class GpuPartition(StagedPass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         self.expect(op)
         graph = df.the_graph(op, "gpu-partition")
+        plan = graph.plan
+        if (plan.attention, plan.experts, plan.dense) != ("tensor", "tensor", "tensor"):
+            raise TargetMismatchError(
+                f"gpu-partition: the GPU targets split models tensor-parallel only (as TensorRT-LLM's kernels "
+                f"here do); parallel is {plan.text()}: use attention=tensor,experts=tensor,dense=tensor")
         layers = {layer.sym_name.data: layer for layer in op.ops if isinstance(layer, df.LayerOp)}
         kernels = Kernels([graph.sym_name.data])
         rewriter = PatternRewriter(InsertPoint.at_end(op.body.block))

@@ -14,6 +14,7 @@ since which experts a step reads depends on the batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -140,10 +141,30 @@ def _mla_attention(op: df.MlaAttentionOp) -> OperatorWork:
 
 
 def _expert_slices(op: df.MoeExpertsOp) -> list[OperandRead]:
-    """One expert's slice of the gate, up and down weights, per expert the batch touches."""
-    routing = (_size(op.gate, 0), op.top_k.value.data)
+    """One expert's slice of the gate, up and down weights, per expert the batch touches (of the
+    experts the scores route to, which expert parallelism spreads over the sockets)."""
+    routing = (_size(op.scores, -1), op.top_k.value.data)
     return [OperandRead(w, Work.of_bytes(w.type.with_dims(w.type.dims[1:])), routing)
             for w in (op.gate, op.up, op.down)]
+
+
+def _moe_flops(op: df.MoeExpertsOp) -> OperatorWork:
+    """Each token through top_k SwiGLU experts: 2*k*3*H*F FLOPs per token. Spread over sockets
+    (expert parallelism), a socket runs the tokens routed to the experts it holds: `token_shards`
+    sockets' worth of tokens (1 when every socket holds every token) over `expert_shards` sockets,
+    times the busiest socket's `imbalance`, rounded up to a whole FLOP per element of x."""
+    expert_shards, token_shards, imbalance = op.shards()
+    per_element = 2 * op.top_k.value.data * 3 * _size(op.gate, 2)
+    if expert_shards > 1:
+        per_element = math.ceil(per_element * token_shards * imbalance / expert_shards)
+    return OperatorWork(_elements(op.x) * per_element)
+
+
+def _expert_shares(op: df.OperatorBase) -> tuple[int, int]:
+    """(experts held, token_shards) of expert-parallel experts; (0, 1) when a socket holds them all."""
+    if isinstance(op, df.MoeExpertsOp) and op.shards()[0] > 1:
+        return _size(op.gate, 0), op.shards()[1]
+    return 0, 1
 
 
 def operand_reads(op: df.OperatorBase) -> list[OperandRead]:
@@ -180,8 +201,7 @@ def _flops(op: df.OperatorBase) -> OperatorWork:
     if isinstance(op, df.MlaAttentionOp):
         return _mla_attention(op)
     if isinstance(op, df.MoeExpertsOp):
-        # Each token through top_k SwiGLU experts: 2*k*3*H*F FLOPs per token.
-        return OperatorWork(_elements(op.x) * (2 * op.top_k.value.data * 3 * _size(op.gate, 2)))
+        return _moe_flops(op)
     if isinstance(op, df.SampleOp | df.TopKOp):
         return OperatorWork(_elements(op.logits))  # one pass over the logits (or the candidates)
     if isinstance(op, df.LightOperatorBase):
@@ -201,5 +221,5 @@ def operator_work(op: df.OperatorBase, activations: str = "sram") -> OperatorWor
             expert_bytes, routing = expert_bytes + read.nbytes, read.routing
             expert_tier = expert_tier or _tier(read.value) or activations
     if routing is not None:
-        work += OperatorWork(moe=(*routing, expert_bytes, expert_tier))
+        work += OperatorWork(moe=(*routing, expert_bytes, expert_tier, *_expert_shares(op)))
     return work

@@ -142,12 +142,15 @@ class Placement:
         self.sizes = [_size(sized[key], graph.prompt_tokens) for key in shapes]
 
     def groups(self, batch: int, tokens_cached: int) -> list[TensorGroup]:
-        """The groups in their declared tiers, sized for `batch` sequences of `tokens_cached` tokens."""
+        """The groups in their declared tiers, sized for a run of `batch` sequences of
+        `tokens_cached` tokens (of which one socket holds `sequences_per_socket`)."""
+        batch = self.graph.sequences_per_socket(batch)
         return [attrs.evolve(g, bytes_per_socket=size.at(batch, tokens_cached), decls=list(g.decls))
                 for g, size in zip(self._shapes, self.sizes)]
 
     def declared_bytes(self, tier: str, batch, tokens_cached):
         """Bytes per socket declared in `tier` (numbers or numpy arrays of them)."""
+        batch = self.graph.sequences_per_socket(batch)
         return sum((size.at(batch, tokens_cached) for g, size in zip(self._shapes, self.sizes) if g.tier == tier),
                    0 * batch)
 

@@ -9,16 +9,28 @@ latent cache whole on every socket. The LM head is split over the vocabulary, so
 per-socket top-k, an all-gather of the candidates and a sample among them. Everything else is
 replicated. Weights are split where they are declared: a layer argument's new type is carried to
 the `df.weight`/`df.kv_cache` each `df.call` passes for it.
+
+The graph's `parallel` plan (`df.Parallel`) chooses each part's split. `attention = data` splits the
+batch instead: every socket holds the attention weights whole and its own sequences' caches, so
+the graph's types become those of one socket's sequences (`df.GraphOp.sequences_per_socket`).
+`dense = data` keeps the dense MLPs and the LM head whole on every socket. `experts = expert`
+spreads the routed experts over the sockets (ceil(E / sockets) each): with data-parallel attention
+each socket's tokens go to the experts' sockets and back through a `df.all_to_all` dispatch and
+combine; with tensor-parallel attention every socket holds every token, so an all-reduce sums the
+sockets' experts. A dimension that does not divide the sockets is padded to the next multiple
+(heads, KV heads, widths, experts), the idle shards' bytes and FLOPs counted as a socket holds and
+runs them, and a remark on stderr says so; with `pad = off` it is refused (E020).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import FunctionType, IntegerAttr, ModuleOp
+from xdsl.dialects.builtin import FloatAttr, FunctionType, IntegerAttr, ModuleOp, StringAttr, f64
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 from xdsl.rewriter import InsertPoint
@@ -51,6 +63,10 @@ def counts_text(counts: Sequence[int], unit: str = "socket") -> str:
     return f"{listed} {unit}{'' if list(counts) == [1] else 's'}"
 
 
+PADDING_ONLY = "padding would leave a socket nothing but padding"
+"""Why a split that padding could not help is refused: fewer heads, KV heads or widths than sockets."""
+
+
 @dataclass
 class _Plan:
     """What sharding changes in one block (a layer body or the graph), worked out before any
@@ -59,10 +75,33 @@ class _Plan:
     sockets: int
     where: str
     block: Block
+    parallel: df.Parallel = df.Parallel()
     new_types: dict[SSAValue, df.TensorType] = field(default_factory=dict)
     new_attrs: dict[df.OperatorBase, dict[str, int]] = field(default_factory=dict)
     reduced: list[df.OperatorBase] = field(default_factory=list)
     """Operators whose partial results are summed across sockets by a new all-reduce."""
+    exchanged: list[df.MoeExpertsOp] = field(default_factory=list)
+    """Expert-parallel experts of per-socket tokens: an all-to-all before (dispatch) and after (combine)."""
+    remarks: list[str] = field(default_factory=list)
+    """What was padded, for the user (a remark on stderr)."""
+
+    def padded(self, width: int, what: str) -> int:
+        """The share of `width` one socket holds: width / sockets, or if that is not whole and
+        padding is on, the next whole number (with a remark); else a `ShardingError`. Padding is
+        impossible where it would leave a socket nothing but padding (a width under the sockets)."""
+        share = -(-width // self.sockets)
+        if width % self.sockets:
+            if not self.parallel.pad or width < self.sockets:
+                why = "padding is off" if not self.parallel.pad else PADDING_ONLY
+                raise self.fail(f"{what} has width {width}, which does not divide over {self.sockets} sockets "
+                                f"({why})")
+            self.remark(f"{what}: {width} padded to {share * self.sockets} ({share} per socket); the idle "
+                        f"{share * self.sockets - width} are counted in the bytes and FLOPs")
+        return share
+
+    def remark(self, text: str) -> None:
+        if text not in self.remarks:
+            self.remarks.append(text)
     sampled: list[df.SampleOp] = field(default_factory=list)
     """Samples of vocabulary-split logits: each becomes a top-k, an all-gather and a sample."""
 
@@ -91,9 +130,7 @@ class _Plan:
         width = dims[dim]
         if not isinstance(width, int):
             raise self.fail(f"{what} has width {width}, which is not a number and cannot be split")
-        if width % self.sockets:
-            raise self.fail(f"{what} has width {width}, which does not divide over {self.sockets} sockets")
-        self.retype(value, dims[:dim] + (width // self.sockets,) + dims[dim + 1 :])
+        self.retype(value, dims[:dim] + (self.padded(width, what),) + dims[dim + 1 :])
 
     def column_split(self, linear: df.LinearOp, width: int) -> None:
         """Keep `width` output columns of a projection (its weight's dim 1, and its bias)."""
@@ -102,14 +139,18 @@ class _Plan:
         if linear.bias is not None:
             self.retype(linear.bias, (width,))
 
-    def row_split(self, linear: df.LinearOp, what: str) -> None:
-        """Split a projection's weight by rows and sum its partial products across sockets."""
+    def row_split(self, linear: df.LinearOp, what: str, rows: int | None = None) -> None:
+        """Split a projection's weight by rows (`rows` of them per socket, when the split is
+        decided elsewhere: heads) and sum its partial products across sockets."""
         if linear.bias is not None:
             raise self.fail(
                 f"the {what} has a bias; a row-split projection would add it once per socket. "
                 "Fold the bias into the next operator or run with sockets=1"
             )
-        self.split(linear.w, 0, f"the input of the {what}")
+        if rows is None:
+            self.split(linear.w, 0, f"the input of the {what}")
+        else:
+            self.retype(linear.w, (rows, *linear.w.type.dims[1:]))
         self.reduced.append(linear)
 
 
@@ -133,26 +174,52 @@ def _only_consumer(value: SSAValue) -> df.LinearOp | None:
     return None
 
 
+def attention_shares(heads: int, kv_heads: int, sockets: int, pad: bool) -> tuple[int, int] | None:
+    """The query heads and KV heads one socket holds, or None if they do not divide and padding is
+    off or impossible. KV heads divide over the sockets, or are replicated when the sockets divide
+    over them (a group of query heads then spans sockets, padded to a multiple of them); otherwise
+    the KV heads are padded to a multiple of the sockets, each socket holding whole groups. Padding
+    is impossible where a socket would hold no real head (a group smaller than the sockets it
+    spans, fewer KV heads than sockets)."""
+    group = heads // kv_heads
+    if kv_heads % sockets == 0:
+        return heads // sockets, kv_heads // sockets
+    if sockets % kv_heads == 0:
+        spans = sockets // kv_heads
+        if group % spans == 0 or (pad and group >= spans):
+            return -(-group // spans), 1
+        return None
+    if not pad or kv_heads < sockets:
+        return None
+    local_kv = -(-kv_heads // sockets)
+    return group * local_kv, local_kv
+
+
 def _plan_attention(op: df.AttentionOp, plan: _Plan) -> None:
-    """Head-parallel attention; KV heads are replicated when there are fewer than sockets."""
+    """Head-parallel attention; KV heads are replicated when there are fewer than sockets, and
+    padded (with the query heads) when they do not divide."""
     n = plan.sockets
     heads = op.heads.value.data
     kv_heads = op.kv_heads.value.data
 
-    def fits(s: int) -> bool:
-        return heads % s == 0 and (kv_heads % s == 0 or s % kv_heads == 0)
-
-    if not fits(n):
+    shares = attention_shares(heads, kv_heads, n, plan.parallel.pad)
+    if shares is None:
+        why = "padding is off" if not plan.parallel.pad else PADDING_ONLY
         raise plan.fail(
             f"{n} sockets cannot split attention with {heads} heads and {kv_heads} KV heads: the "
             "heads must divide evenly over the sockets, and the KV heads over the sockets or the "
-            "sockets over the KV heads"
+            f"sockets over the KV heads ({why})"
         )
-    local_kv = kv_heads // n if kv_heads % n == 0 else 1
+    local_heads, local_kv = shares
+    if local_heads * n != heads or (local_kv * n != kv_heads and n % kv_heads):
+        kv_total = local_kv * n if n % kv_heads else kv_heads
+        plan.remark(f"attention: {heads} heads and {kv_heads} KV heads padded to {local_heads * n} heads and "
+                    f"{kv_total} KV heads ({local_heads} and {local_kv} per socket); the idle heads' weights, "
+                    "cache and FLOPs are counted")
     # The attention shape rule, which the verifier applied, makes both head widths numbers.
     head_dim, v_dim = cast(int, op.k_cache.type.dims[3]), cast(int, op.v_cache.type.dims[3])
     for value, width, what in (
-        (op.q, heads // n * head_dim, "query"),
+        (op.q, local_heads * head_dim, "query"),
         (op.k, local_kv * head_dim, "key"),
         (op.v, local_kv * v_dim, "value"),
     ):
@@ -162,8 +229,8 @@ def _plan_attention(op: df.AttentionOp, plan: _Plan) -> None:
         plan.column_split(linear, width)
     for cache in (op.k_cache, op.v_cache):
         plan.retype(cache, cache.type.dims[:2] + (local_kv,) + cache.type.dims[3:])
-    plan.new_attrs[op] = {"heads": heads // n, "kv_heads": local_kv}
-    _plan_output_projection(op, plan, "attention output projection")
+    plan.new_attrs[op] = {"heads": local_heads, "kv_heads": local_kv}
+    _plan_output_projection(op, plan, "attention output projection", local_heads * v_dim)
 
 
 def _plan_mla_attention(op: df.MlaAttentionOp, plan: _Plan) -> None:
@@ -171,26 +238,31 @@ def _plan_mla_attention(op: df.MlaAttentionOp, plan: _Plan) -> None:
     as in real MLA tensor parallelism, since every head reads all of the latent."""
     n = plan.sockets
     heads = op.heads.value.data
-    if heads % n:
-        raise plan.fail(f"{n} sockets cannot split latent attention with {heads} heads")
+    if heads % n and (not plan.parallel.pad or heads < n):
+        why = "padding is off" if not plan.parallel.pad else PADDING_ONLY
+        raise plan.fail(
+            f"{n} sockets cannot split latent attention with {heads} heads ({why})"
+        )
+    local = plan.padded(heads, "latent attention heads")
     q_linear = _producer(op.q, (df.RopeOp,))
     if q_linear is None:
         raise plan.fail("the latent attention query is not computed by a df.linear, so it cannot be split by heads")
     q_width = q_linear.w.type.dims[1]
-    if not isinstance(q_width, int):
+    up_width = op.kv_up.type.dims[1]
+    if not isinstance(q_width, int) or not isinstance(up_width, int):
         raise plan.fail("the latent attention query's width must be a number")
-    plan.column_split(q_linear, q_width // n)
-    plan.split(op.kv_up, 1, "the latent up-projection")
-    plan.new_attrs[op] = {"heads": heads // n}
-    _plan_output_projection(op, plan, "latent attention output projection")
+    plan.column_split(q_linear, q_width // heads * local)
+    plan.retype(op.kv_up, (op.kv_up.type.dims[0], up_width // heads * local))
+    plan.new_attrs[op] = {"heads": local}
+    _plan_output_projection(op, plan, "latent attention output projection", local * op.v_head.value.data)
 
 
-def _plan_output_projection(op: df.AttentionOp | df.MlaAttentionOp, plan: _Plan, what: str) -> None:
+def _plan_output_projection(op: df.AttentionOp | df.MlaAttentionOp, plan: _Plan, what: str, rows: int) -> None:
     """Row-split the projection reading an attention's heads, which each socket holds a share of."""
     linear = _only_consumer(op.result)
     if linear is None:
         raise plan.fail(f"{op.name} must be read by one df.linear (the {what}) to be split by heads")
-    plan.row_split(linear, what)
+    plan.row_split(linear, what, rows)
 
 
 def _plan_gated_mlp(mul: df.MulOp, plan: _Plan) -> None:
@@ -203,19 +275,37 @@ def _plan_gated_mlp(mul: df.MulOp, plan: _Plan) -> None:
     ffn = mul.result.type.dims[-1]
     if not isinstance(ffn, int):
         raise plan.fail("the MLP width (ffn) must be a number")
-    if ffn % plan.sockets:
-        raise plan.fail(f"the MLP width (ffn) {ffn} does not divide over {plan.sockets} sockets")
+    share = plan.padded(ffn, "the MLP (ffn)")
     for linear in (gate, up):
-        plan.column_split(linear, ffn // plan.sockets)
-    plan.row_split(down, "MLP down projection")
+        plan.column_split(linear, share)
+    plan.row_split(down, "MLP down projection", share)
 
 
 def _plan_moe_experts(op: df.MoeExpertsOp, plan: _Plan) -> None:
-    """Every expert split along its FFN width; the router stays replicated."""
-    plan.split(op.gate, 2, "the experts' gate projection (expert ffn)")
-    plan.split(op.up, 2, "the experts' up projection (expert ffn)")
-    plan.split(op.down, 1, "the experts' down projection (expert ffn)")
-    plan.reduced.append(op)
+    """`tensor`: every expert split along its FFN width. `expert`: the experts spread over the
+    sockets, exchanged with all-to-alls when each socket holds its own tokens. The router stays
+    replicated."""
+    if plan.parallel.experts == "data":
+        return
+    if plan.parallel.experts == "tensor":
+        plan.split(op.gate, 2, "the experts' gate projection (expert ffn)")
+        plan.split(op.up, 2, "the experts' up projection (expert ffn)")
+        plan.split(op.down, 1, "the experts' down projection (expert ffn)")
+        plan.reduced.append(op)
+        return
+    if plan.parallel.imbalance > plan.sockets:
+        raise plan.fail(f"an imbalance of {plan.parallel.imbalance:g} over {plan.sockets} sockets would give the "
+                        "busiest socket more than every token; it is at most the socket count")
+    experts = cast(int, op.gate.type.dims[0])  # the moe_experts shape rule makes it a number
+    held = plan.padded(experts, "the routed experts")
+    for weight in (op.gate, op.up, op.down):
+        plan.retype(weight, (held, *weight.type.dims[1:]))
+    tokens_local = plan.parallel.data_parallel
+    plan.new_attrs[op] = {"expert_shards": plan.sockets, "token_shards": plan.sockets if tokens_local else 1}
+    if tokens_local:
+        plan.exchanged.append(op)
+    else:
+        plan.reduced.append(op)
 
 
 SAMPLE_CANDIDATES = 1
@@ -241,18 +331,20 @@ def _plan_lm_head(op: df.LmHeadOp, plan: _Plan) -> None:
                 values.append(user.result)
 
 
-def _plan_block(block: Block, sockets: int, where: str) -> _Plan:
-    plan = _Plan(sockets, where, block)
+def _plan_block(block: Block, sockets: int, where: str, parallel: df.Parallel = df.Parallel()) -> _Plan:
+    plan = _Plan(sockets, where, block, parallel)
+    attention = parallel.attention == "tensor"
+    dense = parallel.dense == "tensor"
     for op in block.ops:
-        if isinstance(op, df.AttentionOp):
+        if isinstance(op, df.AttentionOp) and attention:
             _plan_attention(op, plan)
-        elif isinstance(op, df.MlaAttentionOp):
+        elif isinstance(op, df.MlaAttentionOp) and attention:
             _plan_mla_attention(op, plan)
-        elif isinstance(op, df.MulOp):
+        elif isinstance(op, df.MulOp) and dense:
             _plan_gated_mlp(op, plan)
         elif isinstance(op, df.MoeExpertsOp):
             _plan_moe_experts(op, plan)
-        elif isinstance(op, df.LmHeadOp):
+        elif isinstance(op, df.LmHeadOp) and dense:
             _plan_lm_head(op, plan)
     return plan
 
@@ -276,10 +368,14 @@ def _apply(plan: _Plan, layers: dict[str, df.LayerOp], rewriter: PatternRewriter
     for op, attrs in plan.new_attrs.items():
         for key, count in attrs.items():
             op.properties[key] = IntegerAttr(count, 64)
+        if "expert_shards" in attrs:
+            op.properties["imbalance"] = FloatAttr(plan.parallel.imbalance, f64)
     for op in plan.reduced:
         reduce = df.AllReduceOp(op.result, result_type=op.result.type)
         rewriter.insert(reduce, InsertPoint.after(op))
         rewriter.replace_uses_with_if(op.result, reduce.result, lambda use: use.operation is not reduce)
+    for experts in plan.exchanged:
+        _exchange(experts, plan, rewriter)
     for op in plan.block.ops:
         if isinstance(op, df.OperatorBase):
             _reinfer(op, plan, rewriter)
@@ -298,6 +394,24 @@ def _operator(cls: type[df.OperatorBase], x: SSAValue, **int_attrs: int) -> df.O
     """A new one-operand operator on `x`, its result typed by its shape rule."""
     inferred = shapes.infer(cls.name.removeprefix("df."), [df.tensor_type(x.type).tensor_shape()], int_attrs)
     return cls(x, result_type=df.TensorType.make(inferred.shape, inferred.dtype), **int_attrs)
+
+
+def _all_to_all(x: SSAValue, phase: str, top_k: int, imbalance: float) -> df.AllToAllOp:
+    exchange = df.AllToAllOp(x, result_type=x.type, top_k=top_k)
+    exchange.properties["phase"] = StringAttr(phase)
+    exchange.properties["imbalance"] = FloatAttr(imbalance, f64)
+    return exchange
+
+
+def _exchange(experts: df.MoeExpertsOp, plan: _Plan, rewriter: PatternRewriter) -> None:
+    """Dispatch the tokens to the experts' sockets before `experts` and combine them after."""
+    top_k, imbalance = experts.top_k.value.data, plan.parallel.imbalance
+    dispatch = _all_to_all(experts.x, "dispatch", top_k, imbalance)
+    rewriter.insert(dispatch, InsertPoint.before(experts))
+    experts.operands[0] = dispatch.result
+    combine = _all_to_all(experts.result, "combine", top_k, imbalance)
+    rewriter.insert(combine, InsertPoint.after(experts))
+    rewriter.replace_uses_with_if(experts.result, combine.result, lambda use: use.operation is not combine)
 
 
 def _reinfer(op: df.OperatorBase, plan: _Plan, rewriter: PatternRewriter) -> None:
@@ -320,12 +434,15 @@ def _refresh_signature(layer: df.LayerOp) -> None:
 
 @dataclass(frozen=True)
 class ShardTensorParallel(StagedPass):
-    """Shard the module over `sockets` sockets (0: the graph's own `sockets`) and set `tp`."""
+    """Shard the module over `sockets` sockets (0: the graph's own `sockets`) as the graph's
+    `parallel` plan says, and set `tp`."""
 
     name = "shard-tensor-parallel"
     STAGES = {Stage.DF: Stage.SHARDED}
 
     sockets: int = 0
+    pad: bool = True
+    """Pad what does not divide the sockets, if the graph's `parallel` plan pads too (false: refuse)."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         self.expect(op)
@@ -335,10 +452,12 @@ class ShardTensorParallel(StagedPass):
             raise ShardingError(f"shard-tensor-parallel: sockets must be positive, got {sockets}")
         if sockets > 1:
             try:
-                plans = _plans(op, graph, sockets)
+                plans = _plans(op, graph, sockets, self.pad)
             except ShardingError as err:
-                counts = counts_text(shardable_counts(op))
+                counts = counts_text(shardable_counts(op, pad=self.pad))
                 raise ShardingError(err.problem, f"every split divides over {counts}") from None
+            for remark in plans.remarks():
+                print(f"remark: shard-tensor-parallel: {remark}", file=sys.stderr)
             _apply_plans(plans)
         # An explicit `sockets` is the degree asked for from now on: the graph says so, as it says tp.
         graph.properties["sockets"] = IntegerAttr(sockets, 64)
@@ -354,14 +473,19 @@ class _Plans:
     layer_plans: dict[str, _Plan]
     graph_plan: _Plan
 
+    def remarks(self) -> list[str]:
+        """What every plan padded, once each."""
+        return list(dict.fromkeys(r for p in (*self.layer_plans.values(), self.graph_plan) for r in p.remarks))
 
-def _plans(module: ModuleOp, graph: df.GraphOp, sockets: int) -> _Plans:
+
+def _plans(module: ModuleOp, graph: df.GraphOp, sockets: int, pad: bool = True) -> _Plans:
     """Plan every layer and the graph; raises `ShardingError` for the first split that fails."""
     layers = {layer.sym_name.data: layer for layer in module.ops if isinstance(layer, df.LayerOp)}
+    parallel = replace(graph.plan, pad=graph.plan.pad and pad)
     layer_plans = {
-        name: _plan_block(layer.body.block, sockets, f"layer @{name}") for name, layer in layers.items()
+        name: _plan_block(layer.body.block, sockets, f"layer @{name}", parallel) for name, layer in layers.items()
     }
-    graph_plan = _plan_block(graph.body.block, sockets, f"graph @{graph.sym_name.data}")
+    graph_plan = _plan_block(graph.body.block, sockets, f"graph @{graph.sym_name.data}", parallel)
     _plan_call_operands(graph, layer_plans, graph_plan)
     return _Plans(graph, layers, layer_plans, graph_plan)
 
@@ -375,7 +499,7 @@ def _apply_plans(plans: _Plans) -> None:
     _apply(plans.graph_plan, plans.layers, rewriter)
 
 
-def per_socket_types(module: ModuleOp, sockets: int) -> dict[SSAValue, df.TensorType] | None:
+def per_socket_types(module: ModuleOp, sockets: int, pad: bool = True) -> dict[SSAValue, df.TensorType] | None:
     """The type one of `sockets` sockets holds of each declaration of the (unsharded) graph that
     sharding splits (the others are replicated whole), or None if a split does not divide.
     Nothing is changed."""
@@ -383,11 +507,12 @@ def per_socket_types(module: ModuleOp, sockets: int) -> dict[SSAValue, df.Tensor
     if sockets == 1:
         return {}
     try:
-        return dict(_plans(module, graph, sockets).graph_plan.new_types)
+        return dict(_plans(module, graph, sockets, pad).graph_plan.new_types)
     except ShardingError:
         return None
 
 
-def shardable_counts(module: ModuleOp, limit: int = MAX_SOCKETS) -> list[int]:
-    """The socket counts up to `limit` over which every split of the model divides."""
-    return [n for n in range(1, limit + 1) if per_socket_types(module, n) is not None]
+def shardable_counts(module: ModuleOp, limit: int = MAX_SOCKETS, pad: bool = True) -> list[int]:
+    """The socket counts up to `limit` over which every split of the model divides (or, with
+    `pad` and the graph's plan padding, can be padded)."""
+    return [n for n in range(1, limit + 1) if per_socket_types(module, n, pad) is not None]

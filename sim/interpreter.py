@@ -60,8 +60,10 @@ def operator_work(op: target_ops.OperatorWorkBase) -> timing.IterationWork:
     """The work an op states per invocation (an `rdu.stage`, an `nv.kernel`), for the timing model."""
     experts: tuple[timing.ExpertRead, ...] = ()
     if op.experts is not None and op.top_k is not None and op.expert_tier is not None:
+        held, token_shards = op.expert_shares()
         experts = (timing.ExpertRead(op.experts.value.data, op.top_k.value.data,
-                                     affine(op.work("expert_read")), op.expert_tier.data),)
+                                     affine(op.work("expert_read")), op.expert_tier.data,
+                                     held=held, token_shards=token_shards),)
     return timing.IterationWork(
         flops=affine(op.work("flops")),
         hbm_read=affine(op.work("hbm_read")),
@@ -132,6 +134,10 @@ class KernelWork:
     def add_collective(self, op: rdu.CollectiveBase) -> None:
         collective = timing.AllReduce(affine(op.bytes), op.sockets.value.data, isinstance(op, rdu.AllGatherOp))
         self.work = self.work + timing.IterationWork(all_reduces=(collective,))
+
+    def add_all_to_all(self, op: rdu.AllToAllOp) -> None:
+        exchange = timing.AllToAll(affine(op.bytes), op.sockets.value.data, op.imbalance.value.data)
+        self.work = self.work + timing.IterationWork(all_to_alls=(exchange,))
 
 
 @attrs.define(kw_only=True)
@@ -219,6 +225,11 @@ class RduFunctions(TargetFunctions):
         self._kernel(interpreter).add_collective(op)
         return ()
 
+    @impl(rdu.AllToAllOp)
+    def run_all_to_all(self, interpreter: Interpreter, op: rdu.AllToAllOp, args: tuple[Any, ...]) -> tuple[()]:
+        self._kernel(interpreter).add_all_to_all(op)
+        return ()
+
     @impl_terminator(rdu.ReturnOp)
     def run_return(self, interpreter: Interpreter, op: rdu.ReturnOp,
                    args: tuple[Any, ...]) -> tuple[TerminatorValue, tuple[()]]:
@@ -252,6 +263,12 @@ class SimResult:
     aggregate_ddr_bytes_per_s: float
     calls: tuple[timing.KernelCall, ...]
     timeline: Timeline
+    socket_batch: int = 0
+    """The sequences the busiest socket runs (data-parallel attention); 0: all `batch` of them."""
+
+    @property
+    def sequences_per_socket(self) -> int:
+        return self.socket_batch or self.batch
 
     @property
     def tokens_per_s_per_user(self) -> float:
@@ -276,7 +293,7 @@ class SimResult:
     @classmethod
     def of_run(cls, program: target_ops.ProgramBase, hw: Hardware | GpuHardware, *, sockets: int, batch: int,
                context: int, run: timing.Run, calls: Sequence[timing.KernelCall],
-               timeline: Timeline) -> SimResult:
+               timeline: Timeline, socket_batch: int = 0) -> SimResult:
         """The figures of `run`, steps of `program` on `sockets` sockets (or GPUs) of `hw` running
         `calls` each, whose first step is `timeline`."""
         return cls(
@@ -291,6 +308,7 @@ class SimResult:
             aggregate_ddr_bytes_per_s=sockets * hw.ddr.bandwidth_bytes_per_s,
             calls=tuple(calls),
             timeline=timeline,
+            socket_batch=socket_batch,
             **_per_token(run, sockets),
         )
 
@@ -354,6 +372,9 @@ class Profile:
     model: str
     sockets: int
     calls: tuple[timing.KernelCall, ...]
+    batch_shards: int = 1
+    """The sockets the batch is split over (data-parallel attention): a step at batch B is the
+    program's at ceil(B / batch_shards) sequences."""
 
 
 def _rdu_hardware(hardware: Hardware | GpuHardware | str | Path) -> Hardware:
@@ -368,13 +389,15 @@ def kernel_calls(module: ModuleOp, hardware: Hardware | GpuHardware) -> list[tim
     """The calls of one run of the module's program, a decode step or a prefill pass, each with
     its kernel's work as the program states it (`sim/request.py` times prefill passes from them)."""
     program = _program(module)
-    return interpret_step(module, _rdu_hardware(hardware), program.count("batch"), program.count("context")).calls
+    batch = program.sequences_per_socket(program.count("batch"))
+    return interpret_step(module, _rdu_hardware(hardware), batch, program.count("context")).calls
 def profile(module: ModuleOp, hardware: Hardware | GpuHardware) -> Profile:
     """Interprets the module's program once for what its steps run (`sim/vectorized.py` times them)."""
     hw = _rdu_hardware(hardware)
     program = _program(module)
-    first = interpret_step(module, hw, program.count("batch"), program.count("context"))
-    return Profile(program.sym_name.data, program.count("sockets"), tuple(first.calls))
+    first = interpret_step(module, hw, program.sequences_per_socket(program.count("batch")), program.count("context"))
+    shards = program.batch_shards.value.data if program.batch_shards else 1
+    return Profile(program.sym_name.data, program.count("sockets"), tuple(first.calls), shards)
 
 
 def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | None = None,
@@ -384,7 +407,9 @@ def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | 
     program = _program(module)
     batch, context, tokens = run_sizes(program, batch, context, tokens)
     sockets = program.count("sockets")
-    first = interpret_step(module, hw, batch, context)
-    run = timing.run(first.calls, hw, batch, context, tokens)
+    local = program.sequences_per_socket(batch)
+    first = interpret_step(module, hw, local, context)
+    run = timing.run(first.calls, hw, local, context, tokens)
     return SimResult.of_run(program, hw, sockets=sockets, batch=batch, context=context, run=run,
-                            calls=first.calls, timeline=first.timeline.finish(sockets))
+                            calls=first.calls, timeline=first.timeline.finish(sockets),
+                            socket_batch=local if local != batch else 0)

@@ -44,6 +44,8 @@ def at_prompt(call: timing.KernelCall, prompt: int) -> timing.KernelCall:
                                    tokens_per_sequence=prompt) for e in work.experts),
         all_reduces=tuple(attrs.evolve(r, message_bytes=r.message_bytes.at_prompt(prompt))
                           for r in work.all_reduces),
+        all_to_alls=tuple(attrs.evolve(x, message_bytes=x.message_bytes.at_prompt(prompt))
+                          for x in work.all_to_alls),
     ))
 
 
@@ -162,7 +164,7 @@ def speculate(plain: SimResult, verify_calls: Sequence[timing.KernelCall], draft
     verification pass of `draft_tokens + 1` tokens (the model's prefill program, `verify_calls`),
     each round starting where the tokens of the rounds before it leave the context (rounded to a
     whole token); the run's figures are the rounds' mean per token yielded."""
-    batch = plain.batch
+    batch = plain.sequences_per_socket
     per_round = tokens_per_round(draft_tokens, acceptance)
     count = max(1, round(plain.tokens / per_round))
     rounds = []

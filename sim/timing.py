@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from dfdsl.dialects.cost import expected_experts
+from dfdsl.dialects.cost import experts_read
 from dfdsl.hardware import GpuHardware, Hardware
 
 CATEGORIES = ("stream", "compute", "sync", "fill_drain", "collective", "host")
@@ -70,6 +70,10 @@ class ExpertRead:
     bytes_per_expert: Affine
     tier: str
     tokens_per_sequence: int = 1
+    held: int = 0
+    """Expert parallelism: the experts this socket holds (0: all)."""
+    token_shards: int = 1
+    """Expert parallelism: the sockets whose tokens (as many as this one's) are routed."""
 
 
 @attrs.frozen
@@ -83,6 +87,27 @@ class AllReduce:
 
 
 @attrs.frozen
+class AllToAll:
+    """An exchange of tokens inside a kernel (expert parallelism): each socket sends
+    `message_bytes`, and the busiest receives `imbalance` times the mean."""
+
+    message_bytes: Affine
+    sockets: int
+    imbalance: float = 1.0
+
+
+def all_to_all_time_s(message_bytes: float, sockets: int, imbalance: float,
+                      link_bytes_per_s: float, latency_s: float) -> tuple[float, float]:
+    """(transfer seconds on the busiest socket's link, latency seconds on the critical path): every
+    socket writes to each of the others at once, one latency; (sockets - 1) / sockets of its
+    message leaves it (the rest stays on the socket), and the busiest socket receives `imbalance`
+    times that, which bounds the exchange."""
+    if sockets < 2:
+        return 0.0, 0.0
+    return imbalance * (sockets - 1) / sockets * message_bytes / link_bytes_per_s, latency_s
+
+
+@attrs.frozen
 class IterationWork:
     """What one iteration of a kernel (one layer, or the whole call if not looped) does, per socket."""
 
@@ -93,6 +118,7 @@ class IterationWork:
     ddr_write: Affine = Affine()
     experts: tuple[ExpertRead, ...] = ()
     all_reduces: tuple[AllReduce, ...] = ()
+    all_to_alls: tuple[AllToAll, ...] = ()
 
     def __add__(self, other: IterationWork) -> IterationWork:
         """The work of both, as one iteration that does the one and then the other."""
@@ -104,6 +130,7 @@ class IterationWork:
             ddr_write=self.ddr_write + other.ddr_write,
             experts=self.experts + other.experts,
             all_reduces=self.all_reduces + other.all_reduces,
+            all_to_alls=self.all_to_alls + other.all_to_alls,
         )
 
 
@@ -199,8 +226,8 @@ def traffic(work: IterationWork, batch: int, context: int) -> Traffic:
     """The iteration's bytes per tier (expected MoE expert reads included) and FLOPs."""
     reads = {"hbm": float(work.hbm_read.at(batch, context)), "ddr": float(work.ddr_read.at(batch, context))}
     for moe in work.experts:
-        reads[moe.tier] = reads.get(moe.tier, 0.0) + expected_experts(
-            moe.experts, moe.top_k, batch * moe.tokens_per_sequence
+        reads[moe.tier] = reads.get(moe.tier, 0.0) + experts_read(
+            moe.experts, moe.top_k, batch * moe.tokens_per_sequence, moe.held, moe.token_shards
         ) * moe.bytes_per_expert.at(batch, context)
     return Traffic(
         hbm_read_bytes=reads["hbm"],
@@ -220,6 +247,13 @@ def resource_times(call: KernelCall, hw: Hardware, batch: int, context: int) -> 
         transfer, latency = allreduce_time_s(
             reduce.message_bytes.at(batch, context), reduce.sockets, a.allreduce_algorithm,
             a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s, reduce.gather,
+        )
+        transfer_s += transfer
+        latency_s += latency
+    for exchange in call.work.all_to_alls:
+        transfer, latency = all_to_all_time_s(
+            exchange.message_bytes.at(batch, context), exchange.sockets, exchange.imbalance,
+            a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s,
         )
         transfer_s += transfer
         latency_s += latency

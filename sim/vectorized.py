@@ -25,7 +25,7 @@ import attrs
 import numpy as np
 from numpy.typing import NDArray
 
-from dfdsl.dialects.cost import expected_experts
+from dfdsl.dialects.cost import experts_read
 from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.sim import timing
 from dfdsl.sim.interpreter import Profile
@@ -125,7 +125,8 @@ def traffic(work: IterationWork, batch: NDArray[np.int64]) -> Traffic:
     """`timing.traffic` as lines: expected MoE expert reads join their tier's reads."""
     reads = {"hbm": _line(work.hbm_read, batch), "ddr": _line(work.ddr_read, batch)}
     for moe in work.experts:
-        expected = expected_experts(moe.experts, moe.top_k, batch.astype(np.float64))
+        expected = experts_read(moe.experts, moe.top_k, batch.astype(np.float64) * moe.tokens_per_sequence,
+                                moe.held, moe.token_shards)
         at0, slope = _line(moe.bytes_per_expert, batch)
         base0, base1 = reads[moe.tier]
         reads[moe.tier] = (base0 + expected * at0, base1 + expected * slope)
@@ -193,6 +194,21 @@ def _cut(points: Points, switches: Sequence[Array]) -> list[tuple[Array, Array]]
     return list(zip(starts, ends))
 
 
+def _all_to_alls(exchanges: Sequence[timing.AllToAll], hv: HardwareValues, points: Points) -> tuple[Line, Array | float]:
+    """`timing.all_to_all_time_s` over arrays, summed over a call's exchanges: (transfer line, latency)."""
+    link = hv("assumptions.p2p_bandwidth_bytes_per_s")
+    transfer = _const("collective", 0.0, points)
+    latency: Array | float = 0.0
+    for x in exchanges:
+        if x.sockets < 2:
+            continue
+        m0, m1 = _line(x.message_bytes, points.batch)
+        share = x.imbalance * (x.sockets - 1) / x.sockets / link
+        transfer = Line("collective", transfer.at0 + share * m0, transfer.slope + share * m1)
+        latency = latency + hv("assumptions.p2p_latency_s")
+    return transfer, latency
+
+
 def rdu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> CallLines:
     """`timing.call_timing` over arrays: launch/sync, fill and drain, and the interval's lines in
     the order `ResourceTimes.interval` compares them."""
@@ -212,10 +228,11 @@ def rdu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
                for r in call.work.all_reduces]
     stage_s = hv("assumptions.stage_latency_s")
     carry_s = call.depth_stages * stage_s
+    exchange = _all_to_alls(call.work.all_to_alls, hv, points)
     pieces = []
     for first, last in _cut(points, [r.switch for r in reduces]):
-        transfer = _const("collective", 0.0, points)
-        latency: Array | float = 0.0
+        transfer = exchange[0]
+        latency: Array | float = exchange[1]
         for r in reduces:
             direct = first < r.switch
             line = Line("collective", np.where(direct, r.direct[0].at0, r.ring[0].at0),
@@ -370,8 +387,10 @@ class ArrayResult:
 
 
 def simulate(profile: Profile, hv: HardwareValues, points: Points, lines_of: CallLiner) -> ArrayResult:
-    """`simulate` (or `simulate_gpu`) at every point, from the program's profile."""
-    result = run(profile.calls, hv, points, lines_of)
+    """`simulate` (or `simulate_gpu`) at every point, from the program's profile; with the batch
+    split over the sockets, each point's steps are the program's at its busiest socket's sequences."""
+    local = attrs.evolve(points, batch=-(-points.batch // profile.batch_shards))
+    result = run(profile.calls, hv, local, lines_of)
     return ArrayResult(sockets=profile.sockets, kernel_calls_per_token=len(profile.calls), batch=points.batch,
                        context=points.context, tokens=points.tokens, **timing.per_token(result, profile.sockets),
                        aggregate_hbm_bytes_per_s=profile.sockets * hv("hbm.bandwidth_bytes_per_s"),

@@ -315,6 +315,49 @@ def test_a_nested_operator_call_says_operands_are_names(tmp_path):
     assert diag.help == "write `t = linear(...)` on its own line and pass `t`"
 
 
+def test_the_parallel_block_chooses_each_split_and_the_left_out_ones_follow_attention(tmp_path):
+    assert check_file(write(tmp_path, TINY)).parallel == df.Parallel()
+    path = write(tmp_path, TINY + "parallel { attention = data; imbalance = 1.25 }\n")
+    plan = check_file(path).parallel
+    assert (plan.attention, plan.experts, plan.dense, plan.imbalance, plan.pad) == ("data", "expert", "data", 1.25, True)
+    # --parallel replaces the settings it gives; --no-pad arrives as pad=off.
+    plan = check_file(path, {"parallel": "attention=tensor,pad=off"}).parallel
+    assert (plan.attention, plan.experts, plan.dense, plan.imbalance, plan.pad) == ("tensor", "tensor", "tensor", 1.25, False)
+    graph = next(op for op in generate(check_file(path)).walk() if isinstance(op, df.GraphOp))
+    assert graph.plan == df.Parallel("data", "expert", "data", 1.25) and graph.batch_shards == 1
+    assert graph.sequences_per_socket(7) == 7  # until sharded
+
+
+@pytest.mark.parametrize(
+    ("block", "code", "column", "message"),
+    [
+        ("parallel { attention = expert }", "E016", 24, "`attention` is split `expert`, which it cannot be"),
+        ("parallel { experts = data; dense = tensor; attention = data }", "E016", 36,
+         "`attention = data` gives each socket its own sequences, so `dense = tensor`"),
+        ("parallel { atention = data }", "E016", 12, "`parallel` has no setting `atention`"),
+        ("parallel { imbalance = 0.5 }", "E019", 24, "`imbalance` is 0.5"),
+        ("parallel { dense = 2 }", "E005", 20, "`dense` takes tensor or data"),
+        ("parallel { pad = maybe }", "E016", 18, "`pad` is maybe; it is on or off"),
+        ("parallel { dense = data; dense = data }", "E004", 26, "`dense` is set twice"),
+    ],
+)
+def test_bad_parallel_settings_are_located(tmp_path, block, code, column, message):
+    (diag,) = errors_of(write(tmp_path, TINY + block + "\n"))
+    assert (diag.code, diag.span.line, diag.span.column) == (code, 7, column)
+    assert message in diag.message
+
+
+def test_bad_parallel_settings_on_the_command_line_say_so(tmp_path):
+    path = write(tmp_path, TINY)
+    for text, message in (("attention=data,dense=tensor", "(on the command line)"),
+                          ("experts", "`experts` is not `setting=value`"),
+                          ("imbalance=lots", "not a number such as 1.2")):
+        with pytest.raises(DfslError) as info:
+            check_file(path, {"parallel": text})
+        (diag,) = info.value.diagnostics
+        assert diag.code == "E016" and diag.span is None and message in diag.message
+
+
 @pytest.mark.parametrize(("slip", "message", "fix"), [
     ("layers = 3k", "`3k` is not a number: sizes are written as integers", "`3072` (or `3 * 1024`)"),
     ("layers = 3.5", "`3.5` is not an integer", "e.g. `3`"),

@@ -28,7 +28,7 @@ def test_buffer_type_needs_a_tier():
 def test_moe_stage_moves_the_experts_it_touches():
     stage = rdu.make_stage(
         "moe_experts", ["moe_experts"], flops=Work.make(), traffic={"hbm_read": Work.make(100)},
-        moe=(8, 2, Work.make(1000), "hbm"),
+        moe=(8, 2, Work.make(1000), "hbm", 0, 1),
     )
     stage.verify()
     touched = cost.expected_experts(8, 2, 2)

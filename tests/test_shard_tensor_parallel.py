@@ -115,16 +115,16 @@ def test_output_is_deterministic_and_parses_back():
         # Attention alone would take 6 (6 heads, the 2 KV heads replicated 3 times); the FFN of 64 does not.
         (tiny_llama(1, heads=6, kv_heads=2, head_dim=8, hidden=48), 6, "every split divides over 1 or 2 sockets"),
         (tiny_llama(1, heads=6, kv_heads=3, head_dim=8, hidden=48), 2, "6 heads and 3 KV heads"),
-        (tiny_llama(1, ffn=6), 4, "the MLP width (ffn) 6 does not divide over 4 sockets"),
+        (tiny_llama(1, ffn=6), 4, "the MLP (ffn) has width 6, which does not divide over 4 sockets (padding is off)"),
         (tiny_moe(1, expert_ffn=6), 4, "expert ffn) has width 6"),
-        (tiny_mla(1, heads=2), 4, "4 sockets cannot split latent attention with 2 heads; every split divides over 1 or 2"),
+        (tiny_mla(1, heads=2), 4, "4 sockets cannot split latent attention with 2 heads (padding is off); every split divides over 1 or 2"),
         (tiny_llama(1, vocab=99), 2, "the LM head (vocab) has width 99"),
     ],
 )
-def test_splits_that_do_not_divide_are_clear_errors(module, sockets, message):
+def test_splits_that_do_not_divide_are_clear_errors_without_padding(module, sockets, message):
     before = str(module)
     with pytest.raises(DiagnosticException) as err:
-        ShardTensorParallel(sockets).apply(Context(), module)
+        ShardTensorParallel(sockets, pad=False).apply(Context(), module)
     assert message in str(err.value)
     assert str(module) == before, "a failed split leaves the module untouched"
 

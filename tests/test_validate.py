@@ -59,10 +59,14 @@ def test_the_dense_examples_are_the_llamas_mistral_and_qwen():
 
 def test_every_example_runs_at_both_socket_counts_and_the_unbuildable_are_skipped():
     calibrations, skipped = _calibrated()
+    # Llama 2 13B's 40 heads do not divide over 16 sockets: they are padded to 48 (3 per socket).
     assert [(c.model, c.sockets) for c in calibrations] == [
-        ("llama3_1_8b", 8), ("llama3_1_8b", 16), ("mistral_7b", 8), ("mistral_7b", 16), ("llama2_13b", 8)]
-    assert [(s.model, s.sockets) for s in skipped] == [("llama2_13b", 16)]
-    assert "cannot split attention" in skipped[0].reason
+        ("llama3_1_8b", 8), ("llama3_1_8b", 16), ("mistral_7b", 8), ("mistral_7b", 16), ("llama2_13b", 8),
+        ("llama2_13b", 16)]
+    assert skipped == []
+    unbuildable = validate.calibrate([validate.EXAMPLES_DIR / "llama3_1_405b.dfl"], sockets=(8,))
+    assert unbuildable[0] == [] and [(s.model, s.sockets) for s in unbuildable[1]] == [("llama3_1_405b", 8)]
+    assert "does not fit in hbm" in unbuildable[1][0].reason
     for c in calibrations:
         assert c.looped.report["kernel_looping"] and not c.unlooped.report["kernel_looping"]
         assert c.context == (8192 if c.model == "llama3_1_8b" else 4096)
@@ -127,19 +131,23 @@ def test_validate_passes_on_the_small_examples_and_prints_both_tables(monkeypatc
     assert _validate([], monkeypatch) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out and out.count("PASS") == 5
-    assert "skipped: llama2_13b at 16 sockets" in out
+    assert "skipped" not in out  # Llama 2 13B's heads are padded over 16 sockets
     assert "mistral_7b" in out
 
 
 def test_validate_json_has_the_claims_the_configurations_and_the_skipped(monkeypatch, capsys):
-    assert _validate(["--json"], monkeypatch) == 0
+    calibrations, _ = _calibrated()
+    skipped = [validate.Skipped("llama3_1_405b", 8, "place-memory: does not fit")]
+    assert _validate(["--json"], monkeypatch, calibrated=(calibrations, skipped)) == 0
     data = json.loads(capsys.readouterr().out)
     gating = [c for c in data["claims"] if c["gates"]]
     assert len(gating) == 5 and all(c["passed"] for c in gating)
     # The composition claims, with nothing simulated here, are MISS and do not set the exit code.
     assert [c["claim"][:3] for c in data["claims"] if not c["gates"]] == ["(g)", "(h)", "(i)", "(j)"]
-    assert len(data["configurations"]) == 5
-    assert data["skipped"][0]["model"] == "llama2_13b"
+    assert len(data["configurations"]) == 6
+    assert data["skipped"][0]["model"] == "llama3_1_405b"
+    assert _validate([], monkeypatch, calibrated=(calibrations, skipped)) == 0
+    assert "skipped: llama3_1_405b at 8 sockets: place-memory: does not fit" in capsys.readouterr().out
 
 
 def test_the_speculative_claims_run_their_examples_as_written():

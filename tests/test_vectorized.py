@@ -19,7 +19,7 @@ from dfdsl.hardware import load_hardware, with_value
 from dfdsl.report import JSON_KEYS
 from dfdsl.sim import timing, vectorized
 from dfdsl.sim.gpu_interpreter import launch_timing
-from dfdsl.sim.timing import Affine, AllReduce, ExpertRead, IterationWork, KernelCall
+from dfdsl.sim.timing import Affine, AllReduce, AllToAll, ExpertRead, IterationWork, KernelCall
 from dfdsl.sim.vectorized import HardwareValues, Line, Points
 
 ROOT = Path(__file__).parent.parent
@@ -65,12 +65,20 @@ def random_calls(rng, gpu: bool) -> list[KernelCall]:
     for i in range(int(rng.integers(1, 5))):
         experts = ()
         if rng.random() < 0.3:
-            experts = (ExpertRead(8, 2, _affine(rng, 1e7, 1e4, 10), "hbm" if rng.random() < 0.7 else "ddr"),)
+            # Half of them spread over 4 sockets (expert parallelism): 2 of the 8 experts held here.
+            held, shards = (2, 4) if rng.random() < 0.5 else (0, 1)
+            experts = (ExpertRead(8, 2, _affine(rng, 1e7, 1e4, 10), "hbm" if rng.random() < 0.7 else "ddr",
+                                  held=held, token_shards=shards),)
         reduces = tuple(AllReduce(_affine(rng, 1e4, 2e4, 50), int(rng.choice([1, 2, 4, 8, 16])))
                         for _ in range(int(rng.integers(0, 3))))
+        # The GPU targets run tensor parallelism only: no all-to-all reaches their calls.
+        exchanges = () if gpu else tuple(
+            AllToAll(_affine(rng, 1e3, 4e4, 0), int(rng.choice([1, 2, 16])), float(rng.uniform(1.0, 2.0)))
+            for _ in range(int(rng.choice([0, 0, 2]))))
         work = IterationWork(flops=_affine(rng, 1e10, 1e9, 1e5), hbm_read=_affine(rng, 1e8, 1e5, 1e4),
                              hbm_write=_affine(rng, 1e6, 1e4, 0), ddr_read=_affine(rng, 1e6, 1e3, 1e2),
-                             ddr_write=_affine(rng, 1e5, 0, 0), experts=experts, all_reduces=reduces)
+                             ddr_write=_affine(rng, 1e5, 0, 0), experts=experts, all_reduces=reduces,
+                             all_to_alls=exchanges)
         trips = 1 if gpu else int(rng.choice([1, 1, 32]))
         calls += [KernelCall(f"k{i}", trips, 0 if gpu else int(rng.integers(1, 9)),
                              0 if gpu else int(rng.integers(1, 936)), work)] * int(rng.integers(1, 3))
@@ -166,6 +174,39 @@ def test_the_driver_evaluates_random_points_as_simulate_does(target, tmp_path, c
                 assert close(float(got.figures[key][p]), float(want[key])), (p, key)
     assert outcomes == {"ok", "error"}
     assert target != "sn40l" or "moved kv_cache" in capfd.readouterr().err
+
+
+def test_the_driver_evaluates_a_batch_split_over_the_sockets_as_simulate_does(tmp_path):
+    # Data-parallel attention and expert-parallel experts: every point's steps are the program's
+    # at its busiest socket's ceil(batch / 4) sequences, batches that do not divide included.
+    (tmp_path / "m.dfl").write_text(DATA_PARALLEL_MODEL)
+    model = load_model(tmp_path / "m.dfl")
+    points = Points(np.array([1, 3, 4, 5, 64, 301]), np.array([10, 100, 4096, 33, 2000, 7]),
+                    np.array([4, 1, 20, 9, 3, 2]))
+    got = Compiler().evaluate(model, CompileOptions(), 4, points)
+    for p in range(len(points.batch)):
+        settings = RunSettings(int(points.batch[p]), int(points.context[p]), int(points.tokens[p]), 4)
+        want = Compiler().simulate(model, settings, CompileOptions()).report.figures
+        assert got.errors[p] is None
+        for key in ("ms_per_token", "tokens_per_s", "bytes_per_token", "flops_per_token", "peak_fraction"):
+            assert close(float(got.figures[key][p]), float(want[key])), (p, key)
+    # 4 and 3 sequences cost a socket the same step (one each); 5 cost two.
+    ms = got.figures["ms_per_token"]
+    assert close(ms[1], Compiler().simulate(model, RunSettings(4, 100, 1, 4), CompileOptions()).report["ms_per_token"])
+    assert ms[3] > Compiler().simulate(model, RunSettings(4, 33, 9, 4), CompileOptions()).report["ms_per_token"]
+
+
+DATA_PARALLEL_MODEL = """
+import std.deepseek
+
+model tiny_deepseek : deepseek {
+  dtype = bf16; vocab = 100; hidden = 64; layers = 3; dense_layers = 1
+  heads = 4; q_lora_rank = 32; kv_lora_rank = 32; qk_nope_dim = 16; qk_rope_dim = 8; v_head_dim = 16
+  ffn = 128; moe_ffn = 32; experts = 8; top_k = 2
+}
+parallel { attention = data; imbalance = 1.3 }
+run decode { batch = 8; context = 64; tokens = 4; target = sn40l(sockets = 4) }
+"""
 
 
 def test_points_placed_alike_compile_once(monkeypatch):

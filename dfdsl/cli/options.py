@@ -32,6 +32,18 @@ def add_run_settings(p: argparse.ArgumentParser, *, sockets: bool = True) -> Non
                    help="tokens the draft model proposes per step (speculative decoding)")
     g.add_argument("--acceptance", type=float, metavar="A",
                    help="probability that the model accepts a drafted token (speculative decoding)")
+    add_split_options(g)
+
+
+def add_split_options(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--parallel` and `--no-pad`: how the model is split over the sockets."""
+    g.add_argument("--parallel", metavar="PART=SPLIT,...",
+                   help="how each part is split over the sockets, replacing the file's `parallel` block: "
+                        "attention=tensor|data, experts=tensor|expert|data, dense=tensor|data, "
+                        "imbalance=X (expert parallelism's busiest socket over the mean), e.g. "
+                        "attention=data,experts=expert")
+    g.add_argument("--no-pad", action="store_true",
+                   help="refuse a split that does not divide the sockets (E020) instead of padding it")
 
 
 def add_lowering_options(p: argparse.ArgumentParser, *, fusion: bool = True) -> None:
@@ -50,6 +62,9 @@ def overrides(args: argparse.Namespace) -> dict[str, RunValue]:
     values = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k, None) is not None}
     if "target" in values:
         values["target"] = target_name(str(values["target"]))
+    parallel = [getattr(args, "parallel", None) or "", "pad=off" if getattr(args, "no_pad", False) else ""]
+    if any(parallel):
+        values["parallel"] = ",".join(filter(None, parallel))
     return values
 
 

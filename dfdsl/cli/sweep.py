@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dfdsl import sweep, sweep_view
-from dfdsl.cli.options import add_lowering_options, overrides
+from dfdsl.cli.options import add_lowering_options, add_split_options, overrides
 from dfdsl.cli.output import UsageError, distinct_outputs, output_stream, write_output
 from dfdsl.driver import Model, load_model
 from dfdsl.elaborate import check_run_settings
@@ -42,6 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--set", metavar="KEY=V,V", action="append",
                    help="a hardware value to sweep, e.g. hbm_bandwidth=1.6e12,1.8e12 or p2p_latency_s=1e-6,3e-6 "
                         "(repeatable)")
+    add_split_options(p)
     add_lowering_options(p, fusion=False)
     p.add_argument("--workers", type=int, metavar="N", help=f"local processes, 1 to {MAX_WORKERS:,} (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)")
@@ -113,8 +114,8 @@ def check_distribution(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     path = Path(args.file)
     check_distribution(args)
-    target = overrides(args).get("target")
-    model = load_model(path, {"target": target} if target else None, args.hardware or "")
+    given = {k: v for k, v in overrides(args).items() if k in ("target", "parallel")}
+    model = load_model(path, given or None, args.hardware or "")
     try:
         grid = _grid(args, model)
         pareto = sweep_view.Pareto(args.pareto, grid) if args.pareto else None

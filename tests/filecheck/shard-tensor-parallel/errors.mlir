@@ -1,6 +1,6 @@
-// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=3}' --verify-diagnostics | filecheck %s --check-prefix=HEADS
-// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=4}' --verify-diagnostics | filecheck %s --check-prefix=FFN
-// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=2}' --verify-diagnostics | filecheck %s --check-prefix=VOCAB
+// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=3 pad=false}' --verify-diagnostics | filecheck %s --check-prefix=HEADS
+// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=4 pad=false}' --verify-diagnostics | filecheck %s --check-prefix=FFN
+// RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=2 pad=false}' --verify-diagnostics | filecheck %s --check-prefix=VOCAB
 
 // Splits that cannot be made are errors naming the layer and the numbers, then the socket counts
 // over which every split of the model divides at once. This layer has 4 heads, 2 KV heads and an
@@ -52,6 +52,6 @@ builtin.module {
   }
 }
 
-// HEADS: shard-tensor-parallel: layer @llama_decoder: 3 sockets cannot split attention with 4 heads and 2 KV heads: {{.*}}; every split divides over 1 socket
-// FFN:   shard-tensor-parallel: layer @llama_decoder: the MLP width (ffn) 6 does not divide over 4 sockets; every split divides over 1 socket
-// VOCAB: shard-tensor-parallel: graph @tiny_llama: the LM head (vocab) has width 5, which does not divide over 2 sockets; every split divides over 1 socket
+// HEADS: shard-tensor-parallel: layer @llama_decoder: 3 sockets cannot split attention with 4 heads and 2 KV heads: {{.*}} (padding is off); every split divides over 1 socket
+// FFN:   shard-tensor-parallel: layer @llama_decoder: the MLP (ffn) has width 6, which does not divide over 4 sockets (padding is off); every split divides over 1 socket
+// VOCAB: shard-tensor-parallel: graph @tiny_llama: the LM head (vocab) has width 5, which does not divide over 2 sockets (padding is off); every split divides over 1 socket
