@@ -2,9 +2,9 @@
 
 A module holds one `rdu.program` (the decode step: declared buffers, `rdu.call`s of kernels in
 order, `rdu.output`) and the `rdu.kernel`s it calls. A kernel is a spatial pipeline of
-`rdu.stage`s (each on its own PCUs and PMUs, with its work per invocation) and `rdu.all_reduce`
-collectives, or one `rdu.loop` holding them (a looped kernel). Work is `#cost.work<c + b*B + bs*B*S>`,
-affine in the batch `B` and in batch times context `B*S`, so one program serves every run size;
+`rdu.stage`s (each on its own PCUs and PMUs, with its work per invocation) and collectives
+(`rdu.all_reduce`, `rdu.reduce_scatter`, `rdu.all_gather`), or one `rdu.loop` holding them (a
+looped kernel). Work is `#cost.work<c + b*B + bs*B*S>`, affine in the batch `B` and in batch times context `B*S`, so one program serves every run size;
 a prefill program (one with a `prompt`) also has terms in the prompt `P`.
 Everything inside a program is per socket; `sockets` says how many run it side by side.
 """
@@ -140,11 +140,11 @@ class KernelOp(df.FuncLikeBase):
         first = self.body.block.first_op
         return first if isinstance(first, LoopOp) else None
 
-    def pipeline(self) -> tuple[list[StageOp | AllReduceOp], int]:
+    def pipeline(self) -> tuple[list[StageOp | CollectiveBase], int]:
         """The stages and collectives in pipeline order, and how often they run per call (the trip count)."""
         loop = self.loop
         block = loop.body.block if loop else self.body.block
-        ops = [op for op in block.ops if isinstance(op, StageOp | AllReduceOp)]
+        ops = [op for op in block.ops if isinstance(op, StageOp | CollectiveBase)]
         return ops, loop.trip_count.value.data if loop else 1
 
     def stages(self) -> list[StageOp]:
@@ -369,14 +369,13 @@ class StageOp(target_ops.OperatorWorkBase):
             raise VerifyException(f"{name}: sram_bytes cannot be negative")
         self.verify_work(name)
 
-@irdl_op_definition
-class AllReduceOp(IRDLOperation):
-    """A sum across `sockets` sockets over the peer-to-peer network, after a row-split projection.
+class CollectiveBase(IRDLOperation):
+    """A collective across `sockets` sockets over the peer-to-peer network, inside a kernel.
 
-    `bytes` is the message each socket contributes; the algorithm and link costs are the simulator's.
+    `bytes` is the whole tensor on one socket (an all-reduce's message, a reduce-scatter's input,
+    an all-gather's output); the algorithm and the link costs are the simulator's.
     """
 
-    name = "rdu.all_reduce"
     bytes = prop_def(Work)
     sockets = prop_def(IntegerAttr[I64])
     traits = traits_def(HasParent(KernelOp, LoopOp))
@@ -386,18 +385,44 @@ class AllReduceOp(IRDLOperation):
     def __init__(self, bytes_: Work, sockets: int):
         super().__init__(properties={"bytes": bytes_, "sockets": IntegerAttr(sockets, 64)})
 
+    @property
+    def kind(self) -> str:
+        """What it does, as the timing model names it: `all_reduce`, `reduce_scatter`, `all_gather`."""
+        return self.name.removeprefix("rdu.")
+
     def verify_(self) -> None:
         sockets = self.sockets.value.data
         if sockets < 2:
-            raise VerifyException("rdu.all_reduce: a collective needs at least 2 sockets")
+            raise VerifyException(f"{self.name}: a collective needs at least 2 sockets")
         kernel = self.parent_op()
         if isinstance(kernel, LoopOp):
             kernel = kernel.parent_op()
         # HasParent makes `kernel` an rdu.kernel; a kernel outside a module has no program to match.
         program = cast(KernelOp, kernel)._program()
         if program is not None and sockets != program.count("sockets"):
-            raise VerifyException(f"rdu.all_reduce: sums over {sockets} sockets in a program that runs on "
+            raise VerifyException(f"{self.name}: runs over {sockets} sockets in a program that runs on "
                                   f"{program.count('sockets')}")
+
+
+@irdl_op_definition
+class AllReduceOp(CollectiveBase):
+    """A sum across the sockets, every socket keeping the whole sum (after a row-split projection)."""
+
+    name = "rdu.all_reduce"
+
+
+@irdl_op_definition
+class ReduceScatterOp(CollectiveBase):
+    """A sum across the sockets, each socket keeping its 1/sockets share of the sum."""
+
+    name = "rdu.reduce_scatter"
+
+
+@irdl_op_definition
+class AllGatherOp(CollectiveBase):
+    """Each socket's 1/sockets share sent to every other, every socket keeping the whole."""
+
+    name = "rdu.all_gather"
 
 
 def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffic: Mapping[str, Work],
@@ -419,6 +444,7 @@ def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffi
 
 Rdu = Dialect(
     "rdu",
-    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp],
+    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp, ReduceScatterOp,
+     AllGatherOp],
     [BufferType],
 )

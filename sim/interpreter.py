@@ -129,9 +129,9 @@ class KernelWork:
         self.work = self.work + operator_work(stage)
         self.depth_stages += 1
 
-    def add_all_reduce(self, op: rdu.AllReduceOp) -> None:
-        reduce = timing.AllReduce(affine(op.bytes), op.sockets.value.data)
-        self.work = self.work + timing.IterationWork(all_reduces=(reduce,))
+    def add_collective(self, op: rdu.CollectiveBase) -> None:
+        collective = timing.AllReduce(affine(op.bytes), op.sockets.value.data, op.kind)
+        self.work = self.work + timing.IterationWork(all_reduces=(collective,))
 
 
 @attrs.define(kw_only=True)
@@ -209,10 +209,13 @@ class RduFunctions(TargetFunctions):
         self._kernel(interpreter).add_stage(op)
         return ()
 
-    @impl(rdu.AllReduceOp)
-    def run_all_reduce(self, interpreter: Interpreter, op: rdu.AllReduceOp, args: tuple[Any, ...]) -> tuple[()]:
-        self._kernel(interpreter).add_all_reduce(op)
+    def run_collective(self, interpreter: Interpreter, op: rdu.CollectiveBase, args: tuple[Any, ...]) -> tuple[()]:
+        self._kernel(interpreter).add_collective(op)
         return ()
+
+    run_all_reduce = impl(rdu.AllReduceOp)(run_collective)
+    run_reduce_scatter = impl(rdu.ReduceScatterOp)(run_collective)
+    run_all_gather = impl(rdu.AllGatherOp)(run_collective)
 
     @impl_terminator(rdu.ReturnOp)
     def run_return(self, interpreter: Interpreter, op: rdu.ReturnOp,

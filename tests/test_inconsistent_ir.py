@@ -31,7 +31,7 @@ CASES = {
     "rdu.all_reduce over 3 sockets in a 2-socket program": (
         "rdu", "sn40l", "rdu.all_reduce {bytes = #cost.work<128*B>, sockets = 2 : i64}",
         "rdu.all_reduce {bytes = #cost.work<128*B>, sockets = 3 : i64}",
-        "rdu.all_reduce: sums over 3 sockets in a program that runs on 2"),
+        "rdu.all_reduce: runs over 3 sockets in a program that runs on 2"),
     "nv.all_reduce over 4 GPUs in a 2-GPU program": (
         "nv", "dgx-h100", "{bytes = #cost.work<128*B>, gpus = 2 : i64}", "{bytes = #cost.work<128*B>, gpus = 4 : i64}",
         "nv.all_reduce: sums over 4 GPUs in a program that runs on 2"),
