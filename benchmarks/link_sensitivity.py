@@ -1,6 +1,6 @@
 """How far the unpublished P2P link values can move before the socket recommendation (8 or 16
 sockets, whichever gives more tokens/s per user) changes, for every dense example and Mixtral at
-batch 1, 16 and 64 (each file's context), under the bundled sn40l.toml.
+batch 1, 16, 64 and 256 (each file's context), under the bundled sn40l.toml.
 
 Each link value is scaled from 1/64 to 64 times its value in the file, the others fixed
 (`dfdsl sensitivity --output best_sockets --sockets 8,16`); the table gives, per value, the range
@@ -8,7 +8,7 @@ around the file's value within which no example's recommendation changes, the ex
 that bound it, and the plausible range the hardware file states. Rows that cannot run at 16 (heads
 that do not divide) or at 8 (too little memory) recommend the other count whatever the links.
 
-Run: .venv/bin/python benchmarks/link_sensitivity.py [--hardware FILE] [--batches 1,16,64]
+Run: .venv/bin/python benchmarks/link_sensitivity.py [--hardware FILE] [--batches 1,16,64,256]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _format(key: str, value: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hardware", metavar="FILE", default="", help="a hardware TOML file instead of sn40l")
-    parser.add_argument("--batches", default="1,16,64", help="batch sizes (default 1,16,64)")
+    parser.add_argument("--batches", default="1,16,64,256", help="batch sizes (default 1,16,64,256)")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     examples = [*dense_examples(), ROOT / "examples" / "mixtral_8x7b.dfl"]
