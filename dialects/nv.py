@@ -1,7 +1,7 @@
 """The `nv` dialect: a decode step as a node of NVIDIA GPUs runs it under a TensorRT-LLM-style runtime.
 
 A module holds one `nv.program` (the decode step on one GPU: declared buffers, `nv.launch`es of
-kernels and `nv.all_reduce` NCCL calls in stream order, `nv.output`) and the `nv.kernel`s it
+kernels and NCCL collectives (`nv.all_reduce`, `nv.reduce_scatter`, `nv.all_gather`) in stream order, `nv.output`) and the `nv.kernel`s it
 launches. A GPU kernel is opaque here: a symbol with a signature, the operators it runs and its
 work per launch as `#cost.work<c + b*B + bs*B*S>` quantities (the affine work both target
 dialects share, from the `cost` dialect). Every launch and every NCCL call is a synchronization boundary; nothing
@@ -127,14 +127,13 @@ class LaunchOp(df.CallBase):
     traits = traits_def(HasParent(ProgramOp))
 
 
-@irdl_op_definition
-class AllReduceOp(IRDLOperation):
-    """An NCCL all-reduce (sum) of one buffer across `gpus` GPUs: a library call of its own.
+class CollectiveBase(IRDLOperation):
+    """An NCCL collective of one buffer across `gpus` GPUs: a library call of its own.
 
-    `bytes` is the message each GPU contributes; the algorithm and its costs are the simulator's.
+    `bytes` is the whole tensor on one GPU (an all-reduce's message, a reduce-scatter's input, an
+    all-gather's output); the algorithm and its costs are the simulator's.
     """
 
-    name = "nv.all_reduce"
     input = operand_def(BufferType)
     result = result_def(BufferType)
     bytes = prop_def(Work)
@@ -143,26 +142,68 @@ class AllReduceOp(IRDLOperation):
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$input attr-dict `:` functional-type($input, $result)"
 
-    def __init__(self, value: SSAValue, bytes_: Work, gpus: int):
+    SHARE: ClassVar[str] = "the same"
+    """How the result's last dimension relates to the input's: `the same`, `divided` or `multiplied`
+    by the GPUs."""
+
+    def __init__(self, value: SSAValue, bytes_: Work, gpus: int, result_type: Attribute | None = None):
         super().__init__(
-            operands=[value], result_types=[value.type],
+            operands=[value], result_types=[result_type or value.type],
             properties={"bytes": bytes_, "gpus": IntegerAttr(gpus, 64)},
         )
+
+    @property
+    def kind(self) -> str:
+        """What it does, as the timing model names it: `all_reduce`, `reduce_scatter`, `all_gather`."""
+        return self.name.removeprefix("nv.")
 
     def verify_(self) -> None:
         gpus = self.gpus.value.data
         if gpus < 2:
-            raise VerifyException("nv.all_reduce: a collective needs at least 2 GPUs")
+            raise VerifyException(f"{self.name}: a collective needs at least 2 GPUs")
         program = cast(ProgramOp, self.parent_op())  # HasParent(ProgramOp)
         if gpus != program.count("gpus"):
-            raise VerifyException(f"nv.all_reduce: sums over {gpus} GPUs in a program that runs on "
+            raise VerifyException(f"{self.name}: runs over {gpus} GPUs in a program that runs on "
                                   f"{program.count('gpus')}")
-        if self.input.type != self.result.type:
-            raise VerifyException("nv.all_reduce: the result has the type of the input")
+        given, result = cast(BufferType, self.input.type), cast(BufferType, self.result.type)
+        last = given.dims[-1] if given.dims else None
+        if not isinstance(last, int) or self.SHARE == "the same":
+            wanted = given
+        else:
+            width = last // gpus if self.SHARE == "divided" else last * gpus
+            if self.SHARE == "divided" and last % gpus:
+                raise VerifyException(f"{self.name}: the last dimension {last} does not divide over {gpus} GPUs")
+            wanted = given.with_dims(given.dims[:-1] + (width,))
+        if result != wanted:
+            raise VerifyException(f"{self.name}: the result must be {wanted} (the input's last dimension "
+                                  f"{self.SHARE}{'' if self.SHARE == 'the same' else ' by the GPUs'}), got {result}")
+
+
+@irdl_op_definition
+class AllReduceOp(CollectiveBase):
+    """An NCCL all-reduce (sum): every GPU gets the whole sum, of the input's type."""
+
+    name = "nv.all_reduce"
+
+
+@irdl_op_definition
+class ReduceScatterOp(CollectiveBase):
+    """An NCCL reduce-scatter: every GPU gets its 1/gpus share of the sum, along the last dimension."""
+
+    name = "nv.reduce_scatter"
+    SHARE: ClassVar[str] = "divided"
+
+
+@irdl_op_definition
+class AllGatherOp(CollectiveBase):
+    """An NCCL all-gather: every GPU gets all the GPUs' shares, concatenated along the last dimension."""
+
+    name = "nv.all_gather"
+    SHARE: ClassVar[str] = "multiplied"
 
 
 Nv = Dialect(
     "nv",
-    [ProgramOp, BufferOp, OutputOp, KernelOp, LaunchOp, AllReduceOp],
+    [ProgramOp, BufferOp, OutputOp, KernelOp, LaunchOp, AllReduceOp, ReduceScatterOp, AllGatherOp],
     [BufferType],
 )

@@ -163,12 +163,12 @@ def compute_time_s(flops: float, peak_flops_per_s: float, efficiency: float, pcu
 
 
 def allreduce_time_s(message_bytes: float, sockets: int, algorithm: str,
-                     link_bytes_per_s: float, latency_s: float) -> tuple[float, float]:
-    """(transfer seconds on each socket's link, latency seconds on the critical path) of an
-    all-reduce on one flat network (a GPU node's switch): `algorithm` is one of `ALGORITHMS` but
-    the tree, or `auto`."""
+                     link_bytes_per_s: float, latency_s: float, kind: str = "all_reduce") -> tuple[float, float]:
+    """(transfer seconds on each socket's link, latency seconds on the critical path) of a
+    collective (an all-reduce unless `kind` says otherwise) on one flat network (a GPU node's
+    switch): `algorithm` is one of `ALGORITHMS` but the tree, or `auto`."""
     links = Links(link_bytes_per_s, latency_s, max(sockets, 1), link_bytes_per_s, latency_s)
-    options = collective_options("all_reduce", message_bytes, sockets, links)
+    options = collective_options(kind, message_bytes, sockets, links)
     return options[choose(options, algorithm)]
 
 
@@ -210,8 +210,9 @@ def collective_options(kind: str, message_bytes: Number, sockets: int, links: Li
     """(transfer seconds on each socket's links, latency seconds on the chain) of every algorithm
     that runs the collective `kind` of `message_bytes` on `sockets` sockets, in `ALGORITHMS` order.
 
-    A reduce-scatter or an all-gather is one step: each socket sends each peer that peer's share
-    ((sockets - 1) / sockets of the message leaves each socket). An all-reduce is `one-shot` (each
+    A reduce-scatter or an all-gather moves (sockets - 1) / sockets of the message out of each
+    socket: in one step (`one-shot`, each peer sent its share directly) or in sockets - 1
+    neighbour steps (`ring`). An all-reduce is `one-shot` (each
     socket sends its whole message to every peer, which sums locally: one step, (sockets - 1)
     messages), `two-shot` (a reduce-scatter then an all-gather), `ring` (the two-shot's bytes in
     2 (sockets - 1) neighbour steps), and `tree` when the run spans whole nodes: a reduce-scatter
@@ -222,7 +223,7 @@ def collective_options(kind: str, message_bytes: Number, sockets: int, links: Li
     bandwidth, latency = links.flat(sockets)
     share = (sockets - 1) / sockets * message_bytes / bandwidth
     if kind != "all_reduce":
-        return {"one-shot": (share, latency)}
+        return {"one-shot": (share, latency), "ring": (share, (sockets - 1) * latency)}
     options = {
         "one-shot": ((sockets - 1) * message_bytes / bandwidth, latency),
         "two-shot": (2 * share, 2 * latency),
@@ -239,7 +240,8 @@ def collective_options(kind: str, message_bytes: Number, sockets: int, links: Li
 
 def choose(options: dict[str, tuple[float, float]], algorithm: str) -> str:
     """The algorithm a collective runs: the one asked for (a tree where the run does not span
-    whole nodes is two-shot; a reduce-scatter or an all-gather has one way), or for `auto` the
+    whole nodes is two-shot; a reduce-scatter or an all-gather runs one-shot unless asked for a
+    ring), or for `auto` the
     one whose transfer and latency add up to the least, the first of `ALGORITHMS` on a tie."""
     if algorithm == "auto":
         return min(options, key=lambda name: sum(options[name]))

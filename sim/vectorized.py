@@ -278,7 +278,7 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
         m0, m1 = _line(r.message_bytes, points.batch)
         base = hv("assumptions.nccl_base_latency_s")
         if r.sockets >= 2:
-            steps = 2 * (r.sockets - 1)
+            steps = (r.sockets - 1) * (2 if r.kind == "all_reduce" else 1)  # a ring's steps
             bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
             base = base + steps * hv("assumptions.nccl_step_latency_s")
             m0, m1 = steps * m0 / r.sockets / bandwidth, steps * m1 / r.sockets / bandwidth

@@ -134,3 +134,19 @@ def test_the_interpreter_times_every_collective_op():
         ["all_reduce"], ["reduce_scatter", "all_gather"]]
     step = timing.step(calls, SN40L, 64, 100)
     assert step.breakdown_s["collective"] >= 0 and step.total_s > 0
+
+
+def test_the_gpu_interpreter_times_every_nccl_collective():
+    from dfdsl.sim import gpu_interpreter
+
+    text = (ROOT / "tests" / "filecheck" / "nv" / "collectives.mlir").read_text()
+    module = Parser(context(), text).parse_module()
+    gpu = load_hardware("dgx_h100")
+    calls = gpu_interpreter.kernel_calls(module, gpu)
+    assert [call.kernel for call in calls] == ["nccl_all_reduce", "nccl_reduce_scatter", "nccl_all_gather"]
+    a = gpu.assumptions
+    # NCCL's ring: an all-reduce takes 2 (N - 1) steps, a reduce-scatter or an all-gather N - 1.
+    seconds = [gpu_interpreter.nccl_time_s(call, gpu, 64, 128) for call in calls]
+    for seconds_of, steps in zip(seconds, (2, 1, 1)):
+        assert seconds_of == pytest.approx(a.nccl_base_latency_s + steps * a.nccl_step_latency_s
+                                           + steps * 128 * 64 / 2 / a.nccl_bus_bandwidth_bytes_per_s)

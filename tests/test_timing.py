@@ -62,7 +62,9 @@ def test_a_two_shot_all_reduce_is_a_reduce_scatter_then_an_all_gather():
     m = 65536.0
     scatter = timing.collective_options("reduce_scatter", m, 8, LINKS)
     gather = timing.collective_options("all_gather", m, 8, LINKS)
-    assert scatter == gather == {"one-shot": (pytest.approx(7 / 8 * m / 50e9), 1.5 * US)}
+    assert scatter == gather == {"one-shot": (pytest.approx(7 / 8 * m / 50e9), 1.5 * US),
+                                 "ring": (pytest.approx(7 / 8 * m / 50e9), pytest.approx(7 * 1.5 * US))}
+    assert timing.choose(scatter, "auto") == timing.choose(scatter, "two-shot") == "one-shot"
     two_shot = timing.collective_options("all_reduce", m, 8, LINKS)["two-shot"]
     assert two_shot == (pytest.approx(scatter["one-shot"][0] + gather["one-shot"][0]), pytest.approx(3 * US))
 

@@ -66,9 +66,8 @@ def random_calls(rng, gpu: bool) -> list[KernelCall]:
         experts = ()
         if rng.random() < 0.3:
             experts = (ExpertRead(8, 2, _affine(rng, 1e7, 1e4, 10), "hbm" if rng.random() < 0.7 else "ddr"),)
-        kinds = ("all_reduce",) if gpu else timing.COLLECTIVES
         reduces = tuple(AllReduce(_affine(rng, 1e4, 2e4, 50), int(rng.choice([1, 2, 4, 8, 12, 16, 32])),
-                                  str(rng.choice(kinds)))
+                                  str(rng.choice(timing.COLLECTIVES)))
                         for _ in range(int(rng.integers(0, 3))))
         work = IterationWork(flops=_affine(rng, 1e10, 1e9, 1e5), hbm_read=_affine(rng, 1e8, 1e5, 1e4),
                              hbm_write=_affine(rng, 1e6, 1e4, 0), ddr_read=_affine(rng, 1e6, 1e3, 1e2),
