@@ -86,7 +86,7 @@ def main() -> None:
         print(f"  {row}")
     print()
     print(f"Range within which no recommendation changes (searched {FACTORS[0]:g}x to {FACTORS[1]:g}x):")
-    print(f"| value | in the file | stays the same from | to | bound by (below / above) | plausible range |")
+    print("| value | in the file | stays the same from | to | bound by (below / above) | plausible range |")
     print("|---|---|---|---|---|---|")
     for p in PARAMETERS:
         key, base = keys[p]
