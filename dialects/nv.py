@@ -165,15 +165,15 @@ class CollectiveBase(IRDLOperation):
         if gpus != program.count("gpus"):
             raise VerifyException(f"{self.name}: runs over {gpus} GPUs in a program that runs on "
                                   f"{program.count('gpus')}")
-        given, result = cast(BufferType, self.input.type), cast(BufferType, self.result.type)
-        last = given.dims[-1] if given.dims else None
-        if not isinstance(last, int) or self.SHARE == "the same":
-            wanted = given
-        else:
+        given, result = cast(BufferType, self.input.type), self.result.type
+        dims = given.dims
+        last = dims[-1] if dims else None
+        wanted: Attribute = given
+        if isinstance(last, int) and self.SHARE != "the same":
             width = last // gpus if self.SHARE == "divided" else last * gpus
             if self.SHARE == "divided" and last % gpus:
                 raise VerifyException(f"{self.name}: the last dimension {last} does not divide over {gpus} GPUs")
-            wanted = given.with_dims(given.dims[:-1] + (width,))
+            wanted = given.with_dims((*dims[:-1], width))
         if result != wanted:
             raise VerifyException(f"{self.name}: the result must be {wanted} (the input's last dimension "
                                   f"{self.SHARE}{'' if self.SHARE == 'the same' else ' by the GPUs'}), got {result}")
