@@ -150,3 +150,11 @@ def test_the_gpu_interpreter_times_every_nccl_collective():
     for seconds_of, steps in zip(seconds, (2, 1, 1)):
         assert seconds_of == pytest.approx(a.nccl_base_latency_s + steps * a.nccl_step_latency_s
                                            + steps * 128 * 64 / 2 / a.nccl_bus_bandwidth_bytes_per_s)
+
+
+def test_the_nodes_socket_count_is_not_swept(capsys):
+    from dfdsl.cli import main
+
+    model = ROOT / "examples" / "llama3_1_8b.dfl"
+    assert main(["sensitivity", str(model), "--params", "p2p_node_sockets"]) == 2
+    assert "decides the topology the collectives run on" in capsys.readouterr().err
