@@ -320,7 +320,7 @@ class _GraphBuilder:
         )
 
     def add_operator(self, op: Operation, cluster: str) -> None:
-        kind = "collective" if isinstance(op, df.AllReduceOp) else "operator"
+        kind = "collective" if isinstance(op, df.CollectiveBase) else "operator"
         node = self.add_node(kind, op.name.removeprefix("df."), cluster)
         for value in op.operands:
             self.add_edge(value, node)

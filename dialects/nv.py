@@ -130,8 +130,8 @@ class LaunchOp(df.CallBase):
 class CollectiveBase(IRDLOperation):
     """An NCCL collective of one buffer across `gpus` GPUs: a library call of its own.
 
-    `bytes` is the whole tensor on one GPU (an all-reduce's message, a reduce-scatter's input, an
-    all-gather's output); the algorithm and its costs are the simulator's.
+    `bytes` is the message each GPU contributes (an all-reduce's or a reduce-scatter's whole
+    partial sum, an all-gather's own share); the algorithm and its costs are the simulator's.
     """
 
     input = operand_def(BufferType)
@@ -146,7 +146,7 @@ class CollectiveBase(IRDLOperation):
     """How the result's last dimension relates to the input's: `the same`, `divided` or `multiplied`
     by the GPUs."""
 
-    def __init__(self, value: SSAValue, bytes_: Work, gpus: int, result_type: Attribute | None = None):
+    def __init__(self, value: SSAValue, bytes_: Work, gpus: int, result_type: BufferType | None = None):
         super().__init__(
             operands=[value], result_types=[result_type or value.type],
             properties={"bytes": bytes_, "gpus": IntegerAttr(gpus, 64)},
@@ -163,7 +163,7 @@ class CollectiveBase(IRDLOperation):
             raise VerifyException(f"{self.name}: a collective needs at least 2 GPUs")
         program = cast(ProgramOp, self.parent_op())  # HasParent(ProgramOp)
         if gpus != program.count("gpus"):
-            raise VerifyException(f"{self.name}: runs over {gpus} GPUs in a program that runs on "
+            raise VerifyException(f"{self.name}: exchanges over {gpus} GPUs in a program that runs on "
                                   f"{program.count('gpus')}")
         given, result = cast(BufferType, self.input.type), self.result.type
         dims = given.dims
@@ -196,7 +196,7 @@ class ReduceScatterOp(CollectiveBase):
 
 @irdl_op_definition
 class AllGatherOp(CollectiveBase):
-    """An NCCL all-gather: every GPU gets all the GPUs' shares, concatenated along the last dimension."""
+    """An NCCL all-gather: every GPU's buffer side by side on every GPU, along the last dimension."""
 
     name = "nv.all_gather"
     SHARE: ClassVar[str] = "multiplied"

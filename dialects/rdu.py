@@ -4,8 +4,9 @@ A module holds one `rdu.program` (the decode step: declared buffers, `rdu.call`s
 order, `rdu.output`) and the `rdu.kernel`s it calls. A kernel is a spatial pipeline of
 `rdu.stage`s (each on its own PCUs and PMUs, with its work per invocation) and collectives
 (`rdu.all_reduce`, `rdu.reduce_scatter`, `rdu.all_gather`), or one `rdu.loop` holding them (a
-looped kernel). Work is `#cost.work<c + b*B + bs*B*S>`, affine in the batch `B` and in batch times context `B*S`, so one program serves every run size;
-a prefill program (one with a `prompt`) also has terms in the prompt `P`.
+looped kernel). Work is `#cost.work<c + b*B + bs*B*S>`, affine in the batch `B` and in batch
+times context `B*S`, so one program serves every run size; a prefill program (one with a
+`prompt`) also has terms in the prompt `P`.
 Everything inside a program is per socket; `sockets` says how many run it side by side.
 """
 
@@ -121,7 +122,7 @@ class OutputOp(target_ops.OutputBase):
 class KernelOp(df.FuncLikeBase):
     """A fused kernel: a spatial pipeline of stages and collectives on one socket, ended by `rdu.return`.
 
-    Its body is `rdu.stage`s and `rdu.all_reduce`s in pipeline order, or one `rdu.loop` holding
+    Its body is `rdu.stage`s and collectives in pipeline order, or one `rdu.loop` holding
     them. `pcus`/`pmus` are the sums over its stages and must fit the program's chip budget.
     """
 
@@ -370,10 +371,10 @@ class StageOp(target_ops.OperatorWorkBase):
         self.verify_work(name)
 
 class CollectiveBase(IRDLOperation):
-    """A collective across `sockets` sockets over the peer-to-peer network, inside a kernel.
+    """An exchange between `sockets` sockets over the peer-to-peer network, inside a kernel.
 
-    `bytes` is the whole tensor on one socket (an all-reduce's message, a reduce-scatter's input,
-    an all-gather's output); the algorithm and the link costs are the simulator's.
+    `bytes` is the message each socket contributes (an all-reduce's or a reduce-scatter's whole
+    partial sum, an all-gather's own share); the algorithm and the link costs are the simulator's.
     """
 
     bytes = prop_def(Work)
@@ -400,13 +401,13 @@ class CollectiveBase(IRDLOperation):
         # HasParent makes `kernel` an rdu.kernel; a kernel outside a module has no program to match.
         program = cast(KernelOp, kernel)._program()
         if program is not None and sockets != program.count("sockets"):
-            raise VerifyException(f"{self.name}: runs over {sockets} sockets in a program that runs on "
+            raise VerifyException(f"{self.name}: exchanges over {sockets} sockets in a program that runs on "
                                   f"{program.count('sockets')}")
 
 
 @irdl_op_definition
 class AllReduceOp(CollectiveBase):
-    """A sum across the sockets, every socket keeping the whole sum (after a row-split projection)."""
+    """A sum across the sockets, after a row-split projection."""
 
     name = "rdu.all_reduce"
 
@@ -420,7 +421,8 @@ class ReduceScatterOp(CollectiveBase):
 
 @irdl_op_definition
 class AllGatherOp(CollectiveBase):
-    """Each socket's 1/sockets share sent to every other, every socket keeping the whole."""
+    """Every socket's message to every socket: the second half of a two-shot all-reduce, or the
+    sampling candidates of a vocabulary split."""
 
     name = "rdu.all_gather"
 

@@ -130,13 +130,14 @@ def timeline(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, co
     now_s = 0.0
     for call in calls:
         timing_ = launch_timing(call, hw, batch, context)
-        events.append(Event(GPU_TRACK, f"{call.kernel}: launch/sync", now_s, timing_.launch_sync_s, "sync"))
+        events.append(Event(GPU_TRACK, f"{call.kernel}: launch/sync", now_s, timing_.launch_sync_s, "sync",
+                            call.kernel))
         now_s += timing_.launch_sync_s
         body_s, category = timing_.first_interval
-        events.append(Event(GPU_TRACK, call.kernel, now_s, body_s, category))
+        events.append(Event(GPU_TRACK, call.kernel, now_s, body_s, category, call.kernel))
         for track, busy_s in resource_times(call, hw, batch, context).items():
             if busy_s > 0 and track != "SMs":
-                events.append(Event(track, call.kernel, now_s, min(busy_s, body_s), _CATEGORY[track]))
+                events.append(Event(track, call.kernel, now_s, min(busy_s, body_s), _CATEGORY[track], call.kernel))
         now_s += body_s
     host_s = hw.assumptions.host_per_token_s
     events.append(Event("host", "host: next token", now_s, host_s, "host"))
@@ -161,8 +162,9 @@ class NvFunctions(TargetFunctions):
         return activations(callee, op.res)
 
     def run_collective(self, interpreter: Interpreter, op: nv.CollectiveBase, args: tuple[Any, ...]) -> tuple[Buffer]:
-        self.state(interpreter).calls.append(nccl_call(op))
-        return (Buffer(f"nccl_{op.kind}", "activation", op.result.type.tier_name),)
+        call = nccl_call(op)
+        self.state(interpreter).calls.append(call)
+        return (Buffer(call.kernel, "activation", op.result.type.tier_name),)
 
     run_all_reduce = impl(nv.AllReduceOp)(run_collective)
     run_reduce_scatter = impl(nv.ReduceScatterOp)(run_collective)
@@ -192,7 +194,7 @@ def _gpus(program: nv.ProgramOp, hw: GpuHardware) -> int:
     if gpus > hw.node.gpus:
         raise TargetMismatchError(
             f"{hw.name} has {hw.node.gpus} GPUs per node and the program runs on {gpus}: tensor "
-            f"parallelism across nodes is not modelled; use at most {hw.node.gpus} sockets"
+            f"parallelism across nodes is not modelled; use at most {hw.node.gpus} (--sockets counts GPUs here)"
         )
     return gpus
 

@@ -247,6 +247,7 @@ class SimResult:
     ddr_bytes_per_token: float
     flops_per_token: float
     aggregate_hbm_bytes_per_s: float
+    aggregate_ddr_bytes_per_s: float
     calls: tuple[timing.KernelCall, ...]
     timeline: Timeline
 
@@ -262,11 +263,13 @@ class SimResult:
     def flops_per_byte(self) -> float:
         return self.flops_per_token / self.bytes_per_token
 
-    def peak_fraction(self, bytes_per_step: float) -> float:
-        """Achieved tokens/s per user over the HBM roofline for `bytes_per_step` (for the report:
-        all parameter bytes plus the KV bytes read, the definition in docs/timing-model.md)."""
-        roofline = timing.roofline_tokens_per_s(self.aggregate_hbm_bytes_per_s, bytes_per_step)
-        return self.tokens_per_s_per_user / roofline
+    @property
+    def roofline_bandwidth_bytes_per_s(self) -> float:
+        """The bandwidth the roofline streams at: every socket's HBM, and its DDR as well when
+        the step reads from DDR (the two stream concurrently, so a step that reads both could
+        otherwise beat an HBM-only roofline)."""
+        ddr = self.aggregate_ddr_bytes_per_s if self.ddr_bytes_per_token > 0 else 0.0
+        return self.aggregate_hbm_bytes_per_s + ddr
 
     @classmethod
     def of_run(cls, program: target_ops.ProgramBase, hw: Hardware | GpuHardware, *, sockets: int, batch: int,
@@ -283,6 +286,7 @@ class SimResult:
             tokens=run.tokens,
             kernel_calls_per_token=len(calls),
             aggregate_hbm_bytes_per_s=sockets * hw.hbm.bandwidth_bytes_per_s,
+            aggregate_ddr_bytes_per_s=sockets * hw.ddr.bandwidth_bytes_per_s,
             calls=tuple(calls),
             timeline=timeline,
             **_per_token(run, sockets),

@@ -80,8 +80,8 @@ COLLECTIVES = ("all_reduce", "reduce_scatter", "all_gather")
 @attrs.frozen
 class AllReduce:
     """A collective inside a kernel (an all-reduce unless `kind` says otherwise, one of
-    `COLLECTIVES`). `message_bytes` is the whole tensor on one socket: the all-reduce's message,
-    the reduce-scatter's input, the all-gather's output."""
+    `COLLECTIVES`): each socket contributes `message_bytes` (the all-reduce's and the
+    reduce-scatter's whole partial sum, the all-gather's own share)."""
 
     message_bytes: Affine
     sockets: int
@@ -210,9 +210,9 @@ def collective_options(kind: str, message_bytes: Number, sockets: int, links: Li
     """(transfer seconds on each socket's links, latency seconds on the chain) of every algorithm
     that runs the collective `kind` of `message_bytes` on `sockets` sockets, in `ALGORITHMS` order.
 
-    A reduce-scatter or an all-gather moves (sockets - 1) / sockets of the message out of each
-    socket: in one step (`one-shot`, each peer sent its share directly) or in sockets - 1
-    neighbour steps (`ring`). An all-reduce is `one-shot` (each
+    A reduce-scatter sends each peer that peer's 1/sockets share of the message, an all-gather
+    sends each peer the whole (its share of the result): in one step (`one-shot`) or in
+    sockets - 1 neighbour steps (`ring`). An all-reduce is `one-shot` (each
     socket sends its whole message to every peer, which sums locally: one step, (sockets - 1)
     messages), `two-shot` (a reduce-scatter then an all-gather), `ring` (the two-shot's bytes in
     2 (sockets - 1) neighbour steps), and `tree` when the run spans whole nodes: a reduce-scatter
@@ -223,7 +223,8 @@ def collective_options(kind: str, message_bytes: Number, sockets: int, links: Li
     bandwidth, latency = links.flat(sockets)
     share = (sockets - 1) / sockets * message_bytes / bandwidth
     if kind != "all_reduce":
-        return {"one-shot": (share, latency), "ring": (share, (sockets - 1) * latency)}
+        sent = share if kind == "reduce_scatter" else (sockets - 1) * message_bytes / bandwidth
+        return {"one-shot": (sent, latency), "ring": (sent, (sockets - 1) * latency)}
     options = {
         "one-shot": ((sockets - 1) * message_bytes / bandwidth, latency),
         "two-shot": (2 * share, 2 * latency),

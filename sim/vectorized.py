@@ -278,10 +278,12 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
         m0, m1 = _line(r.message_bytes, points.batch)
         base = hv("assumptions.nccl_base_latency_s")
         if r.sockets >= 2:
-            steps = (r.sockets - 1) * (2 if r.kind == "all_reduce" else 1)  # a ring's steps
+            # NCCL's ring: `timing.collective_options`' steps; an all-gather forwards whole shares.
+            steps = (r.sockets - 1) * (2 if r.kind == "all_reduce" else 1)
+            parts = 1 if r.kind == "all_gather" else r.sockets
             bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
             base = base + steps * hv("assumptions.nccl_step_latency_s")
-            m0, m1 = steps * m0 / r.sockets / bandwidth, steps * m1 / r.sockets / bandwidth
+            m0, m1 = steps * m0 / parts / bandwidth, steps * m1 / parts / bandwidth
         else:
             m0, m1 = 0.0 * m0, 0.0 * m1
         nccl = Line("collective", nccl.at0 + base + m0, nccl.slope + m1)
@@ -376,6 +378,13 @@ class ArrayResult:
     ddr_bytes_per_token: Array
     flops_per_token: Array
     aggregate_hbm_bytes_per_s: Array | float
+    aggregate_ddr_bytes_per_s: Array | float
+
+    @property
+    def roofline_bandwidth_bytes_per_s(self) -> Array:
+        """`SimResult.roofline_bandwidth_bytes_per_s` at every point: HBM, and DDR where a step reads DDR."""
+        return self.aggregate_hbm_bytes_per_s + np.where(self.ddr_bytes_per_token > 0,
+                                                         self.aggregate_ddr_bytes_per_s, 0.0)
 
     @property
     def tokens_per_s_per_user(self) -> Array:
@@ -391,4 +400,5 @@ def simulate(profile: Profile, hv: HardwareValues, points: Points, lines_of: Cal
     result = run(profile.calls, hv, points, lines_of)
     return ArrayResult(sockets=profile.sockets, kernel_calls_per_token=len(profile.calls), batch=points.batch,
                        context=points.context, tokens=points.tokens, **timing.per_token(result, profile.sockets),
-                       aggregate_hbm_bytes_per_s=profile.sockets * hv("hbm.bandwidth_bytes_per_s"))
+                       aggregate_hbm_bytes_per_s=profile.sockets * hv("hbm.bandwidth_bytes_per_s"),
+                       aggregate_ddr_bytes_per_s=profile.sockets * hv("ddr.bandwidth_bytes_per_s"))

@@ -109,7 +109,8 @@ def _call(*collectives: AllReduce) -> KernelCall:
 def test_a_reduce_scatter_then_an_all_gather_cost_what_a_two_shot_all_reduce_does():
     message = Affine(0, 16384)
     for sockets in (8, 16):
-        split = _call(AllReduce(message, sockets, "reduce_scatter"), AllReduce(message, sockets, "all_gather"))
+        share = Affine(0, 16384 // sockets)  # what each socket contributes to the all-gather
+        split = _call(AllReduce(message, sockets, "reduce_scatter"), AllReduce(share, sockets, "all_gather"))
         whole = _call(AllReduce(message, sockets))
         links = timing.Links.of(SN40L)
         two_shot = timing.collective_time_s(whole.work.all_reduces[0], "two-shot", links, 64, 0)
@@ -145,11 +146,12 @@ def test_the_gpu_interpreter_times_every_nccl_collective():
     calls = gpu_interpreter.kernel_calls(module, gpu)
     assert [call.kernel for call in calls] == ["nccl_all_reduce", "nccl_reduce_scatter", "nccl_all_gather"]
     a = gpu.assumptions
-    # NCCL's ring: an all-reduce takes 2 (N - 1) steps, a reduce-scatter or an all-gather N - 1.
+    # NCCL's ring on 2 GPUs: an all-reduce takes 2 steps of half its 128 B per sequence, a
+    # reduce-scatter 1 of half its 128 B, an all-gather 1 of its whole 64 B share.
     seconds = [gpu_interpreter.nccl_time_s(call, gpu, 64, 128) for call in calls]
-    for seconds_of, steps in zip(seconds, (2, 1, 1)):
+    for seconds_of, steps, chunk in zip(seconds, (2, 1, 1), (64, 64, 64)):
         assert seconds_of == pytest.approx(a.nccl_base_latency_s + steps * a.nccl_step_latency_s
-                                           + steps * 128 * 64 / 2 / a.nccl_bus_bandwidth_bytes_per_s)
+                                           + steps * chunk * 64 / a.nccl_bus_bandwidth_bytes_per_s)
 
 
 def test_the_nodes_socket_count_is_not_swept(capsys):

@@ -32,7 +32,7 @@ nv.program @m attributes {target = "dgx_h100", batch = 1 : i64, context = 128 : 
   nv.output %r : !nv.buffer<[B, 16], bf16, hbm>
 }
 
-// CHECK: nv.reduce_scatter: runs over 4 GPUs in a program that runs on 2
+// CHECK: nv.reduce_scatter: exchanges over 4 GPUs in a program that runs on 2
 
 // -----
 

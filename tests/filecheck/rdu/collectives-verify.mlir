@@ -14,7 +14,7 @@ builtin.module {
   }
 }
 
-// CHECK: rdu.reduce_scatter: runs over 16 sockets in a program that runs on 8
+// CHECK: rdu.reduce_scatter: exchanges over 16 sockets in a program that runs on 8
 
 // -----
 

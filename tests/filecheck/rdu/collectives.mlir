@@ -2,8 +2,8 @@
 // RUN: xdsl-opt %s --print-op-generic | xdsl-opt | filecheck %s
 
 // The three collectives print and parse back, in a kernel and in a looped kernel: an all-reduce,
-// and a two-shot all-reduce spelled out as a reduce-scatter then an all-gather. `bytes` is the
-// whole tensor on one socket in each (the all-gather's output, the reduce-scatter's input).
+// and a two-shot all-reduce spelled out as a reduce-scatter then an all-gather. `bytes` is what
+// each socket contributes: the reduce-scatter's whole partial sum, the all-gather's 1/8 share.
 builtin.module {
   rdu.program @m attributes {batch = 1 : i64, context = 100 : i64, tokens = 4 : i64, sockets = 8 : i64, target = "sn40l", pcus_per_socket = 1040 : i64, pmus_per_socket = 1040 : i64, sram_bytes_per_socket = 520000000 : i64} {
     %t = rdu.buffer "tokens" kind input : !rdu.buffer<[B], i32, sram>
@@ -20,7 +20,7 @@ builtin.module {
     rdu.loop 2 stacked [] strides [] carried_bytes #cost.work<128*B> {
       rdu.stage "linear" {operators = ["linear"], pcus = 1 : i64, pmus = 1 : i64, flops = #cost.work<64*B>, hbm_read = #cost.work<8192>, sram_bytes = 0 : i64}
       rdu.reduce_scatter {bytes = #cost.work<128*B>, sockets = 8 : i64}
-      rdu.all_gather {bytes = #cost.work<128*B>, sockets = 8 : i64}
+      rdu.all_gather {bytes = #cost.work<16*B>, sockets = 8 : i64}
     }
     rdu.return
   }
@@ -33,5 +33,5 @@ builtin.module {
 // CHECK-NEXT:   rdu.loop 2
 // CHECK-NEXT:     rdu.stage "linear"
 // CHECK-NEXT:     rdu.reduce_scatter {bytes = #cost.work<128*B>, sockets = 8 : i64}
-// CHECK-NEXT:     rdu.all_gather {bytes = #cost.work<128*B>, sockets = 8 : i64}
+// CHECK-NEXT:     rdu.all_gather {bytes = #cost.work<16*B>, sockets = 8 : i64}
 // CHECK-NEXT:   }
