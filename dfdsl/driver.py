@@ -455,10 +455,9 @@ class Compiler:
             settings = RunSettings(int(points.batch[representative]), int(points.context[representative]),
                                    int(points.tokens[representative]), sockets)
             failure = groups.errors.get(int(groups.ids[representative]))
-            if isinstance(failure, CapacityError):  # with the hint `compile` gives the same error
-                failure = CapacityError(failure.problem, self.socket_hint(model, settings, options))
             if failure is not None:
-                evaluation.fail(index, failure)
+                # As `compile` says it: with the socket counts or the placement that would work.
+                evaluation.fail(index, CapacityError(failure.problem, self.socket_hint(model, settings, options)))
                 continue
             hw = model.hardware
             for key in target.checked_hardware:
@@ -513,7 +512,7 @@ class _Placements:
     an id whose tensors do not fit."""
 
     ids: NDArray[np.int64]
-    errors: dict[int, Exception]
+    errors: dict[int, CapacityError]
 
 
 def _placements(placement: Placement, hardware: Hardware | GpuHardware, points: vectorized.Points) -> _Placements:
@@ -528,7 +527,7 @@ def _placements(placement: Placement, hardware: Hardware | GpuHardware, points: 
         fits &= used <= hardware.capacity_bytes(tier) * (1 - 1e-9)
     ids = np.zeros(len(batch), dtype=np.int64)
     plans: dict[object, int] = {(): 0}
-    errors: dict[int, Exception] = {}
+    errors: dict[int, CapacityError] = {}
     for i in np.flatnonzero(~fits):
         b, s = int(points.batch[i]), int(tokens_cached[i])
         try:

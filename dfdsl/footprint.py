@@ -29,16 +29,17 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import BlockArgument, SSAValue
 
 from dfdsl.dialects import df
-from dfdsl.dialects.cost import ZERO, Batch, Work, expected_experts
+from dfdsl.dialects.cost import ZERO, Work, expected_experts
 from dfdsl.lowering.operator_work import OFF_CHIP_TIERS, OperandRead, operand_reads
+
+
+Batch = Any
+"""A batch size or a context, or a numpy array of them (the array timing model's points)."""
 
 
 def _plain(x: Batch) -> Batch:
     """A numpy scalar as a Python float (a report's figure); an array as it is."""
-    if np.ndim(x) == 0:
-        plain: Any = float(x)  # a float for either kind of Batch
-        return plain
-    return x
+    return float(x) if np.ndim(x) == 0 else x
 
 
 def _value(work: Work, batch: Batch, context: Batch) -> Batch:
@@ -64,7 +65,7 @@ class TensorReads:
         """The bytes a step at `batch` must read: the largest operator's read, at most the whole."""
         most: Batch = 0.0 * batch
         for nbytes, routing in self.reads:
-            n = _value(nbytes, batch, 0.0 * batch)
+            n = _value(nbytes, batch, 0)
             if routing is not None:
                 n = n * expected_experts(*routing, batch)
             most = np.maximum(most, n)
