@@ -412,7 +412,7 @@ class _GraphBuilder:
         if isinstance(op, rdu.CollectiveBase):
             sockets = op.sockets.value.data
             message = format_bytes(op.bytes.at(1, self.context))
-            what = op.name.removeprefix("rdu.") + (f" ({op.phase.data})" if isinstance(op, rdu.AllToAllOp) else "")
+            what = op.kind + (f" ({op.phase.data})" if isinstance(op, rdu.AllToAllOp) else "")
             return self.add_node("collective", f"{what}\n{sockets} sockets · {message}", cluster)
         assert isinstance(op, rdu.StageOp)
         label = (f"{op.stage_name.data}\n{', '.join(o.data for o in op.operators)}\n"

@@ -109,7 +109,8 @@ class Study:
     def output_of(self, figures: dict[Configuration, NDArray[np.float64]]) -> NDArray[np.float64]:
         if self.output == "best_sockets":
             by_sockets = np.stack([np.nan_to_num(figures[c] * self.sign, nan=-np.inf) for c in self.configurations])
-            return np.array([c.sockets for c in self.configurations], dtype=np.float64)[np.argmax(by_sockets, axis=0)]
+            best = np.array([c.sockets for c in self.configurations], dtype=np.float64)[np.argmax(by_sockets, axis=0)]
+            return np.where(np.isneginf(by_sockets).all(axis=0), np.nan, best)  # NaN where no count runs
         if self.output == "looping_speedup":
             # tokens/s per user with looping over without: the unlooped ms per token over the looped
             return figures[Configuration(self.primary, True)] / figures[Configuration(self.primary, False)]

@@ -48,9 +48,13 @@ ALIASES = {
     "stream_efficiency": "assumptions.stream_efficiency",
     "p2p_bandwidth": "assumptions.p2p_bandwidth_bytes_per_s",
     "p2p_latency": "assumptions.p2p_latency_s",
+    "rack_bandwidth": "assumptions.p2p_rack_bandwidth_bytes_per_s",
+    "rack_latency": "assumptions.p2p_rack_latency_s",
     "peak_flops": "chip.peak_flops_per_s",
 }
 """Short names for the hardware values people sweep most."""
+FIXED = frozenset(("assumptions.p2p_node_sockets",))
+"""Hardware numbers that shape the model rather than scale it: not swept."""
 FIGURES = (*(k for k in JSON_KEYS if k not in AXES and k != "breakdown_ms"), *(f"{c}_ms" for c in CATEGORIES))
 """The CSV's columns after the axes and hardware values, before `error` (a contract)."""
 CHUNK_POINTS = 20_000
@@ -98,6 +102,9 @@ def hardware_path(hw: Hardware | GpuHardware, key: str) -> str:
         raise SweepError(f"unknown hardware key `{key}`; use a key of the target file such as "
                          "memory.hbm.bandwidth_bytes_per_s, a number's own name such as p2p_latency_s, or one "
                          "of " + ", ".join(ALIASES))
+    if numbers[dotted] in FIXED:
+        raise SweepError(f"`{key}` decides the topology the collectives run on and cannot be swept; write a "
+                         "hardware file for each value and run each with --hardware")
     return numbers[dotted]
 
 

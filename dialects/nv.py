@@ -1,7 +1,7 @@
 """The `nv` dialect: a decode step as a node of NVIDIA GPUs runs it under a TensorRT-LLM-style runtime.
 
 A module holds one `nv.program` (the decode step on one GPU: declared buffers, `nv.launch`es of
-kernels and `nv.all_reduce` NCCL calls in stream order, `nv.output`) and the `nv.kernel`s it
+kernels and NCCL collectives (`nv.all_reduce`, `nv.reduce_scatter`, `nv.all_gather`) in stream order, `nv.output`) and the `nv.kernel`s it
 launches. A GPU kernel is opaque here: a symbol with a signature, the operators it runs and its
 work per launch as `#cost.work<c + b*B + bs*B*S>` quantities (the affine work both target
 dialects share, from the `cost` dialect). Every launch and every NCCL call is a synchronization boundary; nothing
@@ -130,7 +130,8 @@ class LaunchOp(df.CallBase):
 class CollectiveBase(IRDLOperation):
     """An NCCL collective of one buffer across `gpus` GPUs: a library call of its own.
 
-    `bytes` is the message each GPU contributes; the algorithm and its costs are the simulator's.
+    `bytes` is the message each GPU contributes (an all-reduce's or a reduce-scatter's whole
+    partial sum, an all-gather's own share); the algorithm and its costs are the simulator's.
     """
 
     input = operand_def(BufferType)
@@ -141,11 +142,20 @@ class CollectiveBase(IRDLOperation):
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$input attr-dict `:` functional-type($input, $result)"
 
+    SHARE: ClassVar[str] = "the same"
+    """How the result's last dimension relates to the input's: `the same`, `divided` or `multiplied`
+    by the GPUs."""
+
     def __init__(self, value: SSAValue, bytes_: Work, gpus: int, result_type: BufferType | None = None):
         super().__init__(
             operands=[value], result_types=[result_type or value.type],
             properties={"bytes": bytes_, "gpus": IntegerAttr(gpus, 64)},
         )
+
+    @property
+    def kind(self) -> str:
+        """What it does, as the timing model names it: `all_reduce`, `reduce_scatter`, `all_gather`."""
+        return self.name.removeprefix("nv.")
 
     def verify_(self) -> None:
         gpus = self.gpus.value.data
@@ -155,29 +165,45 @@ class CollectiveBase(IRDLOperation):
         if gpus != program.count("gpus"):
             raise VerifyException(f"{self.name}: exchanges over {gpus} GPUs in a program that runs on "
                                   f"{program.count('gpus')}")
+        given, result = cast(BufferType, self.input.type), self.result.type
+        dims = given.dims
+        last = dims[-1] if dims else None
+        wanted: Attribute = given
+        if isinstance(last, int) and self.SHARE != "the same":
+            width = last // gpus if self.SHARE == "divided" else last * gpus
+            if self.SHARE == "divided" and last % gpus:
+                raise VerifyException(f"{self.name}: the last dimension {last} does not divide over {gpus} GPUs")
+            wanted = given.with_dims((*dims[:-1], width))
+        if result != wanted:
+            raise VerifyException(f"{self.name}: the result must be {wanted} (the input's last dimension "
+                                  f"{self.SHARE}{'' if self.SHARE == 'the same' else ' by the GPUs'}), got {result}")
 
 
 @irdl_op_definition
 class AllReduceOp(CollectiveBase):
-    """An NCCL all-reduce (sum): the result has the type of the input."""
+    """An NCCL all-reduce (sum): every GPU gets the whole sum, of the input's type."""
 
     name = "nv.all_reduce"
 
-    def verify_(self) -> None:
-        super().verify_()
-        if self.input.type != self.result.type:
-            raise VerifyException("nv.all_reduce: the result has the type of the input")
+
+@irdl_op_definition
+class ReduceScatterOp(CollectiveBase):
+    """An NCCL reduce-scatter: every GPU gets its 1/gpus share of the sum, along the last dimension."""
+
+    name = "nv.reduce_scatter"
+    SHARE: ClassVar[str] = "divided"
 
 
 @irdl_op_definition
 class AllGatherOp(CollectiveBase):
-    """An NCCL all-gather: every GPU's buffer side by side on every GPU."""
+    """An NCCL all-gather: every GPU's buffer side by side on every GPU, along the last dimension."""
 
     name = "nv.all_gather"
+    SHARE: ClassVar[str] = "multiplied"
 
 
 Nv = Dialect(
     "nv",
-    [ProgramOp, BufferOp, OutputOp, KernelOp, LaunchOp, AllReduceOp, AllGatherOp],
+    [ProgramOp, BufferOp, OutputOp, KernelOp, LaunchOp, AllReduceOp, ReduceScatterOp, AllGatherOp],
     [BufferType],
 )

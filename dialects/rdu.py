@@ -3,9 +3,10 @@
 A module holds one `rdu.program` (the decode step: declared buffers, `rdu.call`s of kernels in
 order, `rdu.output`) and the `rdu.kernel`s it calls. A kernel is a spatial pipeline of
 `rdu.stage`s (each on its own PCUs and PMUs, with its work per invocation) and collectives
-(`rdu.all_reduce`, `rdu.all_gather`), or one `rdu.loop` holding them (a looped kernel). Work is
-`#cost.work<c + b*B + bs*B*S>`, affine in the batch `B` and in batch times context `B*S`, so one
-program serves every run size; a prefill program (one with a `prompt`) also has terms in the prompt `P`.
+(`rdu.all_reduce`, `rdu.reduce_scatter`, `rdu.all_gather`), or one `rdu.loop` holding them (a
+looped kernel). Work is `#cost.work<c + b*B + bs*B*S>`, affine in the batch `B` and in batch
+times context `B*S`, so one program serves every run size; a prefill program (one with a
+`prompt`) also has terms in the prompt `P`.
 Everything inside a program is per socket; `sockets` says how many run it side by side.
 """
 
@@ -389,7 +390,8 @@ class StageOp(target_ops.OperatorWorkBase):
 class CollectiveBase(IRDLOperation):
     """An exchange between `sockets` sockets over the peer-to-peer network, inside a kernel.
 
-    `bytes` is the message each socket contributes; the algorithm and link costs are the simulator's.
+    `bytes` is the message each socket contributes (an all-reduce's or a reduce-scatter's whole
+    partial sum, an all-gather's own share); the algorithm and the link costs are the simulator's.
     """
 
     bytes = prop_def(Work)
@@ -400,6 +402,11 @@ class CollectiveBase(IRDLOperation):
 
     def __init__(self, bytes_: Work, sockets: int):
         super().__init__(properties={"bytes": bytes_, "sockets": IntegerAttr(sockets, 64)})
+
+    @property
+    def kind(self) -> str:
+        """What it does, as the timing model names it: `all_reduce`, `reduce_scatter`, `all_gather`."""
+        return self.name.removeprefix("rdu.")
 
     def verify_(self) -> None:
         sockets = self.sockets.value.data
@@ -423,8 +430,16 @@ class AllReduceOp(CollectiveBase):
 
 
 @irdl_op_definition
+class ReduceScatterOp(CollectiveBase):
+    """A sum across the sockets, each socket keeping its 1/sockets share of the sum."""
+
+    name = "rdu.reduce_scatter"
+
+
+@irdl_op_definition
 class AllGatherOp(CollectiveBase):
-    """Every socket's message to every socket (the sampling candidates of a vocabulary split)."""
+    """Every socket's message to every socket: the second half of a two-shot all-reduce, or the
+    sampling candidates of a vocabulary split."""
 
     name = "rdu.all_gather"
 
@@ -570,7 +585,7 @@ class CopyOp(IRDLOperation):
 
 Rdu = Dialect(
     "rdu",
-    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp, AllGatherOp,
-     AllToAllOp, HbmRegionOp, CopyOp],
+    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp, ReduceScatterOp,
+     AllGatherOp, AllToAllOp, HbmRegionOp, CopyOp],
     [BufferType],
 )

@@ -4,8 +4,9 @@ The split is decided by what each operator means. Attention is split by heads: t
 feeding q, k and v are column-split, the caches keep their socket's KV heads, and the projection
 reading the attention output is row-split and followed by a `df.all_reduce`. A gated MLP
 (`mul(silu(x @ w_gate), x @ w_up) @ w_down`) and routed experts are split along the FFN width,
-with an all-reduce after the row-split part. Latent attention (MLA) splits its heads but keeps the
-latent cache whole on every socket. The LM head is split over the vocabulary, so sampling becomes a
+with an all-reduce after the row-split part; where two such partial sums are added (a MoE layer's
+routed and shared experts), one all-reduce follows the add. Latent attention (MLA) splits its
+heads but keeps the latent cache whole on every socket. The LM head is split over the vocabulary, so sampling becomes a
 per-socket top-k, an all-gather of the candidates and a sample among them. Everything else is
 replicated. Weights are split where they are declared: a layer argument's new type is carried to
 the `df.weight`/`df.kv_cache` each `df.call` passes for it.
@@ -346,7 +347,22 @@ def _plan_block(block: Block, sockets: int, where: str, parallel: df.Parallel = 
             _plan_moe_experts(op, plan)
         elif isinstance(op, df.LmHeadOp) and dense:
             _plan_lm_head(op, plan)
+    _plan_shared_sums(plan)
     return plan
+
+
+def _plan_shared_sums(plan: _Plan) -> None:
+    """One all-reduce for a sum of partial sums: where a `df.add` alone reads two results that
+    would each be all-reduced (a MoE layer's routed experts and its shared expert), the add's
+    result is all-reduced instead, as sum(a) + sum(b) = sum(a + b) across the sockets."""
+    for op in plan.block.ops:
+        if not isinstance(op, df.AddOp) or op.lhs is op.rhs:
+            continue
+        owners = [value.owner for value in (op.lhs, op.rhs)]
+        alone = all(len(list(value.uses)) == 1 for value in (op.lhs, op.rhs))
+        if alone and all(owner in plan.reduced for owner in owners):
+            plan.reduced = [reduced for reduced in plan.reduced if reduced not in owners]
+            plan.reduced.append(op)
 
 
 def _plan_call_operands(graph: df.GraphOp, layer_plans: dict[str, _Plan], plan: _Plan) -> None:

@@ -69,8 +69,8 @@ def kernel_launch(kernel: nv.KernelOp) -> timing.KernelCall:
 
 def nccl_call(op: nv.CollectiveBase) -> timing.KernelCall:
     """One NCCL collective as the timing skeleton sees it: a call whose only work is the collective."""
-    collective = timing.AllReduce(affine(op.bytes), op.gpus.value.data, isinstance(op, nv.AllGatherOp))
-    return timing.KernelCall(kernel=f"nccl_{op.name.removeprefix('nv.')}", trips=1, depth_stages=0, pcus=0,
+    collective = timing.AllReduce(affine(op.bytes), op.gpus.value.data, op.kind)
+    return timing.KernelCall(kernel=f"nccl_{op.kind}", trips=1, depth_stages=0, pcus=0,
                              work=timing.IterationWork(all_reduces=(collective,)))
 
 
@@ -89,7 +89,7 @@ def nccl_time_s(call: timing.KernelCall, hw: GpuHardware, batch: int, context: i
     for reduce in call.work.all_reduces:
         transfer_s, steps_s = timing.allreduce_time_s(
             reduce.message_bytes.at(batch, context), reduce.sockets, "ring",
-            a.nccl_bus_bandwidth_bytes_per_s, a.nccl_step_latency_s, reduce.gather,
+            a.nccl_bus_bandwidth_bytes_per_s, a.nccl_step_latency_s, reduce.kind,
         )
         total += a.nccl_base_latency_s + steps_s + transfer_s
     return total
@@ -167,6 +167,7 @@ class NvFunctions(TargetFunctions):
         return (Buffer(call.kernel, "activation", op.result.type.tier_name),)
 
     run_all_reduce = impl(nv.AllReduceOp)(run_collective)
+    run_reduce_scatter = impl(nv.ReduceScatterOp)(run_collective)
     run_all_gather = impl(nv.AllGatherOp)(run_collective)
 
 

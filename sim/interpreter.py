@@ -132,7 +132,7 @@ class KernelWork:
         self.depth_stages += 1
 
     def add_collective(self, op: rdu.CollectiveBase) -> None:
-        collective = timing.AllReduce(affine(op.bytes), op.sockets.value.data, isinstance(op, rdu.AllGatherOp))
+        collective = timing.AllReduce(affine(op.bytes), op.sockets.value.data, op.kind)
         self.work = self.work + timing.IterationWork(all_reduces=(collective,))
 
     def add_all_to_all(self, op: rdu.AllToAllOp) -> None:
@@ -215,15 +215,13 @@ class RduFunctions(TargetFunctions):
         self._kernel(interpreter).add_stage(op)
         return ()
 
-    @impl(rdu.AllReduceOp)
-    def run_all_reduce(self, interpreter: Interpreter, op: rdu.AllReduceOp, args: tuple[Any, ...]) -> tuple[()]:
+    def run_collective(self, interpreter: Interpreter, op: rdu.CollectiveBase, args: tuple[Any, ...]) -> tuple[()]:
         self._kernel(interpreter).add_collective(op)
         return ()
 
-    @impl(rdu.AllGatherOp)
-    def run_all_gather(self, interpreter: Interpreter, op: rdu.AllGatherOp, args: tuple[Any, ...]) -> tuple[()]:
-        self._kernel(interpreter).add_collective(op)
-        return ()
+    run_all_reduce = impl(rdu.AllReduceOp)(run_collective)
+    run_reduce_scatter = impl(rdu.ReduceScatterOp)(run_collective)
+    run_all_gather = impl(rdu.AllGatherOp)(run_collective)
 
     @impl(rdu.AllToAllOp)
     def run_all_to_all(self, interpreter: Interpreter, op: rdu.AllToAllOp, args: tuple[Any, ...]) -> tuple[()]:

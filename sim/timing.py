@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 
 from dfdsl.dialects.cost import experts_read
 from dfdsl.hardware import GpuHardware, Hardware
@@ -76,14 +77,19 @@ class ExpertRead:
     """Expert parallelism: the sockets whose tokens (as many as this one's) are routed."""
 
 
+COLLECTIVES = ("all_reduce", "reduce_scatter", "all_gather")
+"""What a collective does: sum across the sockets, sum and keep one share each, or gather the shares."""
+
+
 @attrs.frozen
 class AllReduce:
-    """A collective inside a kernel: each socket contributes `message_bytes`; an all-reduce (a
-    sum), or with `gather` an all-gather (every socket's message to every socket)."""
+    """A collective inside a kernel (an all-reduce unless `kind` says otherwise, one of
+    `COLLECTIVES`): each socket contributes `message_bytes` (the all-reduce's and the
+    reduce-scatter's whole partial sum, the all-gather's own share)."""
 
     message_bytes: Affine
     sockets: int
-    gather: bool = False
+    kind: str = "all_reduce"
 
 
 @attrs.frozen
@@ -184,27 +190,100 @@ def compute_time_s(flops: float, peak_flops_per_s: float, efficiency: float, pcu
 
 
 def allreduce_time_s(message_bytes: float, sockets: int, algorithm: str,
-                     link_bytes_per_s: float, latency_s: float, gather: bool = False) -> tuple[float, float]:
-    """(transfer seconds on each socket's link, latency seconds on the critical path).
+                     link_bytes_per_s: float, latency_s: float, kind: str = "all_reduce") -> tuple[float, float]:
+    """(transfer seconds on each socket's link, latency seconds on the critical path) of a
+    collective (an all-reduce unless `kind` says otherwise) on one flat network (a GPU node's
+    switch): `algorithm` is one of `ALGORITHMS` but the tree, or `auto`."""
+    links = Links(link_bytes_per_s, latency_s, max(sockets, 1), link_bytes_per_s, latency_s)
+    options = collective_options(kind, message_bytes, sockets, links)
+    return options[choose(options, algorithm)]
 
-    `direct`: every socket sends its message to each of the others at once: one latency, and
-    (sockets - 1) messages leave each socket. `ring`: reduce-scatter then all-gather, 2 (sockets - 1)
-    steps of 1/sockets of the message each; an all-gather (`gather`) is the second half alone,
-    sockets - 1 steps of a whole message. `auto`: whichever of the two finishes first for this
-    message, as collective libraries choose by message size (direct for decode's few KB, ring once
-    the batch makes messages large).
-    """
+
+ALGORITHMS = ("one-shot", "two-shot", "ring", "tree")
+"""The all-reduce algorithms, in the order `auto` breaks ties in."""
+
+Number = Any
+"""A float, or a numpy array of one per point (`sim/vectorized.py` costs collectives with the
+same functions, so the two models choose the same algorithm)."""
+
+
+@attrs.frozen
+class Links:
+    """The peer-to-peer network, per socket and direction: a node's all-to-all links, and the
+    links between the nodes of a rack (numbers, or arrays of one per point)."""
+
+    bandwidth_bytes_per_s: Number
+    latency_s: Number
+    node_sockets: int
+    rack_bandwidth_bytes_per_s: Number
+    rack_latency_s: Number
+
+    @classmethod
+    def of(cls, hw: Hardware) -> Links:
+        a = hw.assumptions
+        return cls(a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s, a.p2p_node_sockets,
+                   a.p2p_rack_bandwidth_bytes_per_s, a.p2p_rack_latency_s)
+
+    def flat(self, sockets: int) -> tuple[Number, Number]:
+        """(bandwidth, latency) of a step among `sockets` sockets taken as one network: a node's,
+        or, once the run spans nodes, the slower of a node's and the rack's."""
+        if sockets <= self.node_sockets:
+            return self.bandwidth_bytes_per_s, self.latency_s
+        return (np.minimum(self.bandwidth_bytes_per_s, self.rack_bandwidth_bytes_per_s),
+                np.maximum(self.latency_s, self.rack_latency_s))
+
+
+def collective_options(kind: str, message_bytes: Number, sockets: int, links: Links) -> dict[str, tuple[Number, Number]]:
+    """(transfer seconds on each socket's links, latency seconds on the chain) of every algorithm
+    that runs the collective `kind` of `message_bytes` on `sockets` sockets, in `ALGORITHMS` order.
+
+    A reduce-scatter sends each peer that peer's 1/sockets share of the message, an all-gather
+    sends each peer the whole (its share of the result): in one step (`one-shot`) or in
+    sockets - 1 neighbour steps (`ring`). An all-reduce is `one-shot` (each
+    socket sends its whole message to every peer, which sums locally: one step, (sockets - 1)
+    messages), `two-shot` (a reduce-scatter then an all-gather), `ring` (the two-shot's bytes in
+    2 (sockets - 1) neighbour steps), and `tree` when the run spans whole nodes: a reduce-scatter
+    in each node, each socket's share summed across the nodes over the rack's links (a one-shot
+    exchange among the nodes), an all-gather in each node."""
     if sockets < 2:
-        return 0.0, 0.0
-    direct = ((sockets - 1) * message_bytes / link_bytes_per_s, latency_s)
-    steps = sockets - 1 if gather else 2 * (sockets - 1)
-    chunk = message_bytes if gather else message_bytes / sockets
-    ring = (steps * chunk / link_bytes_per_s, steps * latency_s)
-    if algorithm == "direct":
-        return direct
-    if algorithm == "ring":
-        return ring
-    return min(direct, ring, key=sum)
+        return {"one-shot": (0.0 * message_bytes, 0.0)}
+    bandwidth, latency = links.flat(sockets)
+    share = (sockets - 1) / sockets * message_bytes / bandwidth
+    if kind != "all_reduce":
+        sent = share if kind == "reduce_scatter" else (sockets - 1) * message_bytes / bandwidth
+        return {"one-shot": (sent, latency), "ring": (sent, (sockets - 1) * latency)}
+    options = {
+        "one-shot": ((sockets - 1) * message_bytes / bandwidth, latency),
+        "two-shot": (2 * share, 2 * latency),
+        "ring": (2 * share, 2 * (sockets - 1) * latency),
+    }
+    per_node = links.node_sockets
+    if sockets > per_node and sockets % per_node == 0:
+        nodes = sockets // per_node
+        inside = 2 * (per_node - 1) / per_node * message_bytes / links.bandwidth_bytes_per_s
+        across = (nodes - 1) * message_bytes / per_node / links.rack_bandwidth_bytes_per_s
+        options["tree"] = (inside + across, 2 * links.latency_s + links.rack_latency_s)
+    return options
+
+
+def choose(options: dict[str, tuple[float, float]], algorithm: str) -> str:
+    """The algorithm a collective runs: the one asked for (a tree where the run does not span
+    whole nodes is two-shot; a reduce-scatter or an all-gather runs one-shot unless asked for a
+    ring), or for `auto` the
+    one whose transfer and latency add up to the least, the first of `ALGORITHMS` on a tie."""
+    if algorithm == "auto":
+        return min(options, key=lambda name: sum(options[name]))
+    if algorithm in options:
+        return algorithm
+    return "two-shot" if "two-shot" in options else "one-shot"
+
+
+def collective_time_s(collective: AllReduce, algorithm: str, links: Links, batch: int, context: int) -> tuple[float, float]:
+    """(transfer, latency) seconds of one collective at this batch and context."""
+    options = collective_options(collective.kind, float(collective.message_bytes.at(batch, context)),
+                                 collective.sockets, links)
+    transfer, latency = options[choose(options, algorithm)]
+    return float(transfer), float(latency)
 
 
 @attrs.frozen
@@ -243,11 +322,9 @@ def resource_times(call: KernelCall, hw: Hardware, batch: int, context: int) -> 
     a = hw.assumptions
     t = traffic(call.work, batch, context)
     transfer_s = latency_s = 0.0
-    for reduce in call.work.all_reduces:
-        transfer, latency = allreduce_time_s(
-            reduce.message_bytes.at(batch, context), reduce.sockets, a.allreduce_algorithm,
-            a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s, reduce.gather,
-        )
+    links = Links.of(hw)
+    for collective in call.work.all_reduces:
+        transfer, latency = collective_time_s(collective, a.allreduce_algorithm, links, batch, context)
         transfer_s += transfer
         latency_s += latency
     for exchange in call.work.all_to_alls:

@@ -146,49 +146,76 @@ def _const(category: str, seconds: Array | float, points: Points) -> Line:
 
 
 @attrs.frozen
-class _Reduce:
-    """An all-reduce's two algorithms at every point: (transfer line, latency) each."""
+class _Collective:
+    """A collective at every point: each algorithm's transfer line and latency, the contexts
+    where an `auto` choice may change, and the choice at any context."""
 
-    direct: tuple[Line, Array | float]
-    ring: tuple[Line, Array | float]
-    switch: Array
-    """The first context at which `ring` is chosen (+inf: never, -inf: always)."""
+    collective: timing.AllReduce
+    algorithm: str
+    links: timing.Links
+    points: Points
+    options: dict[str, tuple[Line, Array | float]]
+    switches: list[Array]
+
+    def chosen(self, context: Array) -> tuple[Line, Array | float]:
+        """The transfer line and latency of the algorithm chosen at `context` (one per point):
+        `timing.choose` on the same numbers, so both models choose alike."""
+        names = list(self.options)
+        if self.algorithm != "auto" or len(names) == 1:
+            return self.options[timing.choose(dict.fromkeys(names, (0.0, 0.0)), self.algorithm)]
+        m0, m1 = _line(self.collective.message_bytes, self.points.batch)
+        at = timing.collective_options(self.collective.kind, m0 + m1 * context, self.collective.sockets, self.links)
+        pick = np.argmin(np.stack([np.broadcast_to(at[n][0] + at[n][1], context.shape) for n in names]), axis=0)
+        lines = [self.options[n] for n in names]
+        return (Line("collective", np.choose(pick, [np.broadcast_to(t.at0, context.shape) for t, _ in lines]),
+                     np.choose(pick, [np.broadcast_to(t.slope, context.shape) for t, _ in lines])),
+                np.choose(pick, [np.broadcast_to(lat, context.shape) for _, lat in lines]))
 
 
-def _all_reduce(message: Affine, sockets: int, algorithm: str, hv: HardwareValues, points: Points,
-                gather: bool = False) -> _Reduce:
-    """`timing.allreduce_time_s` over arrays. `auto` picks direct while its total is no larger than
-    ring's: (s - 1) m / L + lat <= 2 (s - 1) m / (s L) + 2 (s - 1) lat, true up to a message size,
-    so up to one context (the message grows with c). An all-gather (`gather`) is the ring's second
-    half, (s - 1) steps of a whole message."""
-    link = hv("assumptions.p2p_bandwidth_bytes_per_s")
-    latency = hv("assumptions.p2p_latency_s")
-    m0, m1 = _line(message, points.batch)
-    if sockets < 2:
-        none = (_const("collective", 0.0, points), 0.0)
-        return _Reduce(none, none, points.zeros() + np.inf)
-    steps, chunk = (sockets - 1, 1.0) if gather else (2 * (sockets - 1), 1.0 / sockets)
-    direct = (Line("collective", (sockets - 1) * m0 / link, (sockets - 1) * m1 / link), latency)
-    ring = (Line("collective", steps * chunk * m0 / link, steps * chunk * m1 / link), steps * latency)
-    if algorithm != "auto":
-        return _Reduce(direct, ring, points.zeros() + (np.inf if algorithm == "direct" else -np.inf))
-    # direct total - ring total = k m(c) - (steps - 1) lat, with k >= 0: direct while <= 0.
-    k = ((sockets - 1) - steps * chunk) / link
-    excess = k * m0 - (steps - 1) * latency
-    with np.errstate(divide="ignore", invalid="ignore"):
-        crossing = np.floor(-excess / (k * m1)) + 1
-    switch = np.where(k * m1 > 0, crossing, np.where(excess <= 0, np.inf, -np.inf))
-    return _Reduce(direct, ring, switch)
+def _links(hv: HardwareValues, hw: Hardware) -> timing.Links:
+    """`timing.Links.of` with the swept values (a node's socket count, which decides the
+    topology, is the file's: `dfdsl sweep` does not sweep it)."""
+    return timing.Links(hv("assumptions.p2p_bandwidth_bytes_per_s"), hv("assumptions.p2p_latency_s"),
+                        hw.assumptions.p2p_node_sockets,
+                        hv("assumptions.p2p_rack_bandwidth_bytes_per_s"), hv("assumptions.p2p_rack_latency_s"))
+
+
+def _collective(collective: timing.AllReduce, algorithm: str, links: timing.Links, points: Points) -> _Collective:
+    """`timing.collective_time_s` over arrays. A transfer is proportional to the message, which is
+    a line in c, so each algorithm's transfer is a line; `auto` picks the least transfer plus
+    latency, and two algorithms' totals cross at most once, at a context found in closed form.
+    The run is cut around each crossing (a context either side, so that rounding at a tie cannot
+    move a choice inside a piece), and each piece chooses at its first context."""
+    m0, m1 = _line(collective.message_bytes, points.batch)
+    kind, sockets = collective.kind, collective.sockets
+    at0 = timing.collective_options(kind, m0, sockets, links)
+    per_c = timing.collective_options(kind, m1, sockets, links)
+    options = {name: (Line("collective", points.zeros() + at0[name][0], points.zeros() + per_c[name][0]),
+                      at0[name][1]) for name in at0}
+    switches: list[Array] = []
+    if algorithm == "auto":
+        names = list(options)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                (ta, la), (tb, lb) = options[a], options[b]
+                gap0, gap1 = ta.at0 + la - tb.at0 - lb, ta.slope - tb.slope
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    crossing = np.where(gap1 != 0, np.floor(-gap0 / gap1), np.inf)
+                switches.extend(crossing + offset for offset in (-1, 0, 1, 2))
+    return _Collective(collective, algorithm, links, points, options, switches)
 
 
 def _cut(points: Points, switches: Sequence[Array]) -> list[tuple[Array, Array]]:
     """The run's contexts cut at every switch inside it: (first, last) of each piece."""
     first = points.context.astype(np.float64)
     last = points.last_context.astype(np.float64)
-    inside = [s for s in switches if np.any((s > first) & (s <= last))]
+    inside: dict[bytes, Array] = {}
+    for s in switches:
+        if np.any((s > first) & (s <= last)):
+            inside.setdefault(s.tobytes(), s)
     if not inside:
         return [(first, last)]
-    cuts = np.sort(np.stack([np.clip(s, first, last + 1) for s in inside]), axis=0)
+    cuts = np.sort(np.stack([np.clip(s, first, last + 1) for s in inside.values()]), axis=0)
     starts = [first, *cuts]
     ends = [*(c - 1 for c in cuts), last]
     return list(zip(starts, ends))
@@ -224,21 +251,19 @@ def rdu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
         share = np.minimum(1.0, call.pcus / hv("chip.pcus"))
         compute = _scaled("compute", t.flops, hv("assumptions.compute_efficiency") * hv("chip.peak_flops_per_s") * share)
     algorithm = hw.assumptions.allreduce_algorithm
-    reduces = [_all_reduce(r.message_bytes, r.sockets, algorithm, hv, points, r.gather)
-               for r in call.work.all_reduces]
+    links = _links(hv, hw)
+    collectives = [_collective(c, algorithm, links, points) for c in call.work.all_reduces]
     stage_s = hv("assumptions.stage_latency_s")
     carry_s = call.depth_stages * stage_s
     exchange = _all_to_alls(call.work.all_to_alls, hv, points)
     pieces = []
-    for first, last in _cut(points, [r.switch for r in reduces]):
+    for first, last in _cut(points, [s for c in collectives for s in c.switches]):
         transfer = exchange[0]
         latency: Array | float = exchange[1]
-        for r in reduces:
-            direct = first < r.switch
-            line = Line("collective", np.where(direct, r.direct[0].at0, r.ring[0].at0),
-                        np.where(direct, r.direct[0].slope, r.ring[0].slope))
+        for c in collectives:
+            line, seconds = c.chosen(first)
             transfer = Line("collective", transfer.at0 + line.at0, transfer.slope + line.slope)
-            latency = latency + np.where(direct, r.direct[1], r.ring[1])
+            latency = latency + seconds
         common = [hbm, ddr, compute, transfer]
         pieces.append(Piece(first, last, [*common, _const("collective", latency, points)],
                             [*common, _const("collective", latency + carry_s, points)]))
@@ -270,11 +295,12 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
         m0, m1 = _line(r.message_bytes, points.batch)
         base = hv("assumptions.nccl_base_latency_s")
         if r.sockets >= 2:
-            # A ring: 2 (s - 1) steps of 1/s of the message, or for an all-gather (s - 1) of all of it.
-            steps, chunk = (r.sockets - 1, 1.0) if r.gather else (2 * (r.sockets - 1), 1.0 / r.sockets)
+            # NCCL's ring: `timing.collective_options`' steps; an all-gather forwards whole shares.
+            steps = (r.sockets - 1) * (2 if r.kind == "all_reduce" else 1)
+            parts = 1 if r.kind == "all_gather" else r.sockets
             bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
             base = base + steps * hv("assumptions.nccl_step_latency_s")
-            m0, m1 = steps * chunk * m0 / bandwidth, steps * chunk * m1 / bandwidth
+            m0, m1 = steps * m0 / parts / bandwidth, steps * m1 / parts / bandwidth
         else:
             m0, m1 = 0.0 * m0, 0.0 * m1
         nccl = Line("collective", nccl.at0 + base + m0, nccl.slope + m1)

@@ -108,8 +108,13 @@ def test_an_efficiency_cannot_exceed_one():
 
 
 def test_a_choice_must_be_one_of_the_known_ones():
-    with pytest.raises(HardwareError, match=r"allreduce_algorithm = 'tree'; it must be 'direct' or 'ring'"):
-        parse_hardware(_with_line("assumptions", "allreduce_algorithm", '"tree"'), "my.toml")
+    with pytest.raises(HardwareError, match=r"allreduce_algorithm = 'butterfly'; it must be 'one-shot' or 'two-shot'"):
+        parse_hardware(_with_line("assumptions", "allreduce_algorithm", '"butterfly"'), "my.toml")
+
+
+def test_the_old_name_direct_reads_as_one_shot():
+    hw = parse_hardware(_with_line("assumptions", "allreduce_algorithm", '"direct"'), "my.toml")
+    assert hw.assumptions.allreduce_algorithm == "one-shot"
 
 
 def test_invalid_toml_names_the_file():

@@ -28,14 +28,57 @@ def test_compute_uses_the_kernels_share_of_the_pcus():
     assert timing.compute_time_s(1e12, 638e12, 0.5, 0.5) == pytest.approx(2 * full)
 
 
-def test_allreduce_direct_and_ring():
-    transfer, latency = timing.allreduce_time_s(8192, 16, "direct", 50e9, 1.5 * US)
+def test_allreduce_on_one_flat_network():
+    transfer, latency = timing.allreduce_time_s(8192, 16, "one-shot", 50e9, 1.5 * US)
     assert transfer == pytest.approx(15 * 8192 / 50e9)
     assert latency == 1.5 * US
     transfer, latency = timing.allreduce_time_s(8192, 16, "ring", 50e9, 1.5 * US)
     assert transfer == pytest.approx(30 * 8192 / 16 / 50e9)
     assert latency == pytest.approx(30 * 1.5 * US)
-    assert timing.allreduce_time_s(8192, 1, "direct", 50e9, 1.5 * US) == (0.0, 0.0)
+    assert timing.allreduce_time_s(8192, 16, "two-shot", 50e9, 1.5 * US) == (pytest.approx(30 * 8192 / 16 / 50e9),
+                                                                              pytest.approx(3 * US))
+    assert timing.allreduce_time_s(8192, 1, "one-shot", 50e9, 1.5 * US) == (0.0, 0.0)
+
+
+LINKS = timing.Links(50e9, 1.5 * US, 8, 25e9, 4 * US)
+
+
+def test_each_algorithm_by_hand_on_a_node_and_a_rack():
+    m = 1_000_000.0
+    node = timing.collective_options("all_reduce", m, 8, LINKS)
+    assert list(node) == ["one-shot", "two-shot", "ring"]  # 8 sockets are one node: no tree
+    assert node["one-shot"] == (pytest.approx(7 * m / 50e9), 1.5 * US)
+    assert node["two-shot"] == (pytest.approx(2 * 7 / 8 * m / 50e9), pytest.approx(3 * US))
+    assert node["ring"] == (pytest.approx(2 * 7 / 8 * m / 50e9), pytest.approx(14 * 1.5 * US))
+    rack = timing.collective_options("all_reduce", m, 16, LINKS)
+    # Across nodes a flat algorithm runs at the slower links; the tree keeps the node's inside.
+    assert rack["two-shot"] == (pytest.approx(2 * 15 / 16 * m / 25e9), pytest.approx(8 * US))
+    assert rack["tree"] == (pytest.approx(2 * 7 / 8 * m / 50e9 + m / 8 / 25e9), pytest.approx(3 * US + 4 * US))
+    assert timing.choose(rack, "auto") == "tree"
+    assert "tree" not in timing.collective_options("all_reduce", m, 12, LINKS)  # 12 is not whole nodes
+
+
+def test_a_two_shot_all_reduce_is_a_reduce_scatter_then_an_all_gather():
+    m = 65536.0
+    # Each socket contributes its whole partial sum to the reduce-scatter, its 1/8 share to the all-gather.
+    scatter = timing.collective_options("reduce_scatter", m, 8, LINKS)
+    gather = timing.collective_options("all_gather", m / 8, 8, LINKS)
+    assert scatter == gather == {"one-shot": (pytest.approx(7 / 8 * m / 50e9), 1.5 * US),
+                                 "ring": (pytest.approx(7 / 8 * m / 50e9), pytest.approx(7 * 1.5 * US))}
+    assert timing.choose(scatter, "auto") == timing.choose(scatter, "two-shot") == "one-shot"
+    two_shot = timing.collective_options("all_reduce", m, 8, LINKS)["two-shot"]
+    assert two_shot == (pytest.approx(scatter["one-shot"][0] + gather["one-shot"][0]), pytest.approx(3 * US))
+
+
+def test_auto_takes_one_shot_for_small_messages_and_two_shot_for_large():
+    small, large = (timing.collective_options("all_reduce", m, 8, LINKS) for m in (8192.0, 1e6))
+    assert timing.choose(small, "auto") == "one-shot"
+    assert timing.choose(large, "auto") == "two-shot"
+    for options in (small, large):
+        best = min(sum(cost) for cost in options.values())
+        assert sum(options[timing.choose(options, "auto")]) == best
+    # Asked for a tree where the run is one node, a collective runs two-shot.
+    assert timing.choose(small, "tree") == "two-shot"
 
 
 def test_affine_work():
@@ -74,9 +117,10 @@ def test_a_latency_bound_loop_waits_for_its_carried_activation():
     # Tiny weights, two all-reduces: each later iteration waits for the activation to cross
     # the 8 stages and both collectives' latencies.
     t = timing.call_timing(_call(trips=4, hbm=1000, reduces=(8192, 8192)), HW, 1, 0)
-    chain = 2 * A.p2p_latency_s + 8 * A.stage_latency_s
+    # 16 sockets span the rack's two nodes: 8 KB messages go one-shot at the rack's latency.
+    chain = 2 * A.p2p_rack_latency_s + 8 * A.stage_latency_s
     assert t.later_interval == (pytest.approx(chain), "collective")
-    assert t.first_interval[0] == pytest.approx(max(2 * A.p2p_latency_s, 2 * 15 * 8192 / A.p2p_bandwidth_bytes_per_s))
+    assert t.first_interval[0] == pytest.approx(max(2 * A.p2p_rack_latency_s, 2 * 15 * 8192 / A.p2p_bandwidth_bytes_per_s))
 
 
 def test_a_compute_bound_call_is_counted_as_compute():

@@ -69,7 +69,8 @@ def random_calls(rng, gpu: bool) -> list[KernelCall]:
             held, shards = (2, 4) if rng.random() < 0.5 else (0, 1)
             experts = (ExpertRead(8, 2, _affine(rng, 1e7, 1e4, 10), "hbm" if rng.random() < 0.7 else "ddr",
                                   held=held, token_shards=shards),)
-        reduces = tuple(AllReduce(_affine(rng, 1e4, 2e4, 50), int(rng.choice([1, 2, 4, 8, 16])))
+        reduces = tuple(AllReduce(_affine(rng, 1e4, 2e4, 50), int(rng.choice([1, 2, 4, 8, 12, 16, 32])),
+                                  str(rng.choice(timing.COLLECTIVES)))
                         for _ in range(int(rng.integers(0, 3))))
         # The GPU targets run tensor parallelism only: no all-to-all reaches their calls.
         exchanges = () if gpu else tuple(
@@ -87,14 +88,15 @@ def random_calls(rng, gpu: bool) -> list[KernelCall]:
 
 SWEPT = {
     "rdu": ("hbm.bandwidth_bytes_per_s", "ddr.bandwidth_bytes_per_s", "assumptions.p2p_bandwidth_bytes_per_s",
-            "assumptions.p2p_latency_s", "assumptions.launch_sync_hardware_s", "assumptions.stage_latency_s",
+            "assumptions.p2p_latency_s", "assumptions.p2p_rack_bandwidth_bytes_per_s",
+            "assumptions.p2p_rack_latency_s", "assumptions.launch_sync_hardware_s", "assumptions.stage_latency_s",
             "chip.peak_flops_per_s", "chip.pcus"),
     "gpu": ("hbm.bandwidth_bytes_per_s", "assumptions.stream_ramp_s", "assumptions.nccl_step_latency_s",
             "assumptions.nccl_bus_bandwidth_bytes_per_s", "chip.peak_flops_per_s", "assumptions.launch_sync_s"),
 }
 
 
-@pytest.mark.parametrize("kind,algorithm", [("rdu", "auto"), ("rdu", "direct"), ("rdu", "ring"), ("gpu", "ring")])
+@pytest.mark.parametrize("kind,algorithm", [*(("rdu", a) for a in (*timing.ALGORITHMS, "auto")), ("gpu", "ring")])
 def test_random_calls_at_random_points_match_the_reference(kind, algorithm):
     rng = np.random.default_rng(zlib.crc32(f"{kind}{algorithm}".encode()))
     base = RDU if kind == "rdu" else GPU
@@ -125,16 +127,21 @@ def test_random_calls_at_random_points_match_the_reference(kind, algorithm):
 
 
 def test_an_auto_all_reduce_changes_algorithm_inside_a_run():
-    # A message growing with the context: direct at the start of the run, ring at its end.
+    # A message growing with the context: one-shot at the start of the run, two-shot at its end.
     reduce = AllReduce(Affine(0, 0, 64), 16)
     call = KernelCall("k", 1, 1, 100, IterationWork(all_reduces=(reduce,)))
-    switch = vectorized._all_reduce(reduce.message_bytes, 16, "auto", HardwareValues(RDU),
-                                    Points(np.array([1]), np.array([1]), np.array([1]))).switch[0]
-    points = Points(np.array([1]), np.array([int(switch) - 50]), np.array([100]))
+    links = timing.Links.of(RDU)
+    chosen = [timing.choose(timing.collective_options("all_reduce", 64.0 * c, 16, links), "auto")
+              for c in range(1, 400)]
+    switch = chosen.index("two-shot") + 1
+    assert chosen[0] == "one-shot" and 10 < switch < 350
+    points = Points(np.array([1]), np.array([switch - 9]), np.array([20]))
     got = vectorized.run([call], HardwareValues(RDU), points, vectorized.rdu_call_lines)
-    want = timing.run([call], RDU, 1, int(switch) - 50, 100)
+    want = timing.run([call], RDU, 1, switch - 9, 20)
     assert close(got.step_s[0], want.step_s)
-    assert len(vectorized.rdu_call_lines(call, HardwareValues(RDU), points).pieces) == 2
+    for category, seconds in want.breakdown_s.items():
+        assert close(got.breakdown_s[category][0], seconds), category
+    assert len(vectorized.rdu_call_lines(call, HardwareValues(RDU), points).pieces) > 1
 
 
 @pytest.mark.parametrize("target", ["sn40l", "dgx_h100"])

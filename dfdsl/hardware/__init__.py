@@ -31,7 +31,9 @@ from dfdsl import files
 from dfdsl.errors import HardwareFileError, LoweringError
 
 ORCHESTRATIONS = ("hardware", "host")
-ALLREDUCE_ALGORITHMS = ("direct", "ring", "auto")
+ALLREDUCE_ALGORITHMS = ("one-shot", "two-shot", "ring", "tree", "auto", "direct")
+"""The all-reduce algorithms a file may name (`sim/timing.py` costs them); `direct` is the old name
+of `one-shot`, read as `one-shot`."""
 KINDS = ("rdu", "gpu")
 
 
@@ -79,7 +81,15 @@ class Assumptions:
     stream_efficiency: float
     compute_efficiency: float
     p2p_bandwidth_bytes_per_s: float
+    """Per socket and direction, to the other sockets of its node (shared by all its peers)."""
     p2p_latency_s: float
+    """One message step between two sockets of a node."""
+    p2p_node_sockets: int
+    """Sockets on one node's peer-to-peer network; a run over more spans nodes of a rack."""
+    p2p_rack_bandwidth_bytes_per_s: float
+    """Per socket and direction, to the sockets of the rack's other nodes."""
+    p2p_rack_latency_s: float
+    """One message step between sockets of two nodes of a rack."""
     allreduce_algorithm: str
     host_per_token_s: float
     prefill_compute_efficiency: float
@@ -226,7 +236,7 @@ SECONDS = Range(1e-12, 1.0, " s")
 FRACTION = Range(1e-3, 1.0, "")
 """An efficiency or a share of the chip, in (0, 1]; below a thousandth it is a typo, and its
 reciprocal (time = work / (rate x fraction)) would run past any finite figure."""
-COUNT_KEYS = frozenset(("pcus", "pmus", "sms", "gpus"))
+COUNT_KEYS = frozenset(("pcus", "pmus", "sms", "gpus", "p2p_node_sockets"))
 TOKENS = Range(1, 1e7, " tokens")
 """A number of tokens (a prefill's half-efficiency size): up to ten million."""
 
@@ -353,8 +363,9 @@ def _numbers(r: _Reader, section: str, cls: type, skip: Collection[str] = ()) ->
 
 def _read_assumptions(r: _Reader) -> Assumptions:
     s = "assumptions"
+    algorithm = r.string(s, "allreduce_algorithm", ALLREDUCE_ALGORITHMS)
     return Assumptions(orchestration=r.string(s, "orchestration", ORCHESTRATIONS),
-                       allreduce_algorithm=r.string(s, "allreduce_algorithm", ALLREDUCE_ALGORITHMS),
+                       allreduce_algorithm="one-shot" if algorithm == "direct" else algorithm,
                        **_numbers(r, s, Assumptions, ("orchestration", "allreduce_algorithm")))
 
 
