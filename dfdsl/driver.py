@@ -91,6 +91,9 @@ class RunSettings:
     chunk: int = 0
     draft_tokens: int = 4
     acceptance: float | None = None
+    pipeline: int = 1
+    """Pipeline stages, each on `sockets` sockets (1: none)."""
+    micro_batches: int = 1
 
     @property
     def decode_steps(self) -> int:
@@ -178,7 +181,8 @@ class Model:
     def settings(self) -> RunSettings:
         run = self.resolved.run
         return RunSettings(run.batch, run.context, run.tokens, run.sockets, run.prompt, run.chunk,
-                           run.draft_tokens, run.acceptance if self.resolved.draft else None)
+                           run.draft_tokens, run.acceptance if self.resolved.draft else None,
+                           run.pipeline, run.micro_batches)
 
     def prefill_module(self) -> ModuleOp:
         """The `df` module of the model's prefill pass (never changed, as `module`)."""
@@ -265,7 +269,8 @@ def load_source(source: ModelSource) -> Model:
 def lowering_options(model: Model, settings: RunSettings, options: CompileOptions) -> LoweringOptions:
     looping = model.target.loops_kernels if options.kernel_looping is None else options.kernel_looping
     return LoweringOptions(sockets=settings.sockets, fusion=options.fusion, kernel_looping=looping,
-                           min_calls=options.min_calls, target=model.target_name, hardware=options.hardware)
+                           min_calls=options.min_calls, target=model.target_name, hardware=options.hardware,
+                           pipeline=settings.pipeline, micro_batches=settings.micro_batches)
 
 
 def _with_settings(module: ModuleOp, settings: RunSettings, pass_tokens: int | None) -> None:

@@ -34,6 +34,8 @@ REQUEST_KEYS = ("prompt", "ttft_ms", "tpot_ms", "request_latency_ms", "prefill_t
 """The keys a run with a prompt (`--prompt P`) adds, a whole request's figures (a contract)."""
 SPECULATION_KEYS = ("draft_tokens", "acceptance", "tokens_per_target_step", "draft_time_fraction")
 """The keys a run with a draft model adds, speculative decoding's figures (a contract)."""
+PIPELINE_KEYS = ("pipeline_stages", "micro_batches", "bubble_fraction", "total_sockets", "internode_ms")
+"""The keys a pipelined run (`--pipeline N`, N > 1) adds."""
 
 
 @attrs.frozen
@@ -139,6 +141,8 @@ def make_report(result: SimResult, fp: Footprint, hardware: Hardware | GpuHardwa
         figures.update(_request_figures(result, hardware, request))
     if request.speculation is not None:
         figures.update(_speculation_figures(request.speculation))
+    if result.pipeline_stages > 1:
+        figures.update(_pipeline_figures(result))
     _check_figures(figures)
     return Report(figures, result.timeline)
 
@@ -180,6 +184,16 @@ def _request_figures(result: SimResult, hardware: Hardware | GpuHardware, reques
     }
 
 
+def _pipeline_figures(result: SimResult) -> dict:
+    return {
+        "pipeline_stages": result.pipeline_stages,
+        "micro_batches": result.micro_batches,
+        "bubble_fraction": result.bubble_fraction,
+        "total_sockets": result.pipeline_stages * result.sockets,
+        "internode_ms": result.breakdown_ms["internode"],
+    }
+
+
 def _speculation_figures(speculation: Speculation) -> dict:
     return {
         "draft_tokens": speculation.draft_tokens,
@@ -203,7 +217,8 @@ def render_table(report: Report) -> str:
 
     f = report.figures
     start = f"prompt {f['prompt']:,}" if "prompt" in f else f"context {f['context']:,}"
-    title = (f"{f['model']} on {f['sockets']} × {f['target']} · batch {f['batch']} · {start} · "
+    stages = f"{f['pipeline_stages']} pipeline stages of " if "pipeline_stages" in f else ""
+    title = (f"{f['model']} on {stages}{f['sockets']} × {f['target']} · batch {f['batch']} · {start} · "
              f"{f['tokens']} tokens · fusion {f['fusion']} · kernel looping "
              f"{'on' if f['kernel_looping'] else 'off'}")
     table = Table(show_header=False)
@@ -228,7 +243,7 @@ def render_table(report: Report) -> str:
                      "(expected distinct experts, uniform routing)"))
     for name, value in rows:
         table.add_row(name, value)
-    for section in (_request_rows(f), _speculation_rows(f)):
+    for section in (_request_rows(f), _speculation_rows(f), _pipeline_rows(f)):
         if section:
             table.add_section()
             for name, value in section:
@@ -259,6 +274,17 @@ def _request_rows(f: dict) -> list[tuple[str, str]]:
         (f"request latency ({f['tokens']} tokens)", f"{f['request_latency_ms']:,.1f} ms"),
         ("prefill tokens/s", f"{f['prefill_tokens_per_s']:,.0f}"),
         ("prefill: fraction of peak compute", f"{f['prefill_compute_fraction']:.1%}"),
+    ]
+
+
+def _pipeline_rows(f: dict) -> list[tuple[str, str]]:
+    if "pipeline_stages" not in f:
+        return []
+    return [
+        ("pipeline", f"{f['pipeline_stages']} stages × {f['sockets']} sockets = {f['total_sockets']} sockets, "
+                     f"{f['micro_batches']} micro-batch{'es' if f['micro_batches'] > 1 else ''}"),
+        ("pipeline bubble (stages idle)", f"{f['bubble_fraction']:.1%}"),
+        ("inter-node transfers per token", f"{f['internode_ms']:.3f} ms"),
     ]
 
 

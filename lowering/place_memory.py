@@ -14,6 +14,7 @@ Moved tensors change type, so the kernels and layers they are passed to change s
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import attrs
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import FunctionType, ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.ir import Attribute, SSAValue
@@ -87,6 +89,8 @@ class TensorGroup:
     dtype: str
     explicit: bool
     decls: list[df.DeclBase] = attrs.field(factory=list)
+    stage: int = 0
+    """The pipeline stage whose sockets hold it (0 without a pipeline)."""
 
 
 def _gb(num_bytes: float) -> str:
@@ -106,19 +110,25 @@ class Placement:
         self.graph = graph
         explicit_classes = graph.classes_placed_explicitly()
         explicit_tensors = graph.tensors_placed_explicitly()
-        shapes: dict[tuple[str, str], TensorGroup] = {}
-        types: dict[tuple[str, str], list[df.TensorType]] = defaultdict(list)
+        shapes: dict[tuple[int, str, str], TensorGroup] = {}
+        types: dict[tuple[int, str, str], list[df.TensorType]] = defaultdict(list)
+        position_stage = df.pipeline_stage_of(graph.body.block)
+        self.stages = 1 + max(position_stage.values(), default=0)
         for op in graph.body.block.ops:
             if not isinstance(op, df.DeclBase):
                 continue
             type_ = op.result.type
             name, tensor_class = group_name(op.tensor_name.data), op.PLACEMENT_CLASS
-            key = (name, type_.tier_name)
-            if key not in shapes:
-                explicit = tensor_class in explicit_classes or bool({name, op.tensor_name.data} & explicit_tensors)
-                shapes[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, explicit)
-            shapes[key].decls.append(op)
-            types[key].append(df.tensor_type(type_))
+            # A tensor lives on the sockets of each pipeline stage that uses it.
+            used_on = sorted({position_stage[use.operation] for use in op.result.uses} or {position_stage[op]})
+            for stage in used_on:
+                key = (stage, name, type_.tier_name)
+                if key not in shapes:
+                    explicit = tensor_class in explicit_classes or bool({name, op.tensor_name.data} & explicit_tensors)
+                    shapes[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, explicit,
+                                              stage=stage)
+                shapes[key].decls.append(op)
+                types[key].append(df.tensor_type(type_))
         self._shapes = list(shapes.values())
         self.sizes = [_size(types[key], graph.prompt_tokens) for key in shapes]
 
@@ -128,9 +138,11 @@ class Placement:
                 for g, size in zip(self._shapes, self.sizes)]
 
     def declared_bytes(self, tier: str, batch, tokens_cached):
-        """Bytes per socket declared in `tier` (numbers or numpy arrays of them)."""
-        return sum((size.at(batch, tokens_cached) for g, size in zip(self._shapes, self.sizes) if g.tier == tier),
-                   0 * batch)
+        """Bytes per socket declared in `tier` (numbers or numpy arrays of them), on the sockets of
+        the pipeline stage that needs the most."""
+        per_stage = [sum((size.at(batch, tokens_cached) for g, size in zip(self._shapes, self.sizes)
+                          if g.tier == tier and g.stage == stage), 0 * batch) for stage in range(self.stages)]
+        return functools.reduce(np.maximum, per_stage)
 
     def plan(self, hw: Hardware | GpuHardware, batch: int, tokens_cached: int) -> tuple[list[TensorGroup], list[str]]:
         """Decides every group's tier; returns the groups and one warning per spill.
@@ -141,16 +153,19 @@ class Placement:
         warnings = []
         for index, tier in enumerate(TIER_ORDER):
             capacity = hw.capacity_bytes(tier)
-            while (used := _used(groups, tier)) > capacity:
-                group = _next_spill(groups, tier, used - capacity) if index + 1 < len(TIER_ORDER) else None
-                if group is None:
-                    raise _capacity_error(self.graph, groups, tier, hw)
-                group.tier = TIER_ORDER[index + 1]
-                warnings.append(
-                    f"warning: place-memory: {tier} overflows: {_gb(used)} per socket, capacity "
-                    f"{_gb(capacity)} (GB = 10^9 bytes); moved {group.tensor_class} {group.name} "
-                    f"({_gb(group.bytes_per_socket)} per socket) to {group.tier}"
-                )
+            for stage in range(self.stages):
+                on_stage = [g for g in groups if g.stage == stage]
+                while (used := _used(on_stage, tier)) > capacity:
+                    group = _next_spill(on_stage, tier, used - capacity) if index + 1 < len(TIER_ORDER) else None
+                    if group is None:
+                        raise _capacity_error(self.graph, on_stage, tier, hw, stage, self.stages)
+                    group.tier = TIER_ORDER[index + 1]
+                    where = f" on pipeline stage {stage}" if self.stages > 1 else ""
+                    warnings.append(
+                        f"warning: place-memory: {tier} overflows{where}: {_gb(used)} per socket, capacity "
+                        f"{_gb(capacity)} (GB = 10^9 bytes); moved {group.tensor_class} {group.name} "
+                        f"({_gb(group.bytes_per_socket)} per socket) to {group.tier}"
+                    )
         return groups, warnings
 
 
@@ -177,7 +192,7 @@ def _sockets_needed(total_bytes: int, capacity_per_socket: int) -> int:
 
 
 def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
-                    hw: Hardware | GpuHardware) -> CapacityError:
+                    hw: Hardware | GpuHardware, stage: int = 0, stages: int = 1) -> CapacityError:
     """The message: what the tier must hold, what the sockets have, and what to do."""
     sockets = graph.tp.value.data
     capacity = hw.capacity_bytes(tier)
@@ -198,9 +213,12 @@ def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
     slower = TIER_ORDER.index(tier) + 1
     if slower < len(TIER_ORDER):
         fixes.append(f"place {max(by_class, key=lambda c: by_class[c])} in {TIER_ORDER[slower]}")
-    fixes.append(f"use {_sockets_needed(total, capacity)} sockets")
+    fixes.append(f"use {_sockets_needed(total, capacity)} sockets" + (" per stage" if stages > 1 else ""))
+    if stages > 1:
+        fixes.append("use more pipeline stages")
+    where = f" on pipeline stage {stage} of {stages}" if stages > 1 else ""
     return CapacityError(
-        f"place-memory: {graph.sym_name.data}{dtype} needs {needs} in {tier} "
+        f"place-memory: {graph.sym_name.data}{dtype} needs {needs} in {tier}{where} "
         f"({_gb(total / sockets)} per socket, replicated tensors counted on every socket); "
         f"{sockets} socket{'s have' if sockets > 1 else ' has'} {_gb(sockets * capacity)} of {tier} "
         f"(GB = 10^9 bytes): {', or '.join(fixes)}"
