@@ -411,7 +411,9 @@ class Compiler:
         target = model.target
         looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
         evaluation = Evaluation(model.resolved.name, model.hardware.name, looping, len(points.batch))
-        start = RunSettings(int(points.batch[0]), int(points.context[0]), int(points.tokens[0]), sockets)
+        # The model's pipeline comes along, so that the array model sees (and refuses) it.
+        staged = {"pipeline": model.settings.pipeline, "micro_batches": model.settings.micro_batches}
+        start = RunSettings(int(points.batch[0]), int(points.context[0]), int(points.tokens[0]), sockets, **staged)
         try:
             shared = self.compile(model, start, options, until=target.pipeline.shared_stage)
         except POINT_ERRORS as err:
@@ -433,7 +435,7 @@ class Compiler:
                 if key in swept:
                     hw = with_value(hw, key, float(swept[key][representative]))
             settings = RunSettings(int(points.batch[representative]), int(points.context[representative]),
-                                   int(points.tokens[representative]), sockets)
+                                   int(points.tokens[representative]), sockets, **staged)
             try:
                 profile = target.profiler(self.compile(model, settings, options), hw)
             except POINT_ERRORS as err:

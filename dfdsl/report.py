@@ -184,6 +184,10 @@ def _request_figures(result: SimResult, hardware: Hardware | GpuHardware, reques
     }
 
 
+PIPELINE_CATEGORIES = ("internode", "pipeline_wait")
+"""The breakdown's parts that only a pipeline has; the table leaves them out of other runs."""
+
+
 def _pipeline_figures(result: SimResult) -> dict:
     return {
         "pipeline_stages": result.pipeline_stages,
@@ -251,6 +255,8 @@ def render_table(report: Report) -> str:
     total = f["ms_per_token"]
     table.add_section()
     for category, ms in f["breakdown_ms"].items():
+        if category in PIPELINE_CATEGORIES and "pipeline_stages" not in f:
+            continue
         table.add_row(f"  {category.replace('_', '/')}", f"{ms:.3f} ms  {ms / total:6.1%}")
     out = StringIO()
     console = Console(file=out, width=110, color_system=None, highlight=False)

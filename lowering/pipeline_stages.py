@@ -99,13 +99,14 @@ class PipelineStages(StagedPass):
                       if len(_crossing(ops, position[launch] + 1, position)) == 1]
         if len(candidates) < self.stages - 1:
             raise PipelineSplitError(
-                f"pipeline-stages: {graph.sym_name.data} cannot run on {self.stages} pipeline stages: its "
+                f"pipeline-stages: graph @{graph.sym_name.data} cannot run on {self.stages} pipeline stages: its "
                 f"{len(launches)} kernel calls have {len(candidates)} places where one activation passes "
                 f"from a call to the next; use at most {len(candidates) + 1} stages")
         weights = [streamed_weight_bytes(op, launch) for launch in launches]
-        for stage, cut in enumerate(choose_cuts(weights, candidates, self.stages), start=1):
+        cuts = choose_cuts(weights, candidates, self.stages)
+        crossing = [_crossing(ops, position[launches[cut]] + 1, position)[0] for cut in cuts]
+        for stage, (cut, value) in enumerate(zip(cuts, crossing), start=1):
             launch = launches[cut]
-            (value,) = _crossing(ops, position[launch] + 1, position)
             send = df.PipelineSendOp.create(
                 operands=[value], result_types=[value.type],
                 properties={key: IntegerAttr(number, 64) for key, number in
