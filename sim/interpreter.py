@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 from xdsl.dialects.builtin import ModuleOp
@@ -380,11 +380,11 @@ def pipeline_of(module: ModuleOp, hw: Hardware) -> timing.Pipeline | None:
                                 "hardware file has no [internode] section: give its bandwidth_bytes_per_s and latency_s")
     stage_of = df.pipeline_stage_of(block)
     output = next(op for op in block.ops if isinstance(op, rdu.OutputOp))
-    returned = sum((cost.Work.of_bytes(v.type) for v in output.values), cost.ZERO)
+    returned = sum((cost.Work.of_bytes(cast(df.ShapedTypeBase, v.type)) for v in output.values), cost.ZERO)
     return timing.Pipeline(
         stages=sends[0].count("stages"), micro_batches=sends[0].count("micro_batches"),
         call_stages=tuple(stage_of[op] for op in block.ops if isinstance(op, rdu.CallOp)),
-        messages=tuple(affine(cost.Work.of_bytes(send.x.type)) for send in sends),
+        messages=tuple(affine(cost.Work.of_bytes(cast(df.ShapedTypeBase, send.x.type))) for send in sends),
         returned=affine(returned))
 
 

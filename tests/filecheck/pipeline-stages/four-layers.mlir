@@ -1,5 +1,6 @@
 // RUN: xdsl-opt %s -p 'pipeline-stages{stages=2 micro_batches=2}' | filecheck %s
 // RUN: xdsl-opt %s -p 'pipeline-stages{stages=2},kernel-looping' | filecheck %s --check-prefix=LOOP
+// RUN: xdsl-opt %s -p 'pipeline-stages{stages=2},kernel-looping{remarks=true}' 2>&1 >/dev/null | filecheck %s --check-prefix=REMARK
 // RUN: xdsl-opt %s -p 'pipeline-stages{stages=4}' | filecheck %s --check-prefix=FOUR
 // RUN: xdsl-opt %s -p 'pipeline-stages{stages=2},kernel-looping,place-memory,df-to-rdu' | filecheck %s --check-prefix=RDU
 // RUN: xdsl-opt %s -p 'pipeline-stages{stages=6}' --verify-diagnostics | filecheck %s --check-prefix=TOOMANY
@@ -38,6 +39,9 @@ builtin.module {
 // LOOP:      df.launch @layer_x2(%x0,
 // LOOP-NEXT: df.pipeline_send
 // LOOP:      df.launch @layer_x2(%x2_1,
+
+// REMARK:     remark: kernel-looping: launches 1 and 2 of @layer not looped together: a pipeline stage boundary (df.pipeline_send) follows launch 1: each stage loops its own
+// REMARK-NOT: remark
 
 // FOUR-COUNT-3: df.pipeline_send
 // FOUR-NOT:     df.pipeline_send
