@@ -185,7 +185,12 @@ def _request_figures(result: SimResult, hardware: Hardware | GpuHardware, reques
 
 
 PIPELINE_CATEGORIES = ("internode", "pipeline_wait")
-"""The breakdown's parts that only a pipeline has; the table leaves them out of other runs."""
+"""The breakdown's parts that only a pipeline has; tables leave them out of other runs."""
+
+
+def table_categories(pipelined: bool) -> tuple[str, ...]:
+    """The breakdown's parts a table shows: the pipeline's only for a pipelined run."""
+    return tuple(c for c in CATEGORIES if pipelined or c not in PIPELINE_CATEGORIES)
 
 
 def _pipeline_figures(result: SimResult) -> dict:
@@ -254,9 +259,8 @@ def render_table(report: Report) -> str:
                 table.add_row(name, value)
     total = f["ms_per_token"]
     table.add_section()
-    for category, ms in f["breakdown_ms"].items():
-        if category in PIPELINE_CATEGORIES and "pipeline_stages" not in f:
-            continue
+    for category in table_categories("pipeline_stages" in f):
+        ms = f["breakdown_ms"][category]
         table.add_row(f"  {category.replace('_', '/')}", f"{ms:.3f} ms  {ms / total:6.1%}")
     out = StringIO()
     console = Console(file=out, width=110, color_system=None, highlight=False)
