@@ -67,11 +67,11 @@ def kernel_launch(kernel: nv.KernelOp) -> timing.KernelCall:
                              work=operator_work(kernel))
 
 
-def nccl_call(op: nv.AllReduceOp) -> timing.KernelCall:
-    """One NCCL all-reduce as the timing skeleton sees it: a call whose only work is the collective."""
-    reduce = timing.AllReduce(affine(op.bytes), op.gpus.value.data)
-    return timing.KernelCall(kernel="nccl_all_reduce", trips=1, depth_stages=0, pcus=0,
-                             work=timing.IterationWork(all_reduces=(reduce,)))
+def nccl_call(op: nv.CollectiveBase) -> timing.KernelCall:
+    """One NCCL collective as the timing skeleton sees it: a call whose only work is the collective."""
+    collective = timing.AllReduce(affine(op.bytes), op.gpus.value.data, isinstance(op, nv.AllGatherOp))
+    return timing.KernelCall(kernel=f"nccl_{op.name.removeprefix('nv.')}", trips=1, depth_stages=0, pcus=0,
+                             work=timing.IterationWork(all_reduces=(collective,)))
 
 
 def stream_time_s(num_bytes: float, bandwidth_bytes_per_s: float, hw: GpuHardware) -> float:
@@ -83,13 +83,13 @@ def stream_time_s(num_bytes: float, bandwidth_bytes_per_s: float, hw: GpuHardwar
 
 
 def nccl_time_s(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> float:
-    """The NCCL all-reduces of a call after their launch: base latency, ring steps, bytes."""
+    """The NCCL collectives of a call after their launch: base latency, ring steps, bytes."""
     a = hw.assumptions
     total = 0.0
     for reduce in call.work.all_reduces:
         transfer_s, steps_s = timing.allreduce_time_s(
             reduce.message_bytes.at(batch, context), reduce.sockets, "ring",
-            a.nccl_bus_bandwidth_bytes_per_s, a.nccl_step_latency_s,
+            a.nccl_bus_bandwidth_bytes_per_s, a.nccl_step_latency_s, reduce.gather,
         )
         total += a.nccl_base_latency_s + steps_s + transfer_s
     return total
@@ -130,13 +130,14 @@ def timeline(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, co
     now_s = 0.0
     for call in calls:
         timing_ = launch_timing(call, hw, batch, context)
-        events.append(Event(GPU_TRACK, f"{call.kernel}: launch/sync", now_s, timing_.launch_sync_s, "sync"))
+        events.append(Event(GPU_TRACK, f"{call.kernel}: launch/sync", now_s, timing_.launch_sync_s, "sync",
+                            call.kernel))
         now_s += timing_.launch_sync_s
         body_s, category = timing_.first_interval
-        events.append(Event(GPU_TRACK, call.kernel, now_s, body_s, category))
+        events.append(Event(GPU_TRACK, call.kernel, now_s, body_s, category, call.kernel))
         for track, busy_s in resource_times(call, hw, batch, context).items():
             if busy_s > 0 and track != "SMs":
-                events.append(Event(track, call.kernel, now_s, min(busy_s, body_s), _CATEGORY[track]))
+                events.append(Event(track, call.kernel, now_s, min(busy_s, body_s), _CATEGORY[track], call.kernel))
         now_s += body_s
     host_s = hw.assumptions.host_per_token_s
     events.append(Event("host", "host: next token", now_s, host_s, "host"))
@@ -160,10 +161,13 @@ class NvFunctions(TargetFunctions):
         self.state(interpreter).add(callee, lambda: kernel_launch(callee_kernel(op, nv.KernelOp)))
         return activations(callee, op.res)
 
-    @impl(nv.AllReduceOp)
-    def run_all_reduce(self, interpreter: Interpreter, op: nv.AllReduceOp, args: tuple[Any, ...]) -> tuple[Buffer]:
-        self.state(interpreter).calls.append(nccl_call(op))
-        return (Buffer("nccl_all_reduce", "activation", op.result.type.tier_name),)
+    def run_collective(self, interpreter: Interpreter, op: nv.CollectiveBase, args: tuple[Any, ...]) -> tuple[Buffer]:
+        call = nccl_call(op)
+        self.state(interpreter).calls.append(call)
+        return (Buffer(call.kernel, "activation", op.result.type.tier_name),)
+
+    run_all_reduce = impl(nv.AllReduceOp)(run_collective)
+    run_all_gather = impl(nv.AllGatherOp)(run_collective)
 
 
 def _program(module: ModuleOp) -> nv.ProgramOp:
@@ -189,7 +193,7 @@ def _gpus(program: nv.ProgramOp, hw: GpuHardware) -> int:
     if gpus > hw.node.gpus:
         raise TargetMismatchError(
             f"{hw.name} has {hw.node.gpus} GPUs per node and the program runs on {gpus}: tensor "
-            f"parallelism across nodes is not modelled; use at most {hw.node.gpus} sockets"
+            f"parallelism across nodes is not modelled; use at most {hw.node.gpus} (--sockets counts GPUs here)"
         )
     return gpus
 

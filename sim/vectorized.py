@@ -348,6 +348,13 @@ class ArrayResult:
     ddr_bytes_per_token: Array
     flops_per_token: Array
     aggregate_hbm_bytes_per_s: Array | float
+    aggregate_ddr_bytes_per_s: Array | float
+
+    @property
+    def roofline_bandwidth_bytes_per_s(self) -> Array:
+        """`SimResult.roofline_bandwidth_bytes_per_s` at every point: HBM, and DDR where a step reads DDR."""
+        return self.aggregate_hbm_bytes_per_s + np.where(self.ddr_bytes_per_token > 0,
+                                                         self.aggregate_ddr_bytes_per_s, 0.0)
 
     @property
     def tokens_per_s_per_user(self) -> Array:
@@ -373,4 +380,5 @@ def simulate(profile: Profile, hv: HardwareValues, points: Points, lines_of: Cal
     result = run(profile.calls, hv, points, lines_of)
     return ArrayResult(sockets=profile.sockets, kernel_calls_per_token=len(profile.calls), batch=points.batch,
                        context=points.context, tokens=points.tokens, **timing.per_token(result, profile.sockets),
-                       aggregate_hbm_bytes_per_s=profile.sockets * hv("hbm.bandwidth_bytes_per_s"))
+                       aggregate_hbm_bytes_per_s=profile.sockets * hv("hbm.bandwidth_bytes_per_s"),
+                       aggregate_ddr_bytes_per_s=profile.sockets * hv("ddr.bandwidth_bytes_per_s"))
