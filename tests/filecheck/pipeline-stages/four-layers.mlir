@@ -40,8 +40,10 @@ builtin.module {
 // LOOP-NEXT: df.pipeline_send
 // LOOP:      df.launch @layer_x2(%x2_1,
 
-// REMARK:     remark: kernel-looping: launches 1 and 2 of @layer not looped together: a pipeline stage boundary (df.pipeline_send) follows launch 1: each stage loops its own
-// REMARK-NOT: remark
+// REMARK:      remark: kernel-looping: looped launches 0..1 of @layer into one launch of @layer_x2
+// REMARK-NEXT: remark: kernel-looping: launches 1 and 2 of @layer not looped together: a pipeline stage boundary (df.pipeline_send) follows launch 1: each stage loops its own
+// REMARK-NEXT: remark: kernel-looping: looped launches 2..3 of @layer into one launch of @layer_x2
+// REMARK-NOT:  remark
 
 // FOUR-COUNT-3: df.pipeline_send
 // FOUR-NOT:     df.pipeline_send
