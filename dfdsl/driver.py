@@ -459,16 +459,17 @@ class Compiler:
         # The points of each group, in order: one sort rather than one scan per group.
         members = np.split(np.argsort(inverse.ravel(), kind="stable"), np.cumsum(np.bincount(inverse.ravel()))[:-1])
         for representative, index in zip(first, members):
+            settings = RunSettings(int(points.batch[representative]), int(points.context[representative]),
+                                   int(points.tokens[representative]), sockets, **staged)
             failure = groups.errors.get(int(groups.ids[representative]))
             if failure is not None:
-                evaluation.fail(index, failure)
+                # As `compile` says it: with the socket counts or the placement that would work.
+                evaluation.fail(index, CapacityError(failure.problem, self.socket_hint(model, settings, options)))
                 continue
             hw = model.hardware
             for key in target.checked_hardware:
                 if key in swept:
                     hw = with_value(hw, key, float(swept[key][representative]))
-            settings = RunSettings(int(points.batch[representative]), int(points.context[representative]),
-                                   int(points.tokens[representative]), sockets, **staged)
             try:
                 profile = target.profiler(self.compile(model, settings, options), hw)
             except POINT_ERRORS as err:
@@ -518,7 +519,7 @@ class _Placements:
     an id whose tensors do not fit."""
 
     ids: NDArray[np.int64]
-    errors: dict[int, Exception]
+    errors: dict[int, CapacityError]
 
 
 def _placements(placement: Placement, hardware: Hardware | GpuHardware, points: vectorized.Points) -> _Placements:
@@ -533,7 +534,7 @@ def _placements(placement: Placement, hardware: Hardware | GpuHardware, points: 
         fits &= used <= hardware.capacity_bytes(tier) * (1 - 1e-9)
     ids = np.zeros(len(batch), dtype=np.int64)
     plans: dict[object, int] = {(): 0}
-    errors: dict[int, Exception] = {}
+    errors: dict[int, CapacityError] = {}
     for i in np.flatnonzero(~fits):
         b, s = int(points.batch[i]), int(tokens_cached[i])
         try:

@@ -809,9 +809,15 @@ class Elaborator:
                 self.errors.error("E004", f"`{binding.name}` is set twice", binding.name_span)
                 continue
             try:
-                graph_scope.values[binding.name] = self.eval(binding.value, graph_scope)
+                value = self.eval(binding.value, graph_scope)
             except _Abort:
-                graph_scope.values[binding.name] = POISON
+                value = POISON
+            if isinstance(value, float):
+                # Model parameters are sizes and counts; only a run's `acceptance` is a fraction.
+                self.errors.error("E001", f"`{value:g}` is not an integer: sizes and settings are whole numbers",
+                                  binding.value.span, f"write a whole number, e.g. `{int(value)}`")
+                value = POISON
+            graph_scope.values[binding.name] = value
         missing = [p.name for p in graph.params if p.name not in graph_scope.values]
         if missing:
             self.errors.error("E016", f"model `{model.name}` does not set " + ", ".join(f"`{m}`" for m in missing),

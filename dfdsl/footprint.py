@@ -21,14 +21,20 @@ or not by a step.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import BlockArgument, SSAValue
 
 from dfdsl.dialects import df
-from dfdsl.dialects.cost import ZERO, Batch, Work, expected_experts
+from dfdsl.dialects.cost import ZERO, Work, expected_experts
 from dfdsl.lowering.operator_work import OFF_CHIP_TIERS, OperandRead, operand_reads
+
+
+Batch = Any
+"""A batch size or a context, or a numpy array of them (the array timing model's points)."""
 
 
 def _plain(x: Batch) -> Batch:

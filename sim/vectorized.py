@@ -154,23 +154,25 @@ class _Reduce:
     """The first context at which `ring` is chosen (+inf: never, -inf: always)."""
 
 
-def _all_reduce(message: Affine, sockets: int, algorithm: str, hv: HardwareValues, points: Points) -> _Reduce:
+def _all_reduce(message: Affine, sockets: int, algorithm: str, hv: HardwareValues, points: Points,
+                gather: bool = False) -> _Reduce:
     """`timing.allreduce_time_s` over arrays. `auto` picks direct while its total is no larger than
     ring's: (s - 1) m / L + lat <= 2 (s - 1) m / (s L) + 2 (s - 1) lat, true up to a message size,
-    so up to one context (the message grows with c)."""
+    so up to one context (the message grows with c). An all-gather (`gather`) is the ring's second
+    half, (s - 1) steps of a whole message."""
     link = hv("assumptions.p2p_bandwidth_bytes_per_s")
     latency = hv("assumptions.p2p_latency_s")
     m0, m1 = _line(message, points.batch)
     if sockets < 2:
         none = (_const("collective", 0.0, points), 0.0)
         return _Reduce(none, none, points.zeros() + np.inf)
-    steps = 2 * (sockets - 1)
+    steps, chunk = (sockets - 1, 1.0) if gather else (2 * (sockets - 1), 1.0 / sockets)
     direct = (Line("collective", (sockets - 1) * m0 / link, (sockets - 1) * m1 / link), latency)
-    ring = (Line("collective", steps * m0 / sockets / link, steps * m1 / sockets / link), steps * latency)
+    ring = (Line("collective", steps * chunk * m0 / link, steps * chunk * m1 / link), steps * latency)
     if algorithm != "auto":
         return _Reduce(direct, ring, points.zeros() + (np.inf if algorithm == "direct" else -np.inf))
     # direct total - ring total = k m(c) - (steps - 1) lat, with k >= 0: direct while <= 0.
-    k = (sockets - 1) * (sockets - 2) / sockets / link
+    k = ((sockets - 1) - steps * chunk) / link
     excess = k * m0 - (steps - 1) * latency
     with np.errstate(divide="ignore", invalid="ignore"):
         crossing = np.floor(-excess / (k * m1)) + 1
@@ -206,7 +208,8 @@ def rdu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
         share = np.minimum(1.0, call.pcus / hv("chip.pcus"))
         compute = _scaled("compute", t.flops, hv("assumptions.compute_efficiency") * hv("chip.peak_flops_per_s") * share)
     algorithm = hw.assumptions.allreduce_algorithm
-    reduces = [_all_reduce(r.message_bytes, r.sockets, algorithm, hv, points) for r in call.work.all_reduces]
+    reduces = [_all_reduce(r.message_bytes, r.sockets, algorithm, hv, points, r.gather)
+               for r in call.work.all_reduces]
     stage_s = hv("assumptions.stage_latency_s")
     carry_s = call.depth_stages * stage_s
     pieces = []
@@ -250,10 +253,11 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
         m0, m1 = _line(r.message_bytes, points.batch)
         base = hv("assumptions.nccl_base_latency_s")
         if r.sockets >= 2:
-            steps = 2 * (r.sockets - 1)
+            # A ring: 2 (s - 1) steps of 1/s of the message, or for an all-gather (s - 1) of all of it.
+            steps, chunk = (r.sockets - 1, 1.0) if r.gather else (2 * (r.sockets - 1), 1.0 / r.sockets)
             bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
             base = base + steps * hv("assumptions.nccl_step_latency_s")
-            m0, m1 = steps * m0 / r.sockets / bandwidth, steps * m1 / r.sockets / bandwidth
+            m0, m1 = steps * chunk * m0 / bandwidth, steps * chunk * m1 / bandwidth
         else:
             m0, m1 = 0.0 * m0, 0.0 * m1
         nccl = Line("collective", nccl.at0 + base + m0, nccl.slope + m1)

@@ -70,6 +70,7 @@ def test_rows_follow_the_grid_and_are_what_the_interpreter_gives():
 def test_a_point_that_does_not_fit_is_a_row_with_its_error_and_no_figures():
     rows = rows_of(ROOT / "examples" / "llama3_1_405b.dfl", sweep.make_grid(axes(sockets=[8]), {}, SN40L), workers=1)
     assert "each of its 8 sockets must hold 105.2 GB there" in rows[0]["error"]
+    assert "use 16, 32, 64 or 128 sockets" in rows[0]["error"]
     assert rows[0]["ms_per_token"] == "" and rows[0]["model"] == ""
 
 
