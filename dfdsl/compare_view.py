@@ -10,8 +10,7 @@ import attrs
 
 from dfdsl.compare import COMPOSITION_BATCHES, CompositionOutcome, Outcome, TargetOutcome
 from dfdsl.hardware import display_name
-from dfdsl.report import format_calls
-from dfdsl.sim.timing import CATEGORIES
+from dfdsl.report import format_calls, table_categories
 
 @attrs.frozen
 class Row:
@@ -130,20 +129,22 @@ def render_targets(outcomes: Sequence[TargetOutcome], title: str) -> str:
     for column in ("target", "sockets", "ms/token", "tokens/s/user", "% roofline", "calls/token",
                    f"speedup vs {outcomes[base].spec.label}" if base is not None else "speedup"):
         table.add_column(column, justify="left" if column == "target" else "right")
-    for category in CATEGORIES:
+    categories = table_categories(any(o.report is not None and "pipeline_stages" in o.report.figures
+                                      for o in outcomes))
+    for category in categories:
         table.add_column(category.replace("_", "/") + " ms", justify="right")
     notes = []
     for o in outcomes:
         if o.report is None:
             notes.append(f"{o.spec.label} did not run: {o.error}")
-            table.add_row(o.spec.label, *["—"] * (6 + len(CATEGORIES)))
+            table.add_row(o.spec.label, *["—"] * (6 + len(categories)))
             continue
         f = o.report.figures
         speedup = base_report.figures["ms_per_token"] / f["ms_per_token"] if base_report is not None else 1.0
         table.add_row(
             o.spec.label, str(f["sockets"]), f"{f['ms_per_token']:.3f}", f"{f['tokens_per_s_per_user']:,.1f}",
             f"{f['peak_fraction']:.1%}", format_calls(f["kernel_calls_per_token"]), f"{speedup:.2f}×",
-            *(f"{f['breakdown_ms'][c]:.3f}" for c in CATEGORIES),
+            *(f"{f['breakdown_ms'][c]:.3f}" for c in categories),
         )
     out = StringIO()
     console = Console(file=out, width=200, color_system=None, highlight=False)

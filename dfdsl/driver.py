@@ -98,6 +98,9 @@ class RunSettings:
     chunk: int = 0
     draft_tokens: int = 4
     acceptance: float | None = None
+    pipeline: int = 1
+    """Pipeline stages, each on `sockets` sockets (1: none)."""
+    micro_batches: int = 1
 
     @property
     def decode_steps(self) -> int:
@@ -191,7 +194,8 @@ class Model:
     def settings(self) -> RunSettings:
         run = self.resolved.run
         return RunSettings(run.batch, run.context, run.tokens, run.sockets, run.prompt, run.chunk,
-                           run.draft_tokens, run.acceptance if self.resolved.draft else None)
+                           run.draft_tokens, run.acceptance if self.resolved.draft else None,
+                           run.pipeline, run.micro_batches)
 
     def prefill_module(self) -> ModuleOp:
         """The `df` module of the model's prefill pass (never changed, as `module`)."""
@@ -293,7 +297,8 @@ def load_source(source: ModelSource) -> Model:
 def lowering_options(model: Model, settings: RunSettings, options: CompileOptions) -> LoweringOptions:
     looping = model.target.loops_kernels if options.kernel_looping is None else options.kernel_looping
     return LoweringOptions(sockets=settings.sockets, fusion=options.fusion, kernel_looping=looping,
-                           min_calls=options.min_calls, target=model.target_name, hardware=options.hardware)
+                           min_calls=options.min_calls, target=model.target_name, hardware=options.hardware,
+                           pipeline=settings.pipeline, micro_batches=settings.micro_batches)
 
 
 def _with_settings(module: ModuleOp, settings: RunSettings, pass_tokens: int | None) -> None:
@@ -566,7 +571,9 @@ class Compiler:
         target = model.target
         looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
         evaluation = Evaluation(model.resolved.name, model.hardware.name, looping, len(points.batch))
-        start = RunSettings(int(points.batch[0]), int(points.context[0]), int(points.tokens[0]), sockets)
+        # The model's pipeline comes along, so that the array model sees (and refuses) it.
+        staged = {"pipeline": model.settings.pipeline, "micro_batches": model.settings.micro_batches}
+        start = RunSettings(int(points.batch[0]), int(points.context[0]), int(points.tokens[0]), sockets, **staged)
         try:
             shared = self.compile(model, start, options, until=target.pipeline.shared_stage)
         except POINT_ERRORS as err:
@@ -580,7 +587,7 @@ class Compiler:
         members = np.split(np.argsort(inverse.ravel(), kind="stable"), np.cumsum(np.bincount(inverse.ravel()))[:-1])
         for representative, index in zip(first, members):
             settings = RunSettings(int(points.batch[representative]), int(points.context[representative]),
-                                   int(points.tokens[representative]), sockets)
+                                   int(points.tokens[representative]), sockets, **staged)
             failure = groups.errors.get(int(groups.ids[representative]))
             if failure is not None:
                 # As `compile` says it: with the socket counts or the placement that would work.

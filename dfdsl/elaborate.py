@@ -53,10 +53,13 @@ RUN_LIMITS: dict[str, tuple[int, int]] = {
     "prompt": (0, 1 << 24),
     "chunk": (0, 1 << 24),
     "draft_tokens": (1, 64),
+    "pipeline": (1, 64),
+    "micro_batches": (1, 65536),
 }
 """Bounds on the integer run settings (E019), wide enough for any real deployment. `tokens` may
 be 0 only in a request (a prompt alone); `prompt` and `chunk` are 0 when not used; no published
-speculative setup drafts more than ~10 tokens per step."""
+speculative setup drafts more than ~10 tokens per step; 64 pipeline stages of 16 sockets are
+a thousand sockets."""
 ACCEPTANCE_LIMITS = (0.0, 1.0)
 """The draft tokens' acceptance rate is a probability (E019)."""
 TENSOR_CLASSES = df.PLACEMENT_CLASSES
@@ -65,11 +68,11 @@ DECL_CLASS = {decl.KEYWORD: decl.PLACEMENT_CLASS for decl in df.DECLS}
 RunValue = int | float | str
 """A run setting's value: an integer, the acceptance (a fraction) or the target's name."""
 DEFAULT_RUN: dict[str, RunValue] = {"batch": 1, "context": 4096, "tokens": 128, "sockets": 8, "target": "sn40l",
-                                  "prompt": 0, "chunk": 0, "draft_tokens": 4}
+                                  "prompt": 0, "chunk": 0, "draft_tokens": 4, "pipeline": 1, "micro_batches": 1}
 """Each run setting's value when neither the file nor the command line gives one (`acceptance`
 has none: a run with a draft must state it)."""
 RUN_SETTING_NAMES = ("batch", "context", "tokens", "sockets", "target", "prompt", "chunk", "draft_tokens",
-                     "acceptance")
+                     "acceptance", "pipeline", "micro_batches")
 """Every setting a `run` block may give."""
 SPECULATION_SETTINGS = ("draft_tokens", "acceptance")
 """The run settings that only a file with a `draft` may give."""
@@ -170,6 +173,7 @@ class Elaborator:
         self.empty_loops: list[tuple[ast.For, str, int]] = []
         """Loops of the graph that ran no iterations, with their upper bound's name (if it is one) and value."""
         self.layer_calls = 0
+        self.pipeline_at: tuple[int, ast.Span | None] = (1, None)
         self.place_rules: list[ast.PlaceRule] = []
         self.placement = dict(DEFAULT_PLACEMENT)
         self.explicit_classes: set[str] = set()
@@ -779,13 +783,35 @@ class Elaborator:
         for key, message in _run_limit_errors(values, from_cli=self.overrides):
             self.errors.error("E019", message, None if key in self.overrides else spans.get(key))
         self.check_request(values, from_file, spans)
+        self.check_pipeline(values, spans, draft is not None)
         where = runs[0].span if runs else draft
         self.check_speculation(values, from_file | set(self.overrides), spans, draft is not None, where)
         acceptance = values.get("acceptance")
         return RunConfig(int(values["batch"]), int(values["context"]), int(values["tokens"]),
                          int(values["sockets"]), str(values["target"]), prompt=int(values["prompt"]),
                          chunk=int(values["chunk"]), draft_tokens=int(values["draft_tokens"]),
-                         acceptance=None if acceptance is None else float(acceptance))
+                         acceptance=None if acceptance is None else float(acceptance),
+                         pipeline=int(values["pipeline"]), micro_batches=int(values["micro_batches"]))
+
+    def check_pipeline(self, values: dict[str, RunValue], spans: dict[str, ast.Span], has_draft: bool) -> None:
+        """A pipeline's stages are at most the model's layers; its micro-batches split the batch
+        evenly; a pipeline times a plain decode (no prompt, no draft)."""
+        stages, micro = int(values["pipeline"]), int(values["micro_batches"])
+
+        def at(key: str) -> ast.Span | None:
+            return None if key in self.overrides else spans.get(key)
+
+        self.pipeline_at = (stages, at("pipeline"))
+        if micro > 1 and stages == 1:
+            self.errors.error("E016", f"`micro_batches` is {micro} and the run has one pipeline stage: micro-batches "
+                              "flow through pipeline stages", at("micro_batches"), "give `pipeline = 2` or more")
+        elif int(values["batch"]) % micro:
+            self.errors.error("E016", f"`micro_batches` is {micro}, which does not divide the batch of "
+                              f"{values['batch']}", at("micro_batches"), "give a divisor of the batch")
+        if stages > 1 and (int(values["prompt"]) or has_draft):
+            what = "a request's prefill (`prompt`)" if int(values["prompt"]) else "speculative decoding (a `draft`)"
+            self.errors.error("E016", f"a pipeline times a plain decode, not {what}",
+                              at("pipeline"), "run the pipeline without a prompt or a draft")
 
     def check_request(self, values: dict[str, RunValue], from_file: set[str], spans: dict[str, ast.Span]) -> None:
         """A request's decode starts with its prompt in the KV cache, so its context is the prompt:
@@ -895,6 +921,11 @@ class Elaborator:
         self.context.append(f"in graph `{graph.name}` of model `{model.name}` at {at.path}:{at.line}:{at.column}")
         self.elaborate_body(graph.body, graph_scope, layer=None, prefix="", outputs=outputs)
         self.context.pop()
+        stages, where = self.pipeline_at
+        if stages > 1 and not self.errors.diagnostics and stages > self.layer_calls:
+            self.errors.error("E016", f"`pipeline` is {stages} but model `{model.name}` has {self.layer_calls} "
+                              "layers: a stage holds at least one layer", where,
+                              f"use at most {max(self.layer_calls, 1)} stages")
         if not self.errors.diagnostics and len(outputs) != 1:
             self.errors.error("E018", f"graph `{graph.name}` must have exactly one `out`, found {len(outputs)}",
                               graph.name_span, "add `out next` naming the sampled tokens")

@@ -73,6 +73,10 @@ class RunConfig:
     chunk: int = 0
     draft_tokens: int = 0
     acceptance: float | None = None
+    pipeline: int = 1
+    """Pipeline stages, each on `sockets` sockets: the run uses pipeline x sockets sockets."""
+    micro_batches: int = 1
+    """Equal parts of the batch that flow through the pipeline stages one after another."""
 
 
 @attrs.frozen

@@ -42,6 +42,8 @@ SPECULATION_KEYS = ("draft_tokens", "acceptance", "tokens_per_target_step", "dra
 """The keys a run with a draft model adds, speculative decoding's figures (a contract)."""
 COMPOSITION_KEYS = ("experts", "experts_resident", "switch_ms", "request_latency_ms", "hit_rate", "experts_per_node")
 """The keys a run of a Composition of Experts adds (a contract)."""
+PIPELINE_KEYS = ("pipeline_stages", "micro_batches", "bubble_fraction", "total_sockets", "internode_ms")
+"""The keys a pipelined run (`--pipeline N`, N > 1) adds."""
 
 
 @attrs.frozen
@@ -158,6 +160,8 @@ def make_report(result: SimResult, fp: Footprint, hardware: Hardware | GpuHardwa
         figures.update(_request_figures(result, hardware, request))
     if request.speculation is not None:
         figures.update(_speculation_figures(request.speculation))
+    if result.pipeline_stages > 1:
+        figures.update(_pipeline_figures(result))
     _check_figures(figures)
     return Report(figures, result.timeline)
 
@@ -196,6 +200,25 @@ def _request_figures(result: SimResult, hardware: Hardware | GpuHardware, reques
         "prefill_passes": len(request.prefill[0].passes),
         "prefill_breakdown_ms": {c: sum(s.breakdown_s[c] for p in request.prefill for s in p.passes) * 1e3
                                  for c in CATEGORIES},
+    }
+
+
+PIPELINE_CATEGORIES = ("internode", "pipeline_wait")
+"""The breakdown's parts that only a pipeline has; tables leave them out of other runs."""
+
+
+def table_categories(pipelined: bool) -> tuple[str, ...]:
+    """The breakdown's parts a table shows: the pipeline's only for a pipelined run."""
+    return tuple(c for c in CATEGORIES if pipelined or c not in PIPELINE_CATEGORIES)
+
+
+def _pipeline_figures(result: SimResult) -> dict:
+    return {
+        "pipeline_stages": result.pipeline_stages,
+        "micro_batches": result.micro_batches,
+        "bubble_fraction": result.bubble_fraction,
+        "total_sockets": result.pipeline_stages * result.sockets,
+        "internode_ms": result.breakdown_ms["internode"],
     }
 
 
@@ -296,7 +319,8 @@ def render_table(report: Report) -> str:
     """The human report: a rich table, rendered to text (no colour when not on a terminal)."""
     f = report.figures
     start = f"prompt {f['prompt']:,}" if "prompt" in f else f"context {f['context']:,}"
-    title = (f"{f['model']} on {machine_label(f['sockets'], f['unit'], f['target'])} · batch {f['batch']} · {start} · "
+    stages = f"{f['pipeline_stages']} pipeline stages of " if "pipeline_stages" in f else ""
+    title = (f"{f['model']} on {stages}{machine_label(f['sockets'], f['unit'], f['target'])} · batch {f['batch']} · {start} · "
              f"{f['tokens']} tokens · fusion {f['fusion']} · kernel looping "
              f"{'on' if f['kernel_looping'] else 'off'}")
     memories = "HBM + DDR" if f["roofline_reads_ddr"] else "HBM"
@@ -321,9 +345,11 @@ def render_table(report: Report) -> str:
         ("bound by", f"{f['bound'].replace('_', '/')}  ({f['breakdown_ms'][f['bound']] / total:.1%} of the step)"),
         ("kernel calls per token", format_calls(f["kernel_calls_per_token"])),
     ]
-    breakdown = [(f"  {category.replace('_', '/')}", f"{ms:.3f} ms  {ms / total:6.1%}")
-                 for category, ms in f["breakdown_ms"].items()]
-    return _figure_table(title, [rows, _request_rows(f), _speculation_rows(f), breakdown], width=120)
+    breakdown = [(f"  {category.replace('_', '/')}", f"{f['breakdown_ms'][category]:.3f} ms  "
+                  f"{f['breakdown_ms'][category] / total:6.1%}")
+                 for category in table_categories("pipeline_stages" in f)]
+    return _figure_table(title, [rows, _request_rows(f), _speculation_rows(f), _pipeline_rows(f), breakdown],
+                         width=120)
 
 
 def format_calls(calls: float) -> str:
@@ -341,6 +367,17 @@ def _request_rows(f: dict) -> list[tuple[str, str]]:
         (f"request latency ({f['tokens']} tokens)", f"{f['request_latency_ms']:,.1f} ms"),
         ("prefill tokens/s", f"{f['prefill_tokens_per_s']:,.0f}"),
         ("prefill: fraction of peak compute", f"{f['prefill_compute_fraction']:.1%}"),
+    ]
+
+
+def _pipeline_rows(f: dict) -> list[tuple[str, str]]:
+    if "pipeline_stages" not in f:
+        return []
+    return [
+        ("pipeline", f"{f['pipeline_stages']} stages × {f['sockets']} sockets = {f['total_sockets']} sockets, "
+                     f"{f['micro_batches']} micro-batch{'es' if f['micro_batches'] > 1 else ''}"),
+        ("pipeline bubble (stages idle)", f"{f['bubble_fraction']:.1%}"),
+        ("inter-node transfers per token", f"{f['internode_ms']:.3f} ms"),
     ]
 
 

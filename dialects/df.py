@@ -1218,11 +1218,82 @@ def the_graph(module: ModuleOp, who: str) -> GraphOp:
         raise PassFailedException(f"{who}: expected one df.graph in the module, found {len(graphs)}")
     return graphs[0]
 
+# ---------------------------------------------------------------------------------------------
+# Pipeline parallelism: stage boundaries.
+
+
+class PipelineSendBase(IRDLOperation):
+    """The boundary between two pipeline stages: the activation `x` leaves the sockets of stage
+    `stage - 1` over the inter-node link and enters those of `stage`, of `stages` in all; the
+    batch runs through the stages as `micro_batches` micro-batches. Ops before the first send
+    run on stage 0, ops after the k-th on stage k. A graph's (or program's) sends are numbered
+    1 to `stages - 1` in order and agree on `stages` and `micro_batches`. Undecorated: `df` and
+    `rdu` each define the op for their values and parent.
+
+    `%y = df.pipeline_send %x {stage = 1 : i64, stages = 2 : i64, micro_batches = 1 : i64} : (...) -> ...`
+    """
+
+    stage = prop_def(IntegerAttr[I64])
+    stages = prop_def(IntegerAttr[I64])
+    micro_batches = prop_def(IntegerAttr[I64])
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$x attr-dict `:` functional-type(operands, results)"
+
+    def count(self, key: str) -> int:
+        """`stage`, `stages` or `micro_batches` as an int."""
+        return cast(IntegerAttr, self.properties[key]).value.data
+
+    def verify_(self) -> None:
+        stage, stages, micro = self.count("stage"), self.count("stages"), self.count("micro_batches")
+        if not 1 <= stage < stages:
+            raise VerifyException(f"{self.name}: stage {stage} of {stages}: a send enters stage 1 to {stages - 1}")
+        if micro < 1:
+            raise VerifyException(f"{self.name}: micro_batches must be positive, not {micro}")
+        operand, result = self.operands[0].type, self.results[0].type
+        if operand != result:
+            raise VerifyException(f"{self.name}: the activation keeps its type across the link: {operand} "
+                                  f"is sent, {result} received")
+        block = self.parent_block()
+        if block is None:
+            return
+        sends = [op for op in block.ops if isinstance(op, type(self))]
+        index = sends.index(self)
+        if stage != index + 1:
+            raise VerifyException(f"{self.name}: send {index + 1} of the step enters stage {stage}; "
+                                  "sends enter stages 1, 2, ... in order")
+        if stages != len(sends) + 1:
+            raise VerifyException(f"{self.name}: a pipeline of {stages} stages has {stages - 1} sends, "
+                                  f"this step has {len(sends)}")
+        if micro != sends[0].count("micro_batches"):
+            raise VerifyException(f"{self.name}: every send of a step has the same micro_batches")
+
+
+@irdl_op_definition
+class PipelineSendOp(PipelineSendBase):
+    """A pipeline stage boundary in a fused `df.graph` (`pipeline-stages` makes them)."""
+
+    name = "df.pipeline_send"
+    x = tensor_operand()
+    result = result_def(TensorType)
+    traits = traits_def(HasParent(GraphOp))
+
+
+def pipeline_stage_of(block: Block) -> dict[Operation, int]:
+    """The pipeline stage of every op of a graph's or program's block: the number of stage
+    boundaries (`PipelineSendBase`) before it; a send belongs to the stage it enters."""
+    stage, stages = 0, {}
+    for op in block.ops:
+        if isinstance(op, PipelineSendBase):
+            stage += 1
+        stages[op] = stage
+    return stages
+
+
 Df = Dialect(
     "df",
     [
         GraphOp, OutputOp, LayerOp, KernelOp, ReturnOp, CallOp, LaunchOp, InputOp, WeightOp,
-        KvCacheOp, LoopOp, YieldOp, *OPERATORS.values(),
+        KvCacheOp, LoopOp, YieldOp, PipelineSendOp, *OPERATORS.values(),
     ],
     [TensorType],
 )

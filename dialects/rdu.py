@@ -34,6 +34,7 @@ from xdsl.irdl import (
     attr_def,
     irdl_attr_definition,
     irdl_op_definition,
+    operand_def,
     prop_def,
     region_def,
     result_def,
@@ -475,6 +476,20 @@ class AllToAllOp(CollectiveBase):
                                   "to the socket count")
 
 
+@irdl_op_definition
+class PipelineSendOp(df.PipelineSendBase):
+    """A pipeline stage boundary in a program: the activation crosses the inter-node link from
+    the sockets of stage `stage - 1` to those of `stage`. The calls before the first send run on
+    stage 0's `sockets` sockets, those after the k-th on stage k's; the message is the buffer's
+    bytes, once per micro-batch.
+    """
+
+    name = "rdu.pipeline_send"
+    x = operand_def(BufferType)
+    result = result_def(BufferType)
+    traits = traits_def(HasParent(ProgramOp))
+
+
 def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffic: Mapping[str, Work],
                moe: target_ops.ExpertWork | None = None, pcus: int = 1, pmus: int = 1,
                sram_bytes: int = 0) -> StageOp:
@@ -586,6 +601,6 @@ class CopyOp(IRDLOperation):
 Rdu = Dialect(
     "rdu",
     [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp, ReduceScatterOp,
-     AllGatherOp, AllToAllOp, HbmRegionOp, CopyOp],
+     AllGatherOp, AllToAllOp, HbmRegionOp, CopyOp, PipelineSendOp],
     [BufferType],
 )

@@ -228,6 +228,10 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], run: _Run) -> Ope
             [values[a] for a in op.args],
             [run.buffer_type(df.tensor_type(t)) for t in op.res.types],
         )
+    if isinstance(op, df.PipelineSendOp):
+        buffer = run.buffer_type(df.tensor_type(op.result.type))
+        return rdu.PipelineSendOp.create(operands=[values[op.x]], result_types=[buffer],
+                                         properties=dict(op.properties))
     # The placed contract, less the graph-level all-reduces DfToRdu refuses, leaves the output.
     return rdu.OutputOp(*(values[v] for v in cast(df.OutputOp, op).values))
 

@@ -146,6 +146,8 @@ def _chain(launches: Sequence[df.LaunchOp], i: int) -> tuple[int, ...] | str:
         what = "the result" if len(launch.res) == 1 else f"result {j}"
         users = [use.operation for use in result.uses]
         others = [user for user in users if user is not successor]
+        if any(isinstance(user, df.PipelineSendOp) for user in others):
+            return f"a pipeline stage boundary (df.pipeline_send) follows launch {i}: each stage loops its own"
         if others:
             return f"{what} of launch {i} is also used by {_describe_user(others[0], launches)}"
         if not users:

@@ -1,7 +1,8 @@
 """The lowering pipelines as data: for each kind of target, its stages in order and the passes
 that take a module from one stage to the next.
 
-An RDU (the SN40L) has the stages `df` (what the front end makes), `fused` (sharding and fusion),
+An RDU (the SN40L) has the stages `df` (what the front end makes), `fused` (sharding, fusion and, for a pipeline,
+its stages),
 `looped` (kernel looping) and `rdu` (memory placement and the conversion to the `rdu` dialect). A
 GPU node has `df`, `fused` (sharding and `gpu-partition`, TensorRT-LLM's kernels; a GPU cannot
 loop kernels) and `nv` (memory placement and the conversion to the `nv` dialect). The passes of
@@ -29,6 +30,7 @@ FUSION_MODES = ("none", "block", "layer")
 PASSES: dict[str, tuple[str, str]] = {
     "shard-tensor-parallel": ("dfdsl.lowering.shard_tensor_parallel", "ShardTensorParallel"),
     "fuse": ("dfdsl.lowering.fuse", "Fuse"),
+    "pipeline-stages": ("dfdsl.lowering.pipeline_stages", "PipelineStages"),
     "kernel-looping": ("dfdsl.lowering.kernel_looping", "KernelLooping"),
     "place-memory": ("dfdsl.lowering.place_memory", "PlaceMemory"),
     "df-to-rdu": ("dfdsl.lowering.df_to_rdu", "DfToRdu"),
@@ -45,6 +47,10 @@ class LoweringOptions:
     fusion: str = "layer"
     kernel_looping: bool = True
     min_calls: int = 2
+    pipeline: int = 1
+    """Pipeline stages, each on `sockets` sockets (1: no pipeline)."""
+    micro_batches: int = 1
+    """Parts the batch flows through the pipeline stages in."""
     target: str = "sn40l"
     hardware: str = ""
     """A hardware TOML file overriding `target`'s bundled one."""
@@ -116,6 +122,12 @@ def _fuse(o: LoweringOptions) -> ModulePass:
     return make_pass("fuse", mode=o.fusion)
 
 
+def _pipeline_stages(o: LoweringOptions) -> ModulePass | None:
+    if o.pipeline == 1:
+        return None
+    return make_pass("pipeline-stages", stages=o.pipeline, micro_batches=o.micro_batches)
+
+
 def _kernel_looping(o: LoweringOptions) -> ModulePass | None:
     return make_pass("kernel-looping", min_calls=o.min_calls) if o.kernel_looping else None
 
@@ -129,6 +141,11 @@ def _df_to_rdu(o: LoweringOptions) -> ModulePass:
 
 
 def _gpu_partition(o: LoweringOptions) -> ModulePass:
+    if o.pipeline > 1:
+        from dfdsl.hardware import TargetMismatchError
+
+        raise TargetMismatchError(f"pipeline parallelism ({o.pipeline} stages) is modelled on an RDU only: "
+                                  "run a GPU node without --pipeline")
     if o.kernel_looping:
         from dfdsl.lowering.gpu_partition import KernelLoopingOnGpuError
 
@@ -142,7 +159,7 @@ def _df_to_nv(o: LoweringOptions) -> ModulePass:
 
 RDU_PIPELINE = Pipeline((
     Step("df"),
-    Step("fused", (_shard, _fuse)),
+    Step("fused", (_shard, _fuse, _pipeline_stages)),
     Step("looped", (_kernel_looping,)),
     Step("rdu", (_place_memory, _df_to_rdu), uses_run_sizes=True),
 ))

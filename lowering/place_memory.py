@@ -15,6 +15,7 @@ its own and goes where its storage goes.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import attrs
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ArrayAttr, FunctionType, ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.ir import Attribute, SSAValue
@@ -93,6 +95,8 @@ class TensorGroup:
     dtype: str
     explicit: bool
     decls: list[df.DeclBase] = attrs.field(factory=list)
+    stage: int = 0
+    """The pipeline stage whose sockets hold it (0 without a pipeline)."""
 
 
 def _gb(num_bytes: float) -> str:
@@ -123,8 +127,10 @@ class Placement:
         self.graph = graph
         explicit_classes = graph.classes_placed_explicitly() | set(placed or {})
         explicit_tensors = graph.tensors_placed_explicitly()
-        shapes: dict[tuple[str, str], TensorGroup] = {}
-        sized: dict[tuple[str, str], list[df.TensorType]] = defaultdict(list)
+        shapes: dict[tuple[int, str, str], TensorGroup] = {}
+        sized: dict[tuple[int, str, str], list[df.TensorType]] = defaultdict(list)
+        position_stage = df.pipeline_stage_of(graph.body.block)
+        self.stages = 1 + max(position_stage.values(), default=0)
         for op in graph.body.block.ops:
             if not isinstance(op, df.DeclBase) or (isinstance(op, df.WeightOp) and op.tied_to is not None):
                 continue  # a tied weight holds no bytes: it is placed with its storage
@@ -132,12 +138,16 @@ class Placement:
             if placed and op.PLACEMENT_CLASS in placed:
                 type_ = type_.with_tier(placed[op.PLACEMENT_CLASS])
             name, tensor_class = group_name(op.tensor_name.data), op.PLACEMENT_CLASS
-            key = (name, type_.tier_name)
-            if key not in shapes:
-                explicit = tensor_class in explicit_classes or bool({name, op.tensor_name.data} & explicit_tensors)
-                shapes[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, explicit)
-            shapes[key].decls.append(op)
-            sized[key].append(df.tensor_type(type_))
+            # A tensor lives on the sockets of each pipeline stage that uses it.
+            used_on = sorted({position_stage[use.operation] for use in op.result.uses} or {position_stage[op]})
+            for stage in used_on:
+                key = (stage, name, type_.tier_name)
+                if key not in shapes:
+                    explicit = tensor_class in explicit_classes or bool({name, op.tensor_name.data} & explicit_tensors)
+                    shapes[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, explicit,
+                                              stage=stage)
+                shapes[key].decls.append(op)
+                sized[key].append(df.tensor_type(type_))
         self._shapes = list(shapes.values())
         self.sizes = [_size(sized[key], graph.prompt_tokens) for key in shapes]
 
@@ -149,10 +159,12 @@ class Placement:
                 for g, size in zip(self._shapes, self.sizes)]
 
     def declared_bytes(self, tier: str, batch, tokens_cached):
-        """Bytes per socket declared in `tier` (numbers or numpy arrays of them)."""
+        """Bytes per socket declared in `tier` (numbers or numpy arrays of them), on the sockets of
+        the pipeline stage that needs the most."""
         batch = self.graph.sequences_per_socket(batch)
-        return sum((size.at(batch, tokens_cached) for g, size in zip(self._shapes, self.sizes) if g.tier == tier),
-                   0 * batch)
+        per_stage = [sum((size.at(batch, tokens_cached) for g, size in zip(self._shapes, self.sizes)
+                          if g.tier == tier and g.stage == stage), 0 * batch) for stage in range(self.stages)]
+        return functools.reduce(np.maximum, per_stage)
 
     def plan(self, hw: Hardware | GpuHardware, batch: int, tokens_cached: int,
              sockets: int = 0) -> tuple[list[TensorGroup], list[str]]:
@@ -178,7 +190,7 @@ def _next_spill(groups: Sequence[TensorGroup], tier: str, overflow: int) -> Tens
 
 
 def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str, hw: Hardware | GpuHardware,
-                    sockets: int) -> CapacityError:
+                    sockets: int, stage: int = 0, stages: int = 1) -> CapacityError:
     """The message: what each socket must hold in the tier, of which classes, and what it has."""
     capacity = hw.capacity_bytes(tier)
     by_class: dict[str, int] = defaultdict(int)
@@ -193,10 +205,14 @@ def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
                       for c, b in sorted(by_class.items(), key=lambda item: -item[1]) if b)
     dtype = f" in {dtypes.pop().upper()}" if len(dtypes) == 1 else ""
     where = f"its {hw.unit}" if sockets == 1 else f"each of its {sockets} {hw.unit}s"
+    if stages > 1:
+        where += f" of pipeline stage {stage} (of {stages})"
     fixes = []
     slower = TIER_ORDER.index(tier) + 1
     if slower < len(TIER_ORDER):
         fixes.append(f"place {max(by_class, key=lambda c: by_class[c])} in {TIER_ORDER[slower]}")
+    if stages > 1:
+        fixes.append("use more pipeline stages")
     return CapacityError(
         f"place-memory: {graph.sym_name.data}{dtype} does not fit in {tier}: {where} must hold "
         f"{_amount(per_socket)} there ({parts}; its share of each split tensor, the whole of each "
@@ -213,19 +229,24 @@ def plan_placement(graph: df.GraphOp, hw: Hardware | GpuHardware,
     Raises `CapacityError` when a tier still overflows after everything that may move has moved.
     """
     groups = tensor_groups(graph) if groups is None else groups
+    stages = 1 + max((g.stage for g in groups), default=0)
     warnings = []
     for index, tier in enumerate(TIER_ORDER):
         capacity = hw.capacity_bytes(tier)
-        while (used := _used(groups, tier)) > capacity:
-            group = _next_spill(groups, tier, used - capacity) if index + 1 < len(TIER_ORDER) else None
-            if group is None:
-                raise _capacity_error(graph, groups, tier, hw, sockets or graph.tp.value.data)
-            group.tier = TIER_ORDER[index + 1]
-            warnings.append(
-                f"warning: place-memory: {tier} overflows: {_gb(used)} per socket, capacity "
-                f"{_gb(capacity)} (GB = 10^9 bytes); moved {group.tensor_class} {group.name} "
-                f"({_gb(group.bytes_per_socket)} per socket) to {group.tier}"
-            )
+        # Each pipeline stage's sockets hold that stage's tensors (one stage without a pipeline).
+        for stage in range(stages):
+            on_stage = [g for g in groups if g.stage == stage]
+            while (used := _used(on_stage, tier)) > capacity:
+                group = _next_spill(on_stage, tier, used - capacity) if index + 1 < len(TIER_ORDER) else None
+                if group is None:
+                    raise _capacity_error(graph, on_stage, tier, hw, sockets or graph.tp.value.data, stage, stages)
+                group.tier = TIER_ORDER[index + 1]
+                where = f" on pipeline stage {stage}" if stages > 1 else ""
+                warnings.append(
+                    f"warning: place-memory: {tier} overflows{where}: {_gb(used)} per socket, capacity "
+                    f"{_gb(capacity)} (GB = 10^9 bytes); moved {group.tensor_class} {group.name} "
+                    f"({_gb(group.bytes_per_socket)} per socket) to {group.tier}"
+                )
     return groups, warnings
 
 

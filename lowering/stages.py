@@ -76,7 +76,7 @@ class BrokenOutputError(Exception):
 RUN_FUSE = "run fuse first (gpu-partition for a GPU)"
 BEFORE_FUSE = "use the module from before fuse"
 UNFUSED_GRAPH_OPS = (*df.DECLS, df.OperatorBase, df.CallOp, df.OutputOp)
-FUSED_GRAPH_OPS = (*df.DECLS, df.LaunchOp, df.CollectiveBase, df.OutputOp)
+FUSED_GRAPH_OPS = (*df.DECLS, df.LaunchOp, df.CollectiveBase, df.PipelineSendOp, df.OutputOp)
 
 
 def _df_graph(module: ModuleOp, stage: Stage, callables: type[df.FuncLikeBase]) -> df.GraphOp:
@@ -173,7 +173,7 @@ def _check_fused(module: ModuleOp, stage: Stage) -> None:
             raise StageError.broken(stage, f"{describe(op)} is outside a kernel", RUN_FUSE)
         if not isinstance(op, FUSED_GRAPH_OPS):
             raise StageError.broken(stage, f"{where} holds {describe(op)}",
-                                    "a fused graph holds declarations, df.launches, collectives and df.output")
+                                    "a fused graph holds declarations, df.launches, collectives, df.pipeline_sends and df.output")
     for kernel in module.ops:
         if isinstance(kernel, df.KernelOp):
             _check_kernel(kernel, stage)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 from xdsl.dialects.builtin import ModuleOp
@@ -32,7 +32,7 @@ from xdsl.ir import Operation, OpResult
 from xdsl.utils.exceptions import DiagnosticException
 
 from dfdsl.dialects import cost, df, rdu, target_ops
-from dfdsl.errors import LoweringError
+from dfdsl.errors import HardwareFileError, LoweringError
 from dfdsl.lowering.stages import Stage, expect
 from dfdsl.sim import timing
 from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, load_hardware
@@ -203,6 +203,13 @@ class RduFunctions(TargetFunctions):
             work=kernel.work,
         )
 
+    @impl(rdu.PipelineSendOp)
+    def run_pipeline_send(self, interpreter: Interpreter, op: rdu.PipelineSendOp,
+                          args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The activation arrives on the next stage's sockets as it left (the link's time is the
+        pipeline's, `timing.pipeline_step`)."""
+        return (args[0],)
+
     @impl(rdu.LoopOp)
     def run_loop(self, interpreter: Interpreter, op: rdu.LoopOp, args: tuple[Any, ...]) -> tuple[()]:
         """One pass over the body gives one iteration's work; the trip count does the rest."""
@@ -267,6 +274,11 @@ class SimResult:
     @property
     def sequences_per_socket(self) -> int:
         return self.socket_batch or self.batch
+    pipeline_stages: int = 1
+    """Pipeline stages, each on `sockets` sockets (1: no pipeline)."""
+    micro_batches: int = 1
+    bubble_fraction: float = 0.0
+    """The share of the stages' time they sit idle (0 without a pipeline)."""
 
     @property
     def tokens_per_s_per_user(self) -> float:
@@ -291,10 +303,15 @@ class SimResult:
     @classmethod
     def of_run(cls, program: target_ops.ProgramBase, hw: Hardware | GpuHardware, *, sockets: int, batch: int,
                context: int, run: timing.Run, calls: Sequence[timing.KernelCall],
-               timeline: Timeline, socket_batch: int = 0) -> SimResult:
+               timeline: Timeline, socket_batch: int = 0, pipeline: timing.Pipeline | None = None) -> SimResult:
         """The figures of `run`, steps of `program` on `sockets` sockets (or GPUs) of `hw` running
-        `calls` each, whose first step is `timeline`."""
+        `calls` each, whose first step is `timeline`; with a `pipeline`, on that many stages of
+        `sockets` sockets each."""
+        stages = pipeline.stages if pipeline is not None else 1
         return cls(
+            pipeline_stages=stages,
+            micro_batches=pipeline.micro_batches if pipeline is not None else 1,
+            bubble_fraction=timing.bubble_fraction(run, stages) if pipeline is not None else 0.0,
             model=program.sym_name.data,
             target=hw.name,
             sockets=sockets,
@@ -302,8 +319,8 @@ class SimResult:
             context=context,
             tokens=run.tokens,
             kernel_calls_per_token=len(calls),
-            aggregate_hbm_bytes_per_s=sockets * hw.hbm.bandwidth_bytes_per_s,
-            aggregate_ddr_bytes_per_s=sockets * hw.ddr.bandwidth_bytes_per_s,
+            aggregate_hbm_bytes_per_s=stages * sockets * hw.hbm.bandwidth_bytes_per_s,
+            aggregate_ddr_bytes_per_s=stages * sockets * hw.ddr.bandwidth_bytes_per_s,
             calls=tuple(calls),
             timeline=timeline,
             socket_batch=socket_batch,
@@ -373,6 +390,36 @@ class Profile:
     batch_shards: int = 1
     """The sockets the batch is split over (data-parallel attention): a step at batch B is the
     program's at ceil(B / batch_shards) sequences."""
+    pipeline: timing.Pipeline | None = None
+    """The program's pipeline stages, if it has them (the array model refuses such a program)."""
+
+
+def pipeline_of(module: ModuleOp, hw: Hardware) -> timing.Pipeline | None:
+    """The pipeline stages of the module's program (None if it has one stage): the stage of each
+    call, each send's message and the returned tokens' bytes, after checking that the hardware
+    gives the inter-node link."""
+    program = _program(module)
+    block = program.body.block
+    sends = [op for op in block.ops if isinstance(op, rdu.PipelineSendOp)]
+    if not sends:
+        return None
+    if hw.internode is None:
+        raise HardwareFileError(f"{hw.path}: a pipelined program crosses the link between nodes, and the "
+                                "hardware file has no [internode] section: give its bandwidth_bytes_per_s and latency_s")
+    stage_of = df.pipeline_stage_of(block)
+    output = next(op for op in block.ops if isinstance(op, rdu.OutputOp))
+    returned = sum((cost.Work.of_bytes(cast(df.ShapedTypeBase, v.type)) for v in output.values), cost.ZERO)
+    return timing.Pipeline(
+        stages=sends[0].count("stages"), micro_batches=sends[0].count("micro_batches"),
+        call_stages=tuple(stage_of[op] for op in block.ops if isinstance(op, rdu.CallOp)),
+        messages=tuple(affine(cost.Work.of_bytes(cast(df.ShapedTypeBase, send.x.type))) for send in sends),
+        returned=affine(returned))
+
+
+def _check_micro_batches(pipeline: timing.Pipeline | None, batch: int) -> None:
+    if pipeline is not None and batch % pipeline.micro_batches:
+        raise LoweringError(f"a batch of {batch} does not split into {pipeline.micro_batches} equal micro-batches: "
+                            "give a micro_batches that divides the batch")
 
 
 def _rdu_hardware(hardware: Hardware | GpuHardware | str | Path) -> Hardware:
@@ -395,7 +442,7 @@ def profile(module: ModuleOp, hardware: Hardware | GpuHardware) -> Profile:
     program = _program(module)
     first = interpret_step(module, hw, program.sequences_per_socket(program.count("batch")), program.count("context"))
     shards = program.batch_shards.value.data if program.batch_shards else 1
-    return Profile(program.sym_name.data, program.count("sockets"), tuple(first.calls), shards)
+    return Profile(program.sym_name.data, program.count("sockets"), tuple(first.calls), shards, pipeline_of(module, hw))
 
 
 def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | None = None,
@@ -407,7 +454,9 @@ def simulate(module: ModuleOp, hardware: Hardware | str | Path, *, batch: int | 
     sockets = program.count("sockets")
     local = program.sequences_per_socket(batch)
     first = interpret_step(module, hw, local, context)
-    run = timing.run(first.calls, hw, local, context, tokens)
+    pipeline = pipeline_of(module, hw)
+    _check_micro_batches(pipeline, batch)
+    run = timing.run(first.calls, hw, local, context, tokens, pipeline=pipeline)
     return SimResult.of_run(program, hw, sockets=sockets, batch=batch, context=context, run=run,
                             calls=first.calls, timeline=first.timeline.finish(sockets),
-                            socket_batch=local if local != batch else 0)
+                            socket_batch=local if local != batch else 0, pipeline=pipeline)

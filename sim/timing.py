@@ -15,16 +15,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import numpy as np
 
 from dfdsl.dialects.cost import experts_read
-from dfdsl.hardware import GpuHardware, Hardware
+from dfdsl.hardware import GpuHardware, Hardware, InterNodeLink
 
-CATEGORIES = ("stream", "compute", "sync", "fill_drain", "collective", "host")
-"""Where the time of a decode step goes; the six always sum to the step time."""
+CATEGORIES = ("stream", "compute", "sync", "fill_drain", "collective", "host", "internode", "pipeline_wait")
+"""Where the time of a decode step goes; they always sum to the step time. The last two are a
+pipeline's (0 without one): the inter-node transfers on a token's path through the stages, and
+the time a micro-batch waits for the busiest stage to finish the others (see `pipeline_step`)."""
 
 
 @attrs.frozen
@@ -399,13 +401,16 @@ def call_timing(call: KernelCall, hw: Hardware, batch: int, context: int) -> Cal
 
 @attrs.frozen
 class Step:
-    """One decode step: its seconds by category, its bytes read and its FLOPs (per socket)."""
+    """One decode step: its seconds by category, its bytes read and its FLOPs (per socket; with
+    a pipeline, summed over one socket of each stage). `stage_busy_s` is, in a pipeline, the
+    seconds the stages compute in the step, summed over the stages (0 without one)."""
 
     breakdown_s: dict[str, float]
     read_bytes: float
     hbm_read_bytes: float
     ddr_read_bytes: float
     flops: float
+    stage_busy_s: float = 0.0
 
     @property
     def total_s(self) -> float:
@@ -464,22 +469,110 @@ class Run:
 
 
 def run(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, context: int, tokens: int,
-        time_call: CallTimer = call_timing) -> Run:
+        time_call: CallTimer = call_timing, pipeline: Pipeline | None = None) -> Run:
     """Steps at contexts `context`, `context + 1`, ..., `context + tokens - 1`, one at a time: the
-    reference the array model (`sim/vectorized.py`) is checked against."""
+    reference the array model (`sim/vectorized.py`) is checked against. With a `pipeline`, each
+    step is `pipeline_step`'s."""
     counted = Counter(calls)
-    first = last = _step(counted, hw, batch, context, time_call)
+
+    def one(at: int) -> Step:
+        if pipeline is None:
+            return _step(counted, hw, batch, at, time_call)
+        return pipeline_step(calls, pipeline, hw, batch, at, time_call)
+
+    first = last = one(context)
     breakdown = dict(first.breakdown_s)
     hbm, ddr, flops, total_s = first.hbm_read_bytes, first.ddr_read_bytes, first.flops, first.total_s
+    busy = first.stage_busy_s
     for t in range(1, tokens):
-        last = _step(counted, hw, batch, context + t, time_call)
+        last = one(context + t)
         for category, seconds in last.breakdown_s.items():
             breakdown[category] += seconds
         hbm += last.hbm_read_bytes
         ddr += last.ddr_read_bytes
         flops += last.flops
         total_s += last.total_s
-    return Run(tokens, Step(breakdown, hbm + ddr, hbm, ddr, flops), first, last, total_s)
+        busy += last.stage_busy_s
+    return Run(tokens, Step(breakdown, hbm + ddr, hbm, ddr, flops, busy), first, last, total_s)
+
+
+@attrs.frozen
+class Pipeline:
+    """A program split into pipeline stages (`rdu.pipeline_send`): the stage of each call in
+    order, the activation each send carries (bytes, as a function of the batch it carries), the
+    sampled tokens the last stage returns to the first, and the micro-batches of the batch."""
+
+    stages: int
+    micro_batches: int
+    call_stages: tuple[int, ...]
+    messages: tuple[Affine, ...]
+    returned: Affine
+
+
+def link_time_s(num_bytes: float, hw: Hardware) -> float:
+    """One message over the inter-node link: its latency, then its bytes at the link's bandwidth."""
+    link = hw.internode
+    if link is None:
+        raise ValueError(f"{hw.name} gives no [internode] link")
+    return link.latency_s + num_bytes / link.bandwidth_bytes_per_s
+
+
+def micro_batch(batch: int, micro_batches: int) -> int:
+    """The sequences of one micro-batch; the batch must divide evenly."""
+    if micro_batches < 1 or batch % micro_batches:
+        raise ValueError(f"a batch of {batch} does not split into {micro_batches} equal micro-batches")
+    return batch // micro_batches
+
+
+def pipeline_step(calls: Sequence[KernelCall], pipeline: Pipeline, hw: Hardware | GpuHardware, batch: int,
+                  context: int, time_call: CallTimer = call_timing) -> Step:
+    """One decode step of a pipelined program: every sequence of the batch gains one token.
+
+    The batch flows as M micro-batches of b = batch / M sequences. Stage s takes t_s (its calls,
+    each timed at batch b) per micro-batch; a send k takes x_k = latency + bytes(b) / bandwidth,
+    and the sampled tokens go back to stage 0 the same way (x_r). A micro-batch's token makes
+    one round trip, the cycle
+
+        L = sum_s t_s + sum_k x_k + x_r + host,
+
+    and a stage serves the M micro-batches one after the other, so a step (the time between two
+    tokens of one sequence) lasts
+
+        T = max(L, M * max_s t_s, M * max_k (bytes_k(b) / bandwidth)).
+
+    Its breakdown is one micro-batch's cycle (the calls' categories, `internode` for the x's,
+    `host`) plus `pipeline_wait` = T - L. Stages stream their weights once per micro-batch, so the
+    bytes and FLOPs are M times one micro-batch's. The stages compute M * sum_s t_s of the N * T
+    they have (`stage_busy_s`); the rest is the bubble (docs/timing-model.md).
+    """
+    if not isinstance(hw, Hardware):
+        raise TypeError("pipeline stages run on an RDU")
+    m = pipeline.micro_batches
+    b = micro_batch(batch, m)
+    breakdown = dict.fromkeys(CATEGORIES, 0.0)
+    stage_s = [0.0] * pipeline.stages
+    hbm = ddr = flops = 0.0
+    for call, stage in zip(calls, pipeline.call_stages, strict=True):
+        timed = time_call(call, hw, b, context)
+        timed.add_to(breakdown)
+        stage_s[stage] += timed.total_s
+        t = traffic(call.work, b, context)
+        hbm += m * call.trips * t.hbm_read_bytes
+        ddr += m * call.trips * t.ddr_read_bytes
+        flops += m * call.trips * t.flops
+    messages = [*(message.at(b, context) for message in pipeline.messages), pipeline.returned.at(b, context)]
+    breakdown["internode"] = sum(link_time_s(n, hw) for n in messages)
+    breakdown["host"] += hw.assumptions.host_per_token_s
+    cycle_s = sum(breakdown.values())
+    link = cast(InterNodeLink, hw.internode)
+    period_s = max(cycle_s, m * max(stage_s), m * max(messages) / link.bandwidth_bytes_per_s)
+    breakdown["pipeline_wait"] = period_s - cycle_s
+    return Step(breakdown, hbm + ddr, hbm, ddr, flops, stage_busy_s=m * sum(stage_s))
+
+
+def bubble_fraction(run: Run, stages: int) -> float:
+    """The share of the stages' time they sit idle over a run: 1 - busy / (stages x time)."""
+    return 1.0 - run.total.stage_busy_s / (stages * run.total_s)
 
 
 def run_of(steps: Sequence[Step]) -> Run:

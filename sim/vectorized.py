@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dfdsl.dialects.cost import experts_read
-from dfdsl.hardware import GpuHardware, Hardware
+from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError
 from dfdsl.sim import timing
 from dfdsl.sim.interpreter import Profile
 from dfdsl.sim.timing import CATEGORIES, Affine, IterationWork, KernelCall
@@ -412,9 +412,19 @@ class ArrayResult:
         return self.batch * self.tokens_per_s_per_user
 
 
+class PipelineNotVectorizedError(TargetMismatchError):
+    """The array model was asked to time a pipelined program (E022)."""
+
+
 def simulate(profile: Profile, hv: HardwareValues, points: Points, lines_of: CallLiner) -> ArrayResult:
     """`simulate` (or `simulate_gpu`) at every point, from the program's profile; with the batch
-    split over the sockets, each point's steps are the program's at its busiest socket's sequences."""
+    split over the sockets, each point's steps are the program's at its busiest socket's sequences.
+    A pipelined program is refused: its step is a maximum over stages and micro-batches that the
+    closed form here does not cover (`dfdsl run` times it)."""
+    if profile.pipeline is not None:
+        raise PipelineNotVectorizedError(
+            f"{profile.model} runs on {profile.pipeline.stages} pipeline stages, and the array model behind "
+            "sweeps and sensitivities does not time pipelined programs: time each point with `dfdsl run --pipeline`")
     local = attrs.evolve(points, batch=-(-points.batch // profile.batch_shards))
     result = run(profile.calls, hv, local, lines_of)
     return ArrayResult(sockets=profile.sockets, kernel_calls_per_token=len(profile.calls), batch=points.batch,

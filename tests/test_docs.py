@@ -331,11 +331,19 @@ def test_report_page_lists_a_compositions_keys():
     assert extra and all(f"`{key}`" in body for key in extra), extra
 
 
+PIPELINE_SECTION = "A pipelined run (`--pipeline N`, N > 1)"
+_PIPELINED = """import std.llama
+model big : llama { dtype = bf16; vocab = 256; hidden = 128; layers = 2; heads = 2; kv_heads = 1
+                    head_dim = 64; ffn = 256 }
+run r { tokens = 8; pipeline = 2; target = sn40l(sockets = 1) }
+"""
+
+
 def test_report_page_lists_every_key_a_run_prints(tmp_path):
     """A speculative request prints every key there is; the page names exactly those, and its
     contract sections exactly the code's contract tuples, in order."""
     from dfdsl.driver import run_model
-    from dfdsl.report import JSON_KEYS, REQUEST_KEYS, SPECULATION_KEYS
+    from dfdsl.report import JSON_KEYS, PIPELINE_KEYS, REQUEST_KEYS, SPECULATION_KEYS
 
     path = tmp_path / "example.dfl"
     path.write_text("""import std.llama
@@ -349,7 +357,12 @@ run r { prompt = 64; tokens = 8; acceptance = 0.5; target = sn40l(sockets = 1) }
     report_sections = sections(REPORT_MD)
     documented = {section: [row[0].strip("`") for row in table_rows(body)] for section, body in report_sections.items()
                   if section != COMPOSITION_SECTION}
+    # A pipeline times a plain decode only: its keys are checked with a pipelined run.
+    pipelined = documented.pop(PIPELINE_SECTION)
     assert sorted(k for keys in documented.values() for k in keys) == sorted(printed)
+    path.write_text(_PIPELINED)
+    plain = documented["Every run (`JSON_KEYS`)"] + documented["Also in every run"]
+    assert list(run_model(path).figures) == plain + pipelined == plain + list(PIPELINE_KEYS)
     assert documented["Every run (`JSON_KEYS`)"] == list(JSON_KEYS)
     request = documented["A request: a run with a prompt (`REQUEST_KEYS` and more)"]
     assert request[: len(REQUEST_KEYS)] == list(REQUEST_KEYS)

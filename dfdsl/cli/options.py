@@ -9,7 +9,8 @@ from dfdsl.elaborate import RunValue
 from dfdsl.hardware import bundled_targets, display_name, target_name
 from dfdsl.lowering.pipeline import FUSION_MODES
 
-RUN_SETTINGS = ("batch", "context", "tokens", "sockets", "target", "prompt", "chunk", "draft_tokens", "acceptance")
+RUN_SETTINGS = ("batch", "context", "tokens", "sockets", "target", "prompt", "chunk", "draft_tokens", "acceptance",
+                "pipeline", "micro_batches")
 
 
 def target_names() -> str:
@@ -23,7 +24,8 @@ def add_run_settings(p: argparse.ArgumentParser, *, sockets: bool = True) -> Non
     g.add_argument("--context", type=int, metavar="C", help="tokens already in the KV cache")
     g.add_argument("--tokens", type=int, metavar="T", help="tokens to generate")
     if sockets:
-        g.add_argument("--sockets", type=int, metavar="N", help="sockets (tensor-parallel degree)")
+        g.add_argument("--sockets", type=int, metavar="N",
+                       help="sockets (tensor-parallel degree); with --pipeline, per stage")
     g.add_argument("--target", metavar="NAME", help=f"machine to run on: {target_names()}")
     g.add_argument("--prompt", type=int, metavar="P",
                    help="prompt tokens per sequence: time the whole request, its prefill then its decode")
@@ -32,6 +34,11 @@ def add_run_settings(p: argparse.ArgumentParser, *, sockets: bool = True) -> Non
                    help="tokens the draft model proposes per step (speculative decoding)")
     g.add_argument("--acceptance", type=float, metavar="A",
                    help="probability that the model accepts a drafted token (speculative decoding)")
+    g.add_argument("--pipeline", type=int, metavar="N",
+                   help="pipeline stages, each a node of --sockets sockets joined by the inter-node link: "
+                        "the run uses N x sockets sockets (default 1, an RDU only)")
+    g.add_argument("--micro-batches", type=int, metavar="M",
+                   help="equal parts of the batch that flow through the pipeline stages (default 1)")
     add_split_options(g)
 
 

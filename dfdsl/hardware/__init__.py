@@ -96,6 +96,15 @@ class Assumptions:
     prefill_half_efficiency_tokens: float
 
 
+@attrs.frozen
+class InterNodeLink:
+    """The link between two nodes (groups of sockets) that pipeline stages cross: per node and
+    direction, and the latency of one message from a socket of one node to a socket of the other."""
+
+    bandwidth_bytes_per_s: float
+    latency_s: float
+
+
 class _OffChipMemories:
     """Capacity and tiers of a target whose `chip` says its SRAM and that has `hbm` and `ddr`."""
 
@@ -132,6 +141,8 @@ class Hardware(_OffChipMemories):
     ddr: MemoryTier
     assumptions: Assumptions
     sources: dict[str, str] = attrs.field(factory=dict, eq=False)
+    internode: InterNodeLink | None = None
+    """The `[internode]` link, which only pipelined runs need (None: the file gives none)."""
 
     @property
     def launch_sync_key(self) -> str:
@@ -371,7 +382,7 @@ def _read_assumptions(r: _Reader) -> Assumptions:
 
 def _sources(data: dict[str, Any]) -> dict[str, str]:
     """The `source` string of each section that has one, by section name."""
-    tables = {name: data.get(name) for name in ("chip", "gpu", "node")} | {
+    tables = {name: data.get(name) for name in ("chip", "gpu", "node", "internode")} | {
         f"memory.{name}": table for name, table in data.get("memory", {}).items()
     }
     return {
@@ -408,7 +419,8 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
                          assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)),
                          host=GpuHost(**_numbers(r, "host", GpuHost)) if "host" in data else None)
     else:
-        hw = Hardware(**common, chip=chip, assumptions=_read_assumptions(r))
+        internode = InterNodeLink(**_numbers(r, "internode", InterNodeLink)) if "internode" in data else None
+        hw = Hardware(**common, chip=chip, assumptions=_read_assumptions(r), internode=internode)
     check_relations(hw, path)
     return hw
 
