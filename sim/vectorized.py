@@ -17,6 +17,7 @@ the two at random points of both targets.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -229,38 +230,86 @@ def rdu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
 # -- a GPU node -------------------------------------------------------------------------------
 
 
-def _gpu_stream(moved: tuple[Array, Array], bandwidth: Array | float, hv: HardwareValues) -> Line:
-    """`gpu_interpreter.stream_time_s` over arrays: the ramp, then the bytes, where there are any.
-    Work is never negative and c >= 1, so a stream moves bytes at every step of a run or at none."""
-    efficiency = hv("assumptions.stream_efficiency")
+def _gpu_stream(moved: tuple[Array, Array], bandwidth: Array | float, hv: HardwareValues,
+                ramp: Array | float | None = None, efficiency: Array | float | None = None) -> Line:
+    """`gpu_interpreter.stream_time_s` over arrays (or, with `ramp` and `efficiency`, a kernel
+    kind's stream): the ramp, then the bytes, where there are any. Work is never negative and
+    c >= 1, so a stream moves bytes at every step of a run or at none."""
+    efficiency = hv("assumptions.stream_efficiency") if efficiency is None else efficiency
+    ramp = hv("assumptions.stream_ramp_s") if ramp is None else ramp
     any_bytes = (moved[0] > 0) | (moved[1] > 0)
-    at0 = np.where(any_bytes, hv("assumptions.stream_ramp_s") + moved[0] / (efficiency * bandwidth), 0.0)
+    at0 = np.where(any_bytes, ramp + moved[0] / (efficiency * bandwidth), 0.0)
     return Line("stream", at0, moved[1] / (efficiency * bandwidth))
+
+
+def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, points: Points) -> list[Line]:
+    """`gpu_interpreter.hbm_time_s` over arrays: the lines whose largest is a kernel's HBM stream
+    (an attention kernel's floor is a line of its own, where it moves any bytes)."""
+    bandwidth = hv("hbm.bandwidth_bytes_per_s")
+    if call.kind == "gemm":
+        share = call.columns / (call.columns + hv("software.gemm_half_efficiency_columns"))
+        return [_gpu_stream(moved, bandwidth, hv, hv("software.gemm_ramp_s"), hv("software.gemm_efficiency") * share)]
+    if call.kind == "attention":
+        stream = _gpu_stream(moved, bandwidth, hv, hv("software.attention_ramp_s"), hv("software.attention_efficiency"))
+        any_bytes = (moved[0] > 0) | (moved[1] > 0)
+        return [stream, _const("stream", np.where(any_bytes, hv("software.attention_floor_s"), 0.0), points)]
+    if call.kind == "experts":
+        return [_gpu_stream(moved, bandwidth, hv, hv("software.experts_ramp_s"), hv("software.experts_efficiency"))]
+    return [_gpu_stream(moved, bandwidth, hv)]
+
+
+def _gpu_all_reduce(r: timing.AllReduce, hv: HardwareValues, points: Points) -> Line:
+    """`gpu_interpreter.all_reduce_time_s` over arrays, as a line in c (its message is affine)."""
+    hw = hv.hardware
+    assert isinstance(hw, GpuHardware)
+    n = r.sockets
+    if n < 2:
+        return _const("collective", 0.0, points)
+    m0, m1 = _line(r.message_bytes, points.batch)
+    shared = 2 * (n - 1) / n
+    if hw.software.all_reduce in ("nccl-ring", "nccl-tree"):
+        steps = 2 * (n - 1) if hw.software.all_reduce == "nccl-ring" else 2 * math.ceil(math.log2(n))
+        bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
+        base = hv("assumptions.nccl_base_latency_s") + steps * hv("assumptions.nccl_step_latency_s")
+        return Line("collective", points.zeros() + base + shared * m0 / bandwidth, points.zeros() + shared * m1 / bandwidth)
+    bandwidth = hv("software.custom_allreduce_bandwidth_bytes_per_s")
+    step = hv("software.custom_allreduce_step_latency_s")
+    one = Line("collective", points.zeros() + hv("software.custom_allreduce_latency_s") + (n - 1) * step
+               + (n - 1) * m0 / bandwidth, points.zeros() + (n - 1) * m1 / bandwidth)
+    two = Line("collective", points.zeros() + hv("software.custom_allreduce_twoshot_latency_s") + 2 * (n - 1) * step
+               + shared * m0 / bandwidth, points.zeros() + shared * m1 / bandwidth)
+    if hw.software.all_reduce == "one-shot":
+        return one
+    if hw.software.all_reduce == "two-shot":
+        return two
+    # `custom`: the faster for the message. A decode message does not grow with the context
+    # (m1 = 0), so one choice holds for the whole run; a message that grew would make this the
+    # choice at the first context.
+    first = points.context.astype(np.float64)
+    pick_one = one.at0 + one.slope * first <= two.at0 + two.slope * first
+    return Line("collective", np.where(pick_one, one.at0, two.at0), np.where(pick_one, one.slope, two.slope))
 
 
 def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> CallLines:
     """`gpu_interpreter.launch_timing` over arrays: launch/sync, then one body, the largest of the
-    HBM and DDR streams, the SMs and NVLink (in that order, as the interpreter compares them)."""
+    HBM and DDR streams, the SMs and NVLink (in that order, as the interpreter compares them),
+    and without CUDA graphs the host's bound last."""
+    hw = hv.hardware
+    assert isinstance(hw, GpuHardware)
     t = traffic(call.work, points.batch)
-    hbm = _gpu_stream(t.moved("hbm"), hv("hbm.bandwidth_bytes_per_s"), hv)
+    hbm = _gpu_hbm(call, t.moved("hbm"), hv, points)
     ddr = _gpu_stream(t.moved("ddr"), hv("ddr.bandwidth_bytes_per_s"), hv)
     sms = _scaled("compute", t.flops, hv("assumptions.compute_efficiency") * hv("chip.peak_flops_per_s"))
     nccl = _const("collective", 0.0, points)
     for r in call.work.all_reduces:
-        m0, m1 = _line(r.message_bytes, points.batch)
-        base = hv("assumptions.nccl_base_latency_s")
-        if r.sockets >= 2:
-            steps = 2 * (r.sockets - 1)
-            bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
-            base = base + steps * hv("assumptions.nccl_step_latency_s")
-            m0, m1 = steps * m0 / r.sockets / bandwidth, steps * m1 / r.sockets / bandwidth
-        else:
-            m0, m1 = 0.0 * m0, 0.0 * m1
-        nccl = Line("collective", nccl.at0 + base + m0, nccl.slope + m1)
-    body = [hbm, ddr, sms, nccl]
+        line = _gpu_all_reduce(r, hv, points)
+        nccl = Line("collective", nccl.at0 + line.at0, nccl.slope + line.slope)
+    body = [*hbm, ddr, sms, nccl]
+    launch_sync = hv("assumptions.launch_sync_s")
+    if not hw.software.cuda_graphs:
+        body.append(_const("sync", np.maximum(0.0, hv("software.host_launch_s") - launch_sync), points))
     first = points.context.astype(np.float64)
-    return CallLines(hv("assumptions.launch_sync_s"), 0.0,
-                     [Piece(first, points.last_context.astype(np.float64), body, body)])
+    return CallLines(launch_sync, 0.0, [Piece(first, points.last_context.astype(np.float64), body, body)])
 
 
 # -- a run ------------------------------------------------------------------------------------
