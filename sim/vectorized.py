@@ -258,58 +258,76 @@ def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, p
     return [_gpu_stream(moved, bandwidth, hv)]
 
 
-def _gpu_all_reduce(r: timing.AllReduce, hv: HardwareValues, points: Points) -> Line:
-    """`gpu_interpreter.all_reduce_time_s` over arrays, as a line in c (its message is affine)."""
+@attrs.frozen
+class _GpuReduce:
+    """A GPU all-reduce at every point: its line before `switch` (the first context at which
+    `after` is the faster; +inf: never) and after it. Only `custom` switches."""
+
+    before: Line
+    after: Line
+    switch: Array
+
+
+def _gpu_all_reduce(r: timing.AllReduce, hv: HardwareValues, points: Points) -> _GpuReduce:
+    """`gpu_interpreter.all_reduce_time_s` over arrays: lines in c (the message is affine). `custom`
+    takes one-shot while it is no slower: one - two = d0 + d1 c <= 0, and d1 >= 0 (one-shot's
+    slope, (N - 1) m1 / bw, is at least two-shot's, 2 (N - 1) / N m1 / bw), so up to one context."""
     hw = hv.hardware
     assert isinstance(hw, GpuHardware)
-    n = r.sockets
+    n, never = r.sockets, points.zeros() + np.inf
     if n < 2:
-        return _const("collective", 0.0, points)
+        none = _const("collective", 0.0, points)
+        return _GpuReduce(none, none, never)
     m0, m1 = _line(r.message_bytes, points.batch)
     shared = 2 * (n - 1) / n
     if hw.software.all_reduce in ("nccl-ring", "nccl-tree"):
         steps = 2 * (n - 1) if hw.software.all_reduce == "nccl-ring" else 2 * math.ceil(math.log2(n))
         bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
         base = hv("assumptions.nccl_base_latency_s") + steps * hv("assumptions.nccl_step_latency_s")
-        return Line("collective", points.zeros() + base + shared * m0 / bandwidth, points.zeros() + shared * m1 / bandwidth)
+        ring = Line("collective", points.zeros() + base + shared * m0 / bandwidth, points.zeros() + shared * m1 / bandwidth)
+        return _GpuReduce(ring, ring, never)
     bandwidth = hv("software.custom_allreduce_bandwidth_bytes_per_s")
     step = hv("software.custom_allreduce_step_latency_s")
     one = Line("collective", points.zeros() + hv("software.custom_allreduce_latency_s") + (n - 1) * step
                + (n - 1) * m0 / bandwidth, points.zeros() + (n - 1) * m1 / bandwidth)
     two = Line("collective", points.zeros() + hv("software.custom_allreduce_twoshot_latency_s") + 2 * (n - 1) * step
                + shared * m0 / bandwidth, points.zeros() + shared * m1 / bandwidth)
-    if hw.software.all_reduce == "one-shot":
-        return one
-    if hw.software.all_reduce == "two-shot":
-        return two
-    # `custom`: the faster for the message. A decode message does not grow with the context
-    # (m1 = 0), so one choice holds for the whole run; a message that grew would make this the
-    # choice at the first context.
-    first = points.context.astype(np.float64)
-    pick_one = one.at0 + one.slope * first <= two.at0 + two.slope * first
-    return Line("collective", np.where(pick_one, one.at0, two.at0), np.where(pick_one, one.slope, two.slope))
+    if hw.software.all_reduce != "custom":
+        chosen = one if hw.software.all_reduce == "one-shot" else two
+        return _GpuReduce(chosen, chosen, never)
+    d0, d1 = one.at0 - two.at0, one.slope - two.slope
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossing = np.floor(-d0 / d1) + 1
+    switch = np.where(d1 > 0, crossing, np.where(d0 <= 0, np.inf, -np.inf))
+    return _GpuReduce(one, two, switch)
 
 
 def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> CallLines:
     """`gpu_interpreter.launch_timing` over arrays: launch/sync, then one body, the largest of the
     HBM and DDR streams, the SMs and NVLink (in that order, as the interpreter compares them),
-    and without CUDA graphs the host's bound last."""
+    and without CUDA graphs the host's bound last. A `custom` all-reduce whose message grows with
+    the context changes kernel at one context; the run is cut there first."""
     hw = hv.hardware
     assert isinstance(hw, GpuHardware)
     t = traffic(call.work, points.batch)
     hbm = _gpu_hbm(call, t.moved("hbm"), hv, points)
     ddr = _gpu_stream(t.moved("ddr"), hv("ddr.bandwidth_bytes_per_s"), hv)
     sms = _scaled("compute", t.flops, hv("assumptions.compute_efficiency") * hv("chip.peak_flops_per_s"))
-    nccl = _const("collective", 0.0, points)
-    for r in call.work.all_reduces:
-        line = _gpu_all_reduce(r, hv, points)
-        nccl = Line("collective", nccl.at0 + line.at0, nccl.slope + line.slope)
-    body = [*hbm, ddr, sms, nccl]
+    reduces = [_gpu_all_reduce(r, hv, points) for r in call.work.all_reduces]
     launch_sync = hv("assumptions.launch_sync_s")
+    host = []
     if not hw.software.cuda_graphs:
-        body.append(_const("sync", np.maximum(0.0, hv("software.host_launch_s") - launch_sync), points))
-    first = points.context.astype(np.float64)
-    return CallLines(launch_sync, 0.0, [Piece(first, points.last_context.astype(np.float64), body, body)])
+        host = [_const("sync", np.maximum(0.0, hv("software.host_launch_s") - launch_sync), points)]
+    pieces = []
+    for first, last in _cut(points, [r.switch for r in reduces]):
+        nccl = _const("collective", 0.0, points)
+        for r in reduces:
+            before = first < r.switch
+            nccl = Line("collective", nccl.at0 + np.where(before, r.before.at0, r.after.at0),
+                        nccl.slope + np.where(before, r.before.slope, r.after.slope))
+        body = [*hbm, ddr, sms, nccl, *host]
+        pieces.append(Piece(first, last, body, body))
+    return CallLines(launch_sync, 0.0, pieces)
 
 
 # -- a run ------------------------------------------------------------------------------------
