@@ -129,9 +129,11 @@ class LaunchOp(df.CallBase):
 
 @irdl_op_definition
 class AllReduceOp(IRDLOperation):
-    """An NCCL all-reduce (sum) of one buffer across `gpus` GPUs: a library call of its own.
+    """An all-reduce (sum) of one buffer across `gpus` GPUs: a call of its own (NCCL's, or the
+    serving runtime's own kernel).
 
-    `bytes` is the message each GPU contributes; the algorithm and its costs are the simulator's.
+    `bytes` is the message each GPU contributes; which implementation runs it and what it costs
+    are the target's software (`[gpu_software] all_reduce`), the simulator's to price.
     """
 
     name = "nv.all_reduce"

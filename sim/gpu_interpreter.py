@@ -53,7 +53,7 @@ from dfdsl.sim.interpreter import (
 from dfdsl.sim.timeline import Event, Timeline
 
 GPU_TRACK = "GPU kernels"
-"""The timeline track whose events (launch/sync, kernel bodies, NCCL calls) tile the step with `host`."""
+"""The timeline track whose events (launch/sync, kernel bodies, all-reduces) tile the step with `host`."""
 
 
 class NotAGpuError(TargetMismatchError):
@@ -227,7 +227,7 @@ def timeline(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, co
 
 @register_impls
 class NvFunctions(TargetFunctions):
-    """Records the launches and NCCL calls of one `nv` decode step."""
+    """Records the launches and all-reduces of one `nv` decode step."""
 
     run_program = impl(nv.ProgramOp)(TargetFunctions.enter_program)
     run_buffer = impl(nv.BufferOp)(TargetFunctions.declare_buffer)
@@ -253,13 +253,13 @@ def _program(module: ModuleOp) -> nv.ProgramOp:
 
 
 def interpret_step(module: ModuleOp) -> list[timing.KernelCall]:
-    """Interprets the module's program once: its launches and NCCL calls in stream order."""
+    """Interprets the module's program once: its launches and all-reduces in stream order."""
     functions = NvFunctions()
     return functions.state(interpret(module, _program(module), functions)).calls
 
 
 def kernel_calls(module: ModuleOp, hardware: Hardware | GpuHardware) -> list[timing.KernelCall]:
-    """The launches and NCCL calls of one run of the module's program, a decode step or a prefill
+    """The launches and all-reduces of one run of the module's program, a decode step or a prefill
     pass, each with its work as the program states it (`sim/request.py` times prefill passes)."""
     gpu_hardware(hardware)
     return interpret_step(module)
