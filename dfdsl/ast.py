@@ -87,14 +87,25 @@ class TensorTypeExpr:
 
 
 @attrs.frozen
+class Tie:
+    """`= embed` or `= transpose(embed)` after a weight's type: the weight is a view of `storage`."""
+
+    storage: str
+    view: str
+    """"" for the storage as it is, else the function written (`transpose`; no other is accepted)."""
+    span: Span
+
+
+@attrs.frozen
 class Decl:
-    """`in x : T`, `weight w : T` or `cache k : T`."""
+    """`in x : T`, `weight w : T` or `cache k : T`; a weight may be tied to another (`= transpose(e)`)."""
 
     kind: str  # "in", "weight", "cache"
     name: str
     type: TensorTypeExpr
     span: Span
     name_span: Span
+    tie: Tie | None = None
 
 
 @attrs.frozen

@@ -148,10 +148,13 @@ def simulate_configs(path: Path, overrides: Mapping[str, RunValue], configs: Seq
 class TargetSpec:
     target: str
     sockets: int | None
+    spelled: str = ""
+    """The name as the user wrote it (`dgx-h100`), for labels; the target's own name if none."""
 
     @property
     def label(self) -> str:
-        return self.target if self.sockets is None else f"{self.target}:{self.sockets}"
+        name = self.spelled or self.target
+        return name if self.sockets is None else f"{name}:{self.sockets}"
 
 
 def parse_targets(text: str) -> list[TargetSpec]:
@@ -163,7 +166,7 @@ def parse_targets(text: str) -> list[TargetSpec]:
             continue
         if count and (not count.isdigit() or int(count) < 1):
             raise ValueError(f"--targets: bad socket count in {item.strip()!r}; write NAME:N, e.g. sn40l:16")
-        specs.append(TargetSpec(target_name(name), int(count) if count else None))
+        specs.append(TargetSpec(target_name(name), int(count) if count else None, name))
     if not specs:
         raise ValueError("--targets needs at least one target, e.g. sn40l:8,sn40l:16,dgx-h100")
     return specs

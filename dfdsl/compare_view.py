@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 
 from dfdsl.compare import Outcome, TargetOutcome
+from dfdsl.hardware import display_name
 from dfdsl.report import format_calls
 from dfdsl.sim.timing import CATEGORIES
 
@@ -105,7 +106,7 @@ def variants_title(path: Path, outcomes: Sequence[Outcome]) -> str:
     ran = next((o.report.figures for o in outcomes if o.report is not None), None)
     if ran is None:
         return f"{path.stem}: no configuration ran"
-    return (f"{ran['model']} on {ran['target']} · batch {ran['batch']} · context {ran['context']:,} · "
+    return (f"{ran['model']} on {display_name(ran['target'])} · batch {ran['batch']} · context {ran['context']:,} · "
             f"{ran['tokens']} tokens")
 
 

@@ -51,7 +51,9 @@ from dfdsl.hardware import (
 from dfdsl.irgen import generate
 from dfdsl.loader import Program, load, stdlib_dir
 from dfdsl.lowering.pipeline import LoweringOptions, PassCallback, run_passes
-from dfdsl.lowering.place_memory import TIER_ORDER, CapacityError, Placement
+from dfdsl.lowering.place_memory import TIER_ORDER, CapacityError, Placement, place_class
+from dfdsl.lowering.shard_tensor_parallel import ShardingError, counts_text
+from dfdsl.lowering.socket_hints import advise
 from dfdsl.model import ResolvedModel
 from dfdsl.report import Report, RequestFigures, decode_figures, make_report
 from dfdsl.sim import request, vectorized
@@ -339,12 +341,43 @@ class Compiler:
             passes = keys[i][-1]
             if rewrite is not None:
                 passes = tuple(rewrite(p) for p in passes)
-            run_passes(module, passes, after_each)
+            try:
+                run_passes(module, passes, after_each)
+            except (ShardingError, CapacityError) as err:
+                raise type(err)(err.problem, self.socket_hint(model, settings, options)) from None
             if shared:
                 self._keep(keys[i], module)
                 if i + 1 < len(steps):
                     module = module.clone()
         return module
+
+    def socket_hint(self, model: Model, settings: RunSettings, options: CompileOptions) -> str:
+        """What to do when a model does not divide over, or fit on, the run's sockets: the counts
+        that work (every split divides and every socket holds its tensors), or, when none does,
+        a placement that works, on how many sockets, and what a token then costs."""
+        module = model.module.clone()
+        _with_settings(module, settings, None)
+        advice = advise(module, model.hardware)
+        unit = model.hardware.unit
+        if advice.counts:
+            return (f"use {counts_text(advice.counts, unit)}: with those, every split divides and every "
+                    f"{unit} holds its tensors")
+        why = (f"no {unit} count works: the splits divide over {counts_text(advice.shardable, unit)}, and at "
+               "none of them do the tensors fit as placed")
+        if advice.placement is None:
+            return why + ", nor with KV caches or weights in DDR: use a smaller dtype, batch or context"
+        tensor_class, tier, count = advice.placement
+        moved = model.module.clone()
+        place_class(moved, tensor_class, tier)
+        alternative = attrs.evolve(model, module=moved, made={},
+                                   source=attrs.evolve(model.source, key=f"{model.key}:{tensor_class}->{tier}"))
+        try:
+            ms = self.simulate(alternative, attrs.evolve(settings, sockets=count), options).report["ms_per_token"]
+            cost = f", at {ms:,.3f} ms per token"
+        except DiagnosticException:
+            cost = ""
+        return (f"{why}. With `{tensor_class} -> {tier}` in the file's `place` block it runs on "
+                f"{counts_text([count], unit)}{cost}")
 
     def _keep(self, key: tuple, module: ModuleOp) -> None:
         self._stages[key] = module
@@ -419,7 +452,12 @@ class Compiler:
         # The points of each group, in order: one sort rather than one scan per group.
         members = np.split(np.argsort(inverse.ravel(), kind="stable"), np.cumsum(np.bincount(inverse.ravel()))[:-1])
         for representative, index in zip(first, members):
+            settings = RunSettings(int(points.batch[representative]), int(points.context[representative]),
+                                   int(points.tokens[representative]), sockets)
             failure = groups.errors.get(int(groups.ids[representative]))
+            if isinstance(failure, CapacityError):
+                # As `compile` says it: what does not fit, and what to do.
+                failure = CapacityError(failure.problem, self.socket_hint(model, settings, options))
             if failure is not None:
                 evaluation.fail(index, failure)
                 continue
@@ -427,8 +465,6 @@ class Compiler:
             for key in target.checked_hardware:
                 if key in swept:
                     hw = with_value(hw, key, float(swept[key][representative]))
-            settings = RunSettings(int(points.batch[representative]), int(points.context[representative]),
-                                   int(points.tokens[representative]), sockets)
             try:
                 profile = target.profiler(self.compile(model, settings, options), hw)
             except POINT_ERRORS as err:

@@ -122,6 +122,8 @@ class _LayerBuilder:
         self.caches: list[ResolvedDecl] = []
         self.ops: list[ResolvedOp] = []
         self.prefixes: set[str] = set()
+        self.spans: dict[str, ast.Span] = {}
+        """Where each weight and cache (by SSA name) is declared, for the unused-tensor check."""
 
 
 class Elaborator:
@@ -141,6 +143,10 @@ class Elaborator:
         self.symbols: set[str] = set()
         self.steps: list[Step] = []
         self.decl_names: dict[str, ast.Span] = {}
+        self.graph_spans: dict[str, ast.Span] = {}
+        """Where each of the graph's own declarations (by SSA name) is written."""
+        self.empty_loops: list[tuple[ast.For, str, int]] = []
+        """Loops of the graph that ran no iterations, with their upper bound's name (if it is one) and value."""
         self.layer_calls = 0
         self.place_rules: list[ast.PlaceRule] = []
         self.placement = dict(DEFAULT_PLACEMENT)
@@ -303,6 +309,9 @@ class Elaborator:
         full_name = prefix + decl.name
         ref = self.fresh(decl.name)
         resolved = ResolvedDecl(decl.kind, ref, full_name, type_, self.tier_for(decl.kind, full_name))
+        if decl.tie is not None:
+            storage = self.tie_storage(decl, decl.tie, type_, scope)
+            resolved = attrs.evolve(resolved, tier=storage.tier, tied_to=storage.name)
         if layer is not None:
             {"in": layer.inputs, "weight": layer.weights, "cache": layer.caches}[decl.kind].append(resolved)
         else:
@@ -311,8 +320,35 @@ class Elaborator:
                 self.fail("E004", f"tensor `{full_name}` is declared twice (first at line {first.line})",
                           decl.name_span, "give each weight, cache and input of a graph its own name")
             self.decl_names[full_name] = decl.name_span
+            self.graph_spans[ref] = decl.name_span
             self.steps.append(resolved)
         self.define(scope, decl.name, Tensor(ref, type_), decl.name_span, rebind_tensor=False)
+
+    def tie_storage(self, decl: ast.Decl, tie: ast.Tie, type_: TensorShape, scope: _Scope) -> ResolvedDecl:
+        """The weight `decl` is tied to, after checking the tie: an untied weight of this graph,
+        of the same dtype, whose shape (transposed if the tie says so) is `decl`'s."""
+        if tie.view not in ("", "transpose"):
+            self.fail("E010", f"a weight is tied to another as it is or transposed, not `{tie.view}(...)`",
+                      tie.span, f"write `= {tie.storage}` or `= transpose({tie.storage})`")
+        value = scope.lookup(tie.storage)
+        if value is None:
+            self.fail("E003", f"unknown name `{tie.storage}`", tie.span, did_you_mean(tie.storage, scope.names()))
+        if value is POISON:
+            raise _Abort
+        storage = next((s for s in self.steps if isinstance(s, ResolvedDecl) and isinstance(value, Tensor)
+                        and s.ref == value.ref), None)
+        if storage is None or storage.kind != "weight" or storage.tied_to:
+            self.fail("E005", f"`{tie.storage}` is not an untied weight of this graph, so `{decl.name}` cannot "
+                      "be tied to it", tie.span, "tie a weight to a weight declared above it in the same graph")
+        assert storage is not None
+        shape = storage.type.shape[::-1] if tie.view else storage.type.shape
+        if tie.view and len(shape) != 2:
+            self.fail("E008", f"`transpose` takes a 2-D weight; `{tie.storage}` is {storage.type}", tie.span)
+        if TensorShape(shape, storage.type.dtype) != type_:
+            seen = f"transpose({tie.storage})" if tie.view else f"`{tie.storage}`"
+            self.fail("E008", f"`{decl.name}` is {type_}, but {seen} is {TensorShape(shape, storage.type.dtype)}",
+                      tie.span, "a tied weight has its storage's dtype and shape (reversed by `transpose`)")
+        return storage
 
     def tier_for(self, kind: str, full_name: str) -> str:
         tier = self.placement[DECL_CLASS[kind]]
@@ -336,6 +372,8 @@ class Elaborator:
         if stop - start + self.layer_calls > MAX_LAYER_CALLS:
             self.fail("E017", f"the loop would unroll {stop - start:,} iterations; the limit is "
                       f"{MAX_LAYER_CALLS:,} layer calls per model", stmt.span)
+        if start == stop:
+            self.empty_loops.append((stmt, stmt.stop.name if isinstance(stmt.stop, ast.Name) else "", stop))
         for i in range(start, stop):
             inner = _Scope(scope)
             inner.values[stmt.var] = i
@@ -536,9 +574,13 @@ class Elaborator:
                         scope.values[stmt.name] = Tensor(ref, declared)
                     continue
                 if isinstance(stmt, ast.Decl):
+                    if stmt.tie is not None:
+                        self.fail("E018", f"weight `{stmt.name}` is tied inside a layer; ties belong in a graph",
+                                  stmt.tie.span, "declare the tied weight in the graph and pass it to the layer")
                     type_ = self.eval_type(stmt.type, scope)
                     self.check_decl_type(stmt, type_)
                     ref = self.fresh(stmt.name)
+                    builder.spans[ref] = stmt.name_span
                     decl = ResolvedDecl(stmt.kind, ref, inner_prefix + stmt.name, type_, "")
                     (builder.weights if stmt.kind == "weight" else builder.caches).append(decl)
                     self.define(scope, stmt.name, Tensor(ref, type_), stmt.name_span, rebind_tensor=False)
@@ -552,7 +594,21 @@ class Elaborator:
         if len(outputs) != 1:
             self.fail("E018", f"layer `{definition.name}` must end with exactly one `out`, found {len(outputs)}",
                       definition.name_span, "add `out NAME` naming the layer's result")
+        if not inlined:
+            read = {ref for op in builder.ops for ref in op.operands}
+            self.check_read((*builder.weights, *builder.caches), read, builder.spans)
         return outputs[0][0]
+
+    def check_read(self, decls: Collection[ResolvedDecl], read: Collection[str], spans: Mapping[str, ast.Span]) -> None:
+        """An error for each weight or cache among `decls` that no operator reads: it would be
+        held in memory, and counted in the model's size, for nothing."""
+        for decl in decls:
+            if decl.ref not in read:
+                what = "weight" if decl.kind == "weight" else "cache"
+                self.errors.error("E018", f"{what} `{decl.name}` is declared but no operator reads it",
+                                  spans.get(decl.ref), f"pass `{decl.name.rsplit('.', 1)[-1]}` to the operator "
+                                  f"that should read it, or remove the declaration",
+                                  notes=tuple(reversed(self.context)))
 
     def check_decl_type(self, stmt: ast.Decl, type_: TensorShape) -> None:
         if stmt.kind == "weight" and set(type_.shape) & set(shapes.SYMBOLIC_DIMS):
@@ -743,6 +799,8 @@ class Elaborator:
         if not self.errors.diagnostics and len(outputs) != 1:
             self.errors.error("E018", f"graph `{graph.name}` must have exactly one `out`, found {len(outputs)}",
                               graph.name_span, "add `out next` naming the sampled tokens")
+        if not self.errors.diagnostics:
+            self.check_graph(model)
         self.errors.check()
         return ResolvedModel(
             model.name, tuple(self.layers.values()), tuple(self.steps), outputs[0][0].ref,
@@ -750,6 +808,25 @@ class Elaborator:
             tuple(sorted(self.explicit_patterns)), prefill=self.prefill,
             draft=drafts[0].name if drafts and self.kind == "model" else "",
         )
+
+
+    def check_graph(self, model: ast.Model) -> None:
+        """The whole model's checks: it calls a layer if it has a loop over layers, and every
+        weight and cache of the graph is read (a tied weight's reads are its storage's too)."""
+        if self.empty_loops and self.layer_calls == 0:
+            loop, bound, value = self.empty_loops[0]
+            binding = next((b for b in model.bindings if b.name == bound), None)
+            self.errors.error(
+                "E016", f"model `{model.name}` has no layers: its loop over layers, `for {loop.var} in ...`, "
+                "runs no iterations" + (f" (`{bound}` is {value})" if bound else ""),
+                binding.span if binding else loop.span,
+                f"set `{bound or 'the loop bound'}` to the model's number of layers, 1 or more")
+        read = {ref for step in self.steps if isinstance(step, ResolvedOp) for ref in step.operands}
+        read |= {ref for step in self.steps if isinstance(step, LayerCall) for ref in step.args}
+        decls = [s for s in self.steps if isinstance(s, ResolvedDecl) and s.kind in ("weight", "cache")]
+        by_name = {d.name: d.ref for d in decls}
+        read |= {by_name[d.tied_to] for d in decls if d.tied_to and d.ref in read}
+        self.check_read([d for d in decls if d.ref in self.graph_spans], read, self.graph_spans)
 
 
 def _assign_outer(scope: _Scope, name: str, value: Value) -> None:

@@ -320,7 +320,7 @@ class _GraphBuilder:
         )
 
     def add_operator(self, op: Operation, cluster: str) -> None:
-        kind = "collective" if isinstance(op, df.AllReduceOp) else "operator"
+        kind = "collective" if isinstance(op, df.CollectiveBase) else "operator"
         node = self.add_node(kind, op.name.removeprefix("df."), cluster)
         for value in op.operands:
             self.add_edge(value, node)
@@ -409,10 +409,11 @@ class _GraphBuilder:
             self.producer[result] = nodes[-1]
 
     def add_pipeline_node(self, op: Operation, cluster: str) -> str:
-        if isinstance(op, rdu.AllReduceOp):
+        if isinstance(op, rdu.CollectiveBase):
             sockets = op.sockets.value.data
             message = format_bytes(op.bytes.at(1, self.context))
-            return self.add_node("collective", f"all_reduce\n{sockets} sockets · {message}", cluster)
+            return self.add_node("collective", f"{op.name.removeprefix('rdu.')}\n{sockets} sockets · {message}",
+                                 cluster)
         assert isinstance(op, rdu.StageOp)
         label = (f"{op.stage_name.data}\n{', '.join(o.data for o in op.operators)}\n"
                  f"{op.units('pcus')} PCUs · {op.units('pmus')} PMUs")

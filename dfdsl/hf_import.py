@@ -113,6 +113,8 @@ class Family:
     tied_by_default: bool
     read: Callable[[_Config], list[list[Binding]]]
     """The graph's parameters from a config, grouped into the lines the model block prints."""
+    ties_head: bool = False
+    """The graph's LM head is the embedding table transposed (`lm_head = transpose(embed)`)."""
 
 
 # -- reading each family ------------------------------------------------------------------------
@@ -249,7 +251,7 @@ FAMILIES = (
     Family("MistralForCausalLM", "mistral", "std.llama", "llama", False, _read_llama),
     Family("MixtralForCausalLM", "mixtral", "std.moe", "mixtral", False, _read_mixtral),
     Family("Qwen2ForCausalLM", "qwen2", "std.qwen2", "qwen2", False, _read_qwen2),
-    Family("Gemma2ForCausalLM", "gemma2", "std.gemma", "gemma2", True, _read_gemma2),
+    Family("Gemma2ForCausalLM", "gemma2", "std.gemma", "gemma2", True, _read_gemma2, ties_head=True),
     Family("DeepseekV3ForCausalLM", "deepseek_v3", "std.deepseek", "deepseek", False, _read_deepseek),
 )
 
@@ -274,12 +276,20 @@ def _common_notes(config: _Config, family: Family, bindings: dict[str, int | str
     state = json.dumps(tied)
     if "tie_word_embeddings" not in config.data:
         state = f"absent ({state} for {family.model_type})"
-    if tied:
-        table_bytes = int(bindings["vocab"]) * int(bindings["hidden"]) * DTYPE_BYTES[str(bindings["dtype"])]
+    table_bytes = int(bindings["vocab"]) * int(bindings["hidden"]) * DTYPE_BYTES[str(bindings["dtype"])]
+    if tied and family.ties_head:
         config.notes.append(
-            f"tie_word_embeddings: {state}: the LM head reads the embedding table, but the language has "
-            f"no transpose, so {family.library} declares the table twice (`embed`, `lm_head`) and its "
-            f"{_gb(table_bytes)} count twice in the weights and in HBM")
+            f"tie_word_embeddings: {state}: the LM head is the embedding table transposed "
+            f"(`lm_head = transpose(embed)` in {family.library}), held and read once")
+    elif tied:
+        config.notes.append(
+            f"tie_word_embeddings: {state}: the LM head reads the embedding table, but {family.library}'s "
+            f"`{family.graph}` gives it a weight of its own, so the table's {_gb(table_bytes)} count "
+            "twice in the weights and in HBM")
+    elif family.ties_head:
+        config.notes.append(
+            f"tie_word_embeddings: {state}: but {family.library}'s `{family.graph}` ties the LM head to "
+            f"the embedding table, so the checkpoint's separate head ({_gb(table_bytes)}) is not counted")
     else:
         config.notes.append(f"tie_word_embeddings: {state}: the LM head has its own weight")
 
@@ -302,9 +312,10 @@ def model_name(config_path: Path, data: dict[str, Any]) -> str:
 
 
 def weight_bytes(model: ResolvedModel) -> int:
-    """Bytes of every weight a checked model declares, all layers together (before sharding)."""
-    return sum(num_elements(step.type.shape, {}) * DTYPE_BYTES[step.type.dtype]
-               for step in model.steps if isinstance(step, ResolvedDecl) and step.kind == "weight")
+    """Bytes of every weight a checked model declares, all layers together (before sharding); a
+    tied weight's are its storage's, counted there."""
+    return sum(num_elements(step.type.shape, {}) * DTYPE_BYTES[step.type.dtype] for step in model.steps
+               if isinstance(step, ResolvedDecl) and step.kind == "weight" and not step.tied_to)
 
 
 def _gb(num_bytes: int) -> str:

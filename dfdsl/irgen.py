@@ -67,7 +67,9 @@ def generate(model: ResolvedModel) -> ModuleOp:
     values: dict[str, SSAValue] = {}
     for step in model.steps:
         if isinstance(step, ResolvedDecl):
-            op: Operation = _named(_DECL_OPS[step.kind](step.name, _type(step.type, step.tier)), step.ref)
+            type_ = _type(step.type, step.tier)
+            decl = df.WeightOp(step.name, type_, step.tied_to) if step.tied_to else _DECL_OPS[step.kind](step.name, type_)
+            op: Operation = _named(decl, step.ref)
         elif isinstance(step, ResolvedOp):
             op = _operator(step, values)
         else:

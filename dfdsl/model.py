@@ -19,6 +19,8 @@ class ResolvedDecl:
     name: str  # the tensor's full name (layers.3.wq)
     type: TensorShape
     tier: str
+    tied_to: str = ""
+    """For a weight tied to another: that weight's full name (its storage)."""
 
 
 @attrs.frozen

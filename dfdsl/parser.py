@@ -6,6 +6,7 @@ Parse errors become `Diagnostic`s (code E001) pointing at the offending token, n
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -47,9 +48,10 @@ def _binary(op: str) -> Callable[[_ToAst, Meta, ast.Expr, ast.Expr], ast.BinOp]:
     return method
 
 
-def _declaration(kind: str) -> Callable[[_ToAst, Meta, Token, ast.TensorTypeExpr], ast.Decl]:
-    def method(self: _ToAst, meta: Meta, name: Token, type_: ast.TensorTypeExpr) -> ast.Decl:
-        return ast.Decl(kind, str(name), type_, self._s(meta), self._t(name))
+def _declaration(kind: str) -> Callable[[_ToAst, Meta, Token, ast.TensorTypeExpr, ast.Tie | None], ast.Decl]:
+    def method(self: _ToAst, meta: Meta, name: Token, type_: ast.TensorTypeExpr,
+               tie: ast.Tie | None = None) -> ast.Decl:
+        return ast.Decl(kind, str(name), type_, self._s(meta), self._t(name), tie)
 
     return method
 
@@ -116,6 +118,12 @@ class _ToAst(Transformer):
     # statements
     def tensor_type(self, meta, dtype, *dims):
         return ast.TensorTypeExpr(ast.Name(str(dtype), self._t(dtype)), tuple(dims), self._s(meta))
+
+    def tie_same(self, meta, storage):
+        return ast.Tie(str(storage), "", self._s(meta))
+
+    def tie_view(self, meta, view, storage):
+        return ast.Tie(str(storage), str(view), self._s(meta))
 
     input_decl = _declaration("in")
     weight_decl = _declaration("weight")
@@ -245,13 +253,51 @@ def _syntax_help(err: UnexpectedInput) -> str | None:
     return None
 
 
+_NOT_CODE = re.compile(r'#[^\n]*|"[^"\n]*"')
+_MALFORMED_NUMBER = re.compile(r"(?<![\w.])(\d(?:_?\d)*)(\.\d+|[A-Za-z]\w*)")
+"""A number run into letters or a fraction (`4k`, `1e6`, `3072.5`): never valid, since a name
+cannot start with a digit and sizes are integers."""
+_UNITS = ("k", "m", "g")
+"""Suffixes people write sizes with (4k, 1M): refused, since 4k may mean 4,000 or 4,096."""
+
+
+def _malformed_number(path: Path, source: str, before: tuple[int, int]) -> Diagnostic | None:
+    """An E001 that says what is wrong with the first malformed number at or before the line and
+    column `before` (where the parser gave up), if there is one."""
+    code = _NOT_CODE.sub(lambda m: " " * len(m.group()), source)
+    for match in _MALFORMED_NUMBER.finditer(code):
+        line = code.count("\n", 0, match.start()) + 1
+        column = match.start() - (code.rfind("\n", 0, match.start()) + 1) + 1
+        if (line, column) > before:
+            return None
+        digits, rest = match.group(1), match.group(2)
+        span = ast.Span(path, line, column, line, column + len(match.group()))
+        text = match.group() if len(match.group()) <= 24 else match.group()[:20] + "..."
+        if rest.startswith("."):
+            return Diagnostic("E001", f"`{text}` is not an integer: sizes and settings are whole "
+                              "numbers", span, f"write a whole number, e.g. `{digits[:20]}`")
+        # A number of thousands of digits is a mistake of another kind: no conversion for it.
+        value = int(digits.replace("_", "")) if len(digits) <= 18 else 0
+        if rest.lower() in _UNITS and value:
+            power = _UNITS.index(rest.lower()) + 1
+            fix = (f"write `{value * 1024 ** power}` (or `{value} * {1024 ** power}`) if you count in "
+                   f"binary units, as context lengths are, or `{value * 1000 ** power}` in decimal ones")
+        else:
+            fix = "write the number out in full, e.g. `1_000_000`"
+        return Diagnostic("E001", f"`{text}` is not a number: sizes are written as integers, "
+                          "without units or exponents", span, fix)
+    return None
+
+
 def parse_text(source: str, path: Path) -> ast.File:
     """Parse one file's text; raise `DfslError` with a located E001 on a syntax error."""
     source = files.normalize(source)
     try:
         tree = _lark().parse(source)  # LALR: iterative, however deep the nesting
     except UnexpectedInput as err:
-        raise DfslError([_syntax_diagnostic(path, source, err)]) from None
+        at = _syntax_diagnostic(path, source, err)
+        assert at.span is not None
+        raise DfslError([_malformed_number(path, source, (at.span.line, at.span.column)) or at]) from None
     try:
         items = _ToAst(path).transform(tree)
     except VisitError as err:

@@ -1,10 +1,15 @@
-"""Decode reports: a simulated run's figures as the JSON contract (docs/report.md) and as a table.
+"""Decode reports: a simulated run's figures as the JSON contract of `dfdsl run --json`, and as a
+table.
 
 Bytes are bytes (integers where they are counts); a figure printed for people says GB (10^9
-bytes) or KiB (2^10) explicitly. `peak_fraction` is the simulated tokens/s per user over the HBM
-roofline of the same run: aggregate HBM bandwidth over the bytes a step must read (`Footprint`).
-A run with a prompt adds the request's figures (`REQUEST_KEYS`), one with a draft model those of
-speculative decoding (`SPECULATION_KEYS`); docs/report.md describes every key.
+bytes) or KiB (2^10) explicitly. Two byte figures are kept apart: the parameters a model holds
+(`param_bytes`) and the bytes a step must read (`bytes_per_token`: the weights it reads, routed
+experts only as far as the batch touches them, plus the KV cache; `dfdsl.footprint`).
+`peak_fraction` is the simulated tokens/s per user over the roofline of the same run: the bytes a
+step must read streamed at the memory bandwidth of every socket (`SimResult.roofline_bandwidth_bytes_per_s`).
+A simulated step streams at most `stream_efficiency` of that bandwidth, so `peak_fraction` never
+exceeds it (tests/test_report.py checks this over random models and machines). `bound` is the
+part of the step's time breakdown that takes longest.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ import attrs
 import numpy as np
 
 from dfdsl.footprint import Footprint
-from dfdsl.hardware import GpuHardware, Hardware
+from dfdsl.hardware import GpuHardware, Hardware, display_name
 from dfdsl.sim.interpreter import SimResult
 from dfdsl.sim.request import Prefill, Speculation
 from dfdsl.sim.timeline import Timeline
-from dfdsl.sim.timing import CATEGORIES
+from dfdsl.sim.timing import CATEGORIES, roofline_tokens_per_s
 
 JSON_KEYS = (
     "model", "target", "sockets", "batch", "context", "tokens", "fusion", "kernel_looping",
@@ -83,6 +88,8 @@ class RunFigures(Protocol):
     @property
     def aggregate_hbm_bytes_per_s(self) -> Any: ...
     @property
+    def roofline_bandwidth_bytes_per_s(self) -> Any: ...
+    @property
     def tokens_per_s_per_user(self) -> Any: ...
     @property
     def tokens_per_s(self) -> Any: ...
@@ -98,9 +105,10 @@ def decode_figures(result: RunFigures, fp: Footprint) -> dict[str, Any]:
     arrays, for many: one formula for `dfdsl run` and for sweeps."""
     # The run's steps see contexts context .. context + tokens - 1; its roofline uses their mean.
     mean_context = result.context + (result.tokens - 1) / 2
-    kv_bytes = fp.kv_bytes_per_context_token * result.batch * mean_context
-    bytes_per_token = fp.param_bytes_read(result.batch) + kv_bytes
-    roofline = result.aggregate_hbm_bytes_per_s / bytes_per_token
+    kv_bytes = fp.kv_bytes_read(result.batch, mean_context)
+    weight_bytes = fp.weight_bytes_read(result.batch)
+    bytes_per_token = weight_bytes + kv_bytes
+    roofline = roofline_tokens_per_s(result.roofline_bandwidth_bytes_per_s, bytes_per_token)
     return {
         "sockets": result.sockets,
         "batch": result.batch,
@@ -121,20 +129,28 @@ def decode_figures(result: RunFigures, fp: Footprint) -> dict[str, Any]:
         "expert_bytes_read_fraction": fp.expert_fraction_read(result.batch),
         "read_bytes_per_token_all_sockets": _whole(result.bytes_per_token),
         "hbm_bandwidth_bytes_per_s": result.aggregate_hbm_bytes_per_s,
+        "weight_bytes_read": _whole(weight_bytes),
+        "roofline_bandwidth_bytes_per_s": result.roofline_bandwidth_bytes_per_s,
     }
+
+
+EXTRA_KEYS = ("roofline_tokens_per_s_per_user", "expert_bytes_read_fraction", "read_bytes_per_token_all_sockets",
+              "hbm_bandwidth_bytes_per_s", "weight_bytes_read", "roofline_bandwidth_bytes_per_s")
+"""The figures of `decode_figures` a report prints after `JSON_KEYS`."""
 
 
 def make_report(result: SimResult, fp: Footprint, hardware: Hardware | GpuHardware, *, fusion: str,
                 kernel_looping: bool, request: RequestFigures = RequestFigures()) -> Report:
     numbers = decode_figures(result, fp)
-    ridge = hardware.chip.peak_flops_per_s / hardware.hbm.bandwidth_bytes_per_s
     figures = {"model": result.model, "target": result.target, "fusion": fusion, "kernel_looping": kernel_looping}
     figures = {key: figures[key] if key in figures else numbers[key] for key in JSON_KEYS}
-    figures["roofline_tokens_per_s_per_user"] = numbers["roofline_tokens_per_s_per_user"]
-    figures["bound"] = "compute" if numbers["flops_per_byte"] > ridge else "memory"
-    figures["ridge_flops_per_byte"] = ridge
-    for key in ("expert_bytes_read_fraction", "read_bytes_per_token_all_sockets", "hbm_bandwidth_bytes_per_s"):
+    for key in EXTRA_KEYS:
         figures[key] = numbers[key]
+    # What bounds the step is the part of its time breakdown that takes longest.
+    figures["bound"] = max(CATEGORIES, key=lambda k: result.breakdown_ms[k])
+    figures["ridge_flops_per_byte"] = hardware.chip.peak_flops_per_s / hardware.hbm.bandwidth_bytes_per_s
+    figures["roofline_reads_ddr"] = result.ddr_bytes_per_token > 0
+    figures["unit"] = hardware.unit
     if request.prompt:
         figures.update(_request_figures(result, hardware, request))
     if request.speculation is not None:
@@ -188,6 +204,9 @@ def _speculation_figures(speculation: Speculation) -> dict:
         "draft_time_fraction": speculation.draft_time_fraction,
         "plain_ms_per_token": speculation.plain.ms_per_token,
     }
+def machine_label(count: int, unit: str, target: str) -> str:
+    """`8 sockets of sn40l`, `8 GPUs of dgx-h100`: what a run ran on, for titles."""
+    return f"{count} {unit}{'' if count == 1 else 's'} of {display_name(target)}"
 
 
 def _gb(n: float) -> str:
@@ -203,29 +222,34 @@ def render_table(report: Report) -> str:
 
     f = report.figures
     start = f"prompt {f['prompt']:,}" if "prompt" in f else f"context {f['context']:,}"
-    title = (f"{f['model']} on {f['sockets']} × {f['target']} · batch {f['batch']} · {start} · "
+    title = (f"{f['model']} on {machine_label(f['sockets'], f['unit'], f['target'])} · batch {f['batch']} · {start} · "
              f"{f['tokens']} tokens · fusion {f['fusion']} · kernel looping "
              f"{'on' if f['kernel_looping'] else 'off'}")
     table = Table(show_header=False)
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")
+    memories = "HBM + DDR" if f["roofline_reads_ddr"] else "HBM"
+    total = f["ms_per_token"]
     rows = [
-        ("ms per token", f"{f['ms_per_token']:.3f}"),
+        ("ms per token", f"{total:.3f}"),
         ("tokens/s per user", f"{f['tokens_per_s_per_user']:,.1f}"),
         ("tokens/s (all users)", f"{f['tokens_per_s']:,.1f}"),
-        ("HBM roofline, tokens/s per user", f"{f['roofline_tokens_per_s_per_user']:,.1f}"),
+        (f"{memories} roofline, tokens/s per user", f"{f['roofline_tokens_per_s_per_user']:,.1f}"),
         ("fraction of roofline", f"{f['peak_fraction']:.1%}"
                                  + ("  (speculative decoding)" if "draft_tokens" in f else "")),
-        ("bytes per token (params + KV)", f"{_gb(f['bytes_per_token'])}  "
-                                          f"({_gb(f['param_bytes'])} params, {_gb(f['kv_bytes'])} KV)"),
-        ("FLOPs per token", f"{f['flops_per_token'] / 1e9:,.2f} GFLOP"),
-        ("FLOPs per byte", f"{f['flops_per_byte']:.2f}  ({f['bound']}-bound; ridge "
-                           f"{f['ridge_flops_per_byte']:.0f})"),
-        ("kernel calls per token", format_calls(f["kernel_calls_per_token"])),
+        ("parameters held", _gb(f["param_bytes"])),
+        ("bytes a step must read", f"{_gb(f['bytes_per_token'])}  ({_gb(f['weight_bytes_read'])} weights "
+                                   f"+ {_gb(f['kv_bytes'])} KV)"),
     ]
     if f["expert_bytes_read_fraction"] < 1.0:
         rows.append(("routed experts read per step", f"{f['expert_bytes_read_fraction']:.1%} "
                      "(expected distinct experts, uniform routing)"))
+    rows += [
+        ("FLOPs per token", f"{f['flops_per_token'] / 1e9:,.2f} GFLOP"),
+        ("FLOPs per byte", f"{f['flops_per_byte']:.2f}  (ridge {f['ridge_flops_per_byte']:.0f})"),
+        ("bound by", f"{f['bound'].replace('_', '/')}  ({f['breakdown_ms'][f['bound']] / total:.1%} of the step)"),
+        ("kernel calls per token", format_calls(f["kernel_calls_per_token"])),
+    ]
     for name, value in rows:
         table.add_row(name, value)
     for section in (_request_rows(f), _speculation_rows(f)):
@@ -233,12 +257,11 @@ def render_table(report: Report) -> str:
             table.add_section()
             for name, value in section:
                 table.add_row(name, value)
-    total = f["ms_per_token"]
     table.add_section()
     for category, ms in f["breakdown_ms"].items():
         table.add_row(f"  {category.replace('_', '/')}", f"{ms:.3f} ms  {ms / total:6.1%}")
     out = StringIO()
-    console = Console(file=out, width=110, color_system=None, highlight=False)
+    console = Console(file=out, width=120, color_system=None, highlight=False)
     console.print(title, markup=False)
     console.print(table)
     return out.getvalue()

@@ -24,6 +24,7 @@ from dfdsl.compare_view import table_text
 from dfdsl.driver import Run
 from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.sim import timing
+from dfdsl.report import Report
 from dfdsl.sim.interpreter import SimResult
 
 EXAMPLES_DIR = Path(str(resources.files("dfdsl.examples")))
@@ -61,18 +62,27 @@ def dense_examples(examples_dir: Path = EXAMPLES_DIR) -> list[Path]:
 
 
 def hbm_efficiency(result: SimResult, hardware: Hardware | GpuHardware) -> float | None:
-    """The lowest, over the looped calls of a step, of (time to stream the call's HBM bytes at the
-    full bandwidth) / (the call's body time); None without a looped call."""
+    """The lowest, over the looped kernels of the simulated step, of the HBM bytes the kernel moves
+    over the time its pipeline is busy on the timeline (fill, every iteration and drain, not the
+    launch before it) at the full HBM bandwidth; None without a looped kernel."""
     if not isinstance(hardware, Hardware):
         return None  # a GPU loops no kernels
     efficiencies = []
-    for call in result.calls:
-        if call.trips > 1:
-            t = timing.traffic(call.work, result.batch, result.context)
-            stream_s = call.trips * (t.hbm_read_bytes + t.hbm_write_bytes) / hardware.hbm.bandwidth_bytes_per_s
-            body_s = timing.call_timing(call, hardware, result.batch, result.context).body_s
-            efficiencies.append(stream_s / body_s)
+    for call in {c for c in result.calls if c.trips > 1}:
+        t = timing.traffic(call.work, result.batch, result.context)
+        moved = call.trips * (t.hbm_read_bytes + t.hbm_write_bytes)
+        busy_s = sum(e.duration_s for e in result.timeline.on("PCU stages")
+                     if e.kernel == call.kernel and e.category != "sync")
+        efficiencies.append(moved / (hardware.hbm.bandwidth_bytes_per_s * busy_s))
     return min(efficiencies, default=None)
+
+
+def claims_fraction(report: Report) -> float:
+    """The fraction of the roofline as the published claims count it: every parameter byte (the
+    whole embedding table among them) plus the KV cache per step, where dfdsl's own `peak_fraction`
+    counts only what a step must read."""
+    f = report.figures
+    return f["tokens_per_s_per_user"] * (f["param_bytes"] + f["kv_bytes"]) / f["roofline_bandwidth_bytes_per_s"]
 
 
 @attrs.frozen
@@ -102,6 +112,13 @@ class Calibration:
         return self.looped.report["peak_fraction"]
 
     @property
+    def claims_fraction(self) -> float:
+        """The looped run's fraction of the roofline as the published claims count it."""
+        report = self.looped.report
+        assert report is not None, "a calibration holds runs that ran"
+        return claims_fraction(report)
+
+    @property
     def hbm_efficiency(self) -> float | None:
         return hbm_efficiency(self.looped.result, self.looped.hardware)
 
@@ -112,6 +129,7 @@ class Calibration:
         return {"model": self.model, "sockets": self.sockets, "context": self.context,
                 "looped_ms_per_token": self.looped_ms, "unlooped_ms_per_token": self.unlooped_ms,
                 "speedup": self.speedup, "peak_fraction": self.peak_fraction,
+                "claims_fraction": self.claims_fraction,
                 "unlooped_peak_fraction": self.unlooped.report["peak_fraction"],
                 "hbm_efficiency": self.hbm_efficiency}
 
@@ -243,31 +261,33 @@ def check_geomean_speedup(calibrations: Sequence[Calibration]) -> Check:
 
 
 def check_roofline(calibrations: Sequence[Calibration]) -> Check:
-    """Every configuration must lie in the band; the check's value is the worst one."""
-    claim = "(c) fraction of the HBM roofline with kernel looping"
+    """Every configuration must lie in the band, counted as the claims count the roofline; the
+    check's value is the worst one."""
+    claim = "(c) fraction of the HBM roofline with kernel looping (every parameter byte counted)"
     published = "over 75% (talks); over 90% (abstract)"
     configuration = _dense(calibrations, "looping on")
     low, high = ROOFLINE_BAND
     tolerance = f"every configuration in {low:.0%}–{high:.0%}"
     if not calibrations:
         return _missing(claim, published, configuration, tolerance)
-    lowest = min(calibrations, key=lambda c: c.peak_fraction)
-    highest = max(calibrations, key=lambda c: c.peak_fraction)
-    if lowest.peak_fraction < low:
-        worst, error = lowest, lowest.peak_fraction - low
-    elif highest.peak_fraction > high:
-        worst, error = highest, highest.peak_fraction - high
+    lowest = min(calibrations, key=lambda c: c.claims_fraction)
+    highest = max(calibrations, key=lambda c: c.claims_fraction)
+    if lowest.claims_fraction < low:
+        worst, error = lowest, lowest.claims_fraction - low
+    elif highest.claims_fraction > high:
+        worst, error = highest, highest.claims_fraction - high
     else:
         worst, error = lowest, 0.0
     return Check(claim, published, configuration,
-                 f"{lowest.peak_fraction:.1%} ({lowest.label()}) to {highest.peak_fraction:.1%} "
+                 f"{lowest.claims_fraction:.1%} ({lowest.label()}) to {highest.claims_fraction:.1%} "
                  f"({highest.label()})",
-                 worst.peak_fraction, error, tolerance, low, high)
+                 worst.claims_fraction, error, tolerance, low, high)
 
 
 def check_hbm_efficiency(calibrations: Sequence[Calibration]) -> Check:
     claim = "(d) HBM bandwidth inside a fused kernel"
-    configuration = _dense(calibrations, "looped decoder call: HBM bytes at full bandwidth / body time")
+    configuration = _dense(calibrations, "looped decoder kernel on the simulated timeline: its HBM bytes at "
+                                         "full bandwidth / its fill, iterations and drain")
     tolerance = f"at least {HBM_EFFICIENCY_FLOOR:.0%}"
     measured = [(c.hbm_efficiency, c) for c in calibrations if c.hbm_efficiency is not None]
     if not measured:
@@ -390,13 +410,14 @@ def render_calibration(calibrations: Sequence[Calibration], skipped: Sequence[Sk
     from rich.table import Table
 
     table = Table(title="Dense examples, batch 1, 128 tokens, fusion layer", title_justify="left")
-    for header in ("model", "sockets", "context", "looped ms/token", "looped % roofline", "unlooped ms/token",
-                   "unlooped % roofline", "speedup", "HBM efficiency"):
+    for header in ("model", "sockets", "context", "looped ms/token", "looped % roofline", "claims' accounting",
+                   "unlooped ms/token", "unlooped % roofline", "speedup", "HBM efficiency"):
         table.add_column(header, justify="left" if header == "model" else "right")
     for c in calibrations:
         efficiency = c.hbm_efficiency
         table.add_row(c.model, str(c.sockets), f"{c.context:,}", f"{c.looped_ms:.3f}", f"{c.peak_fraction:.1%}",
-                      f"{c.unlooped_ms:.3f}", f"{c.unlooped.report['peak_fraction']:.1%}",
+                      f"{c.claims_fraction:.1%}", f"{c.unlooped_ms:.3f}",
+                      f"{c.unlooped.report['peak_fraction']:.1%}",
                       f"{c.speedup:.2f}×", "—" if efficiency is None else f"{efficiency:.1%}")
     lines = [table_text(table, width=160)]
     lines += [f"skipped: {s.model} at {s.sockets} sockets: {s.reason}" for s in skipped]

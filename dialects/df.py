@@ -535,17 +535,51 @@ class InputOp(DeclBase):
 
 @irdl_op_definition
 class WeightOp(DeclBase):
-    """A model parameter, read once per decode step whatever the batch."""
+    """A model parameter, read once per decode step whatever the batch.
+
+    A weight `tied_to` another is a view of that weight's storage (an LM head that reads the
+    embedding table transposed): `%lm_head = df.weight "lm_head" tied_to "embed" : ...`. It holds
+    no bytes of its own; its type is what its readers see of the storage (per socket, a part of
+    it), in the storage's tier.
+    """
 
     KEYWORD: ClassVar[str] = "weight"
     PLACEMENT_CLASS: ClassVar[str] = "weights"
     BUFFER_KIND: ClassVar[str] = "weight"
 
     name = "df.weight"
+    tied_to = opt_prop_def(StringAttr)
+    assembly_format = "$tensor_name (`tied_to` $tied_to^)? attr-dict `:` type($result)"
+
+    def __init__(self, tensor_name: str, type_: TensorType, tied_to: str = ""):
+        super().__init__(tensor_name, type_)
+        if tied_to:
+            self.properties["tied_to"] = StringAttr(tied_to)
+
+    def storage(self) -> WeightOp | None:
+        """The weight this one is tied to, found in the same graph (None if untied or absent)."""
+        if self.tied_to is None:
+            return None
+        graph = self.parent_op()
+        ops = graph.body.block.ops if isinstance(graph, GraphOp) else ()
+        return next((op for op in ops if isinstance(op, WeightOp) and op.tensor_name == self.tied_to), None)
 
     def verify_(self) -> None:
+        name = f"weight {self.tensor_name.data!r}"
         if set(self.result.type.dims) & set(shapes.SYMBOLIC_DIMS):
-            raise VerifyException(f"weight {self.tensor_name.data!r}: weights cannot depend on B or S")
+            raise VerifyException(f"{name}: weights cannot depend on B or S")
+        if self.tied_to is None:
+            return
+        storage = self.storage()
+        if storage is None or storage.tied_to is not None:
+            raise VerifyException(f"{name} is tied to {self.tied_to.data!r}, which is not an untied "
+                                  "weight of the same graph")
+        mine, theirs = self.result.type, storage.result.type
+        if (mine.dtype, mine.tier_name) != (theirs.dtype, theirs.tier_name):
+            raise VerifyException(f"{name}: a tied weight has the dtype and tier of its storage "
+                                  f"{self.tied_to.data!r}, {theirs.dtype} in {theirs.tier_name or 'no tier'}")
+        if mine.num_bytes() > theirs.num_bytes():
+            raise VerifyException(f"{name} is larger than its storage {self.tied_to.data!r}")
 
 
 @irdl_op_definition
@@ -582,7 +616,7 @@ class OperatorBase(IRDLOperation):
     from a table, the sampling pass over the vocabulary's logits): on an RDU it gets a pipeline
     stage of its own, on a GPU a kernel of its own (projections of one input share a GEMM), and a
     fused kernel is named after its last heavy operator. Light operators (`LightOperatorBase`)
-    ride along with a neighbour; `df.all_reduce`, a collective, is neither."""
+    ride along with a neighbour; the collectives (`CollectiveBase`) are neither."""
 
     result = result_def(TensorType)
     irdl_options = (ParsePropInAttrDict(),)
@@ -840,29 +874,57 @@ class AddOp(LightOperatorBase):
     assembly_format = _BINARY_FORMAT
 
 
-@irdl_op_definition
-class AllReduceOp(OperatorBase):
-    """Sum x, each socket's partial result, across the tensor-parallel sockets.
+class CollectiveBase(OperatorBase):
+    """An exchange between the tensor-parallel sockets: neither heavy nor light, and not pure,
+    since every socket must take part in it."""
 
-    A collective, neither heavy nor light, and not pure: every socket must take part in it.
-    """
-
-    name = "df.all_reduce"
     x = tensor_operand()
     assembly_format = _UNARY_FORMAT
+
+
+@irdl_op_definition
+class AllReduceOp(CollectiveBase):
+    """Sum x, each socket's partial result, across the tensor-parallel sockets."""
+
+    name = "df.all_reduce"
+
+
+@irdl_op_definition
+class AllGatherOp(CollectiveBase):
+    """Put every socket's x side by side on every socket: x[..., n] becomes [..., n * sockets]."""
+
+    name = "df.all_gather"
+    sockets = prop_def(IntegerAttr[I64])
 
 
 @irdl_op_definition
 class SampleOp(OperatorBase):
     """Pick the next token from the logits[B, V]: one pass over the vocabulary per sequence.
 
-    Not pure: sampling may draw at random, so two samples of the same logits can differ.
+    Not pure: sampling may draw at random, so two samples of the same logits can differ. Over
+    candidates gathered from the sockets (`top_k`, `all_gather`), it picks one of them.
     """
 
     HEAVY: ClassVar[bool] = True
 
     name = "df.sample"
     logits = tensor_operand()
+    assembly_format = "$logits attr-dict `:` functional-type(operands, results)"
+
+
+@irdl_op_definition
+class TopKOp(OperatorBase):
+    """A socket's `k` best candidates of its share of the logits[B, V], each its logit and its
+    vocabulary index (int32[B, 2k]): one pass over the share. With the Gumbel-max trick (noise
+    added to the logits first), the best of all sockets' candidates is a sample from the whole
+    vocabulary, so k = 1 serves greedy and random sampling alike."""
+
+    HEAVY: ClassVar[bool] = True
+
+    name = "df.top_k"
+    logits = tensor_operand()
+    k = prop_def(IntegerAttr[I64])
+    traits = traits_def(Pure())
     assembly_format = "$logits attr-dict `:` functional-type(operands, results)"
 
 
@@ -890,8 +952,8 @@ OPERATORS: dict[str, type[OperatorBase]] = {
     cls.name.removeprefix("df."): cls
     for cls in (
         EmbeddingOp, LinearOp, MatmulOp, RmsnormOp, LayernormOp, RopeOp, AttentionOp,
-        MlaAttentionOp, SoftmaxOp, SiluOp, GeluOp, MulOp, AddOp, AllReduceOp, LmHeadOp,
-        SampleOp, MoeRouterOp, MoeExpertsOp,
+        MlaAttentionOp, SoftmaxOp, SiluOp, GeluOp, MulOp, AddOp, AllReduceOp, AllGatherOp, LmHeadOp,
+        TopKOp, SampleOp, MoeRouterOp, MoeExpertsOp,
     )
 }
 """The operators by the name the front end and `shapes.RULES` use."""

@@ -127,16 +127,15 @@ class LaunchOp(df.CallBase):
     traits = traits_def(HasParent(ProgramOp))
 
 
-@irdl_op_definition
-class AllReduceOp(IRDLOperation):
-    """An all-reduce (sum) of one buffer across `gpus` GPUs: a call of its own (NCCL's, or the
-    serving runtime's own kernel).
+class CollectiveBase(IRDLOperation):
+    """A collective of one buffer across `gpus` GPUs: a call of its own (NCCL's, or for an
+    all-reduce the serving runtime's own kernel).
 
     `bytes` is the message each GPU contributes; which implementation runs it and what it costs
-    are the target's software (`[gpu_software] all_reduce`), the simulator's to price.
+    are the target's software (`[gpu_software] all_reduce` for an all-reduce), the simulator's to
+    price.
     """
 
-    name = "nv.all_reduce"
     input = operand_def(BufferType)
     result = result_def(BufferType)
     bytes = prop_def(Work)
@@ -145,26 +144,43 @@ class AllReduceOp(IRDLOperation):
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$input attr-dict `:` functional-type($input, $result)"
 
-    def __init__(self, value: SSAValue, bytes_: Work, gpus: int):
+    def __init__(self, value: SSAValue, bytes_: Work, gpus: int, result_type: BufferType | None = None):
         super().__init__(
-            operands=[value], result_types=[value.type],
+            operands=[value], result_types=[result_type or value.type],
             properties={"bytes": bytes_, "gpus": IntegerAttr(gpus, 64)},
         )
 
     def verify_(self) -> None:
         gpus = self.gpus.value.data
         if gpus < 2:
-            raise VerifyException("nv.all_reduce: a collective needs at least 2 GPUs")
+            raise VerifyException(f"{self.name}: a collective needs at least 2 GPUs")
         program = cast(ProgramOp, self.parent_op())  # HasParent(ProgramOp)
         if gpus != program.count("gpus"):
-            raise VerifyException(f"nv.all_reduce: sums over {gpus} GPUs in a program that runs on "
+            raise VerifyException(f"{self.name}: exchanges over {gpus} GPUs in a program that runs on "
                                   f"{program.count('gpus')}")
+
+
+@irdl_op_definition
+class AllReduceOp(CollectiveBase):
+    """An all-reduce (sum): the result has the type of the input."""
+
+    name = "nv.all_reduce"
+
+    def verify_(self) -> None:
+        super().verify_()
         if self.input.type != self.result.type:
             raise VerifyException("nv.all_reduce: the result has the type of the input")
 
 
+@irdl_op_definition
+class AllGatherOp(CollectiveBase):
+    """An NCCL all-gather: every GPU's buffer side by side on every GPU."""
+
+    name = "nv.all_gather"
+
+
 Nv = Dialect(
     "nv",
-    [ProgramOp, BufferOp, OutputOp, KernelOp, LaunchOp, AllReduceOp],
+    [ProgramOp, BufferOp, OutputOp, KernelOp, LaunchOp, AllReduceOp, AllGatherOp],
     [BufferType],
 )

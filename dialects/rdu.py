@@ -2,10 +2,10 @@
 
 A module holds one `rdu.program` (the decode step: declared buffers, `rdu.call`s of kernels in
 order, `rdu.output`) and the `rdu.kernel`s it calls. A kernel is a spatial pipeline of
-`rdu.stage`s (each on its own PCUs and PMUs, with its work per invocation) and `rdu.all_reduce`
-collectives, or one `rdu.loop` holding them (a looped kernel). Work is `#cost.work<c + b*B + bs*B*S>`,
-affine in the batch `B` and in batch times context `B*S`, so one program serves every run size;
-a prefill program (one with a `prompt`) also has terms in the prompt `P`.
+`rdu.stage`s (each on its own PCUs and PMUs, with its work per invocation) and collectives
+(`rdu.all_reduce`, `rdu.all_gather`), or one `rdu.loop` holding them (a looped kernel). Work is
+`#cost.work<c + b*B + bs*B*S>`, affine in the batch `B` and in batch times context `B*S`, so one
+program serves every run size; a prefill program (one with a `prompt`) also has terms in the prompt `P`.
 Everything inside a program is per socket; `sockets` says how many run it side by side.
 """
 
@@ -121,7 +121,7 @@ class OutputOp(target_ops.OutputBase):
 class KernelOp(df.FuncLikeBase):
     """A fused kernel: a spatial pipeline of stages and collectives on one socket, ended by `rdu.return`.
 
-    Its body is `rdu.stage`s and `rdu.all_reduce`s in pipeline order, or one `rdu.loop` holding
+    Its body is `rdu.stage`s and collectives in pipeline order, or one `rdu.loop` holding
     them. `pcus`/`pmus` are the sums over its stages and must fit the program's chip budget.
     """
 
@@ -140,11 +140,11 @@ class KernelOp(df.FuncLikeBase):
         first = self.body.block.first_op
         return first if isinstance(first, LoopOp) else None
 
-    def pipeline(self) -> tuple[list[StageOp | AllReduceOp], int]:
+    def pipeline(self) -> tuple[list[StageOp | CollectiveBase], int]:
         """The stages and collectives in pipeline order, and how often they run per call (the trip count)."""
         loop = self.loop
         block = loop.body.block if loop else self.body.block
-        ops = [op for op in block.ops if isinstance(op, StageOp | AllReduceOp)]
+        ops = [op for op in block.ops if isinstance(op, StageOp | CollectiveBase)]
         return ops, loop.trip_count.value.data if loop else 1
 
     def stages(self) -> list[StageOp]:
@@ -369,14 +369,12 @@ class StageOp(target_ops.OperatorWorkBase):
             raise VerifyException(f"{name}: sram_bytes cannot be negative")
         self.verify_work(name)
 
-@irdl_op_definition
-class AllReduceOp(IRDLOperation):
-    """A sum across `sockets` sockets over the peer-to-peer network, after a row-split projection.
+class CollectiveBase(IRDLOperation):
+    """An exchange between `sockets` sockets over the peer-to-peer network, inside a kernel.
 
     `bytes` is the message each socket contributes; the algorithm and link costs are the simulator's.
     """
 
-    name = "rdu.all_reduce"
     bytes = prop_def(Work)
     sockets = prop_def(IntegerAttr[I64])
     traits = traits_def(HasParent(KernelOp, LoopOp))
@@ -389,15 +387,29 @@ class AllReduceOp(IRDLOperation):
     def verify_(self) -> None:
         sockets = self.sockets.value.data
         if sockets < 2:
-            raise VerifyException("rdu.all_reduce: a collective needs at least 2 sockets")
+            raise VerifyException(f"{self.name}: a collective needs at least 2 sockets")
         kernel = self.parent_op()
         if isinstance(kernel, LoopOp):
             kernel = kernel.parent_op()
         # HasParent makes `kernel` an rdu.kernel; a kernel outside a module has no program to match.
         program = cast(KernelOp, kernel)._program()
         if program is not None and sockets != program.count("sockets"):
-            raise VerifyException(f"rdu.all_reduce: sums over {sockets} sockets in a program that runs on "
+            raise VerifyException(f"{self.name}: exchanges over {sockets} sockets in a program that runs on "
                                   f"{program.count('sockets')}")
+
+
+@irdl_op_definition
+class AllReduceOp(CollectiveBase):
+    """A sum across the sockets, after a row-split projection."""
+
+    name = "rdu.all_reduce"
+
+
+@irdl_op_definition
+class AllGatherOp(CollectiveBase):
+    """Every socket's message to every socket (the sampling candidates of a vocabulary split)."""
+
+    name = "rdu.all_gather"
 
 
 def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffic: Mapping[str, Work],
@@ -419,6 +431,6 @@ def make_stage(stage_name: str, operators: Sequence[str], *, flops: Work, traffi
 
 Rdu = Dialect(
     "rdu",
-    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp],
+    [ProgramOp, BufferOp, CallOp, OutputOp, KernelOp, ReturnOp, LoopOp, StageOp, AllReduceOp, AllGatherOp],
     [BufferType],
 )

@@ -267,6 +267,30 @@ def _sample(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> TensorShap
     return TensorShape(ops[0].shape[:-1], "int32")
 
 
+CANDIDATE_DTYPE = "int32"
+"""A candidate of `top_k` is two int32 words: its logit's bits (as an fp32) and its vocabulary index."""
+
+
+def _top_k(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> TensorShape:
+    """logits[..., V] -> the `k` largest with their indices, int32[..., 2k] (a value and an index each)."""
+    _count(ops, 1, "top_k")
+    k = _int_attr(attrs_, "k", "top_k")
+    width = ops[0].shape[-1] if ops[0].shape else None
+    if not isinstance(width, int) or k > width:
+        raise ShapeError(f"top_k: k ({k}) must not exceed the logits' width, {width}", 0)
+    return TensorShape((*ops[0].shape[:-1], 2 * k), CANDIDATE_DTYPE)
+
+
+def _all_gather(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> TensorShape:
+    """x[..., n] on each of `sockets` sockets -> every socket's x side by side, [..., n * sockets]."""
+    _count(ops, 1, "all_gather")
+    sockets = _int_attr(attrs_, "sockets", "all_gather")
+    width = ops[0].shape[-1] if ops[0].shape else None
+    if not isinstance(width, int):
+        raise ShapeError(f"all_gather: the last dimension must be a number, got {width}", 0)
+    return TensorShape((*ops[0].shape[:-1], width * sockets), ops[0].dtype)
+
+
 def _moe_router(ops: Sequence[TensorShape], attrs_: Mapping[str, int]) -> TensorShape:
     scores = _projection("moe_router")(ops, attrs_)
     top_k = _int_attr(attrs_, "top_k", "moe_router")
@@ -315,6 +339,8 @@ RULES: dict[str, Callable[[Sequence[TensorShape], Mapping[str, int]], TensorShap
     "mul": _elementwise("mul", 2),
     "add": _elementwise("add", 2),
     "all_reduce": _elementwise("all_reduce", 1),
+    "all_gather": _all_gather,
+    "top_k": _top_k,
     "lm_head": _lm_head,
     "sample": _sample,
     "moe_router": _moe_router,
@@ -328,6 +354,8 @@ OPERATOR_ATTRS: dict[str, tuple[str, ...]] = {
     "mla_attention": ("heads", "rope_dim", "v_head"),
     "moe_router": ("top_k",),
     "moe_experts": ("top_k",),
+    "top_k": ("k",),
+    "all_gather": ("sockets",),
 }
 """The integer attributes each operator takes (all required); operators not listed take none."""
 

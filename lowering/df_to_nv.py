@@ -49,7 +49,7 @@ def lower_kernel(kernel: df.KernelOp, activations: str) -> nv.KernelOp:
     for op in kernel.body.block.ops:
         if isinstance(op, df.ReturnOp):
             continue
-        if not isinstance(op, df.OperatorBase) or isinstance(op, df.AllReduceOp):
+        if not isinstance(op, df.OperatorBase) or isinstance(op, df.CollectiveBase):
             raise LoweringError(
                 f"df-to-nv: kernel @{name} holds {op.name}; a GPU kernel holds operators only "
                 "(run gpu-partition, which leaves all-reduces as NCCL calls)"
@@ -72,9 +72,11 @@ def _lower_op(op: Operation, values: dict[SSAValue, SSAValue], gpus: int) -> Ope
     if isinstance(op, df.LaunchOp):
         return nv.LaunchOp(op.callee.string_value(), [values[a] for a in op.args],
                            [buffer_type(df.tensor_type(t)) for t in op.res.types])
-    if isinstance(op, df.AllReduceOp):
+    if isinstance(op, df.CollectiveBase):
         if gpus < 2:
             return None
+        if isinstance(op, df.AllGatherOp):
+            return nv.AllGatherOp(values[op.x], Work.of_bytes(op.x.type), gpus, buffer_type(op.result.type))
         return nv.AllReduceOp(values[op.x], Work.of_bytes(op.x.type), gpus)
     if isinstance(op, df.OutputOp):
         return nv.OutputOp(*(values[v] for v in op.values))

@@ -3,7 +3,7 @@
 The `df.graph` becomes one `rdu.program` whose declarations are `rdu.buffer`s and whose launches
 are `rdu.call`s. Each `df.kernel` becomes an `rdu.kernel`: one `rdu.stage` per heavy operator,
 the light operators (norms, activations, elementwise) merged into the next heavy stage (or the
-previous one when none follows), an `rdu.all_reduce` per collective, and an `rdu.loop` for a
+previous one when none follows), an `rdu.all_reduce` or `rdu.all_gather` per collective, and an `rdu.loop` for a
 `df.loop`. Each stage gets its work per invocation (FLOPs, bytes per tier, B and S symbolic) and
 a share of the socket's usable PCUs and PMUs in proportion to its FLOPs and its bytes moved at
 the program's batch and context (and prompt, for a prefill graph, which keeps its `prompt`).
@@ -81,7 +81,7 @@ class _StageDraft:
     work: OperatorWork
 
 
-Pipeline = list[_StageDraft | rdu.AllReduceOp]
+Pipeline = list[_StageDraft | rdu.CollectiveBase]
 
 
 def _summed(ops: Sequence[df.OperatorBase], run: _Run) -> OperatorWork:
@@ -96,10 +96,11 @@ def _group(ops: Sequence[df.OperatorBase], run: _Run) -> Pipeline:
     for op in ops:
         if not isinstance(op, df.OperatorBase):
             raise LoweringError(f"df-to-rdu: {op.name} cannot appear in a kernel body")
-        if isinstance(op, df.AllReduceOp):
-            # On one socket there is nothing to reduce: the collective vanishes.
+        if isinstance(op, df.CollectiveBase):
+            # On one socket there is nothing to exchange: the collective vanishes.
             if run.tp >= 2:
-                pipeline.append(rdu.AllReduceOp(Work.of_bytes(op.x.type), run.tp))
+                collective = rdu.AllGatherOp if isinstance(op, df.AllGatherOp) else rdu.AllReduceOp
+                pipeline.append(collective(Work.of_bytes(op.x.type), run.tp))
         elif op.HEAVY:
             grouped = [*light, op]
             pipeline.append(_StageDraft(op.operator, [o.operator for o in grouped], _summed(grouped, run)))
@@ -281,7 +282,7 @@ class DfToRdu(StagedPass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         self.expect(op)
         graph = df.the_graph(op, "df-to-rdu")
-        if (stray := next((o for o in graph.body.block.ops if isinstance(o, df.AllReduceOp)), None)) is not None:
+        if (stray := next((o for o in graph.body.block.ops if isinstance(o, df.CollectiveBase)), None)) is not None:
             raise LoweringError(
                 f"df-to-rdu: {describe(stray)} is outside a kernel, where gpu-partition leaves it for a GPU: "
                 "run fuse instead for an RDU"

@@ -4,8 +4,9 @@
 launches) a decode step pays: `none` puts every operator in its own kernel (an unfused compiler or
 a GPU runtime), `block` cuts each layer after every residual add (attention and MLP as two
 kernels), `layer` makes a whole decoder layer, collectives included, one kernel (what SN40L
-does). At graph level the embedding and the sampling are kernels of their own, and the operators
-between them form maximal groups. Every group is a contiguous run in program order, so it is
+does). At graph level the embedding and the sampler (the sample, with the top-k and the gather of
+candidates that precede it on split logits) are kernels of their own, and the operators between
+them form maximal groups. Every group is a contiguous run in program order, so it is
 convex: no path leaves a group and comes back. Kernels with structurally identical bodies are one
 symbol, so the layers of a stack launch one kernel. Afterwards the graph holds declarations,
 `df.launch`es and `df.output` only, and no `df.layer` remains.
@@ -30,8 +31,11 @@ from dfdsl.lowering.stages import Stage, StagedPass
 
 MODES = ("none", "block", "layer")
 
-SOLO_OPERATORS = (df.EmbeddingOp, df.SampleOp)
+SOLO_OPERATORS = (df.EmbeddingOp,)
 """Graph-level operators that are always a kernel of their own."""
+SAMPLING_OPERATORS = (df.TopKOp, df.AllGatherOp, df.SampleOp)
+"""Graph-level operators that together are always a kernel of their own, the sampler: on split
+logits, each socket's top-k, the gather of the candidates, and the sample among them."""
 
 
 def _type_key(type_: Attribute) -> Hashable:
@@ -181,14 +185,17 @@ def _replace_call(call: df.CallOp, layer: _FusedLayer, rewriter: PatternRewriter
 
 
 def _graph_runs(block: Block, mode: str) -> list[list[df.OperatorBase]]:
-    """Maximal runs of graph-level operators, broken by launches, by the output, and around
-    operators that are kernels of their own; declarations do not break a run."""
+    """Maximal runs of graph-level operators, broken by launches, by the output, around operators
+    that are kernels of their own and around the sampler; declarations do not break a run."""
     runs: list[list[df.OperatorBase]] = [[]]
     for op in block.ops:
-        if isinstance(op, df.OperatorBase) and not (mode == "none" or isinstance(op, SOLO_OPERATORS)):
-            runs[-1].append(op)
-        elif isinstance(op, df.OperatorBase):
+        if isinstance(op, df.OperatorBase) and (mode == "none" or isinstance(op, SOLO_OPERATORS)):
             runs += [[op], []]
+        elif isinstance(op, df.OperatorBase):
+            sampling = isinstance(op, SAMPLING_OPERATORS)
+            if runs[-1] and isinstance(runs[-1][-1], SAMPLING_OPERATORS) != sampling:
+                runs.append([])
+            runs[-1].append(op)
         elif not isinstance(op, df.DECLS):
             runs.append([])
     return [run for run in runs if run]

@@ -10,11 +10,12 @@ layer l and the RMS norm that starts layer l+1 are one kernel. Then, on the data
 - the light operators (norms, rotary, activations, elementwise) between two heavy kernels form
   one kernel: add + RMS norm, rotary of q and k, silu * mul;
 - attention, embedding, sampling and MoE operators are kernels of their own;
-- a `df.all_reduce` stays a graph-level operator: an NCCL call, not a kernel of ours.
+- a collective (`df.all_reduce`, `df.all_gather`) stays a graph-level operator: an NCCL call, not
+  a kernel of ours.
 
 Operators are grouped by a level that grows by one across every heavy operator, so a group never
 has a path leaving it and coming back (it is convex). Kernels with identical bodies are one
-symbol. Afterwards the graph holds declarations, `df.launch`es, `df.all_reduce`s and `df.output`.
+symbol. Afterwards the graph holds declarations, `df.launch`es, collectives and `df.output`.
 Kernel looping does not exist on a GPU: every kernel is a synchronization boundary, and a
 looped (`df.loop`) module is refused.
 """
@@ -132,7 +133,7 @@ class _Partition:
 def _emit(group: list[df.OperatorBase], kernels: Kernels, values: dict[SSAValue, SSAValue],
           output: Operation, rewriter: PatternRewriter) -> None:
     """Moves the group's declarations before `output`, then launches the group's kernel there
-    (an all-reduce stays an operator). `values` maps old results to their replacements."""
+    (a collective stays an operator). `values` maps old results to their replacements."""
     outline = Group.of(group)
     for arg in outline.args:
         decl = arg.owner
@@ -141,10 +142,10 @@ def _emit(group: list[df.OperatorBase], kernels: Kernels, values: dict[SSAValue,
             rewriter.insert(decl, InsertPoint.before(output))
             values[arg] = arg
     args = [values[a] for a in outline.args]
-    new: df.AllReduceOp | df.LaunchOp
-    if isinstance(group[0], df.AllReduceOp):
-        (reduce,) = group
-        new = df.AllReduceOp(*args, result_type=reduce.result.type)
+    new: df.CollectiveBase | df.LaunchOp
+    first = group[0]
+    if isinstance(first, df.CollectiveBase):  # alone in its group
+        new = type(first)(*args, result_type=first.result.type, **first.int_attrs())
         results = list(new.results)
     else:
         name = kernel_name(group)

@@ -399,7 +399,7 @@ def _loop_run(
 class KernelLooping(StagedPass):
     """Loop every run of at least `min_calls` chained launches of one kernel (see the module doc).
 
-    With `remarks`, say on stderr why launches of one kernel were left unlooped.
+    With `remarks`, say on stderr what was looped, and why launches of one kernel were left unlooped.
     """
 
     name = "kernel-looping"
@@ -416,15 +416,21 @@ class KernelLooping(StagedPass):
                 "a loop of one launch saves nothing"
             )
         runs, remarks = find_runs(op, self.min_calls)
-        if self.remarks:
-            for remark in remarks:
-                print(f"remark: kernel-looping: {remark.message}", file=sys.stderr)
         # The runs are found on the whole graph before any rewrite, so this is one rewrite over
         # the module rather than a walker of local patterns.
         rewriter = PatternRewriter(InsertPoint.at_end(op.body.block))
         made: dict[tuple[str, int], str] = {}
         for run in runs:
             _loop_run(run, op, rewriter, made)
+        if self.remarks:
+            said = [(run.first, f"looped launches {run.indices.start}..{run.indices.stop - 1} of @{run.kernel} "
+                                f"into one launch of @{made[run.kernel, len(run.launches)]}") for run in runs]
+            said += [(remark.launches[0], remark.message) for remark in remarks]
+            for _, message in sorted(said):
+                print(f"remark: kernel-looping: {message}", file=sys.stderr)
+            if not said:
+                print("remark: kernel-looping: nothing to loop: no kernel is launched twice in a row",
+                      file=sys.stderr)
         launched = {_callee(o) for o in op.walk() if isinstance(o, df.LaunchOp)}
         for kernel in dict.fromkeys(run.kernel for run in runs):
             if kernel not in launched:

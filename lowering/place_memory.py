@@ -9,7 +9,8 @@ SRAM to HBM and HBM to DDR, KV caches before weights so that weights stay in HBM
 named explicitly for a tensor class is honoured: those tensors never spill, and when what remains
 does not fit, `CapacityError` says by how much and what to do. Each spill is a warning on stderr.
 Moved tensors change type, so the kernels and layers they are passed to change signature too
-(a callee that would need two signatures is cloned).
+(a callee that would need two signatures is cloned). A weight tied to another holds no bytes of
+its own and goes where its storage goes.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import math
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import attrs
 from xdsl.context import Context
-from xdsl.dialects.builtin import FunctionType, ModuleOp, StringAttr, SymbolRefAttr
+from xdsl.dialects.builtin import ArrayAttr, FunctionType, ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.ir import Attribute, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import SymbolTable
@@ -45,9 +46,14 @@ _LAYER_INDEX = re.compile(r"(?<=\.)(\d+|\{\d+\.\.\d+\})(?=\.)")
 
 
 class CapacityError(LoweringError):
-    """The tensors do not fit the sockets' memories, even after spilling what may spill."""
+    """The tensors do not fit the sockets' memories, even after spilling what may spill:
+    `problem` says what each socket must hold, and the message adds what to do (`hint`)."""
 
     code = "E021"
+
+    def __init__(self, problem: str, hint: str = ""):
+        super().__init__(f"{problem}; {hint}" if hint else problem)
+        self.problem = problem
 
 
 def group_name(tensor_name: str) -> str:
@@ -93,34 +99,47 @@ def _gb(num_bytes: float) -> str:
     return f"{num_bytes / GB:.1f} GB"
 
 
-def tensor_groups(graph: df.GraphOp) -> list[TensorGroup]:
-    """The graph's declarations grouped by tensor (across layers) and tier, sized per socket."""
-    return Placement(graph).groups(graph.batch.value.data, graph.context.value.data + graph.tokens.value.data)
+def _amount(num_bytes: int) -> str:
+    """GB to one decimal, or bytes when that would read 0.0 GB."""
+    return _gb(num_bytes) if num_bytes >= GB / 20 else f"{num_bytes:,} bytes"
+
+
+def tensor_groups(graph: df.GraphOp, types: Mapping[SSAValue, df.TensorType] | None = None,
+                  placed: Mapping[str, str] | None = None) -> list[TensorGroup]:
+    """The graph's declarations grouped by tensor (across layers) and tier, sized per socket for
+    the graph's run (`Placement` says how `types` and `placed` change them)."""
+    return Placement(graph, types, placed).groups(graph.batch.value.data,
+                                                  graph.context.value.data + graph.tokens.value.data)
 
 
 class Placement:
     """The placement problem of one graph: its tensor groups as declared, each sized as a
-    polynomial in B and S, so that a plan at any batch and tokens cached is quick."""
+    polynomial in B and S, so that a plan at any batch and tokens cached is quick. The groups are
+    as typed, or as `types` says for the declarations it has (a sharding not made yet); a class in
+    `placed` (class to tier) is placed there explicitly, whatever the graph says."""
 
-    def __init__(self, graph: df.GraphOp):
+    def __init__(self, graph: df.GraphOp, types: Mapping[SSAValue, df.TensorType] | None = None,
+                 placed: Mapping[str, str] | None = None):
         self.graph = graph
-        explicit_classes = graph.classes_placed_explicitly()
+        explicit_classes = graph.classes_placed_explicitly() | set(placed or {})
         explicit_tensors = graph.tensors_placed_explicitly()
         shapes: dict[tuple[str, str], TensorGroup] = {}
-        types: dict[tuple[str, str], list[df.TensorType]] = defaultdict(list)
+        sized: dict[tuple[str, str], list[df.TensorType]] = defaultdict(list)
         for op in graph.body.block.ops:
-            if not isinstance(op, df.DeclBase):
-                continue
-            type_ = op.result.type
+            if not isinstance(op, df.DeclBase) or (isinstance(op, df.WeightOp) and op.tied_to is not None):
+                continue  # a tied weight holds no bytes: it is placed with its storage
+            type_ = (types or {}).get(op.result, op.result.type)
+            if placed and op.PLACEMENT_CLASS in placed:
+                type_ = type_.with_tier(placed[op.PLACEMENT_CLASS])
             name, tensor_class = group_name(op.tensor_name.data), op.PLACEMENT_CLASS
             key = (name, type_.tier_name)
             if key not in shapes:
                 explicit = tensor_class in explicit_classes or bool({name, op.tensor_name.data} & explicit_tensors)
                 shapes[key] = TensorGroup(name, tensor_class, type_.tier_name, 0, type_.dtype, explicit)
             shapes[key].decls.append(op)
-            types[key].append(df.tensor_type(type_))
+            sized[key].append(df.tensor_type(type_))
         self._shapes = list(shapes.values())
-        self.sizes = [_size(types[key], graph.prompt_tokens) for key in shapes]
+        self.sizes = [_size(sized[key], graph.prompt_tokens) for key in shapes]
 
     def groups(self, batch: int, tokens_cached: int) -> list[TensorGroup]:
         """The groups in their declared tiers, sized for `batch` sequences of `tokens_cached` tokens."""
@@ -132,26 +151,10 @@ class Placement:
         return sum((size.at(batch, tokens_cached) for g, size in zip(self._shapes, self.sizes) if g.tier == tier),
                    0 * batch)
 
-    def plan(self, hw: Hardware | GpuHardware, batch: int, tokens_cached: int) -> tuple[list[TensorGroup], list[str]]:
-        """Decides every group's tier; returns the groups and one warning per spill.
-
-        Raises `CapacityError` when a tier still overflows after everything that may move has moved.
-        """
-        groups = self.groups(batch, tokens_cached)
-        warnings = []
-        for index, tier in enumerate(TIER_ORDER):
-            capacity = hw.capacity_bytes(tier)
-            while (used := _used(groups, tier)) > capacity:
-                group = _next_spill(groups, tier, used - capacity) if index + 1 < len(TIER_ORDER) else None
-                if group is None:
-                    raise _capacity_error(self.graph, groups, tier, hw)
-                group.tier = TIER_ORDER[index + 1]
-                warnings.append(
-                    f"warning: place-memory: {tier} overflows: {_gb(used)} per socket, capacity "
-                    f"{_gb(capacity)} (GB = 10^9 bytes); moved {group.tensor_class} {group.name} "
-                    f"({_gb(group.bytes_per_socket)} per socket) to {group.tier}"
-                )
-        return groups, warnings
+    def plan(self, hw: Hardware | GpuHardware, batch: int, tokens_cached: int,
+             sockets: int = 0) -> tuple[list[TensorGroup], list[str]]:
+        """Decides every group's tier at `batch` and `tokens_cached` (`plan_placement`)."""
+        return plan_placement(self.graph, hw, self.groups(batch, tokens_cached), sockets)
 
 
 def _used(groups: Sequence[TensorGroup], tier: str) -> int:
@@ -171,40 +174,67 @@ def _next_spill(groups: Sequence[TensorGroup], tier: str, overflow: int) -> Tens
     return None
 
 
-def _sockets_needed(total_bytes: int, capacity_per_socket: int) -> int:
-    """The smallest power of two of sockets whose combined capacity holds `total_bytes`."""
-    return 2 ** math.ceil(math.log2(max(1, math.ceil(total_bytes / capacity_per_socket))))
-
-
-def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str,
-                    hw: Hardware | GpuHardware) -> CapacityError:
-    """The message: what the tier must hold, what the sockets have, and what to do."""
-    sockets = graph.tp.value.data
+def _capacity_error(graph: df.GraphOp, groups: Sequence[TensorGroup], tier: str, hw: Hardware | GpuHardware,
+                    sockets: int) -> CapacityError:
+    """The message: what each socket must hold in the tier, of which classes, and what it has."""
     capacity = hw.capacity_bytes(tier)
     by_class: dict[str, int] = defaultdict(int)
     dtypes = set()
     for g in groups:
         if g.tier == tier:
-            by_class[g.tensor_class] += g.bytes_per_socket * sockets
-            dtypes.add(g.dtype)
-    total = sum(by_class.values())
-    # Parts under 1% of the total (the token inputs) only add noise to the message.
-    needs = " and ".join(
-        f"{_gb(b)} of {'KV cache' if c == df.KvCacheOp.PLACEMENT_CLASS else c}"
-        for c, b in sorted(by_class.items(), key=lambda item: -item[1]) if b >= 0.01 * total
-    )
+            by_class[g.tensor_class] += g.bytes_per_socket
+            if g.tensor_class in SPILL_PRIORITY:  # the model's dtype, not its token ids'
+                dtypes.add(g.dtype)
+    per_socket = sum(by_class.values())
+    parts = ", ".join(f"{_amount(b)} of {'KV cache' if c == df.KvCacheOp.PLACEMENT_CLASS else c}"
+                      for c, b in sorted(by_class.items(), key=lambda item: -item[1]) if b)
     dtype = f" in {dtypes.pop().upper()}" if len(dtypes) == 1 else ""
+    where = f"its {hw.unit}" if sockets == 1 else f"each of its {sockets} {hw.unit}s"
     fixes = []
     slower = TIER_ORDER.index(tier) + 1
     if slower < len(TIER_ORDER):
         fixes.append(f"place {max(by_class, key=lambda c: by_class[c])} in {TIER_ORDER[slower]}")
-    fixes.append(f"use {_sockets_needed(total, capacity)} sockets")
     return CapacityError(
-        f"place-memory: {graph.sym_name.data}{dtype} needs {needs} in {tier} "
-        f"({_gb(total / sockets)} per socket, replicated tensors counted on every socket); "
-        f"{sockets} socket{'s have' if sockets > 1 else ' has'} {_gb(sockets * capacity)} of {tier} "
-        f"(GB = 10^9 bytes): {', or '.join(fixes)}"
+        f"place-memory: {graph.sym_name.data}{dtype} does not fit in {tier}: {where} must hold "
+        f"{_amount(per_socket)} there ({parts}; its share of each split tensor, the whole of each "
+        f"replicated one) and has {_amount(capacity)} (GB = 10^9 bytes)",
+        ", or ".join(fixes),
     )
+
+
+def plan_placement(graph: df.GraphOp, hw: Hardware | GpuHardware,
+                   groups: list[TensorGroup] | None = None, sockets: int = 0) -> tuple[list[TensorGroup], list[str]]:
+    """Decides every group's tier (of `groups`, by default the graph's as typed, on `sockets`, by
+    default the graph's); returns the groups and one warning per spill.
+
+    Raises `CapacityError` when a tier still overflows after everything that may move has moved.
+    """
+    groups = tensor_groups(graph) if groups is None else groups
+    warnings = []
+    for index, tier in enumerate(TIER_ORDER):
+        capacity = hw.capacity_bytes(tier)
+        while (used := _used(groups, tier)) > capacity:
+            group = _next_spill(groups, tier, used - capacity) if index + 1 < len(TIER_ORDER) else None
+            if group is None:
+                raise _capacity_error(graph, groups, tier, hw, sockets or graph.tp.value.data)
+            group.tier = TIER_ORDER[index + 1]
+            warnings.append(
+                f"warning: place-memory: {tier} overflows: {_gb(used)} per socket, capacity "
+                f"{_gb(capacity)} (GB = 10^9 bytes); moved {group.tensor_class} {group.name} "
+                f"({_gb(group.bytes_per_socket)} per socket) to {group.tier}"
+            )
+    return groups, warnings
+
+
+def place_class(module: ModuleOp, tensor_class: str, tier: str) -> None:
+    """Puts every declaration of `tensor_class` in `tier`, explicitly, as the `.dfl` rule
+    `tensor_class -> tier` would have (for trying a placement without editing the file)."""
+    graph = df.the_graph(module, "place-memory")
+    for decl in [d for d in graph.body.block.ops if isinstance(d, df.DeclBase) and d.PLACEMENT_CLASS == tensor_class]:
+        _retype(decl.result, decl.result.type.with_tier(tier))
+    explicit = sorted(graph.classes_placed_explicitly() | {tensor_class})
+    graph.properties["explicit_tiers"] = ArrayAttr(StringAttr(c) for c in explicit)
+    _retype_callees(module, graph)
 
 
 def _retype_callees(module: ModuleOp, graph: df.GraphOp) -> None:
@@ -305,4 +335,8 @@ class PlaceMemory(StagedPass):
                 type_ = decl.result.type
                 if type_.tier_name != group.tier:
                     _retype(decl.result, type_.with_tier(group.tier))
+        for weight in [w for w in graph.body.block.ops if isinstance(w, df.WeightOp)]:
+            storage = weight.storage()
+            if storage is not None and storage.result.type.tier_name != weight.result.type.tier_name:
+                _retype(weight.result, weight.result.type.with_tier(storage.result.type.tier_name))
         _retype_callees(op, graph)

@@ -5,14 +5,15 @@ feeding q, k and v are column-split, the caches keep their socket's KV heads, an
 reading the attention output is row-split and followed by a `df.all_reduce`. A gated MLP
 (`mul(silu(x @ w_gate), x @ w_up) @ w_down`) and routed experts are split along the FFN width,
 with an all-reduce after the row-split part. Latent attention (MLA) splits its heads but keeps the
-latent cache whole on every socket. The LM head is split over the vocabulary. Everything else is
+latent cache whole on every socket. The LM head is split over the vocabulary, so sampling becomes a
+per-socket top-k, an all-gather of the candidates and a sample among them. Everything else is
 replicated. Weights are split where they are declared: a layer argument's new type is carried to
 the `df.weight`/`df.kv_cache` each `df.call` passes for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -29,15 +30,25 @@ from dfdsl.lowering.stages import Stage, StagedPass
 
 
 class ShardingError(LoweringError):
-    """The model does not divide over the sockets (heads, KV heads, FFN width, vocabulary)."""
+    """The model does not divide over the sockets (heads, KV heads, FFN width, vocabulary):
+    `problem` says which split fails, and the message adds what to do (`hint`)."""
 
     code = "E020"
 
+    def __init__(self, problem: str, hint: str = ""):
+        super().__init__(f"{problem}; {hint}" if hint else problem)
+        self.problem = problem
 
-def _socket_counts(fits: Callable[[int], bool], limit: int) -> str:
-    """The socket counts up to `limit` for which `fits(n)` holds, as `1, 2 or 4`."""
-    counts = [str(n) for n in range(1, limit + 1) if fits(n)]
-    return ", ".join(counts[:-1]) + " or " + counts[-1] if len(counts) > 1 else counts[0]
+
+MAX_SOCKETS = 1024
+"""The largest socket count a hint considers (the largest a run may ask for)."""
+
+
+def counts_text(counts: Sequence[int], unit: str = "socket") -> str:
+    """`1, 2 or 4 sockets`, `1 socket`."""
+    words = [str(n) for n in counts]
+    listed = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
+    return f"{listed} {unit}{'' if list(counts) == [1] else 's'}"
 
 
 @dataclass
@@ -52,6 +63,8 @@ class _Plan:
     new_attrs: dict[df.OperatorBase, dict[str, int]] = field(default_factory=dict)
     reduced: list[df.OperatorBase] = field(default_factory=list)
     """Operators whose partial results are summed across sockets by a new all-reduce."""
+    sampled: list[df.SampleOp] = field(default_factory=list)
+    """Samples of vocabulary-split logits: each becomes a top-k, an all-gather and a sample."""
 
     def fail(self, message: str) -> ShardingError:
         return ShardingError(f"shard-tensor-parallel: {self.where}: {message}")
@@ -79,10 +92,7 @@ class _Plan:
         if not isinstance(width, int):
             raise self.fail(f"{what} has width {width}, which is not a number and cannot be split")
         if width % self.sockets:
-            raise self.fail(
-                f"{what} has width {width}, which does not divide over {self.sockets} sockets; "
-                f"use {_socket_counts(lambda n: width % n == 0, min(width, 64))} sockets"
-            )
+            raise self.fail(f"{what} has width {width}, which does not divide over {self.sockets} sockets")
         self.retype(value, dims[:dim] + (width // self.sockets,) + dims[dim + 1 :])
 
     def column_split(self, linear: df.LinearOp, width: int) -> None:
@@ -136,7 +146,7 @@ def _plan_attention(op: df.AttentionOp, plan: _Plan) -> None:
         raise plan.fail(
             f"{n} sockets cannot split attention with {heads} heads and {kv_heads} KV heads: the "
             "heads must divide evenly over the sockets, and the KV heads over the sockets or the "
-            f"sockets over the KV heads; use {_socket_counts(fits, heads)} sockets"
+            "sockets over the KV heads"
         )
     local_kv = kv_heads // n if kv_heads % n == 0 else 1
     # The attention shape rule, which the verifier applied, makes both head widths numbers.
@@ -162,10 +172,7 @@ def _plan_mla_attention(op: df.MlaAttentionOp, plan: _Plan) -> None:
     n = plan.sockets
     heads = op.heads.value.data
     if heads % n:
-        raise plan.fail(
-            f"{n} sockets cannot split latent attention with {heads} heads; "
-            f"use {_socket_counts(lambda s: heads % s == 0, heads)} sockets"
-        )
+        raise plan.fail(f"{n} sockets cannot split latent attention with {heads} heads")
     q_linear = _producer(op.q, (df.RopeOp,))
     if q_linear is None:
         raise plan.fail("the latent attention query is not computed by a df.linear, so it cannot be split by heads")
@@ -197,10 +204,7 @@ def _plan_gated_mlp(mul: df.MulOp, plan: _Plan) -> None:
     if not isinstance(ffn, int):
         raise plan.fail("the MLP width (ffn) must be a number")
     if ffn % plan.sockets:
-        raise plan.fail(
-            f"the MLP width (ffn) {ffn} does not divide over {plan.sockets} sockets; "
-            f"use {_socket_counts(lambda s: ffn % s == 0, min(ffn, 64))} sockets"
-        )
+        raise plan.fail(f"the MLP width (ffn) {ffn} does not divide over {plan.sockets} sockets")
     for linear in (gate, up):
         plan.column_split(linear, ffn // plan.sockets)
     plan.row_split(down, "MLP down projection")
@@ -214,10 +218,27 @@ def _plan_moe_experts(op: df.MoeExpertsOp, plan: _Plan) -> None:
     plan.reduced.append(op)
 
 
+SAMPLE_CANDIDATES = 1
+"""Candidates each socket offers a sample of split logits (`df.top_k`'s k). One is enough for
+greedy decoding (the argmax) and for sampling from the whole distribution (the Gumbel-max trick:
+the best of the noised logits is a sample), so only a top-k or top-p sampler would need more."""
+
+
 def _plan_lm_head(op: df.LmHeadOp, plan: _Plan) -> None:
-    """Column-split over the vocabulary. `df.sample` then picks from the local shard; choosing
-    among the sockets' candidates is a reduction of B values, too small to model as an op."""
+    """Column-split over the vocabulary. Each socket then holds a share of the logits, so a
+    `df.sample` of them (directly or through light operators) would pick from that share alone:
+    it becomes the socket's `df.top_k` of its share, a `df.all_gather` of every socket's
+    candidates (values and indices), and the sample among those, as a real system does."""
     plan.split(op.w, 1, "the LM head (vocab)")
+    values, seen = [op.result], set()
+    while values:
+        for use in values.pop().uses:
+            user = use.operation
+            if isinstance(user, df.SampleOp) and user not in plan.sampled:
+                plan.sampled.append(user)
+            elif isinstance(user, df.LightOperatorBase) and user not in seen:
+                seen.add(user)
+                values.append(user.result)
 
 
 def _plan_block(block: Block, sockets: int, where: str) -> _Plan:
@@ -266,6 +287,17 @@ def _apply(plan: _Plan, layers: dict[str, df.LayerOp], rewriter: PatternRewriter
             layer = layers[op.callee.string_value()]
             for result, result_type in zip(op.res, layer.function_type.outputs.data):
                 rewriter.replace_value_with_new_type(result, result_type)
+    for sample in plan.sampled:
+        top_k = _operator(df.TopKOp, sample.logits, k=SAMPLE_CANDIDATES)
+        gather = _operator(df.AllGatherOp, top_k.result, sockets=plan.sockets)
+        rewriter.insert([top_k, gather], InsertPoint.before(sample))
+        sample.operands[0] = gather.result
+
+
+def _operator(cls: type[df.OperatorBase], x: SSAValue, **int_attrs: int) -> df.OperatorBase:
+    """A new one-operand operator on `x`, its result typed by its shape rule."""
+    inferred = shapes.infer(cls.name.removeprefix("df."), [df.tensor_type(x.type).tensor_shape()], int_attrs)
+    return cls(x, result_type=df.TensorType.make(inferred.shape, inferred.dtype), **int_attrs)
 
 
 def _reinfer(op: df.OperatorBase, plan: _Plan, rewriter: PatternRewriter) -> None:
@@ -302,22 +334,60 @@ class ShardTensorParallel(StagedPass):
         if sockets < 1:
             raise ShardingError(f"shard-tensor-parallel: sockets must be positive, got {sockets}")
         if sockets > 1:
-            _shard(op, graph, sockets)
+            try:
+                plans = _plans(op, graph, sockets)
+            except ShardingError as err:
+                counts = counts_text(shardable_counts(op))
+                raise ShardingError(err.problem, f"every split divides over {counts}") from None
+            _apply_plans(plans)
         # An explicit `sockets` is the degree asked for from now on: the graph says so, as it says tp.
         graph.properties["sockets"] = IntegerAttr(sockets, 64)
         graph.properties["tp"] = IntegerAttr(sockets, 64)
 
 
-def _shard(module: ModuleOp, graph: df.GraphOp, sockets: int) -> None:
-    """Plan every layer and the graph first, so that any error comes before any change."""
+@dataclass
+class _Plans:
+    """What sharding changes in every layer and in the graph."""
+
+    graph: df.GraphOp
+    layers: dict[str, df.LayerOp]
+    layer_plans: dict[str, _Plan]
+    graph_plan: _Plan
+
+
+def _plans(module: ModuleOp, graph: df.GraphOp, sockets: int) -> _Plans:
+    """Plan every layer and the graph; raises `ShardingError` for the first split that fails."""
     layers = {layer.sym_name.data: layer for layer in module.ops if isinstance(layer, df.LayerOp)}
     layer_plans = {
         name: _plan_block(layer.body.block, sockets, f"layer @{name}") for name, layer in layers.items()
     }
     graph_plan = _plan_block(graph.body.block, sockets, f"graph @{graph.sym_name.data}")
     _plan_call_operands(graph, layer_plans, graph_plan)
-    rewriter = PatternRewriter(graph)
-    for name, layer in layers.items():
-        _apply(layer_plans[name], layers, rewriter)
+    return _Plans(graph, layers, layer_plans, graph_plan)
+
+
+def _apply_plans(plans: _Plans) -> None:
+    """Every plan was made first, so that any error comes before any change."""
+    rewriter = PatternRewriter(plans.graph)
+    for name, layer in plans.layers.items():
+        _apply(plans.layer_plans[name], plans.layers, rewriter)
         _refresh_signature(layer)
-    _apply(graph_plan, layers, rewriter)
+    _apply(plans.graph_plan, plans.layers, rewriter)
+
+
+def per_socket_types(module: ModuleOp, sockets: int) -> dict[SSAValue, df.TensorType] | None:
+    """The type one of `sockets` sockets holds of each declaration of the (unsharded) graph that
+    sharding splits (the others are replicated whole), or None if a split does not divide.
+    Nothing is changed."""
+    graph = df.the_graph(module, "shard-tensor-parallel")
+    if sockets == 1:
+        return {}
+    try:
+        return dict(_plans(module, graph, sockets).graph_plan.new_types)
+    except ShardingError:
+        return None
+
+
+def shardable_counts(module: ModuleOp, limit: int = MAX_SOCKETS) -> list[int]:
+    """The socket counts up to `limit` over which every split of the model divides."""
+    return [n for n in range(1, limit + 1) if per_socket_types(module, n) is not None]

@@ -7,7 +7,7 @@ The lowering takes a module through these stages:
   `df.return`; no kernel, launch or loop;
 - `sharded`, after shard-tensor-parallel: the same at any tp;
 - `fused`, after fuse (or gpu-partition for a GPU): no layer or call left; the graph holds
-  declarations, `df.launch`es, graph-level `df.all_reduce`s (gpu-partition's NCCL calls) and
+  declarations, `df.launch`es, graph-level collectives (gpu-partition's NCCL calls) and
   `df.output`, and every `df.kernel` is operators ended by `df.return`;
 - `looped`, after kernel-looping: fused, except that a kernel may instead hold one `df.loop` of
   operators, whose stacked operands are the kernel's arguments;
@@ -76,7 +76,7 @@ class BrokenOutputError(Exception):
 RUN_FUSE = "run fuse first (gpu-partition for a GPU)"
 BEFORE_FUSE = "use the module from before fuse"
 UNFUSED_GRAPH_OPS = (*df.DECLS, df.OperatorBase, df.CallOp, df.OutputOp)
-FUSED_GRAPH_OPS = (*df.DECLS, df.LaunchOp, df.AllReduceOp, df.OutputOp)
+FUSED_GRAPH_OPS = (*df.DECLS, df.LaunchOp, df.CollectiveBase, df.OutputOp)
 
 
 def _df_graph(module: ModuleOp, stage: Stage, callables: type[df.FuncLikeBase]) -> df.GraphOp:
@@ -169,11 +169,11 @@ def _check_fused(module: ModuleOp, stage: Stage) -> None:
     for op in graph.body.block.ops:
         if isinstance(op, df.CallOp):
             raise StageError.broken(stage, f"{describe(op)} remains", RUN_FUSE)
-        if isinstance(op, df.OperatorBase) and not isinstance(op, df.AllReduceOp):
+        if isinstance(op, df.OperatorBase) and not isinstance(op, df.CollectiveBase):
             raise StageError.broken(stage, f"{describe(op)} is outside a kernel", RUN_FUSE)
         if not isinstance(op, FUSED_GRAPH_OPS):
             raise StageError.broken(stage, f"{where} holds {describe(op)}",
-                                    "a fused graph holds declarations, df.launches, df.all_reduces and df.output")
+                                    "a fused graph holds declarations, df.launches, collectives and df.output")
     for kernel in module.ops:
         if isinstance(kernel, df.KernelOp):
             _check_kernel(kernel, stage)

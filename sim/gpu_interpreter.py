@@ -107,11 +107,11 @@ def kernel_launch(kernel: nv.KernelOp) -> timing.KernelCall:
                              columns=gemm_columns(kernel) if kind == "gemm" else 0)
 
 
-def nccl_call(op: nv.AllReduceOp) -> timing.KernelCall:
-    """One all-reduce as the timing skeleton sees it: a call whose only work is the collective."""
-    reduce = timing.AllReduce(affine(op.bytes), op.gpus.value.data)
-    return timing.KernelCall(kernel="nccl_all_reduce", trips=1, depth_stages=0, pcus=0,
-                             work=timing.IterationWork(all_reduces=(reduce,)), kind="all_reduce")
+def nccl_call(op: nv.CollectiveBase) -> timing.KernelCall:
+    """One collective as the timing skeleton sees it: a call whose only work is the collective."""
+    collective = timing.AllReduce(affine(op.bytes), op.gpus.value.data, isinstance(op, nv.AllGatherOp))
+    return timing.KernelCall(kernel=f"nccl_{op.name.removeprefix('nv.')}", trips=1, depth_stages=0, pcus=0,
+                             work=timing.IterationWork(all_reduces=(collective,)), kind="collective")
 
 
 def stream_time_s(num_bytes: float, bandwidth_bytes_per_s: float, hw: GpuHardware) -> float:
@@ -137,19 +137,25 @@ def hbm_time_s(call: timing.KernelCall, num_bytes: float, hw: GpuHardware) -> fl
     return stream_time_s(num_bytes, bandwidth, hw)
 
 
-def all_reduce_time_s(message_bytes: float, gpus: int, hw: GpuHardware) -> float:
+def all_reduce_time_s(message_bytes: float, gpus: int, hw: GpuHardware, gather: bool = False) -> float:
     """One all-reduce of `message_bytes` per GPU over `gpus` GPUs after its launch, by the
     software's implementation (`[gpu_software] all_reduce`):
 
         nccl-ring  nccl_base + 2 (N - 1) nccl_step + 2 (N - 1) / N  b / nccl_bus_bandwidth
-        nccl-tree  nccl_base + 2 log2(N) nccl_step + 2 (N - 1) / N  b / nccl_bus_bandwidth
+        nccl-tree  nccl_base + 2 ceil(log2 N) nccl_step + 2 (N - 1) / N  b / nccl_bus_bandwidth
         one-shot   custom_latency + (N - 1) custom_step + (N - 1) b / custom_bandwidth
         two-shot   custom_twoshot_latency + 2 (N - 1) custom_step + 2 (N - 1) / N  b / custom_bandwidth
         custom     the faster of one-shot and two-shot for this message
+
+    With `gather`, an all-gather, which every runtime leaves to NCCL's ring: the all-reduce ring's
+    second half, nccl_base + (N - 1) nccl_step + (N - 1) b / nccl_bus_bandwidth.
     """
     if gpus < 2:
         return 0.0
     a, s = hw.assumptions, hw.software
+    if gather:
+        return (a.nccl_base_latency_s + (gpus - 1) * a.nccl_step_latency_s
+                + (gpus - 1) * message_bytes / a.nccl_bus_bandwidth_bytes_per_s)
     shared = 2 * (gpus - 1) / gpus * message_bytes
     if s.all_reduce in ("nccl-ring", "nccl-tree"):
         steps = 2 * (gpus - 1) if s.all_reduce == "nccl-ring" else 2 * math.ceil(math.log2(gpus))
@@ -162,8 +168,9 @@ def all_reduce_time_s(message_bytes: float, gpus: int, hw: GpuHardware) -> float
 
 
 def nccl_time_s(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> float:
-    """The all-reduces of a call after their launch (`all_reduce_time_s`)."""
-    return sum(all_reduce_time_s(r.message_bytes.at(batch, context), r.sockets, hw) for r in call.work.all_reduces)
+    """The collectives of a call after their launch (`all_reduce_time_s`)."""
+    return sum(all_reduce_time_s(r.message_bytes.at(batch, context), r.sockets, hw, r.gather)
+               for r in call.work.all_reduces)
 
 
 def resource_times(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> dict[str, float]:
@@ -212,13 +219,14 @@ def timeline(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, co
     now_s = 0.0
     for call in calls:
         timing_ = launch_timing(call, hw, batch, context)
-        events.append(Event(GPU_TRACK, f"{call.kernel}: launch/sync", now_s, timing_.launch_sync_s, "sync"))
+        events.append(Event(GPU_TRACK, f"{call.kernel}: launch/sync", now_s, timing_.launch_sync_s, "sync",
+                            call.kernel))
         now_s += timing_.launch_sync_s
         body_s, category = timing_.first_interval
-        events.append(Event(GPU_TRACK, call.kernel, now_s, body_s, category))
+        events.append(Event(GPU_TRACK, call.kernel, now_s, body_s, category, call.kernel))
         for track, busy_s in resource_times(call, hw, batch, context).items():
             if busy_s > 0 and track != "SMs":
-                events.append(Event(track, call.kernel, now_s, min(busy_s, body_s), _CATEGORY[track]))
+                events.append(Event(track, call.kernel, now_s, min(busy_s, body_s), _CATEGORY[track], call.kernel))
         now_s += body_s
     host_s = hw.assumptions.host_per_token_s
     events.append(Event("host", "host: next token", now_s, host_s, "host"))
@@ -242,10 +250,13 @@ class NvFunctions(TargetFunctions):
         self.state(interpreter).add(callee, lambda: kernel_launch(callee_kernel(op, nv.KernelOp)))
         return activations(callee, op.res)
 
-    @impl(nv.AllReduceOp)
-    def run_all_reduce(self, interpreter: Interpreter, op: nv.AllReduceOp, args: tuple[Any, ...]) -> tuple[Buffer]:
-        self.state(interpreter).calls.append(nccl_call(op))
-        return (Buffer("nccl_all_reduce", "activation", op.result.type.tier_name),)
+    def run_collective(self, interpreter: Interpreter, op: nv.CollectiveBase, args: tuple[Any, ...]) -> tuple[Buffer]:
+        call = nccl_call(op)
+        self.state(interpreter).calls.append(call)
+        return (Buffer(call.kernel, "activation", op.result.type.tier_name),)
+
+    run_all_reduce = impl(nv.AllReduceOp)(run_collective)
+    run_all_gather = impl(nv.AllGatherOp)(run_collective)
 
 
 def _program(module: ModuleOp) -> nv.ProgramOp:
@@ -271,7 +282,7 @@ def _gpus(program: nv.ProgramOp, hw: GpuHardware) -> int:
     if gpus > hw.node.gpus:
         raise TargetMismatchError(
             f"{hw.name} has {hw.node.gpus} GPUs per node and the program runs on {gpus}: tensor "
-            f"parallelism across nodes is not modelled; use at most {hw.node.gpus} sockets"
+            f"parallelism across nodes is not modelled; use at most {hw.node.gpus} (--sockets counts GPUs here)"
         )
     return gpus
 

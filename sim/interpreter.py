@@ -129,9 +129,9 @@ class KernelWork:
         self.work = self.work + operator_work(stage)
         self.depth_stages += 1
 
-    def add_all_reduce(self, op: rdu.AllReduceOp) -> None:
-        reduce = timing.AllReduce(affine(op.bytes), op.sockets.value.data)
-        self.work = self.work + timing.IterationWork(all_reduces=(reduce,))
+    def add_collective(self, op: rdu.CollectiveBase) -> None:
+        collective = timing.AllReduce(affine(op.bytes), op.sockets.value.data, isinstance(op, rdu.AllGatherOp))
+        self.work = self.work + timing.IterationWork(all_reduces=(collective,))
 
 
 @attrs.define(kw_only=True)
@@ -211,7 +211,12 @@ class RduFunctions(TargetFunctions):
 
     @impl(rdu.AllReduceOp)
     def run_all_reduce(self, interpreter: Interpreter, op: rdu.AllReduceOp, args: tuple[Any, ...]) -> tuple[()]:
-        self._kernel(interpreter).add_all_reduce(op)
+        self._kernel(interpreter).add_collective(op)
+        return ()
+
+    @impl(rdu.AllGatherOp)
+    def run_all_gather(self, interpreter: Interpreter, op: rdu.AllGatherOp, args: tuple[Any, ...]) -> tuple[()]:
+        self._kernel(interpreter).add_collective(op)
         return ()
 
     @impl_terminator(rdu.ReturnOp)
@@ -244,6 +249,7 @@ class SimResult:
     ddr_bytes_per_token: float
     flops_per_token: float
     aggregate_hbm_bytes_per_s: float
+    aggregate_ddr_bytes_per_s: float
     calls: tuple[timing.KernelCall, ...]
     timeline: Timeline
 
@@ -259,11 +265,13 @@ class SimResult:
     def flops_per_byte(self) -> float:
         return self.flops_per_token / self.bytes_per_token
 
-    def peak_fraction(self, bytes_per_step: float) -> float:
-        """Achieved tokens/s per user over the HBM roofline for `bytes_per_step` (for the report:
-        all parameter bytes plus the KV bytes read, the definition in docs/timing-model.md)."""
-        roofline = timing.roofline_tokens_per_s(self.aggregate_hbm_bytes_per_s, bytes_per_step)
-        return self.tokens_per_s_per_user / roofline
+    @property
+    def roofline_bandwidth_bytes_per_s(self) -> float:
+        """The bandwidth the roofline streams at: every socket's HBM, and its DDR as well when
+        the step reads from DDR (the two stream concurrently, so a step that reads both could
+        otherwise beat an HBM-only roofline)."""
+        ddr = self.aggregate_ddr_bytes_per_s if self.ddr_bytes_per_token > 0 else 0.0
+        return self.aggregate_hbm_bytes_per_s + ddr
 
     @classmethod
     def of_run(cls, program: target_ops.ProgramBase, hw: Hardware | GpuHardware, *, sockets: int, batch: int,
@@ -280,6 +288,7 @@ class SimResult:
             tokens=run.tokens,
             kernel_calls_per_token=len(calls),
             aggregate_hbm_bytes_per_s=sockets * hw.hbm.bandwidth_bytes_per_s,
+            aggregate_ddr_bytes_per_s=sockets * hw.ddr.bandwidth_bytes_per_s,
             calls=tuple(calls),
             timeline=timeline,
             **_per_token(run, sockets),

@@ -22,6 +22,8 @@ class Event:
     start_s: float
     duration_s: float
     category: str
+    kernel: str = ""
+    """The kernel whose call the event is part of ("" for the host)."""
 
 
 SCHEDULE_TRACKS = ("PCU stages", "GPU kernels", "host")
@@ -55,9 +57,9 @@ class TimelineBuilder:
         self.now_s = 0.0
         self.events: list[Event] = []
 
-    def _schedule(self, name: str, duration_s: float, category: str) -> float:
+    def _schedule(self, name: str, duration_s: float, category: str, kernel: str) -> float:
         start = self.now_s
-        self.events.append(Event("PCU stages", name, start, duration_s, category))
+        self.events.append(Event("PCU stages", name, start, duration_s, category, kernel))
         self.now_s += duration_s
         return start
 
@@ -65,20 +67,21 @@ class TimelineBuilder:
         """Launch/sync, fill, one event per iteration (with its streams and transfers), drain."""
         timing = call_timing(call, self.hw, self.batch, self.context)
         times = resource_times(call, self.hw, self.batch, self.context)
-        self._schedule(f"{call.kernel}: launch/sync", timing.launch_sync_s, "sync")
-        self._schedule(f"{call.kernel}: fill", timing.fill_s, "fill_drain")
+        kernel = call.kernel
+        self._schedule(f"{kernel}: launch/sync", timing.launch_sync_s, "sync", kernel)
+        self._schedule(f"{kernel}: fill", timing.fill_s, "fill_drain", kernel)
         for i in range(call.trips):
             duration, category = timing.first_interval if i == 0 else timing.later_interval
-            label = f"{call.kernel}[{i}]" if call.trips > 1 else call.kernel
-            start = self._schedule(label, duration, category)
+            label = f"{kernel}[{i}]" if call.trips > 1 else kernel
+            start = self._schedule(label, duration, category, kernel)
             for track, busy_s, kind in (
                 ("HBM stream", times.hbm_s, "stream"),
                 ("DDR stream", times.ddr_s, "stream"),
                 ("P2P", times.p2p_s + times.barrier_s, "collective"),
             ):
                 if busy_s > 0:
-                    self.events.append(Event(track, label, start, min(busy_s, duration), kind))
-        self._schedule(f"{call.kernel}: drain", timing.drain_s, "fill_drain")
+                    self.events.append(Event(track, label, start, min(busy_s, duration), kind, kernel))
+        self._schedule(f"{kernel}: drain", timing.drain_s, "fill_drain", kernel)
 
     def finish(self, sockets: int) -> Timeline:
         """Closes the step with the host's work and returns the timeline."""

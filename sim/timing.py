@@ -74,10 +74,12 @@ class ExpertRead:
 
 @attrs.frozen
 class AllReduce:
-    """A collective inside a kernel: each socket contributes `message_bytes`."""
+    """A collective inside a kernel: each socket contributes `message_bytes`; an all-reduce (a
+    sum), or with `gather` an all-gather (every socket's message to every socket)."""
 
     message_bytes: Affine
     sockets: int
+    gather: bool = False
 
 
 @attrs.frozen
@@ -159,20 +161,22 @@ def compute_time_s(flops: float, peak_flops_per_s: float, efficiency: float, pcu
 
 
 def allreduce_time_s(message_bytes: float, sockets: int, algorithm: str,
-                     link_bytes_per_s: float, latency_s: float) -> tuple[float, float]:
+                     link_bytes_per_s: float, latency_s: float, gather: bool = False) -> tuple[float, float]:
     """(transfer seconds on each socket's link, latency seconds on the critical path).
 
     `direct`: every socket sends its message to each of the others at once: one latency, and
     (sockets - 1) messages leave each socket. `ring`: reduce-scatter then all-gather, 2 (sockets - 1)
-    steps of 1/sockets of the message each. `auto`: whichever of the two finishes first for this
+    steps of 1/sockets of the message each; an all-gather (`gather`) is the second half alone,
+    sockets - 1 steps of a whole message. `auto`: whichever of the two finishes first for this
     message, as collective libraries choose by message size (direct for decode's few KB, ring once
     the batch makes messages large).
     """
     if sockets < 2:
         return 0.0, 0.0
     direct = ((sockets - 1) * message_bytes / link_bytes_per_s, latency_s)
-    steps = 2 * (sockets - 1)
-    ring = (steps * message_bytes / sockets / link_bytes_per_s, steps * latency_s)
+    steps = sockets - 1 if gather else 2 * (sockets - 1)
+    chunk = message_bytes if gather else message_bytes / sockets
+    ring = (steps * chunk / link_bytes_per_s, steps * latency_s)
     if algorithm == "direct":
         return direct
     if algorithm == "ring":
@@ -219,7 +223,7 @@ def resource_times(call: KernelCall, hw: Hardware, batch: int, context: int) -> 
     for reduce in call.work.all_reduces:
         transfer, latency = allreduce_time_s(
             reduce.message_bytes.at(batch, context), reduce.sockets, a.allreduce_algorithm,
-            a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s,
+            a.p2p_bandwidth_bytes_per_s, a.p2p_latency_s, reduce.gather,
         )
         transfer_s += transfer
         latency_s += latency

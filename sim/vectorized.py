@@ -269,7 +269,8 @@ class _GpuReduce:
 
 
 def _gpu_all_reduce(r: timing.AllReduce, hv: HardwareValues, points: Points) -> _GpuReduce:
-    """`gpu_interpreter.all_reduce_time_s` over arrays: lines in c (the message is affine). `custom`
+    """`gpu_interpreter.all_reduce_time_s` over arrays (an all-gather too): lines in c (the message
+    is affine). `custom`
     takes one-shot while it is no slower: one - two = d0 + d1 c <= 0, and d1 >= 0 (one-shot's
     slope, (N - 1) m1 / bw, is at least two-shot's, 2 (N - 1) / N m1 / bw), so up to one context."""
     hw = hv.hardware
@@ -280,6 +281,11 @@ def _gpu_all_reduce(r: timing.AllReduce, hv: HardwareValues, points: Points) -> 
         return _GpuReduce(none, none, never)
     m0, m1 = _line(r.message_bytes, points.batch)
     shared = 2 * (n - 1) / n
+    if r.gather:
+        bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
+        base = hv("assumptions.nccl_base_latency_s") + (n - 1) * hv("assumptions.nccl_step_latency_s")
+        ring = Line("collective", points.zeros() + base + (n - 1) * m0 / bandwidth, points.zeros() + (n - 1) * m1 / bandwidth)
+        return _GpuReduce(ring, ring, never)
     if hw.software.all_reduce in ("nccl-ring", "nccl-tree"):
         steps = 2 * (n - 1) if hw.software.all_reduce == "nccl-ring" else 2 * math.ceil(math.log2(n))
         bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
@@ -415,6 +421,13 @@ class ArrayResult:
     ddr_bytes_per_token: Array
     flops_per_token: Array
     aggregate_hbm_bytes_per_s: Array | float
+    aggregate_ddr_bytes_per_s: Array | float
+
+    @property
+    def roofline_bandwidth_bytes_per_s(self) -> Array:
+        """`SimResult.roofline_bandwidth_bytes_per_s` at every point: HBM, and DDR where a step reads DDR."""
+        return self.aggregate_hbm_bytes_per_s + np.where(self.ddr_bytes_per_token > 0,
+                                                         self.aggregate_ddr_bytes_per_s, 0.0)
 
     @property
     def tokens_per_s_per_user(self) -> Array:
@@ -430,4 +443,5 @@ def simulate(profile: Profile, hv: HardwareValues, points: Points, lines_of: Cal
     result = run(profile.calls, hv, points, lines_of)
     return ArrayResult(sockets=profile.sockets, kernel_calls_per_token=len(profile.calls), batch=points.batch,
                        context=points.context, tokens=points.tokens, **timing.per_token(result, profile.sockets),
-                       aggregate_hbm_bytes_per_s=profile.sockets * hv("hbm.bandwidth_bytes_per_s"))
+                       aggregate_hbm_bytes_per_s=profile.sockets * hv("hbm.bandwidth_bytes_per_s"),
+                       aggregate_ddr_bytes_per_s=profile.sockets * hv("ddr.bandwidth_bytes_per_s"))

@@ -43,6 +43,10 @@ class TinyConfig:
     context: int = 128
     tokens: int = 4
     sockets: int = 1
+    weight_tier: str = "hbm"
+    cache_tier: str = "hbm"
+    tied_head: bool = False
+    """The LM head is a view of the embedding table (`tied_to`), as in Gemma 2."""
 
     def tensor(self, shape: Shape, tier: str = "") -> df.TensorType:
         return df.TensorType.make(shape, self.dtype, tier)
@@ -192,7 +196,8 @@ class _LayerKind:
         weights, caches = self.parameters(c)
         act = c.tensor(("B", c.hidden))
         names = ["x", *weights, *caches]
-        types = [act] + [c.tensor(s, "hbm") for s in (*weights.values(), *caches.values())]
+        types = [act] + [c.tensor(s, c.weight_tier) for s in weights.values()]
+        types += [c.tensor(s, c.cache_tier) for s in caches.values()]
         layer = df.LayerOp(self.name, types, [act])
         block = layer.body.block
         for arg, name in zip(block.args, names):
@@ -225,26 +230,28 @@ def build_model(name: str, stack: list[_LayerKind], config: TinyConfig) -> Modul
     block = graph.body.block
 
     def declare(decl: type[df.InputOp | df.WeightOp | df.KvCacheOp], tensor_name: str,
-                type_: df.TensorType) -> SSAValue:
-        op = decl(tensor_name, type_)
+                type_: df.TensorType, tied_to: str = "") -> SSAValue:
+        op = df.WeightOp(tensor_name, type_, tied_to) if tied_to else decl(tensor_name, type_)
         op.result.name_hint = tensor_name
         block.add_op(op)
         return op.result
 
     emit = _Emitter(block)
     tokens = declare(df.InputOp, "tokens", df.TensorType.make(("B",), "int32"))
-    x = emit("embedding", tokens, declare(df.WeightOp, "embed", c.tensor((c.vocab, c.hidden), "hbm")))
+    x = emit("embedding", tokens, declare(df.WeightOp, "embed", c.tensor((c.vocab, c.hidden), c.weight_tier)))
     for index, kind in enumerate(stack):
         weights, caches = kind.parameters(c)
         args = [x]
-        for decl, params in ((df.WeightOp, weights), (df.KvCacheOp, caches)):
+        for decl, params, tier in ((df.WeightOp, weights, c.weight_tier), (df.KvCacheOp, caches, c.cache_tier)):
             for param, shape in params.items():
-                args.append(declare(decl, f"layers.{index}.{param}", c.tensor(shape, "hbm")))
+                args.append(declare(decl, f"layers.{index}.{param}", c.tensor(shape, tier)))
         call = df.CallOp(kind.name, args, [x.type])
         block.add_op(call)
         x = call.res[0]
-    h = emit("rmsnorm", x, declare(df.WeightOp, "final_norm", c.tensor((c.hidden,), "hbm")))
-    logits = emit("lm_head", h, declare(df.WeightOp, "lm_head", c.tensor((c.hidden, c.vocab), "hbm")))
+    h = emit("rmsnorm", x, declare(df.WeightOp, "final_norm", c.tensor((c.hidden,), c.weight_tier)))
+    head = declare(df.WeightOp, "lm_head", c.tensor((c.hidden, c.vocab), c.weight_tier),
+                   "embed" if c.tied_head else "")
+    logits = emit("lm_head", h, head)
     block.add_op(df.OutputOp(emit("sample", logits)))
     module = ModuleOp([*layers.values(), graph])
     module.verify()
@@ -270,7 +277,7 @@ def tiny_mla(layers: int = 2, dense_layers: int = 0, **config: int | str) -> Mod
 
 
 def step_totals(module, batch: int, context: int) -> dict[str, float]:
-    """FLOPs, bytes per tier and all-reduce bytes of one decode step of an rdu program."""
+    """FLOPs, bytes per tier and collective bytes of one decode step of an rdu program."""
     from dfdsl.dialects import rdu
 
     kernels = {op.sym_name.data: op for op in module.ops if isinstance(op, rdu.KernelOp)}
@@ -282,7 +289,7 @@ def step_totals(module, batch: int, context: int) -> dict[str, float]:
             continue
         ops, trips = kernels[call.callee.string_value()].pipeline()
         for op in ops:
-            if isinstance(op, rdu.AllReduceOp):
+            if isinstance(op, rdu.CollectiveBase):
                 totals["p2p"] += trips * op.bytes.at(batch, context)
             else:
                 for key in keys:

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("work", ("dfdsl.dialects.cost",)),
     ("target dialects", ("dfdsl.dialects.*",)),
     ("front end: text, AST, df", ("dfdsl.parser", "dfdsl.loader", "dfdsl.model", "dfdsl.elaborate", "dfdsl.irgen",
-                                  "dfdsl.hf_import", "dfdsl.stdlib", "dfdsl.examples")),
+                                  "dfdsl.hf_import", "dfdsl.hf_configs", "dfdsl.stdlib", "dfdsl.examples")),
     ("lowering", ("dfdsl.lowering", "dfdsl.lowering.*")),
     ("simulators", ("dfdsl.sim", "dfdsl.sim.*")),
     ("reports", ("dfdsl.footprint", "dfdsl.report", "dfdsl.graph_view", "dfdsl.graph_render")),

@@ -58,7 +58,8 @@ def test_remarks_say_why_looping_did_not_apply(capsys):
 def test_capacity_error_is_exit_2_with_the_numbers(capsys):
     assert main(["run", str(ROOT / "examples" / "llama3_1_405b.dfl"), "--sockets", "8"]) == 2
     err = capsys.readouterr().err
-    assert "8 sockets have 512.0 GB of hbm" in err and "Traceback" not in err
+    assert "each of its 8 sockets must hold 105.4 GB there" in err and "and has 64.0 GB" in err
+    assert "use 16, 32, 64 or 128 sockets" in err and "Traceback" not in err
 
 
 def test_output_is_never_the_input(tmp_path, capsys):
@@ -116,3 +117,39 @@ def test_a_malformed_pipeline_is_e027_with_where_and_why(spec, message, tmp_path
     assert main(["opt", str(ir), "-p", spec]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"dfdsl: error: bad pass pipeline {spec!r}: {message}") and err.endswith("[E027]\n"), err
+
+
+def test_an_unknown_argument_of_a_subcommand_prints_that_subcommands_usage(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", MODEL, "--bogus"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("usage: dfdsl sweep ") and "--kernel-looping" in err
+    assert "dfdsl sweep: error: unrecognized arguments: --bogus" in err
+
+
+def test_a_bad_pass_option_is_named_as_a_pipeline_writes_it(capsys):
+    mlir = str(ROOT / "tests" / "filecheck" / "kernel-looping" / "llama-32-layers.mlir")
+    assert main(["opt", mlir, "-p", "kernel-looping{min_call=3}"]) == 2
+    err = capsys.readouterr().err
+    assert '["min-calls", "remarks"]' in err and "kernel-looping takes min-calls, remarks" in err
+    assert "min_calls" not in err
+
+
+def test_titles_say_what_a_run_ran_on_as_the_user_spells_it(capsys):
+    assert main(["run", MODEL, "--target", "dgx-h100", "--tokens", "2"]) == 0
+    assert capsys.readouterr().out.startswith("llama3_1_8b on 8 GPUs of dgx-h100 · batch 1")
+    assert main(["run", MODEL, "--sockets", "1", "--tokens", "2"]) == 0
+    assert capsys.readouterr().out.startswith("llama3_1_8b on 1 socket of sn40l · batch 1")
+
+
+def test_init_lays_out_a_folder_once_and_leaves_what_is_there(tmp_path, capsys):
+    assert main(["init", str(tmp_path / "work")]) == 0
+    assert capsys.readouterr().out.startswith("wrote mymodels/, hf/, filecheck/, filecheck/lit.cfg.py, 8 Hugging")
+    config = tmp_path / "work" / "hf" / "Mistral-7B-v0.3.json"
+    config.write_text("{}")
+    assert main(["init", str(tmp_path / "work")]) == 0
+    assert capsys.readouterr().out.startswith("nothing to write")
+    assert config.read_text() == "{}"
+    (tmp_path / "file").write_text("")
+    assert main(["init", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

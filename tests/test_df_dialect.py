@@ -26,17 +26,17 @@ def test_every_operator_takes_the_properties_the_front_end_allows():
         assert declared == set(shapes.OPERATOR_ATTRS.get(name, ())), name
 
 
-def test_each_operator_is_heavy_light_or_the_collective():
+def test_each_operator_is_heavy_light_or_a_collective():
     for cls in df.OPERATORS.values():
         light = issubclass(cls, df.LightOperatorBase)
-        kinds = [cls.HEAVY, light, cls is df.AllReduceOp]
+        kinds = [cls.HEAVY, light, issubclass(cls, df.CollectiveBase)]
         assert kinds.count(True) == 1, cls.name
         assert not light or cls.FLOPS_PER_ELEMENT > 0, cls.name
     assert df.SampleOp.HEAVY and df.EmbeddingOp.HEAVY and not df.RmsnormOp.HEAVY
 
 
 def test_only_operators_without_side_effects_are_pure():
-    impure = {df.AttentionOp, df.MlaAttentionOp, df.AllReduceOp, df.SampleOp}
+    impure = {df.AttentionOp, df.MlaAttentionOp, df.AllReduceOp, df.AllGatherOp, df.SampleOp}
     for cls in df.OPERATORS.values():
         assert cls.has_trait(Pure) == (cls not in impure), cls.name
 

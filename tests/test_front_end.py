@@ -255,9 +255,53 @@ def test_command_line_overrides_out_of_range_are_not_pinned_on_the_file(tmp_path
     assert diag.span is None and "on the command line" in diag.message
 
 
-def test_empty_loops_run_no_iterations(tmp_path):
-    model = check_file(write(tmp_path, CUSTOM.replace("layers = 3", "layers = 0")))
-    assert model.layers == ()
+def test_a_model_whose_loop_over_layers_is_empty_is_refused_at_its_setting(tmp_path):
+    (diag,) = errors_of(write(tmp_path, CUSTOM.replace("layers = 3", "layers = 0")))
+    assert diag.code == "E016" and "has no layers" in diag.message and "(`layers` is 0)" in diag.message
+    assert (diag.span.line, diag.span.column) == (15, 42)
+
+
+def test_an_empty_loop_is_fine_when_other_layers_run(tmp_path):
+    two_loops = CUSTOM.replace("for l in 0..layers { x = blk(x) }",
+                               "for l in 0..0 { x = blk(x) }\n  for l in 0..layers { x = blk(x) }")
+    assert len(check_file(write(tmp_path, two_loops)).layers) == 1
+
+
+def test_a_weight_no_operator_reads_is_refused_where_it_is_declared(tmp_path):
+    spare = CUSTOM.replace("weight w : dtype[hidden, hidden]",
+                           "weight w : dtype[hidden, hidden]\n  weight spare : dtype[hidden]")
+    (diag,) = errors_of(write(tmp_path, spare))
+    assert diag.code == "E018" and diag.message == "weight `spare` is declared but no operator reads it"
+    assert (diag.span.line, diag.span.column) == (4, 10)
+    extra = CUSTOM.replace("weight e : dtype[100, hidden]", "weight e : dtype[100, hidden]\n  weight extra : dtype[hidden]")
+    (diag,) = errors_of(write(tmp_path, extra))
+    assert diag.code == "E018" and "`extra`" in diag.message and diag.span.line == 10
+
+
+def test_a_tied_weight_is_a_view_of_its_storage_placed_with_it(tmp_path):
+    text = CUSTOM.replace("  s = sample(x)",
+                          "  logits = lm_head(x, head)\n  s = sample(logits)").replace(
+        "  x = embedding(t, e)", "  weight head : dtype[hidden, 100] = transpose(e)\n  x = embedding(t, e)")
+    text += 'place { "head" -> ddr }\n'
+    model = check_file(write(tmp_path, text))
+    decls = {s.name: s for s in model.steps if getattr(s, "kind", "") == "weight"}
+    assert decls["head"].tied_to == "e" and decls["head"].tier == decls["e"].tier == "hbm"
+    module = generate(model)
+    (head,) = [op for op in module.walk() if isinstance(op, df.WeightOp) and op.tied_to is not None]
+    assert head.storage() is not None and head.storage().tensor_name.data == "e"
+
+
+@pytest.mark.parametrize(("tie", "code", "words"), [
+    ("transpose(t)", "E005", "not an untied weight"),
+    ("e", "E008", "but `e` is bf16[100, 64]"),
+    ("flip(e)", "E010", "as it is or transposed"),
+    ("nothing", "E003", "unknown name"),
+])
+def test_a_bad_tie_is_located_at_the_tie(tmp_path, tie, code, words):
+    text = CUSTOM.replace("  s = sample(x)", "  logits = lm_head(x, head)\n  s = sample(logits)").replace(
+        "  x = embedding(t, e)", f"  weight head : dtype[hidden, 100] = {tie}\n  x = embedding(t, e)")
+    (diag,) = errors_of(write(tmp_path, text))
+    assert diag.code == code and words in diag.message and diag.span.line == 10
 
 
 def test_a_long_flat_expression_is_a_located_limit_not_a_crash(tmp_path):
@@ -269,3 +313,20 @@ def test_a_nested_operator_call_says_operands_are_names(tmp_path):
     diag = errors_of(write(tmp_path, CUSTOM.replace("y = linear(x, w)", "y = rope(linear(x, w), head_dim = 16)")))[0]
     assert diag.code == "E010" and "operands are names" in diag.message
     assert diag.help == "write `t = linear(...)` on its own line and pass `t`"
+
+
+@pytest.mark.parametrize(("slip", "message", "fix"), [
+    ("layers = 3k", "`3k` is not a number: sizes are written as integers", "`3072` (or `3 * 1024`)"),
+    ("layers = 3.5", "`3.5` is not an integer", "e.g. `3`"),
+    ("layers = 1e3", "`1e3` is not a number", "out in full"),
+])
+def test_a_number_with_a_unit_or_a_fraction_says_sizes_are_integers_and_how_to_write_it(tmp_path, slip, message,
+                                                                                         fix):
+    (diag,) = errors_of(write(tmp_path, CUSTOM.replace("layers = 3", slip)))
+    assert diag.code == "E001" and message in diag.message and fix in diag.help
+    assert (diag.span.line, diag.span.column) == (15, 51)
+
+
+def test_numbers_in_names_comments_and_strings_are_not_slips(tmp_path):
+    text = CUSTOM.replace("model m", "# 4k context, 3.5 layers\nmodel m") + 'place { "layers.3.w" -> hbm }\n'
+    assert check_file(write(tmp_path, text)).name == "m"

@@ -40,8 +40,9 @@ A = HW.assumptions
 EXAMPLES = Path(__file__).parent.parent / "examples"
 KERNELS_PER_LAYER = 11
 """9 kernels and 2 NCCL all-reduces per Llama decoder layer (docs/gpu-baseline.md)."""
-NON_LAYER_CALLS = 4
-"""Embedding, the last residual add + final norm, the LM head, sampling."""
+NON_LAYER_CALLS = 6
+"""Embedding, the last residual add + final norm, the LM head, and the sampler over the GPUs'
+shares of the vocabulary: each GPU's top-k, the NCCL all-gather of the candidates, the sample."""
 
 
 def _context() -> Context:
@@ -209,17 +210,19 @@ def test_the_timeline_tiles_the_step():
     line = result.timeline
     scheduled = sum(e.duration_s for e in line.events if e.track in (GPU_TRACK, "host"))
     assert scheduled == pytest.approx(line.step_s) == pytest.approx(result.first_step_ms / 1e3)
-    assert len(line.on("NVLink")) == 4  # two all-reduces per layer
+    # Two all-reduces per layer, and the gather of the sampling candidates.
+    assert [e.kernel for e in line.on("NVLink")] == ["nccl_all_reduce"] * 4 + ["nccl_all_gather"]
 
 
 def test_a_layer_is_partitioned_as_tensorrt_llm_runs_it():
     module = _lowered(tiny_llama(layers=2), 2)
     program = next(op for op in module.ops if isinstance(op, nv.ProgramOp))
-    steps = [op.callee.string_value() if isinstance(op, nv.LaunchOp) else "nccl"
-             for op in program.body.block.ops if isinstance(op, nv.LaunchOp | nv.AllReduceOp)]
-    layer = ["gemm_wq_wk_wv", "rope", "attention", "gemm_wo", "nccl", "add_rmsnorm",
-             "gemm_w_gate_w_up", "silu_mul", "gemm_w_down", "nccl"]
-    assert steps == ["embedding", "rmsnorm", *layer, "add_rmsnorm", *layer, "add_rmsnorm_1", "lm_head", "sample"]
+    steps = [op.callee.string_value() if isinstance(op, nv.LaunchOp) else op.name
+             for op in program.body.block.ops if isinstance(op, nv.LaunchOp | nv.CollectiveBase)]
+    layer = ["gemm_wq_wk_wv", "rope", "attention", "gemm_wo", "nv.all_reduce", "add_rmsnorm",
+             "gemm_w_gate_w_up", "silu_mul", "gemm_w_down", "nv.all_reduce"]
+    sampler = ["top_k", "nv.all_gather", "sample"]
+    assert steps == ["embedding", "rmsnorm", *layer, "add_rmsnorm", *layer, "add_rmsnorm_1", "lm_head", *sampler]
 
 
 def test_partitioning_keeps_every_weight_byte():

@@ -118,7 +118,8 @@ def test_graph_label_names_model_stage_and_sockets():
 def test_collectives_are_drawn_distinctly():
     graph = build_graph(tiny("fused"))
     collectives = nodes(graph, "collective")
-    assert [a["label"] for a in collectives] == ["all_reduce", "all_reduce"]
+    # The two of the folded layer, and the gather of the sampling candidates.
+    assert [a["label"] for a in collectives] == ["all_reduce", "all_reduce", "all_gather"]
     assert 'label="all_reduce", shape=hexagon' in render(graph, "dot")
 
 
@@ -152,7 +153,7 @@ def test_rdu_stage_shows_stages_with_units_and_buffers_by_tier():
     stages = nodes(graph, "stage")
     assert all("PCUs ·" in a["label"] for a in stages)
     assert any(a["label"].startswith("attention\n") for a in stages)
-    assert [a["label"].split("\n")[0] for a in nodes(graph, "collective")] == ["all_reduce"] * 2
+    assert [a["label"].split("\n")[0] for a in nodes(graph, "collective")] == ["all_reduce"] * 2 + ["all_gather"]
     assert {a["tier"] for a in nodes(graph, "input")} == {"sram"}
 
 

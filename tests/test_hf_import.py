@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from dfdsl import ast
 from dfdsl.dialects import df
+from dfdsl.dialects.shapes import DTYPE_BYTES
 from dfdsl.elaborate import check_file
 from dfdsl.hf_import import FAMILIES, HfImportError, import_config, model_name, weight_bytes
 from dfdsl.model import ResolvedModel
@@ -18,7 +20,7 @@ from dfdsl.parser import parse_text
 from dfdsl.sim.interpreter import simulate
 
 ROOT = Path(__file__).parent.parent
-CONFIGS = ROOT / "tests" / "data" / "hf"
+CONFIGS = ROOT / "dfdsl" / "hf_configs"
 SHIPPED = sorted(CONFIGS.glob("*.json"))
 
 
@@ -120,9 +122,13 @@ def test_gemma_2_has_four_norms_a_gelu_mlp_and_a_tied_head(tmp_path: Path):
     assert dict(next(op for op in layer.ops if op.op == "attention").attrs) == {"heads": 32, "kv_heads": 16}
     assert next(d for d in layer.caches).type.shape[-1] == 128
     assert "sliding_window, sliding_window_size: ignored: every layer attends over the whole context" in text
-    assert "declares the table twice (`embed`, `lm_head`) and its" in text
-    weights = {s.name: s.type.shape for s in model.steps if getattr(s, "kind", "") == "weight"}
-    assert weights["embed"] == (256000, 4608) and weights["lm_head"] == (4608, 256000)
+    assert "the LM head is the embedding table transposed\n#     (`lm_head = transpose(embed)` in std.gemma), held and read once" in text
+    weights = {s.name: s for s in model.steps if getattr(s, "kind", "") == "weight"}
+    assert weights["embed"].type.shape == (256000, 4608) and weights["lm_head"].type.shape == (4608, 256000)
+    assert weights["lm_head"].tied_to == "embed"
+    # Held once: the table counts in the weights only as `embed`.
+    held = sum(DTYPE_BYTES[w.type.dtype] * math.prod(w.type.shape) for w in weights.values() if not w.tied_to)
+    assert weight_bytes(model) == held
 
 
 def test_deepseek_v3_is_fp8_on_16_sockets_with_dense_then_moe_layers(tmp_path: Path):

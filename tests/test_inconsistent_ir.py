@@ -31,10 +31,10 @@ CASES = {
     "rdu.all_reduce over 3 sockets in a 2-socket program": (
         "rdu", "sn40l", "rdu.all_reduce {bytes = #cost.work<128*B>, sockets = 2 : i64}",
         "rdu.all_reduce {bytes = #cost.work<128*B>, sockets = 3 : i64}",
-        "rdu.all_reduce: sums over 3 sockets in a program that runs on 2"),
+        "rdu.all_reduce: exchanges over 3 sockets in a program that runs on 2"),
     "nv.all_reduce over 4 GPUs in a 2-GPU program": (
         "nv", "dgx-h100", "{bytes = #cost.work<128*B>, gpus = 2 : i64}", "{bytes = #cost.work<128*B>, gpus = 4 : i64}",
-        "nv.all_reduce: sums over 4 GPUs in a program that runs on 2"),
+        "nv.all_reduce: exchanges over 4 GPUs in a program that runs on 2"),
     "sockets = 3 with tp = 2": (
         "fused", "sn40l", "sockets = 2 : i64, tp = 2 : i64", "sockets = 3 : i64, tp = 2 : i64",
         "df.graph: tp = 2 with sockets = 3; a graph is sharded to its sockets (tp = sockets) or not yet (tp = 1)"),

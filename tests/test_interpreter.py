@@ -107,7 +107,7 @@ def _lower(module: ModuleOp, sockets: int, looped: bool) -> ModuleOp:
     return module
 
 
-LLAMA = {  # the model's Hugging Face config.json
+LLAMA = {  # the examples' hyperparameters (examples/*.dfl)
     "llama3_1_8b": dict(layers=32, hidden=4096, heads=32, kv_heads=8, head_dim=128, ffn=14336, vocab=128256),
     "mistral_7b": dict(layers=32, hidden=4096, heads=32, kv_heads=8, head_dim=128, ffn=14336, vocab=32768),
     "llama2_13b": dict(layers=40, hidden=5120, heads=40, kv_heads=40, head_dim=128, ffn=13824, vocab=32000),
@@ -115,12 +115,15 @@ LLAMA = {  # the model's Hugging Face config.json
 }
 
 
-def _bytes_per_step(model: dict, context: float) -> float:
-    """All parameter bytes plus the KV bytes read (the roofline of docs/timing-model.md), BF16, batch 1."""
+def _bytes_per_step(model: dict, context: float, whole_embedding: bool = False) -> float:
+    """What a step at batch 1 reads, counted by hand (BF16): every weight once and the KV cache;
+    of the embedding table only the batch's one row, or (`whole_embedding`, as the published
+    roofline claims count) all of it."""
     h, hd, layers = model["hidden"], model["head_dim"], model["layers"]
     attention = h * (model["heads"] + 2 * model["kv_heads"]) * hd + model["heads"] * hd * h
-    params = layers * (attention + 3 * h * model["ffn"] + 2 * h) + 2 * model["vocab"] * h + h
-    return 2 * params + 2 * layers * model["kv_heads"] * hd * 2 * context
+    embedding = model["vocab"] * h if whole_embedding else h
+    weights = layers * (attention + 3 * h * model["ffn"] + 2 * h) + model["vocab"] * h + h + embedding
+    return 2 * weights + 2 * layers * model["kv_heads"] * hd * 2 * context
 
 
 @cache
@@ -141,9 +144,14 @@ CALIBRATION = [(name, sockets) for name in LLAMA for sockets in (8, 16) if LLAMA
 
 @pytest.mark.parametrize(("name", "sockets"), CALIBRATION)
 def test_dense_models_with_kernel_looping_reach_75_to_92_percent_of_the_roofline(name, sockets):
+    """As the published claims count the roofline (every parameter byte); counted as dfdsl does
+    (what a step must read), the fraction never passes the streaming efficiency."""
     result = _simulated(name, sockets, True)
-    fraction = result.peak_fraction(_bytes_per_step(LLAMA[name], 4096 + 63.5))
-    assert 0.75 <= fraction <= 0.92
+    bandwidth = result.roofline_bandwidth_bytes_per_s
+    claims = _bytes_per_step(LLAMA[name], 4096 + 63.5, whole_embedding=True) / bandwidth
+    assert 0.75 <= result.tokens_per_s_per_user * claims <= 0.92
+    ours = _bytes_per_step(LLAMA[name], 4096 + 63.5) / bandwidth
+    assert 0.7 <= result.tokens_per_s_per_user * ours <= A.stream_efficiency
 
 
 def test_kernel_looping_speedups_match_the_published_range():

@@ -277,6 +277,16 @@ def test_options_parse_and_remarks_go_to_stderr(capsys):
     )
 
 
+def test_remarks_say_what_was_looped_and_when_nothing_could_be(capsys):
+    module = parse(graph_of(["a", "a", "a", "b", "c"]))
+    KernelLooping(remarks=True).apply(CONTEXT, module)
+    assert capsys.readouterr().err == (
+        "remark: kernel-looping: looped launches 0..2 of @a into one launch of @a_x3\n")
+    KernelLooping(remarks=True).apply(CONTEXT, parse(graph_of(["b", "c"])))
+    assert capsys.readouterr().err == (
+        "remark: kernel-looping: nothing to loop: no kernel is launched twice in a row\n")
+
+
 def test_min_calls_below_two_is_an_error():
     with pytest.raises(DiagnosticException, match="min-calls must be at least 2"):
         loop(parse(graph_of(["layer"])), min_calls=1)

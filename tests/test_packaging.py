@@ -1,5 +1,6 @@
 """A plain (non-editable) build ships the folders under the `dfdsl` namespace with their data, and
-works installed: `dfdsl run` and `dfdsl validate` from an unrelated folder, with no checkout."""
+works installed: `dfdsl run`, `dfdsl validate` and the tutorial's `dfdsl init` from an unrelated
+folder, with no checkout."""
 
 import os
 import subprocess
@@ -30,7 +31,8 @@ def test_the_wheel_maps_the_folders_under_dfdsl(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ("dfdsl/cli/__init__.py", "dfdsl/dialects/df.py", "dfdsl/lowering/kernel_looping.py",
                      "dfdsl/sim/timing.py", "dfdsl/grammar/dfl.lark", "dfdsl/stdlib/llama.dfl",
-                     "dfdsl/hardware/sn40l.toml", "dfdsl/examples/llama3_1_8b.dfl"):
+                     "dfdsl/hardware/sn40l.toml", "dfdsl/examples/llama3_1_8b.dfl",
+                     "dfdsl/hf_configs/Mistral-7B-v0.3.json"):
         assert expected in names
     top_level = {name.split("/")[0] for name in names}
     assert not top_level & {"dialects", "lowering", "sim", "grammar", "tests", "examples"}
@@ -62,7 +64,14 @@ def test_the_installed_wheel_runs_and_validates_from_an_unrelated_folder(wheel, 
     run = subprocess.run([dfdsl, "run", str(example), "--tokens", "4"], cwd=folder, env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "mistral_7b on 8 × sn40l" in run.stdout and "ms per token" in run.stdout
+    assert "mistral_7b on 8 sockets of sn40l" in run.stdout and "ms per token" in run.stdout
+    # docs/tutorial.md starts from an empty folder: `dfdsl init` writes what its steps need.
+    init = subprocess.run([dfdsl, "init"], cwd=folder, env=env, capture_output=True, text=True)
+    assert init.returncode == 0, init.stderr
+    assert (folder / "hf" / "Mistral-7B-v0.3.json").is_file() and (folder / "filecheck" / "lit.cfg.py").is_file()
+    imported = subprocess.run([dfdsl, "import-hf", "hf/Mistral-7B-v0.3.json"], cwd=folder, env=env,
+                              capture_output=True, text=True)
+    assert imported.returncode == 0 and "model mistral_7b_v0_3 : llama" in imported.stdout, imported.stderr
     validate = subprocess.run([dfdsl, "validate"], cwd=folder, env=env, capture_output=True, text=True)
     assert "E002" not in validate.stderr and "internal error" not in validate.stderr, validate.stderr
     assert validate.returncode == 0, validate.stdout  # every published claim within its tolerance

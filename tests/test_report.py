@@ -7,22 +7,29 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from hypothesis import target as target_score
+from xdsl.dialects.builtin import ModuleOp
 
 from dfdsl.cli import main as cli_main
 from dfdsl.elaborate import check_file
 from dfdsl.footprint import footprint
 from dfdsl.irgen import generate
 from dfdsl.lowering.pipeline import RDU_PIPELINE, LoweringOptions, run_passes
+from dfdsl.lowering.place_memory import CapacityError
+from dfdsl.lowering.shard_tensor_parallel import ShardingError
 from dfdsl.report import JSON_KEYS, Report, make_report, render_table
 from dfdsl.driver import CompileOptions, run_model
 from dfdsl.hardware import load_hardware
 from dfdsl.sim.interpreter import simulate
 from dfdsl.sim.timing import CATEGORIES
+from dfdsl.targets import target_for
+from df_models import tiny_llama, tiny_mla, tiny_moe
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SMALL_MODELS = ("llama3_1_8b", "mistral_7b", "mixtral_8x7b")
@@ -83,6 +90,27 @@ def test_the_table_shows_the_report_figures():
     assert f"{report['peak_fraction']:.1%}" in text
 
 
+def test_a_moe_report_shows_the_parameters_held_and_the_bytes_read_apart_and_they_add_up():
+    report = _report("mixtral_8x7b")
+    f = report.figures
+    assert f["bytes_per_token"] < 0.3 * f["param_bytes"]  # 2 of 8 experts per layer at batch 1
+    assert f["bytes_per_token"] == pytest.approx(f["weight_bytes_read"] + f["kv_bytes"], abs=2)
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in render_table(report).splitlines() if line.count("│") == 3}
+    assert rows["parameters held"] == f"{f['param_bytes'] / 1e9:,.2f} GB"
+    assert rows["bytes a step must read"] == (f"{f['bytes_per_token'] / 1e9:,.2f} GB  ({f['weight_bytes_read'] / 1e9:,.2f} "
+                                              f"GB weights + {f['kv_bytes'] / 1e9:,.2f} GB KV)")
+
+
+def test_bound_names_the_largest_part_of_the_breakdown():
+    """Llama 3.1 8B on 16 sockets at batch 1,024: FLOPs per byte is past the ridge, but the
+    all-reduces of 1,024 sequences take most of the step."""
+    figures = _report_at("llama3_1_8b", 16, True, batch=1024, context=128)
+    assert figures["flops_per_byte"] > figures["ridge_flops_per_byte"]
+    assert figures["bound"] == "collective" == max(figures["breakdown_ms"], key=figures["breakdown_ms"].get)
+    assert _report_at("llama3_1_8b", 8, True, batch=1, context=4096)["bound"] == "stream"
+
+
 # -- invariants over run settings ---------------------------------------------------------------
 
 
@@ -123,7 +151,7 @@ def test_a_run_is_never_above_the_roofline_and_looping_is_never_slower(model, ba
     looped = _report_at(model, sockets, True, batch, context)
     unlooped = _report_at(model, sockets, False, batch, context)
     for figures in (looped, unlooped):
-        assert 0 < figures["peak_fraction"] <= 1
+        assert 0 < figures["peak_fraction"] <= HW.assumptions.stream_efficiency
         assert figures["tokens_per_s_per_user"] <= figures["roofline_tokens_per_s_per_user"]
         assert sum(figures["breakdown_ms"].values()) == pytest.approx(figures["ms_per_token"], rel=1e-9)
     assert looped["ms_per_token"] <= unlooped["ms_per_token"]
@@ -152,3 +180,103 @@ def test_batch_multiplies_the_kv_reads_not_the_weight_reads(model, batch, contex
     else:
         # Experts: a larger batch routes to more of them, so more parameter bytes are read.
         assert many["expert_bytes_read_fraction"] > one["expert_bytes_read_fraction"]
+
+
+# -- the roofline bound, over random models and machines -------------------------------------------
+
+
+def _hardware_file(base: str, values: dict[tuple[str, str], float | int], folder: Path) -> Path:
+    """The bundled `base` file with `values[(section, key)]` in place of its own, written to `folder`."""
+    lines = (resources.files("dfdsl.hardware") / f"{base}.toml").read_text(encoding="utf-8").splitlines()
+    section = ""
+    for i, line in enumerate(lines):
+        if line.startswith("["):
+            section = line.strip("[]")
+        key = line.split("=")[0].strip()
+        if (section, key) in values:
+            lines[i] = f"{key} = {values[section, key]!r}"
+    path = folder / f"{base}_{abs(hash(tuple(sorted(values.items()))))}.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _bandwidth() -> st.SearchStrategy[float]:
+    return st.floats(1e10, 2e13)
+
+
+@st.composite
+def _machines(draw: st.DrawFn) -> tuple[str, dict[tuple[str, str], float | int]]:
+    """A bundled machine with its memories, efficiencies and latencies redrawn (DDR may be as fast
+    as HBM, the fastest a hardware file allows, and HBM small enough that tensors spill to DDR)."""
+    base = draw(st.sampled_from(("sn40l", "dgx_h100")))
+    assumptions = "assumptions" if base == "sn40l" else "gpu_assumptions"
+    hbm = draw(_bandwidth())
+    values: dict[tuple[str, str], float | int] = {
+        ("memory.hbm", "bandwidth_bytes_per_s"): hbm,
+        ("memory.ddr", "bandwidth_bytes_per_s"): draw(st.floats(1e10, hbm)),
+        ("memory.hbm", "capacity_bytes"): draw(st.sampled_from((2_000_000, 20_000_000, 64 * 10**9))),
+        (assumptions, "stream_efficiency"): draw(st.floats(0.2, 1.0)),
+        (assumptions, "compute_efficiency"): draw(st.floats(0.05, 1.0)),
+        (assumptions, "host_per_token_s"): draw(st.floats(1e-9, 1e-4)),
+    }
+    if base == "sn40l":
+        values[("assumptions", "stage_latency_s")] = draw(st.floats(1e-9, 2e-6))
+        values[("assumptions", "p2p_latency_s")] = draw(st.floats(1e-9, 1e-5))
+        values[("assumptions", "allreduce_algorithm")] = draw(st.sampled_from(("direct", "ring", "auto")))
+    else:
+        values[("gpu_assumptions", "stream_ramp_s")] = draw(st.floats(1e-9, 5e-6))
+    return base, values
+
+
+@st.composite
+def _models(draw: st.DrawFn) -> ModuleOp:
+    """A small model of a random family, shape and placement (df_models)."""
+    heads = draw(st.sampled_from((1, 2, 4, 8)))
+    config = dict(
+        heads=heads,
+        kv_heads=draw(st.sampled_from([k for k in (1, 2, 4, 8) if heads % k == 0])),
+        head_dim=draw(st.sampled_from((8, 16, 32))),
+        hidden=draw(st.sampled_from((32, 64, 128))),
+        ffn=draw(st.sampled_from((32, 64, 256))),
+        vocab=draw(st.sampled_from((64, 100, 512, 4096))),
+        experts=(experts := draw(st.sampled_from((2, 4, 8)))),
+        top_k=draw(st.integers(1, experts)),
+        expert_ffn=draw(st.sampled_from((16, 32))),
+        weight_tier=draw(st.sampled_from(("hbm", "hbm", "ddr", "sram"))),
+        cache_tier=draw(st.sampled_from(("hbm", "hbm", "ddr"))),
+        tied_head=draw(st.booleans()),
+    )
+    build = draw(st.sampled_from((tiny_llama, tiny_moe, tiny_mla)))
+    return build(draw(st.integers(1, 3)), **config)
+
+
+LARGEST = {"peak_fraction": 0.0, "of_efficiency": 0.0}
+"""The largest peak_fraction seen, and the largest peak_fraction / stream_efficiency (for reports)."""
+
+
+@settings(max_examples=60, deadline=None)
+@given(front=_models(), machine=_machines(), sockets=st.sampled_from((1, 2, 4, 8)),
+       batch=st.integers(1, 512), context=st.integers(1, 100_000), tokens=st.integers(1, 3),
+       fusion=st.sampled_from(("none", "block", "layer")), looping=st.booleans())
+def test_no_run_beats_the_streaming_efficiency_of_the_roofline(tmp_path_factory, front, machine, sockets,
+                                                                batch, context, tokens, fusion, looping):
+    """peak_fraction <= stream_efficiency: every byte the roofline counts is streamed by the
+    simulated step at no more than that fraction of the bandwidth it is counted at."""
+    base, values = machine
+    path = _hardware_file(base, values, tmp_path_factory.getbasetemp())
+    hw = load_hardware(str(path))
+    target = target_for(hw)
+    options = LoweringOptions(sockets=sockets, fusion=fusion, kernel_looping=looping and target.loops_kernels,
+                              target=base, hardware=str(path))
+    module = front.clone()
+    try:
+        run_passes(module, target.pipeline.passes_to(target.final_stage, options))
+    except (ShardingError, CapacityError):
+        assume(False)  # a model that does not divide over, or fit on, these sockets has no run
+    result = target.simulator(module, hw, batch=batch, context=context, tokens=tokens)
+    figures = make_report(result, footprint(front), hw, fusion=fusion, kernel_looping=looping).figures
+    efficiency = hw.assumptions.stream_efficiency
+    LARGEST["peak_fraction"] = max(LARGEST["peak_fraction"], figures["peak_fraction"])
+    LARGEST["of_efficiency"] = max(LARGEST["of_efficiency"], figures["peak_fraction"] / efficiency)
+    target_score(figures["peak_fraction"] / efficiency)
+    assert 0 < figures["peak_fraction"] <= efficiency * (1 + 1e-9)

@@ -111,11 +111,13 @@ def test_output_is_deterministic_and_parses_back():
     ("module", "sockets", "message"),
     [
         (tiny_llama(1), 3, "layer @llama_decoder: 3 sockets cannot split attention with 4 heads and 2 KV heads"),
-        (tiny_llama(1), 3, "use 1, 2 or 4 sockets"),
+        (tiny_llama(1), 3, "; every split divides over 1, 2 or 4 sockets"),
+        # Attention alone would take 6 (6 heads, the 2 KV heads replicated 3 times); the FFN of 64 does not.
+        (tiny_llama(1, heads=6, kv_heads=2, head_dim=8, hidden=48), 6, "every split divides over 1 or 2 sockets"),
         (tiny_llama(1, heads=6, kv_heads=3, head_dim=8, hidden=48), 2, "6 heads and 3 KV heads"),
         (tiny_llama(1, ffn=6), 4, "the MLP width (ffn) 6 does not divide over 4 sockets"),
         (tiny_moe(1, expert_ffn=6), 4, "expert ffn) has width 6"),
-        (tiny_mla(1, heads=2), 4, "4 sockets cannot split latent attention with 2 heads; use 1 or 2 sockets"),
+        (tiny_mla(1, heads=2), 4, "4 sockets cannot split latent attention with 2 heads; every split divides over 1 or 2"),
         (tiny_llama(1, vocab=99), 2, "the LM head (vocab) has width 99"),
     ],
 )

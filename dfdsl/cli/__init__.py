@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 # Before numpy is first imported (the driver's array timing model): one OpenBLAS thread. The
 # command line does no linear algebra (the array model is element-wise; sweeps use processes), and
@@ -23,18 +23,19 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from dfdsl import __version__
-from dfdsl.cli import check, compare, import_hf, lower, opt, run, sensitivity, sweep, validate
+from dfdsl.cli import check, compare, import_hf, init, lower, opt, run, sensitivity, sweep, validate
 from dfdsl.cli.output import USAGE_CODE, UsageError
 from dfdsl.diagnostics import DfslError
 from dfdsl.errors import EnvironmentFailure, OutOfMemory
 from dfdsl.hardware import HardwareError
 
 HARDWARE_CODE = "E023"
-COMMANDS = (check, lower, run, compare, validate, sweep, sensitivity, import_hf, opt)
+COMMANDS = (init, check, lower, run, compare, validate, sweep, sensitivity, import_hf, opt)
 """Each subcommand's module, in the order `--help` lists them."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentParser]]:
+    """The `dfdsl` parser, and each subcommand's parser by name."""
     parser = argparse.ArgumentParser(
         prog="dfdsl",
         description="Compile LLM decode programs written in .dfl through the df dialect to the SN40L's "
@@ -45,12 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
-    return parser
+    return parser, sub.choices
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, subcommands = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse leaves a subcommand's unknown arguments to the top-level parser, whose usage
+        # line does not show the subcommand's options: report them with the subcommand's.
+        subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     return run_command(args.func, args)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from dfdsl.cli.options import add_run_settings, overrides
 from dfdsl.dialects import df
 from dfdsl.driver import load_model
+from dfdsl.report import machine_label
 
 
 def add_parser(sub) -> None:
@@ -33,5 +34,5 @@ def main(args: argparse.Namespace) -> int:
     extra = (f", prompt {run.prompt}" if run.prompt else "") + (f", draft {draft.resolved.name}" if draft else "")
     print(f"{args.file}: ok: model {model.resolved.name}, {layer_calls} layer calls, "
           f"{len(model.resolved.layers)} kind(s) of layer, run at batch {run.batch}, "
-          f"context {run.context}{extra}, {run.sockets} socket(s) of {run.target}")
+          f"context {run.context}{extra}, on {machine_label(run.sockets, model.hardware.unit, run.target)}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from dfdsl import files
 from dfdsl.ast import Span
 from dfdsl.cli.output import UsageError, emit, print_ir
 from dfdsl.diagnostics import DfslError, Diagnostic, read_diagnostic
-from dfdsl.lowering.pipeline import PASSES, context, pass_loader
+from dfdsl.lowering.pipeline import PASSES, context, pass_class, pass_loader
 from dfdsl.lowering.stages import apply_checked
 
 MAX_IR_BYTES = 64 * 1024 * 1024
@@ -54,13 +55,13 @@ def parse_passes(spec: str) -> list[ModulePass]:
     """The passes of a `-p` pipeline; a `UsageError` (E027) saying where it is malformed, or which
     pass or option is wrong."""
     available = {name: pass_loader(name) for name in PASSES}
-    known = "; passes are " + ", ".join(PASSES)
+    known = "; " + _options_of(spec)
     try:
         pipeline = PassPipeline.parse_spec(available, spec)
     except ArgSpecParseError as err:  # a BaseException in xDSL: `except Exception` misses it
         raise UsageError(f"bad pass pipeline {spec!r}: {_syntax_error(str(err))}{known}") from None
     except ValueError as err:  # an unknown pass or option, or an option value of the wrong type
-        raise UsageError(f"bad pass pipeline {spec!r}: {err}{known}") from None
+        raise UsageError(f"bad pass pipeline {spec!r}: {_as_written(str(err), spec)}{known}") from None
     twice = _options_given_twice(spec)
     if twice:
         raise UsageError(f"bad pass pipeline {spec!r}: {twice}; give each option once")
@@ -101,6 +102,31 @@ def _options_given_twice(spec: str) -> str:
             seen.add(option)
         previous = kind
     return ""
+def _named(spec: str) -> list[str]:
+    """The passes of ours a pipeline spec names, in order."""
+    return [name for name in PASSES if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", spec)]
+
+
+def _options_of(spec: str) -> str:
+    """What the passes named in `spec` take, as a pipeline spells it (`kernel-looping{min-calls=N}`)."""
+    named = _named(spec)
+    if not named:
+        return "passes are " + ", ".join(PASSES)
+    takes = [f"{name} takes {', '.join(option for option, _ in _fields(name)) or 'no options'}" for name in named]
+    return "; ".join(takes)
+
+
+def _fields(name: str) -> list[tuple[str, str]]:
+    """(option as written, field name) of each option of pass `name`: `min-calls`, `min_calls`."""
+    return [(f.name.replace("_", "-"), f.name) for f in dataclasses.fields(pass_class(name))]
+
+
+def _as_written(message: str, spec: str) -> str:
+    """xDSL's message with each option named as a pipeline writes it (`min-calls`, not `min_calls`)."""
+    for name in _named(spec):
+        for option, field in _fields(name):
+            message = message.replace(f'"{field}"', f'"{option}"')
+    return message
 
 
 def main(args: argparse.Namespace) -> int:

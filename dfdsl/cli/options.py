@@ -6,7 +6,7 @@ import argparse
 
 from dfdsl.driver import CompileOptions
 from dfdsl.elaborate import RunValue
-from dfdsl.hardware import bundled_targets, target_name
+from dfdsl.hardware import bundled_targets, display_name, target_name
 from dfdsl.lowering.pipeline import FUSION_MODES
 
 RUN_SETTINGS = ("batch", "context", "tokens", "sockets", "target", "prompt", "chunk", "draft_tokens", "acceptance")
@@ -14,7 +14,7 @@ RUN_SETTINGS = ("batch", "context", "tokens", "sockets", "target", "prompt", "ch
 
 def target_names() -> str:
     """The bundled targets as a user types them (`dgx-h100`)."""
-    return ", ".join(name.replace("_", "-") for name in bundled_targets())
+    return ", ".join(display_name(name) for name in bundled_targets())
 
 
 def add_run_settings(p: argparse.ArgumentParser, *, sockets: bool = True) -> None:

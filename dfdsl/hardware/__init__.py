@@ -115,6 +115,8 @@ class Hardware(_OffChipMemories):
     """One socket of a target: chip, memories, and the timing model's assumptions."""
 
     kind: ClassVar[str] = "rdu"
+    unit: ClassVar[str] = "socket"
+    """What a run counts of this machine (`--sockets`)."""
 
     name: str
     description: str
@@ -210,6 +212,8 @@ class GpuHardware(_OffChipMemories):
     """One GPU of a node of GPUs: chip, memories, the node, and the timing model's assumptions."""
 
     kind: ClassVar[str] = "gpu"
+    unit: ClassVar[str] = "GPU"
+    """What a run counts of this machine (`--sockets` counts GPUs here)."""
 
     name: str
     description: str
@@ -467,6 +471,11 @@ def with_value(hardware: Any, path: str, value: float) -> Any:
 def target_name(text: str) -> str:
     """The bundled target a user's spelling names: `dgx-h100` and `dgx_h100` are one target."""
     return text.replace("-", "_")
+
+
+def display_name(name: str) -> str:
+    """A target's name as the command line spells it (`dgx-h100`), for titles and lists."""
+    return name.replace("_", "-")
 
 
 def bundled_targets() -> list[str]:

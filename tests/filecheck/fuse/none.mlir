@@ -70,4 +70,6 @@ builtin.module {
 // CHECK-NEXT:   df.launch @add_0
 // CHECK:        df.launch @rmsnorm_0({{.*}}, %final_norm)
 // CHECK:        df.launch @lm_head_0
+// CHECK-NEXT:   df.launch @top_k_0
+// CHECK-NEXT:   df.launch @all_gather_0
 // CHECK-NEXT:   df.launch @sample_0

@@ -88,5 +88,7 @@ builtin.module {
 // CHECK-NEXT:   df.weight "final_norm"
 // CHECK-NEXT:   df.launch @add_rmsnorm_1(%{{.*}}, %[[R2]], %final_norm)
 // CHECK:        df.launch @lm_head(
-// CHECK-NEXT:   df.launch @sample(
+// CHECK-NEXT:   %[[CAND:.*]] = df.launch @top_k(
+// CHECK-NEXT:   %[[ALL:.*]] = df.all_gather %[[CAND]] {sockets = 2 : i64} : (!df.tensor<[B, 2], i32>) -> !df.tensor<[B, 4], i32>
+// CHECK-NEXT:   df.launch @sample(%[[ALL]])
 // CHECK-NEXT:   df.output

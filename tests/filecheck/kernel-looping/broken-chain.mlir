@@ -23,8 +23,10 @@ builtin.module {
   }
 }
 
-// REMARK:     remark: kernel-looping: launches 1 and 2 of @layer not looped together: the result of launch 1 is also used by df.output
-// REMARK-NOT: remark
+// REMARK:      remark: kernel-looping: looped launches 0..1 of @layer into one launch of @layer_x2
+// REMARK-NEXT: remark: kernel-looping: launches 1 and 2 of @layer not looped together: the result of launch 1 is also used by df.output
+// REMARK-NEXT: remark: kernel-looping: looped launches 2..3 of @layer into one launch of @layer_x2
+// REMARK-NOT:  remark
 
 // CHECK:      df.kernel @layer_x2(%x: !df.tensor<[B, 64], bf16>, %w: !df.tensor<[2, 64, 64], bf16, hbm>) -> !df.tensor<[B, 64], bf16> {
 // CHECK-NEXT:   df.loop 2 carried

@@ -39,8 +39,9 @@ builtin.module {
   }
 }
 
-// REMARK:     remark: kernel-looping: launches 0..3 of @a not looped: a run of 4 launches is shorter than min-calls=5
-// REMARK-NOT: remark
+// REMARK:      remark: kernel-looping: launches 0..3 of @a not looped: a run of 4 launches is shorter than min-calls=5
+// REMARK-NEXT: remark: kernel-looping: looped launches 4..8 of @b into one launch of @b_x5
+// REMARK-NOT:  remark
 
 // CHECK:      df.kernel @a(
 // CHECK:      df.kernel @b_x5(

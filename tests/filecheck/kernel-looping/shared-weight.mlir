@@ -27,6 +27,7 @@ builtin.module {
 // REMARK:      remark: kernel-looping: launch 0 of @layer not looped: operand 1 (df.weight "shared.w") is also used by launch 1 (@layer); a per-layer weight or cache must feed one launch only
 // REMARK-NEXT: remark: kernel-looping: launch 1 of @layer not looped: operand 1 (df.weight "shared.w") is also used by launch 0 (@layer); a per-layer weight or cache must feed one launch only
 // REMARK-NEXT: remark: kernel-looping: launch 2 of @layer not looped: operand 1 is df.input "w", not a per-layer df.weight or df.kv_cache
+// REMARK-NEXT: remark: kernel-looping: looped launches 3..4 of @layer into one launch of @layer_x2
 // REMARK-NOT:  remark
 
 // CHECK:      %[[SHARED:.*]] = df.weight "shared.w"

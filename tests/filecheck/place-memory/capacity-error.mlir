@@ -24,4 +24,4 @@ builtin.module {
   }
 }
 
-// CHECK: place-memory: m in BF16 needs 0.5 GB of weights and 0.1 GB of KV cache in hbm (0.6 GB per socket, replicated tensors counted on every socket); 1 socket has 0.5 GB of hbm (GB = 10^9 bytes): place weights in ddr, or use 2 sockets
+// CHECK: place-memory: m in BF16 does not fit in hbm: its socket must hold 0.6 GB there (0.5 GB of weights, 0.1 GB of KV cache; its share of each split tensor, the whole of each replicated one) and has 0.5 GB (GB = 10^9 bytes); place weights in ddr

@@ -2,8 +2,10 @@
 // RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=4}' --verify-diagnostics | filecheck %s --check-prefix=FFN
 // RUN: xdsl-opt %s -p 'shard-tensor-parallel{sockets=2}' --verify-diagnostics | filecheck %s --check-prefix=VOCAB
 
-// Splits that cannot be made are errors naming the layer, the numbers and the socket counts that
-// would work. This layer has 4 heads, 2 KV heads and an MLP width of 6; the vocabulary is 5.
+// Splits that cannot be made are errors naming the layer and the numbers, then the socket counts
+// over which every split of the model divides at once. This layer has 4 heads, 2 KV heads and an
+// MLP width of 6, and the vocabulary is 5: attention alone would take 1, 2 or 4 sockets, the MLP
+// 1, 2, 3 or 6, the LM head 1 or 5, so only one socket takes them all.
 
 builtin.module {
   df.layer @llama_decoder(%x: !df.tensor<[B, 64], bf16>, %attn_norm: !df.tensor<[64], bf16, hbm>, %wq: !df.tensor<[64, 64], bf16, hbm>, %wk: !df.tensor<[64, 32], bf16, hbm>, %wv: !df.tensor<[64, 32], bf16, hbm>, %wo: !df.tensor<[64, 64], bf16, hbm>, %ffn_norm: !df.tensor<[64], bf16, hbm>, %w_gate: !df.tensor<[64, 6], bf16, hbm>, %w_up: !df.tensor<[64, 6], bf16, hbm>, %w_down: !df.tensor<[6, 64], bf16, hbm>, %k_cache: !df.tensor<[B, S, 2, 16], bf16, hbm>, %v_cache: !df.tensor<[B, S, 2, 16], bf16, hbm>) -> !df.tensor<[B, 64], bf16> {
@@ -50,6 +52,6 @@ builtin.module {
   }
 }
 
-// HEADS: shard-tensor-parallel: layer @llama_decoder: 3 sockets cannot split attention with 4 heads and 2 KV heads: {{.*}} use 1, 2 or 4 sockets
-// FFN:   shard-tensor-parallel: layer @llama_decoder: the MLP width (ffn) 6 does not divide over 4 sockets; use 1, 2, 3 or 6 sockets
-// VOCAB: shard-tensor-parallel: graph @tiny_llama: the LM head (vocab) has width 5, which does not divide over 2 sockets; use 1 or 5 sockets
+// HEADS: shard-tensor-parallel: layer @llama_decoder: 3 sockets cannot split attention with 4 heads and 2 KV heads: {{.*}}; every split divides over 1 socket
+// FFN:   shard-tensor-parallel: layer @llama_decoder: the MLP width (ffn) 6 does not divide over 4 sockets; every split divides over 1 socket
+// VOCAB: shard-tensor-parallel: graph @tiny_llama: the LM head (vocab) has width 5, which does not divide over 2 sockets; every split divides over 1 socket

@@ -69,10 +69,15 @@ builtin.module {
 // CHECK:        df.call @llama_decoder({{.*}}) : ({{.*}}!df.tensor<[64, 32], bf16, hbm>{{.*}}) -> !df.tensor<[B, 64], bf16>
 // CHECK:        df.weight "lm_head" : !df.tensor<[64, 50], bf16, hbm>
 // CHECK-NEXT:   %[[LOGITS:.*]] = df.lm_head {{.*}} -> !df.tensor<[B, 50], bf16>
-// CHECK-NEXT:   df.sample %[[LOGITS]] : (!df.tensor<[B, 50], bf16>) -> !df.tensor<[B], i32>
+// Each socket samples from half of the vocabulary only through its best candidate (logit and
+// index, two int32 words), gathered from both sockets; the sample picks among the two.
+// CHECK-NEXT:   %[[CAND:.*]] = df.top_k %[[LOGITS]] {k = 1 : i64} : (!df.tensor<[B, 50], bf16>) -> !df.tensor<[B, 2], i32>
+// CHECK-NEXT:   %[[ALL:.*]] = df.all_gather %[[CAND]] {sockets = 2 : i64} : (!df.tensor<[B, 2], i32>) -> !df.tensor<[B, 4], i32>
+// CHECK-NEXT:   df.sample %[[ALL]] : (!df.tensor<[B, 4], i32>) -> !df.tensor<[B], i32>
 
 // FOUR:       df.layer @llama_decoder({{.*}}%wq: !df.tensor<[64, 16], bf16, hbm>, %wk: !df.tensor<[64, 16], bf16, hbm>, %wv: !df.tensor<[64, 16], bf16, hbm>, %wo: !df.tensor<[16, 64], bf16, hbm>
 // FOUR-SAME:    %k_cache: !df.tensor<[B, S, 1, 16], bf16, hbm>, %v_cache: !df.tensor<[B, S, 1, 16], bf16, hbm>)
 // FOUR:         df.attention {{.*}} {heads = 1 : i64, kv_heads = 1 : i64}
 // FOUR:       df.graph @tiny_llama attributes {{.*}}tp = 4 : i64
 // FOUR:         df.weight "lm_head" : !df.tensor<[64, 25], bf16, hbm>
+// FOUR:         df.all_gather %{{.*}} {sockets = 4 : i64} : (!df.tensor<[B, 2], i32>) -> !df.tensor<[B, 8], i32>

@@ -1,0 +1,153 @@
+"""Socket-count hints (E020, E021): every count offered compiles, counted from every split's
+divisibility and every socket's memory at once; when none exists the message says so and offers a
+placement that works, with what a token then costs."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from df_models import tiny_llama, tiny_moe
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, StringAttr
+
+from dfdsl.cli import main as cli_main
+from dfdsl.dialects import df
+from dfdsl.hardware import load_hardware
+from dfdsl.lowering.pipeline import LoweringOptions, run_passes
+from dfdsl.lowering.place_memory import CapacityError, place_class
+from dfdsl.lowering.shard_tensor_parallel import ShardingError
+from dfdsl.lowering.socket_hints import advise
+from dfdsl.targets import target_for
+
+CHECKED = [0]
+"""Suggestions compiled by the tests of this file (for reports: `pytest -s` prints it)."""
+
+SMALL_3B = """\
+import std.llama
+model llama3_2_3b : llama {
+  dtype = bf16; vocab = 128256; hidden = 3072; layers = 28
+  heads = 24; kv_heads = 8; head_dim = 128; ffn = 8192
+}
+run decode { batch = 1; context = 4096; tokens = 2; target = sn40l(sockets = 16) }
+"""
+
+
+def _hardware(folder: Path, hbm_bytes: int, ddr_bytes: int = 1_500_000_000_000) -> Path:
+    """The SN40L file with `hbm_bytes` of HBM and `ddr_bytes` of DDR per socket."""
+    text = (resources.files("dfdsl.hardware") / "sn40l.toml").read_text(encoding="utf-8")
+    text = text.replace("capacity_bytes = 64000000000", f"capacity_bytes = {hbm_bytes}")
+    text = text.replace("capacity_bytes = 1500000000000", f"capacity_bytes = {ddr_bytes}")
+    path = folder / f"sn40l_{hbm_bytes}_{ddr_bytes}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _compile(front: ModuleOp, sockets: int, hardware: Path) -> None:
+    """The whole SN40L pipeline at `sockets`; raises what a pass raises."""
+    module = front.clone()
+    options = LoweringOptions(sockets=sockets, target="sn40l", hardware=str(hardware))
+    run_passes(module, target_for(load_hardware(str(hardware))).pipeline.passes_to("rdu", options))
+
+
+def _check_every_suggestion(front: ModuleOp, hardware: Path) -> int:
+    """Compiles each count `advise` offers (and its placement, if it offers one); returns how many."""
+    advice = advise(front, load_hardware(str(hardware)))
+    for count in advice.counts:
+        _compile(front, count, hardware)
+    if advice.placement is not None:
+        tensor_class, tier, count = advice.placement
+        moved = front.clone()
+        place_class(moved, tensor_class, tier)
+        _compile(moved, count, hardware)
+    checked = len(advice.counts) + (advice.placement is not None)
+    CHECKED[0] += checked
+    return checked
+
+
+def _with_run(module: ModuleOp, explicit: tuple[str, ...] = (), **values: int) -> ModuleOp:
+    """`module` with the run's sizes set, and the tensor classes `explicit` placed as a file would
+    place them (explicitly: they never spill)."""
+    graph = df.the_graph(module, "test")
+    for key, value in values.items():
+        graph.properties[key] = IntegerAttr(value, 64)
+    if explicit:
+        graph.properties["explicit_tiers"] = ArrayAttr(StringAttr(c) for c in explicit)
+    return module
+
+
+def test_a_3b_model_at_16_or_24_sockets_is_offered_only_counts_where_every_split_divides(tmp_path, capsys):
+    path = tmp_path / "small.dfl"
+    path.write_text(SMALL_3B)
+    for sockets in ("16", "24"):
+        assert cli_main(["run", str(path), "--sockets", sockets]) == 2
+        err = capsys.readouterr().err
+        assert "[E020]" in err and "use 1, 2, 4 or 8 sockets" in err
+    for sockets in (1, 2, 4, 8):
+        assert cli_main(["check", str(path), "--sockets", str(sockets)]) == 0
+        assert cli_main(["lower", str(path), "--sockets", str(sockets), "--emit", "rdu", "-o",
+                         str(tmp_path / "out.mlir")]) == 0
+        CHECKED[0] += 1
+
+
+def test_when_no_socket_count_holds_the_kv_cache_the_message_offers_ddr_with_its_cost(tmp_path, capsys):
+    path = tmp_path / "long.dfl"
+    path.write_text(SMALL_3B.replace("batch = 1; context = 4096", "batch = 64; context = 131072")
+                    .replace("sockets = 16", "sockets = 1").replace("run decode", "place { kv_cache -> hbm }\nrun decode"))
+    assert cli_main(["run", str(path), "--tokens", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "[E021]" in err and "no socket count works" in err
+    assert "its socket must hold 962.1 GB there (962.1 GB of KV cache, 256 bytes of inputs" in err
+    assert "With `kv_cache -> ddr` in the file's `place` block it runs on" in err and "ms per token" in err
+
+
+# Tiny models and a machine with little memory, so that capacity binds as it does for real models:
+# KV heads replicated past their count, experts, every split's divisibility, classes the file
+# placed (which never spill).
+HBM_CHOICES = (200_000, 600_000, 2_000_000, 20_000_000)
+DDR_CHOICES = (2_000_000, 50_000_000, 1_500_000_000_000)
+EXPLICIT_CHOICES = ((), ("kv_cache",), ("weights", "kv_cache"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(build=st.sampled_from((tiny_llama, tiny_moe)), heads=st.sampled_from((2, 4, 6, 8, 12)),
+       kv_heads=st.sampled_from((1, 2, 4)), ffn=st.sampled_from((48, 64, 96, 128)),
+       sockets=st.sampled_from((2, 3, 4, 6, 8, 16)), batch=st.integers(1, 64), context=st.integers(1, 20_000),
+       hbm=st.sampled_from(HBM_CHOICES), ddr=st.sampled_from(DDR_CHOICES), explicit=st.sampled_from(EXPLICIT_CHOICES))
+def test_every_suggestion_compiles(tmp_path_factory, build, heads, kv_heads, ffn, sockets, batch, context, hbm, ddr,
+                                   explicit):
+    assume(heads % kv_heads == 0)
+    front = _with_run(build(2, heads=heads, kv_heads=kv_heads, ffn=ffn, expert_ffn=ffn, head_dim=8, hidden=48,
+                            vocab=96), explicit, batch=batch, context=context)
+    hardware = _hardware(tmp_path_factory.getbasetemp(), hbm, ddr)
+    try:
+        _compile(front, sockets, hardware)
+    except (ShardingError, CapacityError):
+        _check_every_suggestion(front, hardware)
+    else:
+        assert sockets in advise(front, load_hardware(str(hardware))).counts
+
+
+def test_the_counts_offered_are_every_count_that_compiles(tmp_path):
+    """Not only does each offered count compile: no count left out would have compiled."""
+    front = _with_run(tiny_llama(2, heads=12, kv_heads=4, ffn=96, head_dim=8, hidden=48, vocab=96), batch=16,
+                      context=4000)
+    hardware = _hardware(tmp_path, 600_000)
+    advice = advise(front, load_hardware(str(hardware)))
+    compiled = []
+    for count in range(1, 25):
+        try:
+            _compile(front, count, hardware)
+            compiled.append(count)
+        except (ShardingError, CapacityError):
+            pass
+    assert advice.counts == tuple(compiled) and compiled
+    CHECKED[0] += len(compiled)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_checked():
+    yield
+    print(f"\nsocket-count suggestions checked by compiling them: {CHECKED[0]}")
