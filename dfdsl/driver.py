@@ -589,6 +589,9 @@ class Compiler:
             settings = RunSettings(int(points.batch[representative]), int(points.context[representative]),
                                    int(points.tokens[representative]), sockets, **staged)
             failure = groups.errors.get(int(groups.ids[representative]))
+            if isinstance(failure, CapacityError):
+                # As `compile` says it: what does not fit, and what to do.
+                failure = CapacityError(failure.problem, self.socket_hint(model, settings, options))
             if failure is not None:
                 # As `compile` says it: with the socket counts or the placement that would work.
                 evaluation.fail(index, CapacityError(failure.problem, self.socket_hint(model, settings, options)))

@@ -49,7 +49,7 @@ def require_matplotlib() -> Any:
 def unit(name: str, values: Sequence[float] | NDArray) -> tuple[str, float]:
     """An axis label with its unit, and the factor that brings `values` to that unit (the key's
     name says its unit: `_bytes_per_s`, `_flops_per_s`, `_s`, `_bytes`)."""
-    sections = ("assumptions", "gpu_assumptions", "chip", "node", "memory")
+    sections = ("assumptions", "gpu_assumptions", "software", "chip", "node", "memory")
     label = _LABELS.get(name, " ".join(p for p in name.split(".") if p not in sections).replace("_", " "))
     top = float(np.max(np.abs(values))) if len(values) else 0.0
     if name.endswith("bytes_per_s"):

@@ -79,7 +79,7 @@ RDU = Target(
 )
 GPU = Target(
     kind="gpu",
-    description="a node of GPUs (DGX H100): TensorRT-LLM-style kernels, NCCL all-reduce",
+    description="a node of GPUs (DGX H100, H200, A100) with its serving software: kernels, launches, all-reduce",
     pipeline=GPU_PIPELINE,
     simulator=gpu_interpreter.simulate_gpu,
     kernel_calls=gpu_interpreter.kernel_calls,

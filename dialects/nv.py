@@ -128,10 +128,12 @@ class LaunchOp(df.CallBase):
 
 
 class CollectiveBase(IRDLOperation):
-    """An NCCL collective of one buffer across `gpus` GPUs: a library call of its own.
+    """A collective of one buffer across `gpus` GPUs: a call of its own (NCCL's, or for an
+    all-reduce the serving runtime's own kernel).
 
     `bytes` is the message each GPU contributes (an all-reduce's or a reduce-scatter's whole
-    partial sum, an all-gather's own share); the algorithm and its costs are the simulator's.
+    partial sum, an all-gather's own share); which implementation runs it and what it costs are the
+    target's software (`[gpu_software] all_reduce` for an all-reduce), the simulator's to price.
     """
 
     input = operand_def(BufferType)
@@ -181,7 +183,7 @@ class CollectiveBase(IRDLOperation):
 
 @irdl_op_definition
 class AllReduceOp(CollectiveBase):
-    """An NCCL all-reduce (sum): every GPU gets the whole sum, of the input's type."""
+    """An all-reduce (sum): every GPU gets the whole sum, of the input's type."""
 
     name = "nv.all_reduce"
 

@@ -1,23 +1,31 @@
 """The GPU timing interpreter: xDSL's `Interpreter` over an `nv` module, with time as its result.
 
-A GPU decode step is its launches and NCCL calls in stream order, each a synchronization
+A GPU decode step is its launches and all-reduces in stream order, each a synchronization
 boundary; nothing is pipelined across them (no fill or drain, no kernel looping). So each
 `nv.launch` costs the per-kernel launch/sync plus a body bounded by its slowest resource, the
-skeleton of `sim/timing.py` with GPU parameters:
+skeleton of `sim/timing.py` with the GPU's parameters and its software's (`[gpu_software]`):
 
-    launch = launch_sync + max(stream_ramp + bytes / (stream_efficiency * HBM bandwidth),
-                               FLOPs / (compute_efficiency * peak))
+    launch = launch_sync + max(HBM stream, DDR stream, FLOPs / (compute_efficiency * peak))
 
-The ramp is what a kernel cannot overlap (its first loads' DRAM latency and its last wave's
-tail), which is why small decode GEMVs reach well below peak bandwidth. An `nv.all_reduce` costs
-launch_sync plus NCCL's latency (a base plus 2 (gpus - 1) ring steps) plus its bytes over the
-NVLink bus bandwidth. A step adds the host's time per token. `simulate_gpu` interprets the
-program once and re-evaluates the same launches at every context of the run, and returns the
-same `SimResult` as the SN40L interpreter, so the same report describes both.
+where a kernel's HBM stream depends on what it is (`kernel_kind`), as its software's measured
+kernels do:
+
+    gemm       gemm_ramp + bytes / (gemm_efficiency * N / (N + gemm_half_efficiency_columns) * bandwidth)
+    attention  max(attention_floor, attention_ramp + bytes / (attention_efficiency * bandwidth))
+    experts    experts_ramp + bytes / (experts_efficiency * bandwidth)
+    stream     stream_ramp + bytes / (stream_efficiency * bandwidth)    (norms, rotary, activations, ...)
+
+with N the GEMM's output columns per GPU. An `nv.all_reduce` costs launch_sync plus its
+implementation's time (`all_reduce_time_s`: NCCL's ring or tree, or the runtime's one-shot or
+two-shot kernel). Without CUDA graphs every launch is issued by the host, so a call takes at least
+`host_launch_s`. A step adds the host's time per token. `simulate_gpu` interprets the program once
+and re-evaluates the same launches at every context of the run, and returns the same `SimResult`
+as the SN40L interpreter, so the same report describes both.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +53,7 @@ from dfdsl.sim.interpreter import (
 from dfdsl.sim.timeline import Event, Timeline
 
 GPU_TRACK = "GPU kernels"
-"""The timeline track whose events (launch/sync, kernel bodies, NCCL calls) tile the step with `host`."""
+"""The timeline track whose events (launch/sync, kernel bodies, all-reduces) tile the step with `host`."""
 
 
 class NotAGpuError(TargetMismatchError):
@@ -60,59 +68,142 @@ def gpu_hardware(hardware: Hardware | GpuHardware | str) -> GpuHardware:
     return hw
 
 
+KERNEL_KINDS = ("gemm", "attention", "experts", "stream")
+"""What a GPU kernel is, for its cost: a GEMM (projections only), decode attention, a MoE experts
+kernel, or a streaming kernel (norms, rotary, activations, embedding, routing, sampling)."""
+
+GEMM_OPERATORS = frozenset(("linear", "matmul", "lm_head"))
+
+
+def kernel_kind(kernel: nv.KernelOp) -> str:
+    """The kind (`KERNEL_KINDS`) of a kernel, from the operators it runs."""
+    operators = [o.data for o in kernel.operators.data]
+    if any("attention" in o for o in operators):
+        return "attention"
+    if kernel.experts is not None:
+        return "experts"
+    if operators and all(o in GEMM_OPERATORS for o in operators):
+        return "gemm"
+    return "stream"
+
+
+def gemm_columns(kernel: nv.KernelOp) -> int:
+    """A GEMM kernel's output columns per GPU: the last dimensions of its outputs (a fused QKV
+    GEMM writes q, k and v: its weights are one matrix of their summed widths)."""
+    columns = 0
+    for output in kernel.function_type.outputs.data:
+        dims = output.dims if isinstance(output, nv.BufferType) else ()
+        columns += dims[-1] if dims and isinstance(dims[-1], int) else 0
+    return columns
+
+
 def kernel_launch(kernel: nv.KernelOp) -> timing.KernelCall:
     """One launch of `kernel` as the timing skeleton sees it: one iteration, no spatial pipeline
-    (depth 0), the whole GPU (`pcus` is an SN40L notion and unused here)."""
+    (depth 0), the whole GPU (`pcus` is an SN40L notion and unused here), its kind and, for a
+    GEMM, its output columns."""
+    kind = kernel_kind(kernel)
     return timing.KernelCall(kernel=kernel.sym_name.data, trips=1, depth_stages=0, pcus=0,
-                             work=operator_work(kernel))
+                             work=operator_work(kernel), kind=kind,
+                             columns=gemm_columns(kernel) if kind == "gemm" else 0)
 
 
 def nccl_call(op: nv.CollectiveBase) -> timing.KernelCall:
-    """One NCCL collective as the timing skeleton sees it: a call whose only work is the collective."""
+    """One collective as the timing skeleton sees it: a call whose only work is the collective."""
     collective = timing.AllReduce(affine(op.bytes), op.gpus.value.data, op.kind)
     return timing.KernelCall(kernel=f"nccl_{op.kind}", trips=1, depth_stages=0, pcus=0,
-                             work=timing.IterationWork(all_reduces=(collective,)))
+                             work=timing.IterationWork(all_reduces=(collective,)), kind="collective")
 
 
 def stream_time_s(num_bytes: float, bandwidth_bytes_per_s: float, hw: GpuHardware) -> float:
-    """One kernel's stream: the ramp it cannot overlap, then the bytes at the sustained efficiency."""
+    """One streaming kernel's stream: the ramp it cannot overlap, then the bytes at the sustained efficiency."""
     if num_bytes <= 0:
         return 0.0
     a = hw.assumptions
     return a.stream_ramp_s + timing.stream_time_s(num_bytes, bandwidth_bytes_per_s, a.stream_efficiency)
 
 
+def hbm_time_s(call: timing.KernelCall, num_bytes: float, hw: GpuHardware) -> float:
+    """A kernel's HBM stream by its kind: the measured shape of its software's kernels."""
+    if num_bytes <= 0:
+        return 0.0
+    s, bandwidth = hw.software, hw.hbm.bandwidth_bytes_per_s
+    if call.kind == "gemm":
+        efficiency = s.gemm_efficiency * call.columns / (call.columns + s.gemm_half_efficiency_columns)
+        return s.gemm_ramp_s + num_bytes / (efficiency * bandwidth)
+    if call.kind == "attention":
+        return max(s.attention_floor_s, s.attention_ramp_s + num_bytes / (s.attention_efficiency * bandwidth))
+    if call.kind == "experts":
+        return s.experts_ramp_s + num_bytes / (s.experts_efficiency * bandwidth)
+    return stream_time_s(num_bytes, bandwidth, hw)
+
+
+def all_reduce_time_s(message_bytes: float, gpus: int, hw: GpuHardware, kind: str = "all_reduce") -> float:
+    """One all-reduce of `message_bytes` per GPU over `gpus` GPUs after its launch, by the
+    software's implementation (`[gpu_software] all_reduce`):
+
+        nccl-ring  nccl_base + 2 (N - 1) nccl_step + 2 (N - 1) / N  b / nccl_bus_bandwidth
+        nccl-tree  nccl_base + 2 ceil(log2 N) nccl_step + 2 (N - 1) / N  b / nccl_bus_bandwidth
+        one-shot   custom_latency + (N - 1) custom_step + (N - 1) b / custom_bandwidth
+        two-shot   custom_twoshot_latency + 2 (N - 1) custom_step + 2 (N - 1) / N  b / custom_bandwidth
+        custom     the faster of one-shot and two-shot for this message
+
+    Another `kind`, an all-gather or a reduce-scatter, which every runtime leaves to NCCL's ring: a
+    half of the all-reduce ring, nccl_base + (N - 1) nccl_step + (N - 1) b / nccl_bus_bandwidth for
+    an all-gather (each GPU's whole share forwarded), (N - 1) / N b for a reduce-scatter.
+    """
+    if gpus < 2:
+        return 0.0
+    a, s = hw.assumptions, hw.software
+    if kind != "all_reduce":
+        parts = 1 if kind == "all_gather" else gpus
+        return (a.nccl_base_latency_s + (gpus - 1) * a.nccl_step_latency_s
+                + (gpus - 1) * message_bytes / parts / a.nccl_bus_bandwidth_bytes_per_s)
+    shared = 2 * (gpus - 1) / gpus * message_bytes
+    if s.all_reduce in ("nccl-ring", "nccl-tree"):
+        steps = 2 * (gpus - 1) if s.all_reduce == "nccl-ring" else 2 * math.ceil(math.log2(gpus))
+        return a.nccl_base_latency_s + steps * a.nccl_step_latency_s + shared / a.nccl_bus_bandwidth_bytes_per_s
+    one = (s.custom_allreduce_latency_s + (gpus - 1) * s.custom_allreduce_step_latency_s
+           + (gpus - 1) * message_bytes / s.custom_allreduce_bandwidth_bytes_per_s)
+    two = (s.custom_allreduce_twoshot_latency_s + 2 * (gpus - 1) * s.custom_allreduce_step_latency_s
+           + shared / s.custom_allreduce_bandwidth_bytes_per_s)
+    return {"one-shot": one, "two-shot": two}.get(s.all_reduce, min(one, two))
+
+
 def nccl_time_s(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> float:
-    """The NCCL collectives of a call after their launch: base latency, ring steps, bytes."""
-    a = hw.assumptions
-    total = 0.0
-    for reduce in call.work.all_reduces:
-        transfer_s, steps_s = timing.allreduce_time_s(
-            reduce.message_bytes.at(batch, context), reduce.sockets, "ring",
-            a.nccl_bus_bandwidth_bytes_per_s, a.nccl_step_latency_s, reduce.kind,
-        )
-        total += a.nccl_base_latency_s + steps_s + transfer_s
-    return total
+    """The collectives of a call after their launch (`all_reduce_time_s`)."""
+    return sum(all_reduce_time_s(r.message_bytes.at(batch, context), r.sockets, hw, r.kind)
+               for r in call.work.all_reduces)
 
 
 def resource_times(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> dict[str, float]:
     """Seconds the launch's body keeps each resource busy, by timeline track."""
     t = timing.traffic(call.work, batch, context)
     return {
-        "HBM stream": stream_time_s(t.hbm_read_bytes + t.hbm_write_bytes, hw.hbm.bandwidth_bytes_per_s, hw),
+        "HBM stream": hbm_time_s(call, t.hbm_read_bytes + t.hbm_write_bytes, hw),
         "DDR stream": stream_time_s(t.ddr_read_bytes + t.ddr_write_bytes, hw.ddr.bandwidth_bytes_per_s, hw),
         "SMs": timing.compute_time_s(t.flops, hw.chip.peak_flops_per_s, hw.assumptions.compute_efficiency, 1.0),
         "NVLink": nccl_time_s(call, hw, batch, context),
     }
 
 
+def host_bound_s(hw: GpuHardware) -> float:
+    """Without CUDA graphs, the least a launch's body can take: the host issues one launch per
+    `host_launch_s`, so a kernel shorter than that waits for the next launch (0 with graphs)."""
+    s = hw.software
+    return 0.0 if s.cuda_graphs else max(0.0, s.host_launch_s - hw.assumptions.launch_sync_s)
+
+
 _CATEGORY = {"HBM stream": "stream", "DDR stream": "stream", "SMs": "compute", "NVLink": "collective"}
 
 
 def launch_timing(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> timing.CallTiming:
-    """The phases of one launch: launch/sync, then one body bounded by its slowest resource."""
+    """The phases of one launch: launch/sync, then one body bounded by its slowest resource (or,
+    without CUDA graphs, by the host issuing the next launch: `host_bound_s`)."""
     track, body_s = max(resource_times(call, hw, batch, context).items(), key=lambda item: item[1])
     body = (body_s, _CATEGORY[track])
+    host_s = host_bound_s(hw)
+    if host_s > body_s:
+        body = (host_s, "sync")
     return timing.CallTiming(launch_sync_s=hw.assumptions.launch_sync_s, fill_s=0.0, first_interval=body,
                              later_interval=body, trips=1, drain_s=0.0)
 
@@ -146,7 +237,7 @@ def timeline(calls: Sequence[timing.KernelCall], hw: GpuHardware, batch: int, co
 
 @register_impls
 class NvFunctions(TargetFunctions):
-    """Records the launches and NCCL calls of one `nv` decode step."""
+    """Records the launches and all-reduces of one `nv` decode step."""
 
     run_program = impl(nv.ProgramOp)(TargetFunctions.enter_program)
     run_buffer = impl(nv.BufferOp)(TargetFunctions.declare_buffer)
@@ -176,13 +267,13 @@ def _program(module: ModuleOp) -> nv.ProgramOp:
 
 
 def interpret_step(module: ModuleOp) -> list[timing.KernelCall]:
-    """Interprets the module's program once: its launches and NCCL calls in stream order."""
+    """Interprets the module's program once: its launches and all-reduces in stream order."""
     functions = NvFunctions()
     return functions.state(interpret(module, _program(module), functions)).calls
 
 
 def kernel_calls(module: ModuleOp, hardware: Hardware | GpuHardware) -> list[timing.KernelCall]:
-    """The launches and NCCL calls of one run of the module's program, a decode step or a prefill
+    """The launches and all-reduces of one run of the module's program, a decode step or a prefill
     pass, each with its work as the program states it (`sim/request.py` times prefill passes)."""
     gpu_hardware(hardware)
     return interpret_step(module)

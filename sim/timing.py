@@ -151,6 +151,10 @@ class KernelCall:
     depth_stages: int
     pcus: int
     work: IterationWork
+    kind: str = ""
+    """What a GPU kernel does, for its cost (`gpu_interpreter.KERNEL_KINDS`); "" on the SN40L."""
+    columns: int = 0
+    """A GPU GEMM's output columns per GPU (its shape-dependent efficiency); 0 for other kernels."""
 
 
 @attrs.frozen

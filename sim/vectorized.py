@@ -17,6 +17,7 @@ the two at random points of both targets.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -274,40 +275,111 @@ def rdu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
 # -- a GPU node -------------------------------------------------------------------------------
 
 
-def _gpu_stream(moved: tuple[Array, Array], bandwidth: Array | float, hv: HardwareValues) -> Line:
-    """`gpu_interpreter.stream_time_s` over arrays: the ramp, then the bytes, where there are any.
-    Work is never negative and c >= 1, so a stream moves bytes at every step of a run or at none."""
-    efficiency = hv("assumptions.stream_efficiency")
+def _gpu_stream(moved: tuple[Array, Array], bandwidth: Array | float, hv: HardwareValues,
+                ramp: Array | float | None = None, efficiency: Array | float | None = None) -> Line:
+    """`gpu_interpreter.stream_time_s` over arrays (or, with `ramp` and `efficiency`, a kernel
+    kind's stream): the ramp, then the bytes, where there are any. Work is never negative and
+    c >= 1, so a stream moves bytes at every step of a run or at none."""
+    efficiency = hv("assumptions.stream_efficiency") if efficiency is None else efficiency
+    ramp = hv("assumptions.stream_ramp_s") if ramp is None else ramp
     any_bytes = (moved[0] > 0) | (moved[1] > 0)
-    at0 = np.where(any_bytes, hv("assumptions.stream_ramp_s") + moved[0] / (efficiency * bandwidth), 0.0)
+    at0 = np.where(any_bytes, ramp + moved[0] / (efficiency * bandwidth), 0.0)
     return Line("stream", at0, moved[1] / (efficiency * bandwidth))
+
+
+def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, points: Points) -> list[Line]:
+    """`gpu_interpreter.hbm_time_s` over arrays: the lines whose largest is a kernel's HBM stream
+    (an attention kernel's floor is a line of its own, where it moves any bytes)."""
+    bandwidth = hv("hbm.bandwidth_bytes_per_s")
+    if call.kind == "gemm":
+        share = call.columns / (call.columns + hv("software.gemm_half_efficiency_columns"))
+        return [_gpu_stream(moved, bandwidth, hv, hv("software.gemm_ramp_s"), hv("software.gemm_efficiency") * share)]
+    if call.kind == "attention":
+        stream = _gpu_stream(moved, bandwidth, hv, hv("software.attention_ramp_s"), hv("software.attention_efficiency"))
+        any_bytes = (moved[0] > 0) | (moved[1] > 0)
+        return [stream, _const("stream", np.where(any_bytes, hv("software.attention_floor_s"), 0.0), points)]
+    if call.kind == "experts":
+        return [_gpu_stream(moved, bandwidth, hv, hv("software.experts_ramp_s"), hv("software.experts_efficiency"))]
+    return [_gpu_stream(moved, bandwidth, hv)]
+
+
+@attrs.frozen
+class _GpuReduce:
+    """A GPU all-reduce at every point: its line before `switch` (the first context at which
+    `after` is the faster; +inf: never) and after it. Only `custom` switches."""
+
+    before: Line
+    after: Line
+    switch: Array
+
+
+def _gpu_all_reduce(r: timing.AllReduce, hv: HardwareValues, points: Points) -> _GpuReduce:
+    """`gpu_interpreter.all_reduce_time_s` over arrays (an all-gather too): lines in c (the message
+    is affine). `custom`
+    takes one-shot while it is no slower: one - two = d0 + d1 c <= 0, and d1 >= 0 (one-shot's
+    slope, (N - 1) m1 / bw, is at least two-shot's, 2 (N - 1) / N m1 / bw), so up to one context."""
+    hw = hv.hardware
+    assert isinstance(hw, GpuHardware)
+    n, never = r.sockets, points.zeros() + np.inf
+    if n < 2:
+        none = _const("collective", 0.0, points)
+        return _GpuReduce(none, none, never)
+    m0, m1 = _line(r.message_bytes, points.batch)
+    shared = 2 * (n - 1) / n
+    if r.kind != "all_reduce":
+        # NCCL's ring, half of it: an all-gather forwards whole shares, a reduce-scatter 1/n of the sum.
+        bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s") * (1 if r.kind == "all_gather" else n)
+        base = hv("assumptions.nccl_base_latency_s") + (n - 1) * hv("assumptions.nccl_step_latency_s")
+        ring = Line("collective", points.zeros() + base + (n - 1) * m0 / bandwidth, points.zeros() + (n - 1) * m1 / bandwidth)
+        return _GpuReduce(ring, ring, never)
+    if hw.software.all_reduce in ("nccl-ring", "nccl-tree"):
+        steps = 2 * (n - 1) if hw.software.all_reduce == "nccl-ring" else 2 * math.ceil(math.log2(n))
+        bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
+        base = hv("assumptions.nccl_base_latency_s") + steps * hv("assumptions.nccl_step_latency_s")
+        ring = Line("collective", points.zeros() + base + shared * m0 / bandwidth, points.zeros() + shared * m1 / bandwidth)
+        return _GpuReduce(ring, ring, never)
+    bandwidth = hv("software.custom_allreduce_bandwidth_bytes_per_s")
+    step = hv("software.custom_allreduce_step_latency_s")
+    one = Line("collective", points.zeros() + hv("software.custom_allreduce_latency_s") + (n - 1) * step
+               + (n - 1) * m0 / bandwidth, points.zeros() + (n - 1) * m1 / bandwidth)
+    two = Line("collective", points.zeros() + hv("software.custom_allreduce_twoshot_latency_s") + 2 * (n - 1) * step
+               + shared * m0 / bandwidth, points.zeros() + shared * m1 / bandwidth)
+    if hw.software.all_reduce != "custom":
+        chosen = one if hw.software.all_reduce == "one-shot" else two
+        return _GpuReduce(chosen, chosen, never)
+    d0, d1 = one.at0 - two.at0, one.slope - two.slope
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossing = np.floor(-d0 / d1) + 1
+    switch = np.where(d1 > 0, crossing, np.where(d0 <= 0, np.inf, -np.inf))
+    return _GpuReduce(one, two, switch)
 
 
 def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> CallLines:
     """`gpu_interpreter.launch_timing` over arrays: launch/sync, then one body, the largest of the
-    HBM and DDR streams, the SMs and NVLink (in that order, as the interpreter compares them)."""
+    HBM and DDR streams, the SMs and NVLink (in that order, as the interpreter compares them),
+    and without CUDA graphs the host's bound last. A `custom` all-reduce whose message grows with
+    the context changes kernel at one context; the run is cut there first."""
+    hw = hv.hardware
+    assert isinstance(hw, GpuHardware)
     t = traffic(call.work, points.batch)
-    hbm = _gpu_stream(t.moved("hbm"), hv("hbm.bandwidth_bytes_per_s"), hv)
+    hbm = _gpu_hbm(call, t.moved("hbm"), hv, points)
     ddr = _gpu_stream(t.moved("ddr"), hv("ddr.bandwidth_bytes_per_s"), hv)
     sms = _scaled("compute", t.flops, hv("assumptions.compute_efficiency") * hv("chip.peak_flops_per_s"))
-    nccl = _const("collective", 0.0, points)
-    for r in call.work.all_reduces:
-        m0, m1 = _line(r.message_bytes, points.batch)
-        base = hv("assumptions.nccl_base_latency_s")
-        if r.sockets >= 2:
-            # NCCL's ring: `timing.collective_options`' steps; an all-gather forwards whole shares.
-            steps = (r.sockets - 1) * (2 if r.kind == "all_reduce" else 1)
-            parts = 1 if r.kind == "all_gather" else r.sockets
-            bandwidth = hv("assumptions.nccl_bus_bandwidth_bytes_per_s")
-            base = base + steps * hv("assumptions.nccl_step_latency_s")
-            m0, m1 = steps * m0 / parts / bandwidth, steps * m1 / parts / bandwidth
-        else:
-            m0, m1 = 0.0 * m0, 0.0 * m1
-        nccl = Line("collective", nccl.at0 + base + m0, nccl.slope + m1)
-    body = [hbm, ddr, sms, nccl]
-    first = points.context.astype(np.float64)
-    return CallLines(hv("assumptions.launch_sync_s"), 0.0,
-                     [Piece(first, points.last_context.astype(np.float64), body, body)])
+    reduces = [_gpu_all_reduce(r, hv, points) for r in call.work.all_reduces]
+    launch_sync = hv("assumptions.launch_sync_s")
+    host = []
+    if not hw.software.cuda_graphs:
+        host = [_const("sync", np.maximum(0.0, hv("software.host_launch_s") - launch_sync), points)]
+    pieces = []
+    for first, last in _cut(points, [r.switch for r in reduces]):
+        nccl = _const("collective", 0.0, points)
+        for r in reduces:
+            before = first < r.switch
+            nccl = Line("collective", nccl.at0 + np.where(before, r.before.at0, r.after.at0),
+                        nccl.slope + np.where(before, r.before.slope, r.after.slope))
+        body = [*hbm, ddr, sms, nccl, *host]
+        pieces.append(Piece(first, last, body, body))
+    return CallLines(launch_sync, 0.0, pieces)
 
 
 # -- a run ------------------------------------------------------------------------------------

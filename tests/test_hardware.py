@@ -173,10 +173,25 @@ def test_a_usable_fraction_that_leaves_no_unit_is_refused():
 
 def test_a_gpu_collective_cannot_beat_its_links():
     text = (resources.files("dfdsl.hardware") / "dgx_h100.toml").read_text(encoding="utf-8")
-    text = text.replace("nccl_bus_bandwidth_bytes_per_s = 370e9", "nccl_bus_bandwidth_bytes_per_s = 500e9")
+    nccl = text.replace("nccl_bus_bandwidth_bytes_per_s = 190e9", "nccl_bus_bandwidth_bytes_per_s = 500e9")
     with pytest.raises(HardwareError, match=r"nccl_bus_bandwidth_bytes_per_s = 5e11 is more than "
                                             r"node\.link_bandwidth_bytes_per_s = 4\.5e11"):
-        parse_hardware(text, "gpu.toml")
+        parse_hardware(nccl, "gpu.toml")
+    custom = text.replace("custom_allreduce_bandwidth_bytes_per_s = 310e9", "custom_allreduce_bandwidth_bytes_per_s = 460e9")
+    with pytest.raises(HardwareError, match=r"custom_allreduce_bandwidth_bytes_per_s = 4\.6e11 is more than"):
+        parse_hardware(custom, "gpu.toml")
+
+
+def test_the_gpu_software_section_is_checked():
+    text = (resources.files("dfdsl.hardware") / "dgx_h100.toml").read_text(encoding="utf-8")
+    with pytest.raises(HardwareError, match=r"gpu\.toml:\d+: \[gpu_software\] all_reduce = 'mpi'; it must be 'nccl-ring' or "):
+        parse_hardware(text.replace('all_reduce = "custom"', 'all_reduce = "mpi"'), "gpu.toml")
+    with pytest.raises(HardwareError, match=r"\[gpu_software\] cuda_graphs = 'yes'; it must be true or false"):
+        parse_hardware(text.replace("cuda_graphs = true", 'cuda_graphs = "yes"'), "gpu.toml")
+    with pytest.raises(HardwareError, match=r"\[gpu_software\] gemm_half_efficiency_columns = 0; it must be a number from 1"):
+        parse_hardware(text.replace("gemm_half_efficiency_columns = 256", "gemm_half_efficiency_columns = 0"), "gpu.toml")
+    with pytest.raises(HardwareError, match=r"gpu\.toml: missing section \[gpu_software\]"):
+        parse_hardware(text[:text.index("\n[gpu_software]\n")], "gpu.toml")
 
 
 SWEEP_SETS = {

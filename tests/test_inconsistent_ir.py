@@ -89,9 +89,9 @@ def test_sharding_to_an_explicit_degree_says_so_in_sockets(tmp_path):
 
 WRONG_TARGETS = {
     "df-to-nv for an RDU": ("fused", "dgx-h100", "place-memory{target=dgx_h100},df-to-nv{target=sn40l}",
-                            "df-to-nv: `sn40l` is a rdu machine, not a gpu one; gpu targets are dgx_a100, dgx_h100 [E022]"),
+                            "df-to-nv: `sn40l` is a rdu machine, not a gpu one; gpu targets are dgx_a100, dgx_h100, dgx_h100_nccl, dgx_h200 [E022]"),
     "df-to-nv for no machine": ("fused", "dgx-h100", "place-memory{target=dgx_h100},df-to-nv{target=nope}",
-                                "df-to-nv: no bundled target is called `nope`; gpu targets are dgx_a100, dgx_h100 [E023]"),
+                                "df-to-nv: no bundled target is called `nope`; gpu targets are dgx_a100, dgx_h100, dgx_h100_nccl, dgx_h200 [E023]"),
     "df-to-rdu for a GPU, with an RDU's file": (
         "looped", "sn40l", f'place-memory,df-to-rdu{{target=dgx_h100 hardware="{Path(__file__).parent.parent}'
                            '/dfdsl/hardware/sn40l.toml"}',

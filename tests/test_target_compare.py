@@ -49,3 +49,18 @@ def test_a_target_that_cannot_run_is_a_row_with_the_reason(capsys):
     big = str(Path(MODEL).parent / "llama3_1_405b.dfl")
     assert main(["compare", big, "--targets", "sn40l:8,sn40l:16", "--tokens", "2"]) == 0
     assert "must hold 105.4 GB there" in capsys.readouterr().out
+
+
+def test_every_bundled_gpu_node_compares_by_its_contract_name(capsys):
+    """`dgx-h100`, `dgx-h100-nccl`, `dgx-a100`, `dgx-h200` (the contract's names) side by side: the
+    paper's software (NCCL all-reduce, eager launches) loses on all-reduce and launches, nothing
+    else; the H200's bandwidth beats the H100's, the A100's loses."""
+    targets = "dgx-h100,dgx-h100-nccl,dgx-a100,dgx-h200"
+    assert main(["compare", MODEL, "--targets", targets, "--tokens", "4", "--json"]) == 0
+    rows = {r["target"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"dgx_h100", "dgx_h100_nccl", "dgx_a100", "dgx_h200"}
+    today, paper = rows["dgx_h100"], rows["dgx_h100_nccl"]
+    assert paper["kernel_calls_per_token"] == today["kernel_calls_per_token"]
+    assert paper["breakdown_ms"]["collective"] > 5 * today["breakdown_ms"]["collective"]
+    assert paper["breakdown_ms"]["sync"] > today["breakdown_ms"]["sync"]
+    assert rows["dgx_h200"]["ms_per_token"] < today["ms_per_token"] < rows["dgx_a100"]["ms_per_token"]

@@ -4,6 +4,7 @@ points, for random calls on both targets, and its closed-form sum of maxima is t
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import attrs
 import numpy as np
@@ -81,8 +82,10 @@ def random_calls(rng, gpu: bool) -> list[KernelCall]:
                              ddr_write=_affine(rng, 1e5, 0, 0), experts=experts, all_reduces=reduces,
                              all_to_alls=exchanges)
         trips = 1 if gpu else int(rng.choice([1, 1, 32]))
+        kind = str(rng.choice(["gemm", "attention", "experts", "stream", ""])) if gpu else ""
+        columns = int(rng.integers(1, 20_000)) if kind == "gemm" else 0
         calls += [KernelCall(f"k{i}", trips, 0 if gpu else int(rng.integers(1, 9)),
-                             0 if gpu else int(rng.integers(1, 936)), work)] * int(rng.integers(1, 3))
+                             0 if gpu else int(rng.integers(1, 936)), work, kind, columns)] * int(rng.integers(1, 3))
     return calls
 
 
@@ -92,16 +95,25 @@ SWEPT = {
             "assumptions.p2p_rack_latency_s", "assumptions.launch_sync_hardware_s", "assumptions.stage_latency_s",
             "chip.peak_flops_per_s", "chip.pcus"),
     "gpu": ("hbm.bandwidth_bytes_per_s", "assumptions.stream_ramp_s", "assumptions.nccl_step_latency_s",
-            "assumptions.nccl_bus_bandwidth_bytes_per_s", "chip.peak_flops_per_s", "assumptions.launch_sync_s"),
+            "assumptions.nccl_bus_bandwidth_bytes_per_s", "chip.peak_flops_per_s", "assumptions.launch_sync_s",
+            "software.gemm_ramp_s", "software.gemm_half_efficiency_columns", "software.attention_floor_s",
+            "software.attention_efficiency", "software.experts_ramp_s", "software.custom_allreduce_latency_s",
+            "software.custom_allreduce_twoshot_latency_s", "software.custom_allreduce_bandwidth_bytes_per_s",
+            "software.host_launch_s"),
 }
+GPU_CASES = [("gpu", f"{reduce} {graphs}") for reduce in ("nccl-ring", "nccl-tree", "one-shot", "two-shot", "custom")
+             for graphs in ("graphs", "eager")]
 
 
-@pytest.mark.parametrize("kind,algorithm", [*(("rdu", a) for a in (*timing.ALGORITHMS, "auto")), ("gpu", "ring")])
+@pytest.mark.parametrize("kind,algorithm", [*(("rdu", a) for a in (*timing.ALGORITHMS, "auto")), *GPU_CASES])
 def test_random_calls_at_random_points_match_the_reference(kind, algorithm):
     rng = np.random.default_rng(zlib.crc32(f"{kind}{algorithm}".encode()))
-    base = RDU if kind == "rdu" else GPU
+    base: Any = RDU if kind == "rdu" else GPU
     if kind == "rdu":
         base = attrs.evolve(base, assumptions=attrs.evolve(base.assumptions, allreduce_algorithm=algorithm))
+    else:
+        reduce, graphs = algorithm.split()
+        base = attrs.evolve(base, software=attrs.evolve(base.software, all_reduce=reduce, cuda_graphs=graphs == "graphs"))
     lines_of = vectorized.rdu_call_lines if kind == "rdu" else vectorized.gpu_call_lines
     time_call = timing.call_timing if kind == "rdu" else launch_timing
     for _ in range(6):
@@ -144,7 +156,7 @@ def test_an_auto_all_reduce_changes_algorithm_inside_a_run():
     assert len(vectorized.rdu_call_lines(call, HardwareValues(RDU), points).pieces) > 1
 
 
-@pytest.mark.parametrize("target", ["sn40l", "dgx_h100"])
+@pytest.mark.parametrize("target", ["sn40l", "dgx_h100", "dgx_h100_nccl", "dgx_a100", "dgx_h200"])
 def test_the_driver_evaluates_random_points_as_simulate_does(target, tmp_path, capfd):
     # Llama 3.1 8B on 8 sockets, its KV cache free to spill: small points fit as declared, large
     # ones spill their KV cache to DDR, the largest do not fit at all.

@@ -3,7 +3,8 @@
 A target file says its `kind`: `"rdu"` (the default: an SN40L-style dataflow chip, read into
 `Hardware`) or `"gpu"` (a node of GPUs, read into `GpuHardware`). An RDU file has a `[chip]`, a
 `[memory.hbm]` and `[memory.ddr]`, and an `[assumptions]` section for what nobody has published;
-a GPU file has a `[gpu]`, a `[node]`, the same two memories and a `[gpu_assumptions]` section.
+a GPU file has a `[gpu]`, a `[node]`, the same two memories, a `[gpu_assumptions]` section and a
+`[gpu_software]` section (the serving software's kernels and launches, `GpuSoftware`).
 Each section may carry a `source` string. Values keep the units their names say.
 
 Every hardware value goes through one validation, whatever its source: a file's keys as they are
@@ -34,6 +35,9 @@ ORCHESTRATIONS = ("hardware", "host")
 ALLREDUCE_ALGORITHMS = ("one-shot", "two-shot", "ring", "tree", "auto", "direct")
 """The all-reduce algorithms a file may name (`sim/timing.py` costs them); `direct` is the old name
 of `one-shot`, read as `one-shot`."""
+GPU_ALLREDUCES = ("nccl-ring", "nccl-tree", "one-shot", "two-shot", "custom")
+"""A GPU node's all-reduce: NCCL's ring or tree, or a runtime's own kernel (one-shot, two-shot,
+or `custom`: the faster of the two for each message, as TensorRT-LLM's picks)."""
 KINDS = ("rdu", "gpu")
 
 
@@ -202,6 +206,40 @@ class GpuHost:
 
 
 @attrs.frozen
+class GpuSoftware:
+    """The software a GPU node runs a decode step with: how it launches kernels, which all-reduce
+    it calls, and what its kernels cost at the shapes they run (see the target file for each
+    number's source: measured tables of that software's kernels)."""
+
+    framework: str
+    """What the numbers describe, for people (`TensorRT-LLM 1.3, CUDA graphs`)."""
+    cuda_graphs: bool
+    """Launches replayed from a CUDA graph (no host launch on the critical path), or eager."""
+    all_reduce: str
+    """One of `GPU_ALLREDUCES`."""
+    attention_kernel: str
+    """The decode attention kernel the `attention_*` numbers were measured with, for people."""
+    host_launch_s: float
+    """Host time to issue one launch when eager: a kernel cannot start before it is issued."""
+    gemm_ramp_s: float
+    gemm_efficiency: float
+    gemm_half_efficiency_columns: float
+    attention_ramp_s: float
+    attention_efficiency: float
+    attention_floor_s: float
+    experts_ramp_s: float
+    experts_efficiency: float
+    custom_allreduce_latency_s: float
+    custom_allreduce_twoshot_latency_s: float
+    custom_allreduce_step_latency_s: float
+    custom_allreduce_bandwidth_bytes_per_s: float
+
+
+SOFTWARE_CHOICES = {"all_reduce": GPU_ALLREDUCES}
+"""The string keys of `[gpu_software]` that must be one of a few values."""
+
+
+@attrs.frozen
 class GpuHardware(_OffChipMemories):
     """One GPU of a node of GPUs: chip, memories, the node, and the timing model's assumptions."""
 
@@ -217,6 +255,7 @@ class GpuHardware(_OffChipMemories):
     ddr: MemoryTier
     node: GpuNode
     assumptions: GpuAssumptions
+    software: GpuSoftware
     sources: dict[str, str] = attrs.field(factory=dict, eq=False)
     host: GpuHost | None = None
     """The `[host]` table, where the file has one."""
@@ -250,6 +289,8 @@ reciprocal (time = work / (rate x fraction)) would run past any finite figure.""
 COUNT_KEYS = frozenset(("pcus", "pmus", "sms", "gpus", "p2p_node_sockets"))
 TOKENS = Range(1, 1e7, " tokens")
 """A number of tokens (a prefill's half-efficiency size): up to ten million."""
+COLUMNS = Range(1, 1e7, " columns")
+"""A GEMM's output columns (its half-efficiency width): up to ten million."""
 
 
 def range_of(name: str) -> Range:
@@ -263,6 +304,8 @@ def range_of(name: str) -> Range:
         return COUNT
     if name.endswith("_tokens"):
         return TOKENS
+    if name.endswith("_columns"):
+        return COLUMNS
     raise KeyError(f"no range for the hardware key {name!r}")
 
 
@@ -315,6 +358,12 @@ def check_relations(hw: Hardware | GpuHardware, source: str) -> None:
                 f"gpu_assumptions.nccl_bus_bandwidth_bytes_per_s = {format_value(a.nccl_bus_bandwidth_bytes_per_s)} "
                 f"is more than node.link_bandwidth_bytes_per_s = {format_value(hw.node.link_bandwidth_bytes_per_s)}: "
                 "a collective cannot move data faster than the links")
+        custom = hw.software.custom_allreduce_bandwidth_bytes_per_s
+        if custom > hw.node.link_bandwidth_bytes_per_s:
+            problems.append(
+                f"gpu_software.custom_allreduce_bandwidth_bytes_per_s = {format_value(custom)} is more than "
+                f"node.link_bandwidth_bytes_per_s = {format_value(hw.node.link_bandwidth_bytes_per_s)}: "
+                "a collective cannot move data faster than the links")
     if problems:
         raise HardwareError(f"{source}: " + "; ".join(problems))
 
@@ -359,6 +408,12 @@ class _Reader:
         where, value = self._raw(dotted, key, range_of(key).describe())
         return check_value(where, key, value)
 
+    def boolean(self, dotted: str, key: str) -> bool:
+        where, value = self._raw(dotted, key, "true or false")
+        if not isinstance(value, bool):
+            raise HardwareError(f"{where} = {value!r}; it must be true or false")
+        return value
+
     def string(self, dotted: str, key: str, choices: tuple[str, ...] = ()) -> str:
         wanted = " or ".join(repr(c) for c in choices) if choices else "a string"
         where, value = self._raw(dotted, key, wanted)
@@ -380,9 +435,23 @@ def _read_assumptions(r: _Reader) -> Assumptions:
                        **_numbers(r, s, Assumptions, ("orchestration", "allreduce_algorithm")))
 
 
+def _read_software(r: _Reader) -> GpuSoftware:
+    """The `[gpu_software]` section: strings, a boolean, and numbers in their ranges."""
+    s = "gpu_software"
+    values: dict[str, Any] = {}
+    for field in attrs.fields(GpuSoftware):
+        if field.type in (str, "str"):
+            values[field.name] = r.string(s, field.name, SOFTWARE_CHOICES.get(field.name, ()))
+        elif field.type in (bool, "bool"):
+            values[field.name] = r.boolean(s, field.name)
+        else:
+            values[field.name] = r.number(s, field.name)
+    return GpuSoftware(**values)
+
+
 def _sources(data: dict[str, Any]) -> dict[str, str]:
     """The `source` string of each section that has one, by section name."""
-    tables = {name: data.get(name) for name in ("chip", "gpu", "node", "internode")} | {
+    tables = {name: data.get(name) for name in ("chip", "gpu", "node", "internode", "gpu_software")} | {
         f"memory.{name}": table for name, table in data.get("memory", {}).items()
     }
     return {
@@ -417,7 +486,8 @@ def parse_hardware(text: str, path: str) -> Hardware | GpuHardware:
     if isinstance(chip, GpuChip):
         hw = GpuHardware(**common, chip=chip, node=GpuNode(**_numbers(r, "node", GpuNode)),
                          assumptions=GpuAssumptions(**_numbers(r, "gpu_assumptions", GpuAssumptions)),
-                         host=GpuHost(**_numbers(r, "host", GpuHost)) if "host" in data else None)
+                         host=GpuHost(**_numbers(r, "host", GpuHost)) if "host" in data else None,
+                         software=_read_software(r))
     else:
         internode = InterNodeLink(**_numbers(r, "internode", InterNodeLink)) if "internode" in data else None
         hw = Hardware(**common, chip=chip, assumptions=_read_assumptions(r), internode=internode)

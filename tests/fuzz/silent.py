@@ -301,7 +301,7 @@ def run_pipeline_case(spec: str, ir: Path, seconds: float = 30.0) -> tuple[str, 
 
 KNOWN_TIERS = ("", "sram", "hbm", "ddr")
 TENSOR_CLASSES = ("weights", "kv_cache", "activations", "inputs")
-TARGET_KINDS = {"sn40l": "rdu", "dgx_h100": "gpu", "dgx_a100": "gpu"}
+TARGET_KINDS = {"sn40l": "rdu", "dgx_a100": "gpu", "dgx_h100": "gpu", "dgx_h100_nccl": "gpu", "dgx_h200": "gpu"}
 """The bundled machines and their kinds, as their files say (`test_the_fuzz_knows_the_targets`)."""
 PROGRAM_KINDS = {"rdu.program": "rdu", "nv.program": "gpu"}
 
