@@ -7,8 +7,8 @@ bytes) or KiB (2^10) explicitly. Two byte figures are kept apart: the parameters
 experts only as far as the batch touches them, plus the KV cache; `dfdsl.footprint`).
 `peak_fraction` is the simulated tokens/s per user over the roofline of the same run: the bytes a
 step must read streamed at the memory bandwidth of every socket (`SimResult.roofline_bandwidth_bytes_per_s`).
-A simulated step streams at most `stream_efficiency` of that bandwidth, so `peak_fraction` never
-exceeds it (tests/test_report.py checks this over random models and machines). `bound` is the
+A simulated step streams at most `stream_efficiency` of that bandwidth (on a GPU, the largest of
+its kernels' measured efficiencies), so `peak_fraction` never exceeds it (tests/test_report.py checks this over random models and machines). `bound` is the
 part of the step's time breakdown that takes longest.
 """
 
