@@ -142,7 +142,7 @@ def test_the_gpu_interpreter_times_every_nccl_collective():
 
     text = (ROOT / "tests" / "filecheck" / "nv" / "collectives.mlir").read_text()
     module = Parser(context(), text).parse_module()
-    gpu = load_hardware("dgx_h100")
+    gpu = load_hardware("dgx_h100_nccl")  # NCCL for every collective (the 2024 software)
     calls = gpu_interpreter.kernel_calls(module, gpu)
     assert [call.kernel for call in calls] == ["nccl_all_reduce", "nccl_reduce_scatter", "nccl_all_gather"]
     a = gpu.assumptions
