@@ -18,12 +18,12 @@ kernels do:
 
 with N the GEMM's output columns per GPU, and `waves` the CTAs of a decode attention kernel split
 as XQA splits it (`attention_waves`): B x H x c / attention_block_tokens CTAs over the SMs, at
-most attention_max_waves, for B sequences of H KV heads at context c. An `nv.all_reduce` costs launch_sync plus its
-implementation's time (`all_reduce_time_s`: NCCL's ring or tree, or the runtime's one-shot or
-two-shot kernel). Without CUDA graphs every launch is issued by the host, so a call takes at least
-`host_launch_s`. A step adds the host's time per token. `simulate_gpu` interprets the program once
-and re-evaluates the same launches at every context of the run, and returns the same `SimResult`
-as the SN40L interpreter, so the same report describes both.
+most attention_max_waves, for B sequences of H KV heads at context c. An `nv.all_reduce` costs
+launch_sync plus its implementation's time (`all_reduce_time_s`: NCCL's ring or tree, or the
+runtime's one-shot or two-shot kernel). Without CUDA graphs every launch is issued by the host,
+so a call takes at least `host_launch_s`. A step adds the host's time per token. `simulate_gpu`
+interprets the program once and re-evaluates the same launches at every context of the run, and
+returns the same `SimResult` as the SN40L interpreter, so the same report describes both.
 """
 
 from __future__ import annotations

@@ -122,10 +122,10 @@ def test_one_gemv_kernel_by_hand():
     assert narrow.total_s > gemm.total_s
 
 
-def _attention_s(kv_bytes_per_token: float, heads: int, batch: int, context: int, hw: GpuHardware = HW) -> float:
+def _attention_s(kv_bytes_per_token: float, heads: int, batch: int, context: int) -> float:
     work = timing.IterationWork(hbm_read=timing.Affine(0, 0, kv_bytes_per_token))
     call = timing.KernelCall("attention", 1, 0, 0, work, kind="attention", heads=heads)
-    return launch_timing(call, hw, batch, context).total_s
+    return launch_timing(call, HW, batch, context).total_s
 
 
 def test_attention_has_a_floor_then_streams_its_cache():
@@ -160,6 +160,12 @@ def test_an_attention_launch_knows_its_kv_heads_per_gpu(sockets, heads):
     calls = simulate_gpu(_lowered(module, sockets), HW).calls
     assert {c.heads for c in calls if c.kind == "attention"} == {heads}
     assert {c.heads for c in calls if c.kind != "attention"} == {0}
+
+
+def _all_reduce_s(hw: GpuHardware, gpus: int, message: int) -> float:
+    op = nv.AllReduceOp(nv.BufferOp("x", "input", nv.BufferType.make(["B", 4096], "bf16", "hbm")).result,
+                        cost.Work.make(0, message), gpus)
+    return launch_timing(nccl_call(op), hw, batch=1, context=4096).total_s
 
 
 def test_each_all_reduce_implementation_by_hand():
