@@ -49,6 +49,7 @@ from dfdsl.hardware import (
     bundled_targets,
     check_relations,
     check_value,
+    display_name,
     format_value,
     load_hardware,
     parse_hardware,
@@ -424,10 +425,21 @@ def load_points(measurements: Sequence[Measurement], hardware: str, measured_on:
         settings = model.settings
         points.append(Point(m, model, settings, settings.acceptance is None and not settings.prompt))
     if not points:
-        targets = sorted({m.target for m in measurements if m.target})
-        raise CalibrationError(f"no point was measured on {wanted} (the file's targets: "
+        targets = sorted({display_name(m.target) for m in measurements if m.target})
+        raise CalibrationError(f"no point was measured on {display_name(wanted)} (the file's targets: "
                                f"{', '.join(targets)}); choose the rows with --measured-on NAME")
     return points, skipped, base
+
+
+def other_machine_note(base: Hardware | GpuHardware, base_name: str, measured_on: str | None) -> str | None:
+    """What to tell a user whose rows were measured on another bundled machine than the hardware
+    file the fit starts from (`--hardware dgx-h100 --measured-on dgx-h100-nccl`): the points run on
+    the hardware file's machine and software, not on the ones they were measured on. None otherwise."""
+    wanted = target_name(measured_on) if measured_on else base.name
+    if wanted == base.name or wanted not in bundled_targets():
+        return None
+    return (f"the rows measured on {display_name(wanted)} run on {base_name}, another machine or software; "
+            f"to fit {display_name(wanted)}'s own file, give --hardware {display_name(wanted)}")
 
 
 def _run_target(hw: Hardware | GpuHardware, target: str | None) -> str:
@@ -784,7 +796,8 @@ def render_report(result: Fit, *, measured: str, hardware: str, output: str) -> 
     loo = result.loo_rms
     lines = [
         f"RMS residual: {result.base_rms:.1%} with the base values, {result.rms:.1%} fitted; "
-        + (f"leave-one-out {loo:.1%}" if loo is not None else "leave-one-out: needs two points or more"),
+        + (f"leave-one-out {loo:.1%}" if loo is not None else "leave-one-out: needs two points or more"
+           if len(result.points) < 2 else "leave-one-out: not computed (--no-loo)"),
         "Not pinned down by these points: " + (", ".join(result.not_pinned) or "none"),
     ]
     if result.skipped:
