@@ -431,12 +431,14 @@ def load_points(measurements: Sequence[Measurement], hardware: str, measured_on:
     return points, skipped, base
 
 
-def other_machine_note(base: Hardware | GpuHardware, base_name: str, measured_on: str | None) -> str | None:
-    """What to tell a user whose rows were measured on another bundled machine than the hardware
+def other_machine_note(base: Hardware | GpuHardware, base_name: str, bundled: bool,
+                       measured_on: str | None) -> str | None:
+    """What to tell a user whose rows were measured on another bundled machine than the bundled
     file the fit starts from (`--hardware dgx-h100 --measured-on dgx-h100-nccl`): the points run on
-    the hardware file's machine and software, not on the ones they were measured on. None otherwise."""
+    the hardware file's machine and software, not on the ones they were measured on. None otherwise
+    (a file of the user's own may well describe the machine its rows name)."""
     wanted = target_name(measured_on) if measured_on else base.name
-    if wanted == base.name or wanted not in bundled_targets():
+    if not bundled or wanted == base.name or wanted not in bundled_targets():
         return None
     return (f"the rows measured on {display_name(wanted)} run on {base_name}, another machine or software; "
             f"to fit {display_name(wanted)}'s own file, give --hardware {display_name(wanted)}")

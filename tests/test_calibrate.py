@@ -310,6 +310,11 @@ def test_rows_of_another_bundled_machine_are_fitted_with_a_note(tmp_path, capsys
     assert main(["calibrate", str(SHIPPED), "--hardware", "dgx-a100", "-o", str(tmp_path / "g.toml"), "--fit",
                  "gemm_efficiency", "--no-loo"]) == 0
     assert "note:" not in capsys.readouterr().err  # the file's own rows: nothing to say
+    own = tmp_path / "my_h100.toml"  # a file of the user's own: its rows may name the machine it describes
+    own.write_text(hardware_text("dgx_h100")[0].replace('name = "dgx_h100"', 'name = "my_h100"'), encoding="utf-8")
+    assert main(["calibrate", str(SHIPPED), "--hardware", str(own), "--measured-on", "dgx-h100", "-o",
+                 str(tmp_path / "h.toml"), "--fit", "gemm_efficiency", "--no-loo"]) == 0
+    assert "note:" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("target", "launch", "allreduce"), [
