@@ -44,7 +44,9 @@ from dfdsl.hardware import (
     GpuHardware,
     Hardware,
     TargetMismatchError,
+    bundled_kind,
     bundled_targets,
+    display_name,
     hardware_text,
     parse_hardware,
     with_value,
@@ -242,6 +244,12 @@ def load_model(path: Path, overrides: Mapping[str, RunValue] | None = None, hard
     resolved = elaborate(program, settings, targets=bundled_targets(), model=router, weights_tier=tier)
     text, name, bundled = hardware_text(hardware or resolved.run.target)
     hw = parse_hardware(text, name)
+    if bundled_kind(resolved.run.target) != hw.kind:
+        # The target's passes would refuse the machine later, naming only the target.
+        same = ", ".join(display_name(t) for t in bundled_targets() if bundled_kind(t) == hw.kind)
+        raise TargetMismatchError(f"the hardware file {name} is {'an' if hw.kind == 'rdu' else 'a'} {hw.kind} machine and "
+                                  f"the run's target {display_name(resolved.run.target)} is not: give a target of "
+                                  f"its kind as well ({same})")
     source = _source(path, program.sources(), hardware, text, bundled, overrides or {})
     model = Model(path, resolved, generate(resolved), source, hw, hardware, target_for(hw), resolved.run.target,
                   program, settings, composition=composition, model_name=router, weights_tier=tier)
