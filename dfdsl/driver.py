@@ -64,7 +64,7 @@ from dfdsl.report import Report, RequestFigures, composition_figures, decode_fig
 from dfdsl.sim import composition as composition_sim
 from dfdsl.sim import request, vectorized
 from dfdsl.sim.composition import Tiers, plan_of
-from dfdsl.sim.interpreter import SimResult
+from dfdsl.sim.interpreter import SimResult, micro_batch_error
 from dfdsl.sim.timing import KernelCall
 from dfdsl.targets import Target, target_for
 
@@ -579,7 +579,7 @@ class Compiler:
         target = model.target
         looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
         evaluation = Evaluation(model.resolved.name, model.hardware.name, looping, len(points.batch))
-        # The model's pipeline comes along, so that the array model sees (and refuses) it.
+        # The model's pipeline comes along: the array model times its stages.
         staged = {"pipeline": model.settings.pipeline, "micro_batches": model.settings.micro_batches}
         start = RunSettings(int(points.batch[0]), int(points.context[0]), int(points.tokens[0]), sockets, **staged)
         try:
@@ -613,6 +613,16 @@ class Compiler:
             except POINT_ERRORS as err:
                 evaluation.fail(index, err)
                 continue
+            if profile.pipeline is not None:
+                # As `simulate` refuses it: a batch that does not split into the micro-batches.
+                uneven = points.batch[index] % profile.pipeline.micro_batches != 0
+                for i in index[uneven]:
+                    error = micro_batch_error(profile.pipeline, int(points.batch[i]))
+                    assert error is not None
+                    evaluation.fail(np.array([i]), error)
+                index = index[~uneven]
+                if not len(index):
+                    continue
             at = vectorized.Points(points.batch[index], points.context[index], points.tokens[index])
             values = vectorized.HardwareValues(model.hardware, {k: v[index] for k, v in swept.items()})
             result = vectorized.simulate(profile, values, at, target.call_lines)
