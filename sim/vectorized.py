@@ -9,7 +9,9 @@ intervals is, for each line, its sum over the contexts where it is the largest: 
 integers, bounded by the line's crossings with the others (ties go to the first line, as `max`
 gives them), summed in closed form. So a point costs the same whatever its number of tokens, and
 numpy evaluates thousands of points per operation. An `auto` all-reduce whose message grows with
-the context changes algorithm at one context; the run is cut there first.
+the context changes algorithm at one context; the run is cut there first. A pipelined program's
+step, a maximum over its stages of sums of such intervals, is summed the same way on segments of
+the run between its lines' crossings (`pipeline_run`).
 
 `sim/timing.py` stays the reference (and the interpreters the source of traces): tests compare
 the two at random points of both targets.
