@@ -33,6 +33,8 @@ SYSTEMS = {
 }
 LAUNCH_SYNC_S = 2e-6
 """The hardware files' `launch_sync_s`: every table row (a kernel replayed in a CUDA graph) holds one."""
+L2_FULL_REUSE_FRACTION = 0.5
+"""The hardware files' `l2_full_reuse_fraction`: a reuse distance up to half the L2 hits in full."""
 ROPE_KERNEL_S = 3e-6
 """dfdsl's `rope` kernel (launch_sync_s + stream_ramp_s), inside the tables' attention op."""
 SIZES = [512, 1024, 1536, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 16384]
@@ -50,19 +52,33 @@ def report(name: str, rows: int, values: dict[str, float], error: np.ndarray) ->
     print(f"{name}: {shown}\n  {rows} rows; median error {np.median(abs(error)):.1%}, worst {abs(error).max():.1%}")
 
 
+def l2_hit_fraction(reuse: np.ndarray, l2: float, full: float) -> np.ndarray:
+    """dfdsl's `gpu_interpreter.l2_hit_fraction`: all up to `full` of the L2, none from the L2 on."""
+    return np.clip((l2 - reuse) / (l2 - full * l2), 0.0, 1.0) if full < 1 else (reuse <= l2).astype(float)
+
+
 def gemm(data: Path, cfg: dict[str, Any]) -> None:
+    """Every bf16 row at m = 1, 8, 32 (n and k 512-16,384), each at the collector's L2 conditions:
+    it replays max(1, min(5, ceil(L2 / weights))) copies of the weights (collect_gemm.py,
+    `outside_loop_count`), so their reuse distance is that many times the weights."""
     d = pd.read_parquet(data / f"gemm/trtllm/{cfg['trtllm']}/gemm_perf.parquet")
     d = d[(d.gemm_dtype == "bfloat16") & d.m.isin([1, 8, 32]) & d.n.isin(SIZES) & d.k.isin(SIZES)]
-    # The collector replays at most 5 copies of a weight: under a fifth of the L2 they stay there.
-    d = d[5 * d.n * d.k * 2 >= cfg["l2_bytes"]]
     weights, columns = (d.n * d.k * 2).to_numpy(float), d.n.to_numpy(float)
-    bandwidth = cfg["hbm_bytes_per_s"]
-    (fixed, efficiency, half), error = fit(
-        lambda p: p[0] + weights / (bandwidth * p[1] * columns / (columns + p[2])), d.latency.to_numpy() * 1e-3,
-        [3e-6, 0.9, 500], [0, 0.1, 0], [2e-5, 1.0, 1e5])
-    report(f"gemm ({data.name}/gemm/trtllm/{cfg['trtllm']}/gemm_perf.parquet)", len(d),
+    l2, bandwidth = cfg["l2_bytes"], cfg["hbm_bytes_per_s"]
+    copies = np.maximum(1, np.minimum(5, np.ceil(l2 / weights)))
+    hit = l2_hit_fraction(copies * weights, l2, L2_FULL_REUSE_FRACTION)
+
+    def model(p: np.ndarray) -> np.ndarray:
+        stream = weights / (bandwidth * p[1] * columns / (columns + p[2]))
+        return p[0] + stream - hit * weights * (1 / bandwidth - 1 / p[3]) / p[1]
+
+    (fixed, efficiency, half, l2_bandwidth), error = fit(
+        model, d.latency.to_numpy() * 1e-3, [3e-6, 0.9, 500, 2 * bandwidth], [0, 0.1, 0, bandwidth],
+        [2e-5, 1.0, 1e5, 1e14])
+    report(f"gemm ({data.name}/gemm/trtllm/{cfg['trtllm']}/gemm_perf.parquet; rows with L2 hits: "
+           f"{int((hit > 0).sum())}, their worst {abs(error[hit > 0]).max():.1%})", len(d),
            {"gemm_ramp_s": fixed - LAUNCH_SYNC_S, "gemm_efficiency": efficiency,
-            "gemm_half_efficiency_columns": half}, error)
+            "gemm_half_efficiency_columns": half, "l2_bandwidth_bytes_per_s": l2_bandwidth}, error)
 
 
 def attention(data: Path, cfg: dict[str, Any]) -> None:

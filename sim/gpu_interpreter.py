@@ -11,11 +11,16 @@ where a kernel's HBM stream depends on what it is (`kernel_kind`), as its softwa
 kernels do:
 
     gemm       gemm_ramp + bytes / (gemm_efficiency * N / (N + gemm_half_efficiency_columns) * bandwidth)
+                 - hit * weights * (1 / bandwidth - 1 / l2_bandwidth) / gemm_efficiency
     attention  max(attention_floor, attention_ramp + bytes / (attention_efficiency * bandwidth))
     experts    experts_ramp + bytes / (experts_efficiency * bandwidth)
     stream     stream_ramp + bytes / (stream_efficiency * bandwidth)    (norms, rotary, activations, ...)
 
-with N the GEMM's output columns per GPU. An `nv.all_reduce` costs launch_sync plus its
+with N the GEMM's output columns per GPU. A GEMM's weights (its bytes that do not grow with the
+context) are served from the L2 when they are used again before the L2 has been overwritten:
+`hit` (`l2_hit_fraction`) is 1 when its reuse distance, the bytes that pass through the L2 between
+two uses of the weights (in a decode step, the whole step's HBM traffic), is at most
+`l2_full_reuse_fraction` of the L2, 0 from the whole L2 on, and linear between. An `nv.all_reduce` costs launch_sync plus its
 implementation's time (`all_reduce_time_s`: NCCL's ring or tree, or the runtime's one-shot or
 two-shot kernel). Without CUDA graphs every launch is issued by the host, so a call takes at least
 `host_launch_s`. A step adds the host's time per token. `simulate_gpu` interprets the program once
@@ -28,6 +33,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
+
+import attrs
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter, impl, register_impls
@@ -122,14 +129,55 @@ def stream_time_s(num_bytes: float, bandwidth_bytes_per_s: float, hw: GpuHardwar
     return a.stream_ramp_s + timing.stream_time_s(num_bytes, bandwidth_bytes_per_s, a.stream_efficiency)
 
 
-def hbm_time_s(call: timing.KernelCall, num_bytes: float, hw: GpuHardware) -> float:
-    """A kernel's HBM stream by its kind: the measured shape of its software's kernels."""
+def l2_hit_fraction(reuse_bytes: float, hw: GpuHardware) -> float:
+    """The share of a kernel's weights that the L2 serves when `reuse_bytes` pass through it between
+    two uses of them: all while they are at most `l2_full_reuse_fraction` of the L2 (the L2 keeps
+    lines that every SM reads in both of its partitions, so a set read by the whole GPU may need
+    up to twice its size), none from the whole L2 on (a cyclic read of more than the cache evicts
+    every line before its reuse), linearly between."""
+    l2 = float(hw.chip.sram_bytes)
+    full = hw.assumptions.l2_full_reuse_fraction * l2
+    if reuse_bytes <= full:
+        return 1.0
+    if reuse_bytes >= l2:
+        return 0.0
+    return (l2 - reuse_bytes) / (l2 - full)
+
+
+def l2_saving_per_byte_s(hw: GpuHardware) -> float:
+    """The seconds a GEMM saves for each byte of its weights that the L2 serves instead of HBM."""
+    a = hw.assumptions
+    return (1.0 / hw.hbm.bandwidth_bytes_per_s - 1.0 / a.l2_bandwidth_bytes_per_s) / hw.software.gemm_efficiency
+
+
+def gemm_time_s(num_bytes: float, weight_bytes: float, columns: int, reuse_bytes: float, hw: GpuHardware) -> float:
+    """A GEMM of `columns` output columns per GPU moving `num_bytes`, of which `weight_bytes` are
+    used again after `reuse_bytes` have passed through the L2: the HBM stream of the measured
+    tables, less what the L2's hits save. The narrow-GEMM term (few tiles' loads in flight) stays."""
+    s = hw.software
+    efficiency = s.gemm_efficiency * columns / (columns + s.gemm_half_efficiency_columns)
+    hits = l2_hit_fraction(reuse_bytes, hw) * weight_bytes
+    return s.gemm_ramp_s + num_bytes / (efficiency * hw.hbm.bandwidth_bytes_per_s) - hits * l2_saving_per_byte_s(hw)
+
+
+def step_bytes(work: timing.IterationWork | None, batch: int, context: int) -> float:
+    """The HBM traffic of `work` (a step's, `KernelCall.reuse`) at this batch and context; +inf
+    without one (no reuse: every byte from HBM)."""
+    if work is None:
+        return math.inf
+    t = timing.traffic(work, batch, context)
+    return t.hbm_read_bytes + t.hbm_write_bytes
+
+
+def hbm_time_s(call: timing.KernelCall, num_bytes: float, hw: GpuHardware, weight_bytes: float = 0.0,
+               reuse_bytes: float = math.inf) -> float:
+    """A kernel's HBM stream by its kind: the measured shape of its software's kernels (a GEMM's
+    `weight_bytes` hit in the L2 as far as `reuse_bytes` allow: `gemm_time_s`)."""
     if num_bytes <= 0:
         return 0.0
     s, bandwidth = hw.software, hw.hbm.bandwidth_bytes_per_s
     if call.kind == "gemm":
-        efficiency = s.gemm_efficiency * call.columns / (call.columns + s.gemm_half_efficiency_columns)
-        return s.gemm_ramp_s + num_bytes / (efficiency * bandwidth)
+        return gemm_time_s(num_bytes, weight_bytes, call.columns, reuse_bytes, hw)
     if call.kind == "attention":
         return max(s.attention_floor_s, s.attention_ramp_s + num_bytes / (s.attention_efficiency * bandwidth))
     if call.kind == "experts":
@@ -178,8 +226,12 @@ def nccl_time_s(call: timing.KernelCall, hw: GpuHardware, batch: int, context: i
 def resource_times(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> dict[str, float]:
     """Seconds the launch's body keeps each resource busy, by timeline track."""
     t = timing.traffic(call.work, batch, context)
+    weight_bytes = reuse_bytes = 0.0
+    if call.kind == "gemm":
+        weight_bytes = step_bytes(call.work, batch, 0)
+        reuse_bytes = step_bytes(call.reuse, batch, context)
     return {
-        "HBM stream": hbm_time_s(call, t.hbm_read_bytes + t.hbm_write_bytes, hw),
+        "HBM stream": hbm_time_s(call, t.hbm_read_bytes + t.hbm_write_bytes, hw, weight_bytes, reuse_bytes),
         "DDR stream": stream_time_s(t.ddr_read_bytes + t.ddr_write_bytes, hw.ddr.bandwidth_bytes_per_s, hw),
         "SMs": timing.compute_time_s(t.flops, hw.chip.peak_flops_per_s, hw.assumptions.compute_efficiency, 1.0),
         "NVLink": nccl_time_s(call, hw, batch, context),
@@ -266,10 +318,22 @@ def _program(module: ModuleOp) -> nv.ProgramOp:
     return the_program(module, nv.ProgramOp, "GPU simulator", Stage.NV)
 
 
+def with_reuse(calls: Sequence[timing.KernelCall]) -> list[timing.KernelCall]:
+    """The calls, each GEMM with its reuse distance: the HBM traffic of all the calls (one step, or
+    one prefill pass), which passes through the L2 between two uses of any one weight."""
+    step = timing.IterationWork()
+    for call in calls:
+        for _ in range(call.trips):
+            step += timing.IterationWork(hbm_read=call.work.hbm_read, hbm_write=call.work.hbm_write,
+                                         experts=call.work.experts)
+    return [attrs.evolve(call, reuse=step) if call.kind == "gemm" else call for call in calls]
+
+
 def interpret_step(module: ModuleOp) -> list[timing.KernelCall]:
-    """Interprets the module's program once: its launches and all-reduces in stream order."""
+    """Interprets the module's program once: its launches and all-reduces in stream order (GEMMs
+    with their reuse distance, `with_reuse`)."""
     functions = NvFunctions()
-    return functions.state(interpret(module, _program(module), functions)).calls
+    return with_reuse(functions.state(interpret(module, _program(module), functions)).calls)
 
 
 def kernel_calls(module: ModuleOp, hardware: Hardware | GpuHardware) -> list[timing.KernelCall]:

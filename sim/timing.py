@@ -155,6 +155,10 @@ class KernelCall:
     """What a GPU kernel does, for its cost (`gpu_interpreter.KERNEL_KINDS`); "" on the SN40L."""
     columns: int = 0
     """A GPU GEMM's output columns per GPU (its shape-dependent efficiency); 0 for other kernels."""
+    reuse: IterationWork | None = None
+    """A GPU GEMM's reuse distance: the HBM traffic of the whole step it runs in (its reads,
+    writes and expected expert reads), which passes through the L2 between two uses of the GEMM's
+    weights (`gpu_interpreter.l2_hit_fraction`); None for other kernels and on the SN40L."""
 
 
 @attrs.frozen

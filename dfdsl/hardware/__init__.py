@@ -192,6 +192,10 @@ class GpuAssumptions:
     host_per_token_s: float
     prefill_compute_efficiency: float
     prefill_half_efficiency_tokens: float
+    l2_bandwidth_bytes_per_s: float
+    """The rate at which a GEMM reads weights that hit in the L2 (`gpu_interpreter.gemm_time_s`)."""
+    l2_full_reuse_fraction: float
+    """The share of the L2 up to which a reuse distance still hits in full (`l2_hit_fraction`)."""
 
 
 @attrs.frozen
