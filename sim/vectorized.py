@@ -9,7 +9,8 @@ intervals is, for each line, its sum over the contexts where it is the largest: 
 integers, bounded by the line's crossings with the others (ties go to the first line, as `max`
 gives them), summed in closed form. So a point costs the same whatever its number of tokens, and
 numpy evaluates thousands of points per operation. An `auto` all-reduce whose message grows with
-the context changes algorithm at one context; the run is cut there first.
+the context changes algorithm at one context, and a GPU GEMM's L2 hits (which fall as the step's
+traffic grows with the context) change form at two; the run is cut there first.
 
 `sim/timing.py` stays the reference (and the interpreters the source of traces): tests compare
 the two at random points of both targets.
@@ -287,13 +288,55 @@ def _gpu_stream(moved: tuple[Array, Array], bandwidth: Array | float, hv: Hardwa
     return Line("stream", at0, moved[1] / (efficiency * bandwidth))
 
 
-def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, points: Points) -> list[Line]:
+@attrs.frozen
+class _L2Reuse:
+    """A GEMM's L2 hit fraction (`gpu_interpreter.l2_hit_fraction`) at every point: its reuse
+    distance is a line in c, `d0 + d1 * c` (d1 >= 0), so the fraction is 1, then falls linearly,
+    then is 0; `switches` are the first contexts of the falling part and of the zero part."""
+
+    d0: Array
+    d1: Array
+    l2: Array | float
+    full: Array | float
+    switches: list[Array]
+
+    @classmethod
+    def of(cls, call: KernelCall, hv: HardwareValues, points: Points) -> _L2Reuse | None:
+        if call.kind != "gemm" or call.reuse is None:
+            return None
+        d0, d1 = traffic(call.reuse, points.batch).moved("hbm")
+        l2 = hv("chip.sram_bytes")
+        full = hv("assumptions.l2_full_reuse_fraction") * l2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            starts = [np.where(d1 > 0, np.floor((full - d0) / d1) + 1, np.inf),
+                      np.where(d1 > 0, np.ceil((l2 - d0) / d1), np.inf)]
+        return cls(d0, d1, l2, full, starts)
+
+    def hit(self, first: Array) -> tuple[Array, Array]:
+        """The fraction as a line in c, `h0 + h1 * c`, over a piece of the run that starts at
+        `first` and crosses no switch."""
+        at_first = self.d0 + self.d1 * first
+        span = np.maximum(self.l2 - self.full, 1e-300)  # 0 when the whole L2 hits in full: a step
+        falling = (at_first > self.full) & (at_first < self.l2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            h0 = np.where(at_first <= self.full, 1.0, np.where(falling, (self.l2 - self.d0) / span, 0.0))
+            return h0, np.where(falling, -self.d1 / span, 0.0)
+
+
+def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, points: Points,
+             hit: tuple[Array, Array] | None = None) -> list[Line]:
     """`gpu_interpreter.hbm_time_s` over arrays: the lines whose largest is a kernel's HBM stream
-    (an attention kernel's floor is a line of its own, where it moves any bytes)."""
+    (an attention kernel's floor is a line of its own, where it moves any bytes). A GEMM's
+    weights (its bytes at c = 0, `moved[0]`) save what the L2's `hit` fraction (a line) serves."""
     bandwidth = hv("hbm.bandwidth_bytes_per_s")
     if call.kind == "gemm":
         share = call.columns / (call.columns + hv("software.gemm_half_efficiency_columns"))
-        return [_gpu_stream(moved, bandwidth, hv, hv("software.gemm_ramp_s"), hv("software.gemm_efficiency") * share)]
+        efficiency = hv("software.gemm_efficiency")
+        stream = _gpu_stream(moved, bandwidth, hv, hv("software.gemm_ramp_s"), efficiency * share)
+        if hit is None:
+            return [stream]
+        saving = moved[0] * (1.0 / bandwidth - 1.0 / hv("assumptions.l2_bandwidth_bytes_per_s")) / efficiency
+        return [Line("stream", stream.at0 - saving * hit[0], stream.slope - saving * hit[1])]
     if call.kind == "attention":
         stream = _gpu_stream(moved, bandwidth, hv, hv("software.attention_ramp_s"), hv("software.attention_efficiency"))
         any_bytes = (moved[0] > 0) | (moved[1] > 0)
@@ -358,11 +401,12 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
     """`gpu_interpreter.launch_timing` over arrays: launch/sync, then one body, the largest of the
     HBM and DDR streams, the SMs and NVLink (in that order, as the interpreter compares them),
     and without CUDA graphs the host's bound last. A `custom` all-reduce whose message grows with
-    the context changes kernel at one context; the run is cut there first."""
+    the context changes kernel at one context, and a GEMM's L2 hit fraction changes form at two
+    (`_L2Reuse`); the run is cut there first."""
     hw = hv.hardware
     assert isinstance(hw, GpuHardware)
     t = traffic(call.work, points.batch)
-    hbm = _gpu_hbm(call, t.moved("hbm"), hv, points)
+    reuse = _L2Reuse.of(call, hv, points)
     ddr = _gpu_stream(t.moved("ddr"), hv("ddr.bandwidth_bytes_per_s"), hv)
     sms = _scaled("compute", t.flops, hv("assumptions.compute_efficiency") * hv("chip.peak_flops_per_s"))
     reduces = [_gpu_all_reduce(r, hv, points) for r in call.work.all_reduces]
@@ -371,7 +415,8 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
     if not hw.software.cuda_graphs:
         host = [_const("sync", np.maximum(0.0, hv("software.host_launch_s") - launch_sync), points)]
     pieces = []
-    for first, last in _cut(points, [r.switch for r in reduces]):
+    for first, last in _cut(points, [r.switch for r in reduces] + (reuse.switches if reuse else [])):
+        hbm = _gpu_hbm(call, t.moved("hbm"), hv, points, reuse.hit(first) if reuse else None)
         nccl = _const("collective", 0.0, points)
         for r in reduces:
             before = first < r.switch
