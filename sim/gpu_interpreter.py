@@ -191,7 +191,8 @@ def all_reduce_time_s(message_bytes: float, gpus: int, hw: GpuHardware, kind: st
 
         nccl-ring  nccl_base + 2 (N - 1) nccl_step + 2 (N - 1) / N  b / nccl_bus_bandwidth
         nccl-tree  nccl_base + 2 ceil(log2 N) nccl_step + 2 (N - 1) / N  b / nccl_bus_bandwidth
-        one-shot   custom_latency + (N - 1) custom_step + (N - 1) b / custom_bandwidth
+        one-shot   custom_latency + (N - 1) custom_step
+                     + (N - 1) b / custom_bandwidth x (1 + custom_contention (N - 2))
         two-shot   custom_twoshot_latency + 2 (N - 1) custom_step + 2 (N - 1) / N  b / custom_bandwidth
         custom     the faster of one-shot and two-shot for this message
 
@@ -210,8 +211,9 @@ def all_reduce_time_s(message_bytes: float, gpus: int, hw: GpuHardware, kind: st
     if s.all_reduce in ("nccl-ring", "nccl-tree"):
         steps = 2 * (gpus - 1) if s.all_reduce == "nccl-ring" else 2 * math.ceil(math.log2(gpus))
         return a.nccl_base_latency_s + steps * a.nccl_step_latency_s + shared / a.nccl_bus_bandwidth_bytes_per_s
+    contention = 1 + s.custom_allreduce_contention_fraction * (gpus - 2)
     one = (s.custom_allreduce_latency_s + (gpus - 1) * s.custom_allreduce_step_latency_s
-           + (gpus - 1) * message_bytes / s.custom_allreduce_bandwidth_bytes_per_s)
+           + (gpus - 1) * message_bytes * contention / s.custom_allreduce_bandwidth_bytes_per_s)
     two = (s.custom_allreduce_twoshot_latency_s + 2 * (gpus - 1) * s.custom_allreduce_step_latency_s
            + shared / s.custom_allreduce_bandwidth_bytes_per_s)
     return {"one-shot": one, "two-shot": two}.get(s.all_reduce, min(one, two))

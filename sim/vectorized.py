@@ -360,7 +360,8 @@ def _gpu_all_reduce(r: timing.AllReduce, hv: HardwareValues, points: Points) -> 
     """`gpu_interpreter.all_reduce_time_s` over arrays (an all-gather too): lines in c (the message
     is affine). `custom`
     takes one-shot while it is no slower: one - two = d0 + d1 c <= 0, and d1 >= 0 (one-shot's
-    slope, (N - 1) m1 / bw, is at least two-shot's, 2 (N - 1) / N m1 / bw), so up to one context."""
+    slope, (N - 1) (1 + contention (N - 2)) m1 / bw, is at least two-shot's, 2 (N - 1) / N m1 / bw),
+    so up to one context."""
     hw = hv.hardware
     assert isinstance(hw, GpuHardware)
     n, never = r.sockets, points.zeros() + np.inf
@@ -383,8 +384,9 @@ def _gpu_all_reduce(r: timing.AllReduce, hv: HardwareValues, points: Points) -> 
         return _GpuReduce(ring, ring, never)
     bandwidth = hv("software.custom_allreduce_bandwidth_bytes_per_s")
     step = hv("software.custom_allreduce_step_latency_s")
+    one_shot = (n - 1) * (1 + hv("software.custom_allreduce_contention_fraction") * (n - 2)) / bandwidth
     one = Line("collective", points.zeros() + hv("software.custom_allreduce_latency_s") + (n - 1) * step
-               + (n - 1) * m0 / bandwidth, points.zeros() + (n - 1) * m1 / bandwidth)
+               + one_shot * m0, points.zeros() + one_shot * m1)
     two = Line("collective", points.zeros() + hv("software.custom_allreduce_twoshot_latency_s") + 2 * (n - 1) * step
                + shared * m0 / bandwidth, points.zeros() + shared * m1 / bandwidth)
     if hw.software.all_reduce != "custom":

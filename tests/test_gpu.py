@@ -145,7 +145,8 @@ def _all_reduce_s(hw: GpuHardware, gpus: int, message: int) -> float:
 def test_each_all_reduce_implementation_by_hand():
     s, a = HW.software, HW.assumptions
     b = 8192  # one token's hidden state of Llama 3.1 8B in BF16
-    one = s.custom_allreduce_latency_s + 7 * s.custom_allreduce_step_latency_s + 7 * b / s.custom_allreduce_bandwidth_bytes_per_s
+    one = (s.custom_allreduce_latency_s + 7 * s.custom_allreduce_step_latency_s
+           + 7 * b * (1 + 6 * s.custom_allreduce_contention_fraction) / s.custom_allreduce_bandwidth_bytes_per_s)
     two = (s.custom_allreduce_twoshot_latency_s + 14 * s.custom_allreduce_step_latency_s
            + 14 / 8 * b / s.custom_allreduce_bandwidth_bytes_per_s)
     ring = a.nccl_base_latency_s + 14 * a.nccl_step_latency_s + 14 / 8 * b / a.nccl_bus_bandwidth_bytes_per_s

@@ -99,6 +99,7 @@ SWEPT = {
             "software.gemm_ramp_s", "software.gemm_half_efficiency_columns", "software.attention_floor_s",
             "software.attention_efficiency", "software.experts_ramp_s", "software.custom_allreduce_latency_s",
             "software.custom_allreduce_twoshot_latency_s", "software.custom_allreduce_bandwidth_bytes_per_s",
+            "software.custom_allreduce_contention_fraction",
             "software.host_launch_s", "chip.sram_bytes", "assumptions.l2_bandwidth_bytes_per_s"),
 }
 GPU_CASES = [("gpu", f"{reduce} {graphs}") for reduce in ("nccl-ring", "nccl-tree", "one-shot", "two-shot", "custom")

@@ -237,6 +237,9 @@ class GpuSoftware:
     custom_allreduce_twoshot_latency_s: float
     custom_allreduce_step_latency_s: float
     custom_allreduce_bandwidth_bytes_per_s: float
+    custom_allreduce_contention_fraction: float
+    """How much slower a one-shot all-reduce's transfer gets per GPU beyond two: every GPU reads
+    every peer's message at once (`gpu_interpreter.all_reduce_time_s`)."""
 
 
 SOFTWARE_CHOICES = {"all_reduce": GPU_ALLREDUCES}
