@@ -11,7 +11,7 @@ where a kernel's HBM stream depends on what it is (`kernel_kind`), as its softwa
 kernels do:
 
     gemm       gemm_ramp + bytes / (gemm_efficiency * N / (N + gemm_half_efficiency_columns) * bandwidth)
-                 - hit * weights * (1 / bandwidth - 1 / l2_bandwidth) / gemm_efficiency
+                 - hit * max(0, weights' HBM time - their L2 time)          (`l2_saving_s`)
     attention  max(attention_floor, attention_ramp + bytes / (attention_efficiency * bandwidth))
     experts    experts_ramp + bytes / (experts_efficiency * bandwidth)
     stream     stream_ramp + bytes / (stream_efficiency * bandwidth)    (norms, rotary, activations, ...)
@@ -144,20 +144,27 @@ def l2_hit_fraction(reuse_bytes: float, hw: GpuHardware) -> float:
     return (l2 - reuse_bytes) / (l2 - full)
 
 
-def l2_saving_per_byte_s(hw: GpuHardware) -> float:
-    """The seconds a GEMM saves for each byte of its weights that the L2 serves instead of HBM."""
-    a = hw.assumptions
-    return (1.0 / hw.hbm.bandwidth_bytes_per_s - 1.0 / a.l2_bandwidth_bytes_per_s) / hw.software.gemm_efficiency
+def l2_saving_s(weight_bytes: float, columns: int, hw: GpuHardware) -> float:
+    """What a GEMM of `columns` output columns per GPU saves when all of its `weight_bytes` hit in
+    the L2: their HBM time (the stream, and the narrow-GEMM term of its few tiles' loads) less their
+    time from the L2 (at `l2_bandwidth_bytes_per_s`, and the narrow-GEMM term at the L2's width
+    `gemm_l2_half_efficiency_columns`: the tiles' walk along k); never negative."""
+    s, a = hw.software, hw.assumptions
+    bandwidth = hw.hbm.bandwidth_bytes_per_s
+    from_hbm = weight_bytes / (s.gemm_efficiency * bandwidth) * (1 + s.gemm_half_efficiency_columns / columns)
+    from_l2 = weight_bytes / s.gemm_efficiency * (1 / a.l2_bandwidth_bytes_per_s
+                                                  + s.gemm_l2_half_efficiency_columns / (columns * bandwidth))
+    return max(0.0, from_hbm - from_l2)
 
 
 def gemm_time_s(num_bytes: float, weight_bytes: float, columns: int, reuse_bytes: float, hw: GpuHardware) -> float:
     """A GEMM of `columns` output columns per GPU moving `num_bytes`, of which `weight_bytes` are
     used again after `reuse_bytes` have passed through the L2: the HBM stream of the measured
-    tables, less what the L2's hits save. The narrow-GEMM term (few tiles' loads in flight) stays."""
+    tables, less what the L2's hits save (`l2_saving_s`)."""
     s = hw.software
     efficiency = s.gemm_efficiency * columns / (columns + s.gemm_half_efficiency_columns)
-    hits = l2_hit_fraction(reuse_bytes, hw) * weight_bytes
-    return s.gemm_ramp_s + num_bytes / (efficiency * hw.hbm.bandwidth_bytes_per_s) - hits * l2_saving_per_byte_s(hw)
+    stream = s.gemm_ramp_s + num_bytes / (efficiency * hw.hbm.bandwidth_bytes_per_s)
+    return stream - l2_hit_fraction(reuse_bytes, hw) * l2_saving_s(weight_bytes, columns, hw)
 
 
 def step_bytes(work: timing.IterationWork | None, batch: int, context: int) -> float:

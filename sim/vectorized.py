@@ -327,7 +327,8 @@ def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, p
              hit: tuple[Array, Array] | None = None) -> list[Line]:
     """`gpu_interpreter.hbm_time_s` over arrays: the lines whose largest is a kernel's HBM stream
     (an attention kernel's floor is a line of its own, where it moves any bytes). A GEMM's
-    weights (its bytes at c = 0, `moved[0]`) save what the L2's `hit` fraction (a line) serves."""
+    weights (its bytes at c = 0, `moved[0]`) save what the L2's `hit` fraction (a line) serves:
+    `gpu_interpreter.l2_saving_s` times the fraction."""
     bandwidth = hv("hbm.bandwidth_bytes_per_s")
     if call.kind == "gemm":
         share = call.columns / (call.columns + hv("software.gemm_half_efficiency_columns"))
@@ -335,7 +336,11 @@ def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, p
         stream = _gpu_stream(moved, bandwidth, hv, hv("software.gemm_ramp_s"), efficiency * share)
         if hit is None:
             return [stream]
-        saving = moved[0] * (1.0 / bandwidth - 1.0 / hv("assumptions.l2_bandwidth_bytes_per_s")) / efficiency
+        # `gpu_interpreter.l2_saving_s` for the weights, the bytes at c = 0.
+        from_hbm = moved[0] / (efficiency * bandwidth) * (1 + hv("software.gemm_half_efficiency_columns") / call.columns)
+        from_l2 = moved[0] / efficiency * (1 / hv("assumptions.l2_bandwidth_bytes_per_s")
+                                           + hv("software.gemm_l2_half_efficiency_columns") / (call.columns * bandwidth))
+        saving = np.maximum(0.0, from_hbm - from_l2)
         return [Line("stream", stream.at0 - saving * hit[0], stream.slope - saving * hit[1])]
     if call.kind == "attention":
         stream = _gpu_stream(moved, bandwidth, hv, hv("software.attention_ramp_s"), hv("software.attention_efficiency"))

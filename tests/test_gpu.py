@@ -323,10 +323,17 @@ def test_a_gemm_whose_weights_are_reused_within_the_l2_reads_them_from_there():
     weight = 4096 * 512 * 2
     call = timing.KernelCall("gemm_wo", 1, 0, 0, timing.IterationWork(hbm_read=timing.Affine(weight)),
                              kind="gemm", columns=4096)
+    s = HW.software
     stream = gemm_time_s(weight, weight, 4096, 16e9, HW)
     hit = gemm_time_s(weight, weight, 4096, 5 * weight, HW)
-    saving = weight * (1 / 3.35e12 - 1 / A.l2_bandwidth_bytes_per_s) / HW.software.gemm_efficiency
-    assert hit == pytest.approx(stream - saving) and saving > 0
+    from_hbm = weight / (s.gemm_efficiency * 3.35e12) * (1 + s.gemm_half_efficiency_columns / 4096)
+    from_l2 = weight / s.gemm_efficiency * (1 / A.l2_bandwidth_bytes_per_s
+                                            + s.gemm_l2_half_efficiency_columns / (4096 * 3.35e12))
+    assert stream == pytest.approx(s.gemm_ramp_s + from_hbm)
+    assert hit == pytest.approx(stream - (from_hbm - from_l2)) and from_l2 < from_hbm
+    # A narrow deep GEMM (the tables: 512 x 4096 gains nothing from hits) is never slower for one.
+    narrow = 512 * 4096 * 2
+    assert gemm_time_s(narrow, narrow, 512, narrow, HW) == gemm_time_s(narrow, narrow, 512, 16e9, HW)
     # The interpreter finds the reuse distance in the step: this GEMM alone reuses within the L2...
     alone = launch_timing(with_reuse([call])[0], HW, 1, 1).body_s
     assert alone == pytest.approx(hit)
@@ -346,8 +353,9 @@ def test_a_model_whose_step_fits_in_the_l2_is_faster_than_its_hbm_stream_and_a_l
     def ms(module: ModuleOp, hw: GpuHardware) -> float:
         return simulate_gpu(module, hw, batch=1, context=64, tokens=1).ms_per_token
 
-    no_l2 = attrs.evolve(HW, assumptions=attrs.evolve(A, l2_bandwidth_bytes_per_s=HW.hbm.bandwidth_bytes_per_s))
-    small = _lowered(tiny_llama(2), 1)
+    no_l2 = attrs.evolve(HW, chip=attrs.evolve(HW.chip, sram_bytes=1000))  # nothing fits: no hits
+    # One layer of 1,024-4,096-column GEMMs, 21 MB of weights: the step fits in half the L2.
+    small = _lowered(tiny_llama(1, hidden=1024, ffn=2048, heads=8, kv_heads=8, head_dim=128, vocab=512), 1)
     assert ms(small, HW) < ms(small, no_l2)
     # Llama 3.1 8B at TP8 reads 2 GB per GPU per step: no GEMM hits, the L2's rate changes nothing.
     assert ms(_example_nv("llama3_1_8b", 8), HW) == ms(_example_nv("llama3_1_8b", 8), no_l2)

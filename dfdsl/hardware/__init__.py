@@ -228,6 +228,8 @@ class GpuSoftware:
     gemm_ramp_s: float
     gemm_efficiency: float
     gemm_half_efficiency_columns: float
+    gemm_l2_half_efficiency_columns: float
+    """A GEMM whose weights hit in the L2: its narrow-GEMM width (`gpu_interpreter.gemm_time_s`)."""
     attention_ramp_s: float
     attention_efficiency: float
     attention_floor_s: float
