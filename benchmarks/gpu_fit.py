@@ -27,12 +27,14 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 SYSTEMS = {
-    "h100_sxm": {"l2_bytes": 50e6, "hbm_bytes_per_s": 3.35e12, "sms": 132, "trtllm": "1.3.0rc20", "nccl": "2.27.3"},
-    "h200_sxm": {"l2_bytes": 50e6, "hbm_bytes_per_s": 4.8e12, "sms": 132, "trtllm": "1.3.0rc20", "nccl": "2.29.2"},
-    "a100_sxm": {"l2_bytes": 40e6, "hbm_bytes_per_s": 2.039e12, "sms": 108, "trtllm": "1.0.0", "nccl": "2.27.3"},
+    "h100_sxm": {"l2_bytes": 50e6, "hbm_bytes_per_s": 3.35e12, "l2_bytes_per_s": 12e12, "sms": 132, "trtllm": "1.3.0rc20", "nccl": "2.27.3"},
+    "h200_sxm": {"l2_bytes": 50e6, "hbm_bytes_per_s": 4.8e12, "l2_bytes_per_s": 12e12, "sms": 132, "trtllm": "1.3.0rc20", "nccl": "2.29.2"},
+    "a100_sxm": {"l2_bytes": 40e6, "hbm_bytes_per_s": 2.039e12, "l2_bytes_per_s": 5e12, "sms": 108, "trtllm": "1.0.0", "nccl": "2.27.3"},
 }
 LAUNCH_SYNC_S = 2e-6
 """The hardware files' `launch_sync_s`: every table row (a kernel replayed in a CUDA graph) holds one."""
+L2_FULL_REUSE_FRACTION = 0.5
+"""The hardware files' `l2_full_reuse_fraction`: a reuse distance up to half the L2 hits in full."""
 ROPE_KERNEL_S = 3e-6
 """dfdsl's `rope` kernel (launch_sync_s + stream_ramp_s), inside the tables' attention op."""
 ATTENTION_BLOCK_TOKENS = 128
@@ -54,19 +56,36 @@ def report(name: str, rows: int, values: dict[str, float], error: np.ndarray) ->
     print(f"{name}: {shown}\n  {rows} rows; median error {np.median(abs(error)):.1%}, worst {abs(error).max():.1%}")
 
 
+def l2_hit_fraction(reuse: np.ndarray, l2: float, full: float) -> np.ndarray:
+    """dfdsl's `gpu_interpreter.l2_hit_fraction`: all up to `full` of the L2, none from the L2 on."""
+    return np.clip((l2 - reuse) / (l2 - full * l2), 0.0, 1.0) if full < 1 else (reuse <= l2).astype(float)
+
+
 def gemm(data: Path, cfg: dict[str, Any]) -> None:
+    """Every bf16 row at m = 1, 8, 32 (n and k 512-16,384), each at the collector's L2 conditions:
+    it replays max(1, min(5, ceil(L2 / weights))) copies of the weights (collect_gemm.py,
+    `outside_loop_count`), so their reuse distance is that many times the weights. A miss streams
+    the weights from HBM with the narrow-GEMM term (half columns); a hit reads them at the L2's
+    rate (the hardware files' `l2_bandwidth_bytes_per_s`) with its own narrow-GEMM term (l2_half
+    columns: the tiles' walk along k at the L2's latency), never slower than a miss."""
     d = pd.read_parquet(data / f"gemm/trtllm/{cfg['trtllm']}/gemm_perf.parquet")
     d = d[(d.gemm_dtype == "bfloat16") & d.m.isin([1, 8, 32]) & d.n.isin(SIZES) & d.k.isin(SIZES)]
-    # The collector replays at most 5 copies of a weight: under a fifth of the L2 they stay there.
-    d = d[5 * d.n * d.k * 2 >= cfg["l2_bytes"]]
     weights, columns = (d.n * d.k * 2).to_numpy(float), d.n.to_numpy(float)
-    bandwidth = cfg["hbm_bytes_per_s"]
-    (fixed, efficiency, half), error = fit(
-        lambda p: p[0] + weights / (bandwidth * p[1] * columns / (columns + p[2])), d.latency.to_numpy() * 1e-3,
-        [3e-6, 0.9, 500], [0, 0.1, 0], [2e-5, 1.0, 1e5])
-    report(f"gemm ({data.name}/gemm/trtllm/{cfg['trtllm']}/gemm_perf.parquet)", len(d),
+    l2, bandwidth, l2_bandwidth = cfg["l2_bytes"], cfg["hbm_bytes_per_s"], cfg["l2_bytes_per_s"]
+    copies = np.maximum(1, np.minimum(5, np.ceil(l2 / weights)))
+    hit = l2_hit_fraction(copies * weights, l2, L2_FULL_REUSE_FRACTION)
+
+    def model(p: np.ndarray) -> np.ndarray:
+        miss = weights / (bandwidth * p[1]) * (1 + p[2] / columns)
+        from_l2 = weights / (l2_bandwidth * p[1]) + weights * p[3] / (columns * bandwidth * p[1])
+        return p[0] + miss - hit * np.maximum(0.0, miss - from_l2)
+
+    (fixed, efficiency, half, l2_half), error = fit(
+        model, d.latency.to_numpy() * 1e-3, [3e-6, 0.8, 300, 1000], [0, 0.1, 0, 0], [2e-5, 1.0, 1e5, 1e5])
+    report(f"gemm ({data.name}/gemm/trtllm/{cfg['trtllm']}/gemm_perf.parquet; rows with L2 hits: "
+           f"{int((hit > 0).sum())}, their worst {abs(error[hit > 0]).max():.1%})", len(d),
            {"gemm_ramp_s": fixed - LAUNCH_SYNC_S, "gemm_efficiency": efficiency,
-            "gemm_half_efficiency_columns": half}, error)
+            "gemm_half_efficiency_columns": half, "gemm_l2_half_efficiency_columns": l2_half}, error)
 
 
 def attention(data: Path, cfg: dict[str, Any]) -> None:
@@ -98,23 +117,26 @@ def attention(data: Path, cfg: dict[str, Any]) -> None:
 
 
 def custom_all_reduce(data: Path, cfg: dict[str, Any]) -> None:
+    """One-shot (each GPU reads all N - 1 peers' messages at once, slower per peer the more there
+    are) or two-shot, the faster; decode messages (4K-256K elements: hidden 4,096-8,192 x batch
+    1-32) weighted 3x, the rest (to 256M elements) 1x."""
     d = pd.read_parquet(data / f"comm/trtllm/{cfg['trtllm']}/custom_allreduce_perf.parquet")
     d = d[d.message_size >= 1024]
     gpus, message = d.num_gpus.to_numpy(float), d.message_size.to_numpy(float) * 2  # bf16 elements
 
     def model(p: np.ndarray) -> np.ndarray:
-        one = p[0] + p[1] * (gpus - 1) + (gpus - 1) * message / p[2]
+        one = p[0] + p[1] * (gpus - 1) + (gpus - 1) * message * (1 + p[4] * (gpus - 2)) / p[2]
         two = p[3] + p[1] * 2 * (gpus - 1) + 2 * (gpus - 1) / gpus * message / p[2]
         return np.minimum(one, two)
 
-    decode = (d.message_size <= 262144).to_numpy()
-    p, error = fit(model, d.latency.to_numpy() * 1e-3, [3e-6, 1e-7, 3e11, 6e-6], [0, 0, 1e10, 0],
-                   [2e-5, 5e-6, 1e13, 1e-4], np.where(decode, 3.0, 1.0))
+    decode = ((d.message_size >= 4096) & (d.message_size <= 262144)).to_numpy()
+    p, error = fit(model, d.latency.to_numpy() * 1e-3, [3e-6, 1e-7, 3e11, 2e-5, 0.05], [0, 0, 1e10, 0, 1e-3],
+                   [2e-5, 5e-6, 1e13, 1e-4, 1.0], np.where(decode, 3.0, 1.0))
     report(f"custom all-reduce ({data.name}/comm/trtllm/{cfg['trtllm']}/custom_allreduce_perf.parquet; "
-           "errors at decode sizes, <= 256K elements)", len(d),
+           f"errors at decode sizes, 4K-256K elements; all sizes: worst {abs(error).max():.0%})", len(d),
            {"custom_allreduce_latency_s": p[0] - LAUNCH_SYNC_S, "custom_allreduce_step_latency_s": p[1],
-            "custom_allreduce_bandwidth_bytes_per_s": p[2], "custom_allreduce_twoshot_latency_s": p[3] - LAUNCH_SYNC_S},
-           error[decode])
+            "custom_allreduce_bandwidth_bytes_per_s": p[2], "custom_allreduce_twoshot_latency_s": p[3] - LAUNCH_SYNC_S,
+            "custom_allreduce_contention_fraction": p[4]}, error[decode])
 
 
 def nccl(data: Path, cfg: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ where a kernel's HBM stream depends on what it is (`kernel_kind`), as its softwa
 kernels do:
 
     gemm       gemm_ramp + bytes / (gemm_efficiency * N / (N + gemm_half_efficiency_columns) * bandwidth)
+                 - hit * max(0, weights' HBM time - their L2 time)          (`l2_saving_s`)
     attention  max(attention_floor, attention_ramp + bytes / (attention_efficiency * bandwidth)
                                     + attention_wave * waves)
     experts    experts_ramp + bytes / (experts_efficiency * bandwidth)
@@ -18,12 +19,17 @@ kernels do:
 
 with N the GEMM's output columns per GPU, and `waves` the CTAs of a decode attention kernel split
 as XQA splits it (`attention_waves`): B x H x c / attention_block_tokens CTAs over the SMs, at
-most attention_max_waves, for B sequences of H KV heads at context c. An `nv.all_reduce` costs
-launch_sync plus its implementation's time (`all_reduce_time_s`: NCCL's ring or tree, or the
-runtime's one-shot or two-shot kernel). Without CUDA graphs every launch is issued by the host,
-so a call takes at least `host_launch_s`. A step adds the host's time per token. `simulate_gpu`
-interprets the program once and re-evaluates the same launches at every context of the run, and
-returns the same `SimResult` as the SN40L interpreter, so the same report describes both.
+most attention_max_waves, for B sequences of H KV heads at context c. A GEMM's weights (its bytes
+that do not grow with the context) are served from the L2 when they are used again before the L2
+has been overwritten: `hit` (`l2_hit_fraction`) is 1 when its reuse distance, the bytes that pass
+through the L2 between two uses of the weights (in a decode step, the whole step's HBM traffic),
+is at most `l2_full_reuse_fraction` of the L2, 0 from the whole L2 on, and linear between. An
+`nv.all_reduce` costs launch_sync plus its implementation's time (`all_reduce_time_s`: NCCL's ring
+or tree, or the runtime's one-shot or two-shot kernel). Without CUDA graphs every launch is issued
+by the host, so a call takes at least `host_launch_s`. A step adds the host's time per token.
+`simulate_gpu` interprets the program once and re-evaluates the same launches at every context of
+the run, and returns the same `SimResult` as the SN40L interpreter, so the same report describes
+both.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
+
+import attrs
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.interpreter import Interpreter, impl, register_impls
@@ -146,15 +154,63 @@ def attention_waves(call: timing.KernelCall, hw: GpuHardware, batch: int, contex
     return min(ctas / hw.chip.sms, s.attention_max_waves)
 
 
-def hbm_time_s(call: timing.KernelCall, num_bytes: float, hw: GpuHardware, batch: int, context: int) -> float:
+def l2_hit_fraction(reuse_bytes: float, hw: GpuHardware) -> float:
+    """The share of a kernel's weights that the L2 serves when `reuse_bytes` pass through it between
+    two uses of them: all while they are at most `l2_full_reuse_fraction` of the L2 (the L2 keeps
+    lines that every SM reads in both of its partitions, so a set read by the whole GPU may need
+    up to twice its size), none from the whole L2 on (a cyclic read of more than the cache evicts
+    every line before its reuse), linearly between."""
+    l2 = float(hw.chip.sram_bytes)
+    full = hw.assumptions.l2_full_reuse_fraction * l2
+    if reuse_bytes <= full:
+        return 1.0
+    if reuse_bytes >= l2:
+        return 0.0
+    return (l2 - reuse_bytes) / (l2 - full)
+
+
+def l2_saving_s(weight_bytes: float, columns: int, hw: GpuHardware) -> float:
+    """What a GEMM of `columns` output columns per GPU saves when all of its `weight_bytes` hit in
+    the L2: their HBM time (the stream, and the narrow-GEMM term of its few tiles' loads) less their
+    time from the L2 (at `l2_bandwidth_bytes_per_s`, and the narrow-GEMM term at the L2's width
+    `gemm_l2_half_efficiency_columns`: the tiles' walk along k); never negative."""
+    s, a = hw.software, hw.assumptions
+    bandwidth = hw.hbm.bandwidth_bytes_per_s
+    from_hbm = weight_bytes / (s.gemm_efficiency * bandwidth) * (1 + s.gemm_half_efficiency_columns / columns)
+    from_l2 = weight_bytes / s.gemm_efficiency * (1 / a.l2_bandwidth_bytes_per_s
+                                                  + s.gemm_l2_half_efficiency_columns / (columns * bandwidth))
+    return max(0.0, from_hbm - from_l2)
+
+
+def gemm_time_s(num_bytes: float, weight_bytes: float, columns: int, reuse_bytes: float, hw: GpuHardware) -> float:
+    """A GEMM of `columns` output columns per GPU moving `num_bytes`, of which `weight_bytes` are
+    used again after `reuse_bytes` have passed through the L2: the HBM stream of the measured
+    tables, less what the L2's hits save (`l2_saving_s`)."""
+    s = hw.software
+    efficiency = s.gemm_efficiency * columns / (columns + s.gemm_half_efficiency_columns)
+    stream = s.gemm_ramp_s + num_bytes / (efficiency * hw.hbm.bandwidth_bytes_per_s)
+    return stream - l2_hit_fraction(reuse_bytes, hw) * l2_saving_s(weight_bytes, columns, hw)
+
+
+def step_bytes(work: timing.IterationWork | None, batch: int, context: int) -> float:
+    """The HBM traffic of `work` (a step's, `KernelCall.reuse`) at this batch and context; +inf
+    without one (no reuse: every byte from HBM)."""
+    if work is None:
+        return math.inf
+    t = timing.traffic(work, batch, context)
+    return t.hbm_read_bytes + t.hbm_write_bytes
+
+
+def hbm_time_s(call: timing.KernelCall, num_bytes: float, hw: GpuHardware, batch: int, context: int,
+               weight_bytes: float = 0.0, reuse_bytes: float = math.inf) -> float:
     """A kernel's HBM stream by its kind at `batch` sequences of `context` tokens: the measured
-    shape of its software's kernels."""
+    shape of its software's kernels (a GEMM's `weight_bytes` hit in the L2 as far as `reuse_bytes`
+    allow: `gemm_time_s`)."""
     if num_bytes <= 0:
         return 0.0
     s, bandwidth = hw.software, hw.hbm.bandwidth_bytes_per_s
     if call.kind == "gemm":
-        efficiency = s.gemm_efficiency * call.columns / (call.columns + s.gemm_half_efficiency_columns)
-        return s.gemm_ramp_s + num_bytes / (efficiency * bandwidth)
+        return gemm_time_s(num_bytes, weight_bytes, call.columns, reuse_bytes, hw)
     if call.kind == "attention":
         stream = s.attention_ramp_s + num_bytes / (s.attention_efficiency * bandwidth)
         return max(s.attention_floor_s, stream + s.attention_wave_s * attention_waves(call, hw, batch, context))
@@ -169,7 +225,8 @@ def all_reduce_time_s(message_bytes: float, gpus: int, hw: GpuHardware, kind: st
 
         nccl-ring  nccl_base + 2 (N - 1) nccl_step + 2 (N - 1) / N  b / nccl_bus_bandwidth
         nccl-tree  nccl_base + 2 ceil(log2 N) nccl_step + 2 (N - 1) / N  b / nccl_bus_bandwidth
-        one-shot   custom_latency + (N - 1) custom_step + (N - 1) b / custom_bandwidth
+        one-shot   custom_latency + (N - 1) custom_step
+                     + (N - 1) b / custom_bandwidth x (1 + custom_contention (N - 2))
         two-shot   custom_twoshot_latency + 2 (N - 1) custom_step + 2 (N - 1) / N  b / custom_bandwidth
         custom     the faster of one-shot and two-shot for this message
 
@@ -188,8 +245,9 @@ def all_reduce_time_s(message_bytes: float, gpus: int, hw: GpuHardware, kind: st
     if s.all_reduce in ("nccl-ring", "nccl-tree"):
         steps = 2 * (gpus - 1) if s.all_reduce == "nccl-ring" else 2 * math.ceil(math.log2(gpus))
         return a.nccl_base_latency_s + steps * a.nccl_step_latency_s + shared / a.nccl_bus_bandwidth_bytes_per_s
+    contention = 1 + s.custom_allreduce_contention_fraction * (gpus - 2)
     one = (s.custom_allreduce_latency_s + (gpus - 1) * s.custom_allreduce_step_latency_s
-           + (gpus - 1) * message_bytes / s.custom_allreduce_bandwidth_bytes_per_s)
+           + (gpus - 1) * message_bytes * contention / s.custom_allreduce_bandwidth_bytes_per_s)
     two = (s.custom_allreduce_twoshot_latency_s + 2 * (gpus - 1) * s.custom_allreduce_step_latency_s
            + shared / s.custom_allreduce_bandwidth_bytes_per_s)
     return {"one-shot": one, "two-shot": two}.get(s.all_reduce, min(one, two))
@@ -204,8 +262,13 @@ def nccl_time_s(call: timing.KernelCall, hw: GpuHardware, batch: int, context: i
 def resource_times(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> dict[str, float]:
     """Seconds the launch's body keeps each resource busy, by timeline track."""
     t = timing.traffic(call.work, batch, context)
+    weight_bytes = reuse_bytes = 0.0
+    if call.kind == "gemm":
+        weight_bytes = step_bytes(call.work, batch, 0)
+        reuse_bytes = step_bytes(call.reuse, batch, context)
     return {
-        "HBM stream": hbm_time_s(call, t.hbm_read_bytes + t.hbm_write_bytes, hw, batch, context),
+        "HBM stream": hbm_time_s(call, t.hbm_read_bytes + t.hbm_write_bytes, hw, batch, context,
+                                 weight_bytes, reuse_bytes),
         "DDR stream": stream_time_s(t.ddr_read_bytes + t.ddr_write_bytes, hw.ddr.bandwidth_bytes_per_s, hw),
         "SMs": timing.compute_time_s(t.flops, hw.chip.peak_flops_per_s, hw.assumptions.compute_efficiency, 1.0),
         "NVLink": nccl_time_s(call, hw, batch, context),
@@ -292,10 +355,22 @@ def _program(module: ModuleOp) -> nv.ProgramOp:
     return the_program(module, nv.ProgramOp, "GPU simulator", Stage.NV)
 
 
+def with_reuse(calls: Sequence[timing.KernelCall]) -> list[timing.KernelCall]:
+    """The calls, each GEMM with its reuse distance: the HBM traffic of all the calls (one step, or
+    one prefill pass), which passes through the L2 between two uses of any one weight."""
+    step = timing.IterationWork()
+    for call in calls:
+        for _ in range(call.trips):
+            step += timing.IterationWork(hbm_read=call.work.hbm_read, hbm_write=call.work.hbm_write,
+                                         experts=call.work.experts)
+    return [attrs.evolve(call, reuse=step) if call.kind == "gemm" else call for call in calls]
+
+
 def interpret_step(module: ModuleOp) -> list[timing.KernelCall]:
-    """Interprets the module's program once: its launches and all-reduces in stream order."""
+    """Interprets the module's program once: its launches and all-reduces in stream order (GEMMs
+    with their reuse distance, `with_reuse`)."""
     functions = NvFunctions()
-    return functions.state(interpret(module, _program(module), functions)).calls
+    return with_reuse(functions.state(interpret(module, _program(module), functions)).calls)
 
 
 def kernel_calls(module: ModuleOp, hardware: Hardware | GpuHardware) -> list[timing.KernelCall]:

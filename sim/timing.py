@@ -158,6 +158,10 @@ class KernelCall:
     heads: int = 0
     """A GPU attention kernel's KV heads per GPU and sequence (how its software splits it over the
     SMs); 0 for other kernels."""
+    reuse: IterationWork | None = None
+    """A GPU GEMM's reuse distance: the HBM traffic of the whole step it runs in (its reads,
+    writes and expected expert reads), which passes through the L2 between two uses of the GEMM's
+    weights (`gpu_interpreter.l2_hit_fraction`); None for other kernels and on the SN40L."""
 
 
 @attrs.frozen

@@ -9,9 +9,10 @@ intervals is, for each line, its sum over the contexts where it is the largest: 
 integers, bounded by the line's crossings with the others (ties go to the first line, as `max`
 gives them), summed in closed form. So a point costs the same whatever its number of tokens, and
 numpy evaluates thousands of points per operation. An `auto` all-reduce whose message grows with
-the context changes algorithm at one context; the run is cut there first. A pipelined program's
-step, a maximum over its stages of sums of such intervals, is summed the same way on segments of
-the run between its lines' crossings (`pipeline_run`).
+the context changes algorithm at one context, and a GPU GEMM's L2 hits (which fall as the step's
+traffic grows with the context) change form at two; the run is cut there first. A pipelined
+program's step, a maximum over its stages of sums of such intervals, is summed the same way on
+segments of the run between its lines' crossings (`pipeline_run`).
 
 `sim/timing.py` stays the reference (and the interpreters the source of traces): tests compare
 the two at random points of both targets.
@@ -305,15 +306,61 @@ def _attention_switch(call: KernelCall, hv: HardwareValues, points: Points) -> A
         return np.where(per_c > 0, np.ceil(hv("software.attention_max_waves") / per_c), np.inf)
 
 
+@attrs.frozen
+class _L2Reuse:
+    """A GEMM's L2 hit fraction (`gpu_interpreter.l2_hit_fraction`) at every point: its reuse
+    distance is a line in c, `d0 + d1 * c` (d1 >= 0), so the fraction is 1, then falls linearly,
+    then is 0; `switches` are the first contexts of the falling part and of the zero part."""
+
+    d0: Array
+    d1: Array
+    l2: Array | float
+    full: Array | float
+    switches: list[Array]
+
+    @classmethod
+    def of(cls, call: KernelCall, hv: HardwareValues, points: Points) -> _L2Reuse | None:
+        if call.kind != "gemm" or call.reuse is None:
+            return None
+        d0, d1 = traffic(call.reuse, points.batch).moved("hbm")
+        l2 = hv("chip.sram_bytes")
+        full = hv("assumptions.l2_full_reuse_fraction") * l2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            starts = [np.where(d1 > 0, np.floor((full - d0) / d1) + 1, np.inf),
+                      np.where(d1 > 0, np.ceil((l2 - d0) / d1), np.inf)]
+        return cls(d0, d1, l2, full, starts)
+
+    def hit(self, first: Array) -> tuple[Array, Array]:
+        """The fraction as a line in c, `h0 + h1 * c`, over a piece of the run that starts at
+        `first` and crosses no switch."""
+        at_first = self.d0 + self.d1 * first
+        span = np.maximum(self.l2 - self.full, 1e-300)  # 0 when the whole L2 hits in full: a step
+        falling = (at_first > self.full) & (at_first < self.l2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            h0 = np.where(at_first <= self.full, 1.0, np.where(falling, (self.l2 - self.d0) / span, 0.0))
+            return h0, np.where(falling, -self.d1 / span, 0.0)
+
+
 def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, points: Points,
-             capped: NDArray[np.bool_]) -> list[Line]:
+             capped: NDArray[np.bool_], hit: tuple[Array, Array] | None = None) -> list[Line]:
     """`gpu_interpreter.hbm_time_s` over arrays: the lines whose largest is a kernel's HBM stream
     (an attention kernel's floor is a line of its own, where it moves any bytes; its waves are a
-    line in c, or where `capped` their most, `_attention_switch`)."""
+    line in c, or where `capped` their most, `_attention_switch`). A GEMM's weights (its bytes at
+    c = 0, `moved[0]`) save what the L2's `hit` fraction (a line) serves: `gpu_interpreter.l2_saving_s`
+    times the fraction."""
     bandwidth = hv("hbm.bandwidth_bytes_per_s")
     if call.kind == "gemm":
         share = call.columns / (call.columns + hv("software.gemm_half_efficiency_columns"))
-        return [_gpu_stream(moved, bandwidth, hv, hv("software.gemm_ramp_s"), hv("software.gemm_efficiency") * share)]
+        efficiency = hv("software.gemm_efficiency")
+        stream = _gpu_stream(moved, bandwidth, hv, hv("software.gemm_ramp_s"), efficiency * share)
+        if hit is None:
+            return [stream]
+        # `gpu_interpreter.l2_saving_s` for the weights, the bytes at c = 0.
+        from_hbm = moved[0] / (efficiency * bandwidth) * (1 + hv("software.gemm_half_efficiency_columns") / call.columns)
+        from_l2 = moved[0] / efficiency * (1 / hv("assumptions.l2_bandwidth_bytes_per_s")
+                                           + hv("software.gemm_l2_half_efficiency_columns") / (call.columns * bandwidth))
+        saving = np.maximum(0.0, from_hbm - from_l2)
+        return [Line("stream", stream.at0 - saving * hit[0], stream.slope - saving * hit[1])]
     if call.kind == "attention":
         stream = _gpu_stream(moved, bandwidth, hv, hv("software.attention_ramp_s"), hv("software.attention_efficiency"))
         any_bytes = (moved[0] > 0) | (moved[1] > 0)
@@ -341,7 +388,8 @@ def _gpu_all_reduce(r: timing.AllReduce, hv: HardwareValues, points: Points) -> 
     """`gpu_interpreter.all_reduce_time_s` over arrays (an all-gather too): lines in c (the message
     is affine). `custom`
     takes one-shot while it is no slower: one - two = d0 + d1 c <= 0, and d1 >= 0 (one-shot's
-    slope, (N - 1) m1 / bw, is at least two-shot's, 2 (N - 1) / N m1 / bw), so up to one context."""
+    slope, (N - 1) (1 + contention (N - 2)) m1 / bw, is at least two-shot's, 2 (N - 1) / N m1 / bw),
+    so up to one context."""
     hw = hv.hardware
     assert isinstance(hw, GpuHardware)
     n, never = r.sockets, points.zeros() + np.inf
@@ -364,8 +412,9 @@ def _gpu_all_reduce(r: timing.AllReduce, hv: HardwareValues, points: Points) -> 
         return _GpuReduce(ring, ring, never)
     bandwidth = hv("software.custom_allreduce_bandwidth_bytes_per_s")
     step = hv("software.custom_allreduce_step_latency_s")
+    one_shot = (n - 1) * (1 + hv("software.custom_allreduce_contention_fraction") * (n - 2)) / bandwidth
     one = Line("collective", points.zeros() + hv("software.custom_allreduce_latency_s") + (n - 1) * step
-               + (n - 1) * m0 / bandwidth, points.zeros() + (n - 1) * m1 / bandwidth)
+               + one_shot * m0, points.zeros() + one_shot * m1)
     two = Line("collective", points.zeros() + hv("software.custom_allreduce_twoshot_latency_s") + 2 * (n - 1) * step
                + shared * m0 / bandwidth, points.zeros() + shared * m1 / bandwidth)
     if hw.software.all_reduce != "custom":
@@ -382,12 +431,14 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
     """`gpu_interpreter.launch_timing` over arrays: launch/sync, then one body, the largest of the
     HBM and DDR streams, the SMs and NVLink (in that order, as the interpreter compares them),
     and without CUDA graphs the host's bound last. A `custom` all-reduce whose message grows with
-    the context changes kernel at one context, and an attention kernel's split reaches its most
-    waves at one context; the run is cut there first."""
+    the context changes kernel at one context, an attention kernel's split reaches its most waves
+    at one context, and a GEMM's L2 hit fraction changes form at two (`_L2Reuse`); the run is cut
+    there first."""
     hw = hv.hardware
     assert isinstance(hw, GpuHardware)
     t = traffic(call.work, points.batch)
     attention_switch = _attention_switch(call, hv, points)
+    reuse = _L2Reuse.of(call, hv, points)
     ddr = _gpu_stream(t.moved("ddr"), hv("ddr.bandwidth_bytes_per_s"), hv)
     sms = _scaled("compute", t.flops, hv("assumptions.compute_efficiency") * hv("chip.peak_flops_per_s"))
     reduces = [_gpu_all_reduce(r, hv, points) for r in call.work.all_reduces]
@@ -396,8 +447,8 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
     if not hw.software.cuda_graphs:
         host = [_const("sync", np.maximum(0.0, hv("software.host_launch_s") - launch_sync), points)]
     pieces = []
-    for first, last in _cut(points, [r.switch for r in reduces] + [attention_switch]):
-        hbm = _gpu_hbm(call, t.moved("hbm"), hv, points, first >= attention_switch)
+    for first, last in _cut(points, [r.switch for r in reduces] + [attention_switch] + (reuse.switches if reuse else [])):
+        hbm = _gpu_hbm(call, t.moved("hbm"), hv, points, first >= attention_switch, reuse.hit(first) if reuse else None)
         nccl = _const("collective", 0.0, points)
         for r in reduces:
             before = first < r.switch

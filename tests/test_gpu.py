@@ -22,16 +22,19 @@ from dfdsl.lowering.fuse import Fuse
 from dfdsl.lowering.pipeline import GPU_PIPELINE, LoweringOptions, run_passes
 from dfdsl.lowering.place_memory import PlaceMemory
 from dfdsl.lowering.shard_tensor_parallel import ShardTensorParallel
-from dfdsl.driver import CompileOptions, run_model
+from dfdsl.driver import CompileOptions, Compiler, load_model, run_model
 from dfdsl.lowering.stages import StageError
 from dfdsl.sim import timing
 from dfdsl.sim.gpu_interpreter import (
     GPU_TRACK,
     NotAGpuError,
+    gemm_time_s,
+    l2_hit_fraction,
     launch_timing,
     nccl_call,
     simulate_gpu,
     step,
+    with_reuse,
 )
 from dfdsl.hardware import GpuHardware, HardwareError, load_hardware, parse_hardware
 
@@ -171,7 +174,8 @@ def _all_reduce_s(hw: GpuHardware, gpus: int, message: int) -> float:
 def test_each_all_reduce_implementation_by_hand():
     s, a = HW.software, HW.assumptions
     b = 8192  # one token's hidden state of Llama 3.1 8B in BF16
-    one = s.custom_allreduce_latency_s + 7 * s.custom_allreduce_step_latency_s + 7 * b / s.custom_allreduce_bandwidth_bytes_per_s
+    one = (s.custom_allreduce_latency_s + 7 * s.custom_allreduce_step_latency_s
+           + 7 * b * (1 + 6 * s.custom_allreduce_contention_fraction) / s.custom_allreduce_bandwidth_bytes_per_s)
     two = (s.custom_allreduce_twoshot_latency_s + 14 * s.custom_allreduce_step_latency_s
            + 14 / 8 * b / s.custom_allreduce_bandwidth_bytes_per_s)
     ring = a.nccl_base_latency_s + 14 * a.nccl_step_latency_s + 14 / 8 * b / a.nccl_bus_bandwidth_bytes_per_s
@@ -328,3 +332,59 @@ def test_the_sn40l_path_is_unchanged_by_default():
     report = run_model(EXAMPLES / "llama3_1_8b.dfl", {"tokens": 2})
     assert report["target"] == "sn40l" and report["kernel_looping"] is True
     assert report["kernel_calls_per_token"] == 4
+
+
+# -- L2 reuse ------------------------------------------------------------------------------------
+
+
+def test_the_l2_serves_all_of_a_reuse_distance_up_to_half_of_it_then_less_then_none():
+    l2 = HW.chip.sram_bytes
+    assert l2_hit_fraction(0.0, HW) == l2_hit_fraction(0.5 * l2, HW) == 1.0
+    assert l2_hit_fraction(0.75 * l2, HW) == pytest.approx(0.5)
+    assert l2_hit_fraction(l2, HW) == l2_hit_fraction(10 * l2, HW) == 0.0
+    step_form = attrs.evolve(HW, assumptions=attrs.evolve(A, l2_full_reuse_fraction=1.0))
+    assert l2_hit_fraction(0.99 * l2, step_form) == 1.0 and l2_hit_fraction(l2 + 1, step_form) == 0.0
+
+
+def test_a_gemm_whose_weights_are_reused_within_the_l2_reads_them_from_there():
+    # Llama 3.1 8B's O projection at TP8 (4 MB of weights): as aiconfigurator's collector replays
+    # it (5 copies, a 21 MB reuse distance) it hits; inside a decode step (GBs in between) it does not.
+    weight = 4096 * 512 * 2
+    call = timing.KernelCall("gemm_wo", 1, 0, 0, timing.IterationWork(hbm_read=timing.Affine(weight)),
+                             kind="gemm", columns=4096)
+    s = HW.software
+    stream = gemm_time_s(weight, weight, 4096, 16e9, HW)
+    hit = gemm_time_s(weight, weight, 4096, 5 * weight, HW)
+    from_hbm = weight / (s.gemm_efficiency * 3.35e12) * (1 + s.gemm_half_efficiency_columns / 4096)
+    from_l2 = weight / s.gemm_efficiency * (1 / A.l2_bandwidth_bytes_per_s
+                                            + s.gemm_l2_half_efficiency_columns / (4096 * 3.35e12))
+    assert stream == pytest.approx(s.gemm_ramp_s + from_hbm)
+    assert hit == pytest.approx(stream - (from_hbm - from_l2)) and from_l2 < from_hbm
+    # A narrow deep GEMM (the tables: 512 x 4096 gains nothing from hits) is never slower for one.
+    narrow = 512 * 4096 * 2
+    assert gemm_time_s(narrow, narrow, 512, narrow, HW) == gemm_time_s(narrow, narrow, 512, 16e9, HW)
+    # The interpreter finds the reuse distance in the step: this GEMM alone reuses within the L2...
+    alone = launch_timing(with_reuse([call])[0], HW, 1, 1).body_s
+    assert alone == pytest.approx(hit)
+    # ...and behind an 8B model's step of streams it does not.
+    big = timing.KernelCall("stream", 1, 0, 0, timing.IterationWork(hbm_read=timing.Affine(int(16e9))))
+    assert launch_timing(with_reuse([call, big])[0], HW, 1, 1).body_s == pytest.approx(stream)
+
+
+@cache
+def _example_nv(model: str, gpus: int) -> ModuleOp:
+    """A bundled example lowered to `nv` on `gpus` GPUs of the DGX H100."""
+    m = load_model(EXAMPLES / f"{model}.dfl", {"target": "dgx_h100", "sockets": gpus, "tokens": 1})
+    return Compiler().compile(m, m.settings, CompileOptions(kernel_looping=False))
+
+
+def test_a_model_whose_step_fits_in_the_l2_is_faster_than_its_hbm_stream_and_a_large_one_is_not():
+    def ms(module: ModuleOp, hw: GpuHardware) -> float:
+        return simulate_gpu(module, hw, batch=1, context=64, tokens=1).ms_per_token
+
+    no_l2 = attrs.evolve(HW, chip=attrs.evolve(HW.chip, sram_bytes=1000))  # nothing fits: no hits
+    # One layer of 1,024-4,096-column GEMMs, 21 MB of weights: the step fits in half the L2.
+    small = _lowered(tiny_llama(1, hidden=1024, ffn=2048, heads=8, kv_heads=8, head_dim=128, vocab=512), 1)
+    assert ms(small, HW) < ms(small, no_l2)
+    # Llama 3.1 8B at TP8 reads 2 GB per GPU per step: no GEMM hits, the L2's rate changes nothing.
+    assert ms(_example_nv("llama3_1_8b", 8), HW) == ms(_example_nv("llama3_1_8b", 8), no_l2)

@@ -19,7 +19,7 @@ from dfdsl.driver import CompileOptions, Compiler, RunSettings, load_model
 from dfdsl.hardware import load_hardware, with_value
 from dfdsl.report import JSON_KEYS
 from dfdsl.sim import timing, vectorized
-from dfdsl.sim.gpu_interpreter import launch_timing
+from dfdsl.sim.gpu_interpreter import launch_timing, with_reuse
 from dfdsl.sim.timing import Affine, AllReduce, AllToAll, ExpertRead, IterationWork, KernelCall
 from dfdsl.sim.vectorized import HardwareValues, Line, Points
 
@@ -87,7 +87,7 @@ def random_calls(rng, gpu: bool) -> list[KernelCall]:
         heads = int(rng.choice([0, 1, 2, 8, 64])) if kind == "attention" else 0
         calls += [KernelCall(f"k{i}", trips, 0 if gpu else int(rng.integers(1, 9)),
                              0 if gpu else int(rng.integers(1, 936)), work, kind, columns, heads)] * int(rng.integers(1, 3))
-    return calls
+    return with_reuse(calls) if gpu else calls
 
 
 SWEPT = {
@@ -97,11 +97,13 @@ SWEPT = {
             "chip.peak_flops_per_s", "chip.pcus"),
     "gpu": ("hbm.bandwidth_bytes_per_s", "assumptions.stream_ramp_s", "assumptions.nccl_step_latency_s",
             "assumptions.nccl_bus_bandwidth_bytes_per_s", "chip.peak_flops_per_s", "assumptions.launch_sync_s",
-            "software.gemm_ramp_s", "software.gemm_half_efficiency_columns", "software.attention_floor_s",
+            "software.gemm_ramp_s", "software.gemm_half_efficiency_columns",
+            "software.gemm_l2_half_efficiency_columns", "software.attention_floor_s",
             "software.attention_efficiency", "software.attention_wave_s", "software.attention_block_tokens",
             "software.attention_max_waves", "chip.sms", "software.experts_ramp_s", "software.custom_allreduce_latency_s",
             "software.custom_allreduce_twoshot_latency_s", "software.custom_allreduce_bandwidth_bytes_per_s",
-            "software.host_launch_s"),
+            "software.custom_allreduce_contention_fraction",
+            "software.host_launch_s", "chip.sram_bytes", "assumptions.l2_bandwidth_bytes_per_s"),
 }
 GPU_CASES = [("gpu", f"{reduce} {graphs}") for reduce in ("nccl-ring", "nccl-tree", "one-shot", "two-shot", "custom")
              for graphs in ("graphs", "eager")]
@@ -126,7 +128,7 @@ def test_random_calls_at_random_points_match_the_reference(kind, algorithm):
         for path in SWEPT[kind]:
             value = float(HardwareValues(base)(path))
             factor = np.exp(rng.uniform(np.log(0.25), np.log(4.0), n))
-            swept[path] = np.round(value * factor) if path in ("chip.pcus", "chip.sms") else value * factor
+            swept[path] = np.round(value * factor) if path in ("chip.pcus", "chip.sms", "chip.sram_bytes") else value * factor
         got = vectorized.run(calls, HardwareValues(base, swept), points, lines_of)
         for p in range(n):
             hw = base
@@ -138,6 +140,30 @@ def test_random_calls_at_random_points_match_the_reference(kind, algorithm):
                 assert close(got.breakdown_s[category][p], seconds), category
             for figure in ("read_bytes", "hbm_read_bytes", "ddr_read_bytes", "flops"):
                 assert close(got.mean(figure)[p], want.mean(figure)), figure
+
+
+@pytest.mark.parametrize("full", [0.5, 1.0, 0.001])
+def test_gemms_whose_l2_hits_fade_within_a_run_match_the_reference(full):
+    """A step of GEMMs and an attention kernel whose traffic grows through the L2 within a run:
+    the GEMMs' hits are all, then fall, then none (or, with `l2_full_reuse_fraction` 1, a step)."""
+    rng = np.random.default_rng(int(full * 1000))
+    hw = attrs.evolve(GPU, assumptions=attrs.evolve(GPU.assumptions, l2_full_reuse_fraction=full))
+    for _ in range(4):
+        calls = [KernelCall(f"gemm{i}", 1, 0, 0, IterationWork(hbm_read=Affine(int(rng.integers(1, 8e6)),
+                                                                          int(rng.integers(0, 1e4)))),
+                            "gemm", int(rng.integers(64, 8192))) for i in range(3)]
+        calls.append(KernelCall("attention", 1, 0, 0, IterationWork(hbm_read=Affine(0, 0, int(rng.integers(1, 4e3)))),
+                                "attention"))
+        calls = with_reuse(calls)
+        n = 8
+        points = Points(rng.integers(1, 5, n), rng.integers(1, 4000, n), rng.integers(1, 4000, n))
+        got = vectorized.run(calls, HardwareValues(hw), points, vectorized.gpu_call_lines)
+        for p in range(n):
+            want = timing.run(calls, hw, int(points.batch[p]), int(points.context[p]), int(points.tokens[p]),
+                              launch_timing)
+            assert close(got.step_s[p], want.step_s)
+            for category, seconds in want.breakdown_s.items():
+                assert close(got.breakdown_s[category][p], seconds), category
 
 
 PIPELINE_SWEPT = (*SWEPT["rdu"], "internode.bandwidth_bytes_per_s", "internode.latency_s")

@@ -192,6 +192,10 @@ class GpuAssumptions:
     host_per_token_s: float
     prefill_compute_efficiency: float
     prefill_half_efficiency_tokens: float
+    l2_bandwidth_bytes_per_s: float
+    """The rate at which a GEMM reads weights that hit in the L2 (`gpu_interpreter.gemm_time_s`)."""
+    l2_full_reuse_fraction: float
+    """The share of the L2 up to which a reuse distance still hits in full (`l2_hit_fraction`)."""
 
 
 @attrs.frozen
@@ -224,6 +228,8 @@ class GpuSoftware:
     gemm_ramp_s: float
     gemm_efficiency: float
     gemm_half_efficiency_columns: float
+    gemm_l2_half_efficiency_columns: float
+    """A GEMM whose weights hit in the L2: its narrow-GEMM width (`gpu_interpreter.gemm_time_s`)."""
     attention_ramp_s: float
     attention_efficiency: float
     attention_floor_s: float
@@ -239,6 +245,9 @@ class GpuSoftware:
     custom_allreduce_twoshot_latency_s: float
     custom_allreduce_step_latency_s: float
     custom_allreduce_bandwidth_bytes_per_s: float
+    custom_allreduce_contention_fraction: float
+    """How much slower a one-shot all-reduce's transfer gets per GPU beyond two: every GPU reads
+    every peer's message at once (`gpu_interpreter.all_reduce_time_s`)."""
 
 
 SOFTWARE_CHOICES = {"all_reduce": GPU_ALLREDUCES}
