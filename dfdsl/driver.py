@@ -57,7 +57,7 @@ from dfdsl.lowering.pipeline import LoweringOptions, PassCallback, run_passes
 from dfdsl.lowering.place_memory import TIER_ORDER, CapacityError, Placement, place_class
 from dfdsl.lowering.shard_tensor_parallel import ShardingError, counts_text
 from dfdsl.lowering.socket_hints import advise
-from dfdsl.model import ResolvedModel
+from dfdsl.model import ResolvedModel, RunSettings
 from dfdsl.report import Report, RequestFigures, composition_figures, decode_figures, make_report
 from dfdsl.sim import composition as composition_sim
 from dfdsl.sim import request, vectorized
@@ -82,31 +82,6 @@ class CompileOptions:
     min_calls: int = 2
     hardware: str = ""
     """A hardware file (or bundled target name) to use instead of the model's target."""
-
-
-@attrs.frozen
-class RunSettings:
-    """Where a compiled model runs: the run's sizes and its sockets (tensor-parallel degree); for
-    a request its prompt (and prefill chunk), for speculative decoding its draft tokens per round
-    and their acceptance (None: the model decodes alone)."""
-
-    batch: int
-    context: int
-    tokens: int
-    sockets: int
-    prompt: int = 0
-    chunk: int = 0
-    draft_tokens: int = 4
-    acceptance: float | None = None
-    pipeline: int = 1
-    """Pipeline stages, each on `sockets` sockets (1: none)."""
-    micro_batches: int = 1
-
-    @property
-    def decode_steps(self) -> int:
-        """The decode steps timed: `tokens`; in a request the prefill samples the first output
-        token, so one fewer (but at least one, for the time per output token)."""
-        return max(self.tokens - 1, 1) if self.prompt else self.tokens
 
 
 BUNDLED = "<bundled>"
@@ -192,10 +167,8 @@ class Model:
 
     @property
     def settings(self) -> RunSettings:
-        run = self.resolved.run
-        return RunSettings(run.batch, run.context, run.tokens, run.sockets, run.prompt, run.chunk,
-                           run.draft_tokens, run.acceptance if self.resolved.draft else None,
-                           run.pipeline, run.micro_batches)
+        """The run the file's `run` block (and the overrides) give: `RunConfig` without its target."""
+        return self.resolved.run.settings(speculative=bool(self.resolved.draft))
 
     def prefill_module(self) -> ModuleOp:
         """The `df` module of the model's prefill pass (never changed, as `module`)."""

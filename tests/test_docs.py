@@ -7,12 +7,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import attrs
 import pytest
 
 from dfdsl import elaborate, loader, parser
 from dfdsl.diagnostics import ERROR_CODES, DfslError
 from dfdsl.dialects.shapes import DTYPE_BYTES, OPERATOR_ATTRS, RULES
 from dfdsl.elaborate import check_file
+from dfdsl.model import RunConfig
 
 ROOT = Path(__file__).parent.parent
 ERRORS_MD = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
@@ -291,6 +293,7 @@ def test_limits_table_states_the_constants_of_the_code():
 def test_run_table_states_the_defaults_of_the_code():
     rows = {row[0].strip("`"): row for row in table_rows(LANGUAGE_SECTIONS["`run`"])}
     assert list(rows) == list(elaborate.RUN_SETTING_NAMES)
+    assert sorted(rows) == sorted(f.name for f in attrs.fields(RunConfig))
     for setting in elaborate.RUN_SETTING_NAMES:
         default = elaborate.DEFAULT_RUN.get(setting, "none")
         assert rows[setting][2].strip("`") == str(default)
