@@ -39,6 +39,7 @@ from dfdsl.composition import Composition
 from dfdsl.diagnostics import DfslError, Diagnostic
 from dfdsl.dialects import df, target_ops
 from dfdsl.elaborate import RunValue, check_draft, check_run_settings, composition_of, elaborate
+from dfdsl.errors import Coded
 from dfdsl.footprint import Footprint, footprint
 from dfdsl.hardware import (
     GpuHardware,
@@ -222,11 +223,9 @@ def load_model(path: Path, overrides: Mapping[str, RunValue] | None = None, hard
     return model
 
 
-class SourceMismatchError(DiagnosticException):
+class SourceMismatchError(Coded, DiagnosticException, code="E027"):
     """A worker read a shipped model otherwise than its client: their dfdsl versions differ, so
     the cluster given (`--scheduler`) cannot run this sweep."""
-
-    code = "E027"
 
 
 def _models_folder() -> Path:
