@@ -420,6 +420,12 @@ class Step:
     def total_s(self) -> float:
         return sum(self.breakdown_s.values())
 
+    def shared(self, among: float) -> Step:
+        """Every figure of the step divided by `among` (a step's share of each of its tokens)."""
+        return Step({c: seconds / among for c, seconds in self.breakdown_s.items()}, self.read_bytes / among,
+                     self.hbm_read_bytes / among, self.ddr_read_bytes / among, self.flops / among,
+                     self.stage_busy_s / among)
+
 
 CallTimer = Callable[[KernelCall, Any, int, int], CallTiming]
 """How a target times one call at a batch and context on its hardware: `call_timing` for the
