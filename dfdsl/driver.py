@@ -84,6 +84,10 @@ class CompileOptions:
     hardware: str = ""
     """A hardware file (or bundled target name) to use instead of the model's target."""
 
+    def loops_kernels(self, target: Target) -> bool:
+        """Whether kernels are looped on `target`: as asked, or the target's default."""
+        return target.loops_kernels if self.kernel_looping is None else self.kernel_looping
+
 
 BUNDLED = "<bundled>"
 """The folder a model source names the bundled library's files under."""
@@ -267,7 +271,7 @@ def load_source(source: ModelSource) -> Model:
 
 
 def lowering_options(model: Model, settings: RunSettings, options: CompileOptions) -> LoweringOptions:
-    looping = model.target.loops_kernels if options.kernel_looping is None else options.kernel_looping
+    looping = options.loops_kernels(model.target)
     return LoweringOptions(sockets=settings.sockets, fusion=options.fusion, kernel_looping=looping,
                            min_calls=options.min_calls, target=model.target_name, hardware=options.hardware,
                            pipeline=settings.pipeline, micro_batches=settings.micro_batches)
@@ -429,7 +433,7 @@ class Compiler:
                                 batch=result.sequences_per_socket, prompt=settings.prompt, chunk=settings.chunk)
                 for m in (model, draft) if m is not None
             )
-        looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
+        looping = options.loops_kernels(target)
         report = make_report(result, model.footprint, hw,
                              fusion=target.fusion_label(options.fusion), kernel_looping=looping,
                              request=RequestFigures(settings.prompt, settings.tokens, prefill, speculation))
@@ -541,7 +545,7 @@ class Compiler:
         such point) and timed by the array model at all of them (`sim/vectorized.py`)."""
         swept = dict(swept or {})
         target = model.target
-        looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
+        looping = options.loops_kernels(target)
         evaluation = Evaluation(model.resolved.name, model.hardware.name, looping, len(points.batch))
         # The model's pipeline comes along, so that the array model sees (and refuses) it.
         staged = {"pipeline": model.settings.pipeline, "micro_batches": model.settings.micro_batches}
