@@ -49,6 +49,7 @@ from dfdsl.hardware import (
     bundled_targets,
     check_relations,
     check_value,
+    display_name,
     format_value,
     load_hardware,
     parse_hardware,
@@ -74,7 +75,18 @@ SHORT_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
     "hbm_bandwidth": {"rdu": ("hbm.bandwidth_bytes_per_s",), "gpu": ("hbm.bandwidth_bytes_per_s",)},
 }
 """Names that mean one parameter on either kind of machine (the first key of the list the file has).
-An RDU's launch cost is that of its file's orchestration (`launch_sync_hardware_s` or `_host_s`)."""
+An RDU's launch cost is that of its file's orchestration (`launch_sync_hardware_s` or `_host_s`); a
+GPU's is the host's launch (`host_launch_s`) when its software launches eagerly (no CUDA graphs),
+and its all-reduce latency is that of the all-reduce its software runs (`GPU_ALLREDUCE_LATENCY`)."""
+GPU_ALLREDUCE_LATENCY = {
+    "nccl-ring": "assumptions.nccl_base_latency_s",
+    "nccl-tree": "assumptions.nccl_base_latency_s",
+    "one-shot": "software.custom_allreduce_latency_s",
+    "two-shot": "software.custom_allreduce_twoshot_latency_s",
+    "custom": "software.custom_allreduce_latency_s",
+}
+"""The fixed latency of each `[gpu_software] all_reduce`: NCCL's base latency, or the runtime's
+kernel's (`custom` picks the one-shot kernel for the small messages of a decode step)."""
 DEFAULT_TOLERANCE = 0.01
 """How far the points' RMS relative error may rise (0.01: one percentage point) inside a
 parameter's range."""
@@ -280,6 +292,11 @@ def fittable_names(hw: Hardware | GpuHardware) -> list[str]:
 def _short_path(hw: Hardware | GpuHardware, name: str) -> str | None:
     if name == "launch_cost" and isinstance(hw, Hardware):
         return f"assumptions.{hw.launch_sync_key}"
+    if isinstance(hw, GpuHardware):
+        if name == "launch_cost" and not hw.software.cuda_graphs:
+            return "software.host_launch_s"
+        if name == "allreduce_latency":
+            return GPU_ALLREDUCE_LATENCY[hw.software.all_reduce]
     known = set(hardware_numbers(hw).values())
     return next((p for p in SHORT_NAMES.get(name, {}).get(hw.kind, ()) if p in known), None)
 
@@ -408,10 +425,23 @@ def load_points(measurements: Sequence[Measurement], hardware: str, measured_on:
         settings = model.settings
         points.append(Point(m, model, settings, settings.acceptance is None and not settings.prompt))
     if not points:
-        targets = sorted({m.target for m in measurements if m.target})
-        raise CalibrationError(f"no point was measured on {wanted} (the file's targets: "
+        targets = sorted({display_name(m.target) for m in measurements if m.target})
+        raise CalibrationError(f"no point was measured on {display_name(wanted)} (the file's targets: "
                                f"{', '.join(targets)}); choose the rows with --measured-on NAME")
     return points, skipped, base
+
+
+def other_machine_note(base: Hardware | GpuHardware, base_name: str, bundled: bool,
+                       measured_on: str | None) -> str | None:
+    """What to tell a user whose rows were measured on another bundled machine than the bundled
+    file the fit starts from (`--hardware dgx-h100 --measured-on dgx-h100-nccl`): the points run on
+    the hardware file's machine and software, not on the ones they were measured on. None otherwise
+    (a file of the user's own may well describe the machine its rows name)."""
+    wanted = target_name(measured_on) if measured_on else base.name
+    if not bundled or wanted == base.name or wanted not in bundled_targets():
+        return None
+    return (f"the rows measured on {display_name(wanted)} run on {base_name}, another machine or software; "
+            f"to fit {display_name(wanted)}'s own file, give --hardware {display_name(wanted)}")
 
 
 def _run_target(hw: Hardware | GpuHardware, target: str | None) -> str:
@@ -559,8 +589,20 @@ def fit(predictor: Predictor, *, tolerance: float = DEFAULT_TOLERANCE, loo: bool
             u_i = solve(others, np.clip(u, low + inside, high - inside))
             loo_ms[i] = float(predictor(np.exp(u_i)[None, :], [i])[0, i])
     fitted_params, singular = _identify(params, fitted, jac, tolerance, predictor.points[0].model.hardware.kind)
-    # A value no point depends on keeps the base file's: the points say nothing about it.
-    unseen = [j for j, p in enumerate(fitted_params) if p.why == NO_DEPENDENCE]
+    # A value no point depends on, at the fit nor at the base file's value, keeps the base file's:
+    # the points say nothing about it. One the points pushed to where nothing depends on it (a
+    # launch cost driven to zero) keeps its fitted value: the points bound it from one side.
+    flat = [j for j, p in enumerate(fitted_params) if p.why == NO_DEPENDENCE]
+    if flat:
+        base_jac = differences(start, everything)[1]
+        unseen = [j for j in flat if float(np.abs(base_jac[:, j]).max()) < FLAT]
+    else:
+        unseen = []
+    for j in (j for j in flat if j not in unseen):
+        way = "down" if fitted[j] < params[j].base else "up"
+        fitted_params[j] = attrs.evolve(fitted_params[j], why=(
+            f"the points push it {way} to {format_value(float(fitted[j]))}, where no point depends on it: they "
+            f"say only that it is {'small' if way == 'down' else 'large'}"))
     for j in unseen:
         fitted[j] = params[j].base
         fitted_params[j] = attrs.evolve(fitted_params[j], fitted=params[j].base, at_bound=False)
@@ -756,7 +798,8 @@ def render_report(result: Fit, *, measured: str, hardware: str, output: str) -> 
     loo = result.loo_rms
     lines = [
         f"RMS residual: {result.base_rms:.1%} with the base values, {result.rms:.1%} fitted; "
-        + (f"leave-one-out {loo:.1%}" if loo is not None else "leave-one-out: needs two points or more"),
+        + (f"leave-one-out {loo:.1%}" if loo is not None else "leave-one-out: needs two points or more"
+           if len(result.points) < 2 else "leave-one-out: not computed (--no-loo)"),
         "Not pinned down by these points: " + (", ".join(result.not_pinned) or "none"),
     ]
     if result.skipped:

@@ -63,6 +63,9 @@ def main(args: argparse.Namespace) -> int:
         parameters = calibrate.resolve_parameters(base, args.fit)
     except calibrate.CalibrationError as err:
         raise UsageError(str(err)) from None
+    note = calibrate.other_machine_note(base, base_name, bundled, args.measured_on)
+    if note:
+        sys.stderr.write(f"dfdsl: note: {note}\n")
     predictor = calibrate.Predictor(points, parameters, CompileOptions(hardware=hardware), compiler)
 
     def progress(text: str) -> None:
