@@ -1,6 +1,6 @@
 """How fast sweeps run, and in how much memory: points per second and peak memory of a sweep of
-one compiled program (10,000 and 100,000 points, each target), evaluated as arrays and written as
-CSV; and, with --dask, a 1,000,000-point sweep on a local Dask cluster of two workers, streamed to
+one compiled program (10,000 and 100,000 points, each target, and the SN40L with the model in 2
+pipeline stages), evaluated as arrays and written as CSV; and, with --dask, a 1,000,000-point sweep on a local Dask cluster of two workers, streamed to
 a CSV file by `dfdsl sweep --scheduler` with its progress bar.
 
 Run: .venv/bin/python benchmarks/sweep.py [--points 10000,100000] [--dask [--kill-after S]] [--interrupt]
@@ -35,17 +35,26 @@ def grid_options(points: int) -> list[str]:
             "--set", "hbm_bandwidth=" + ",".join(f"{1.0e12 + 0.2e12 * i:g}" for i in range(bandwidths))]
 
 
+PIPELINED = "+2stages"
+"""A target name's suffix: the model file with `pipeline = 2` in its run."""
+
+
 def one(points: int, target: str) -> None:
     """Runs in its own process: one sweep written as CSV to /dev/null, its figures printed."""
     from dfdsl.cli import main
 
+    model = MODEL
+    if target.endswith(PIPELINED):
+        model = Path(tempfile.mkdtemp()) / MODEL.name
+        model.write_text(MODEL.read_text(encoding="utf-8").replace("run decode {", "run decode { pipeline = 2;"),
+                         encoding="utf-8")
     start = time.perf_counter()
-    code = main(["sweep", str(MODEL), "--target", target, *grid_options(points), "--workers", "1", "-q",
-                 "-o", os.devnull])
+    code = main(["sweep", str(model), "--target", target.removesuffix(PIPELINED), *grid_options(points),
+                 "--workers", "1", "-q", "-o", os.devnull])
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert code == 0
-    print(f"{target:<9} {points:>9,} points  {seconds:6.2f} s  {points / seconds:>10,.0f} points/s  "
+    print(f"{target:<14} {points:>9,} points  {seconds:6.2f} s  {points / seconds:>10,.0f} points/s  "
           f"peak {peak_mb:,.0f} MB")
 
 
@@ -122,7 +131,7 @@ def main() -> None:
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             interrupted(cluster.scheduler_address)
         return
-    for target in ("sn40l", "dgx-h100"):
+    for target in ("sn40l", "dgx-h100", f"sn40l{PIPELINED}"):
         for points in (int(p) for p in args.points.split(",")):
             subprocess.run([sys.executable, __file__, "--one", str(points), target], check=True)
     if args.dask:

@@ -45,7 +45,9 @@ from dfdsl.hardware import (
     GpuHardware,
     Hardware,
     TargetMismatchError,
+    bundled_kind,
     bundled_targets,
+    display_name,
     hardware_text,
     parse_hardware,
     with_value,
@@ -63,7 +65,7 @@ from dfdsl.report import Report, RequestFigures, composition_figures, decode_fig
 from dfdsl.sim import composition as composition_sim
 from dfdsl.sim import request, vectorized
 from dfdsl.sim.composition import Tiers, plan_of
-from dfdsl.sim.interpreter import SimResult
+from dfdsl.sim.interpreter import SimResult, micro_batch_error
 from dfdsl.sim.timing import KernelCall
 from dfdsl.targets import Target, target_for
 
@@ -220,6 +222,12 @@ def load_model(path: Path, overrides: Mapping[str, RunValue] | None = None, hard
     resolved = elaborate(program, settings, targets=bundled_targets(), model=router, weights_tier=tier)
     text, name, bundled = hardware_text(hardware or resolved.run.target)
     hw = parse_hardware(text, name)
+    if bundled_kind(resolved.run.target) != hw.kind:
+        # The target's passes would refuse the machine later, naming only the target.
+        same = ", ".join(display_name(t) for t in bundled_targets() if bundled_kind(t) == hw.kind)
+        raise TargetMismatchError(f"the hardware file {name} is {'an' if hw.kind == 'rdu' else 'a'} {hw.kind} machine and "
+                                  f"the run's target {display_name(resolved.run.target)} is not: give a target of "
+                                  f"its kind as well ({same})")
     source = _source(path, program.sources(), hardware, text, bundled, overrides or {})
     model = Model(path, resolved, generate(resolved), source, hw, hardware, target_for(hw), resolved.run.target,
                   program, settings, composition=composition, model_name=router, weights_tier=tier)
@@ -547,7 +555,7 @@ class Compiler:
         target = model.target
         looping = options.loops_kernels(target)
         evaluation = Evaluation(model.resolved.name, model.hardware.name, looping, len(points.batch))
-        # The model's pipeline comes along, so that the array model sees (and refuses) it.
+        # The model's pipeline comes along: the array model times its stages.
         staged = {"pipeline": model.settings.pipeline, "micro_batches": model.settings.micro_batches}
         start = RunSettings(int(points.batch[0]), int(points.context[0]), int(points.tokens[0]), sockets, **staged)
         try:
@@ -581,6 +589,16 @@ class Compiler:
             except POINT_ERRORS as err:
                 evaluation.fail(index, err)
                 continue
+            if profile.pipeline is not None:
+                # As `simulate` refuses it: a batch that does not split into the micro-batches.
+                uneven = points.batch[index] % profile.pipeline.micro_batches != 0
+                for i in index[uneven]:
+                    error = micro_batch_error(profile.pipeline, int(points.batch[i]))
+                    assert error is not None
+                    evaluation.fail(np.array([i]), error)
+                index = index[~uneven]
+                if not len(index):
+                    continue
             at = vectorized.Points(points.batch[index], points.context[index], points.tokens[index])
             values = vectorized.HardwareValues(model.hardware, {k: v[index] for k, v in swept.items()})
             result = vectorized.simulate(profile, values, at, target.call_lines)

@@ -270,8 +270,8 @@ def composition_figures(expert: dict, served: Served, *, name: str, experts: int
 def render_composition(report: Report) -> str:
     """A composition's report for people: its stream's figures, then its expert's decode."""
     f = report.figures
-    title = (f"{f['model']}: {f['experts']} experts on {f['sockets']} × {f['target']} · {f['requests']:,} requests · "
-             f"batch {f['batch']}")
+    title = (f"{f['model']}: {f['experts']} experts on {machine_label(f['sockets'], f['unit'], f['target'])} · "
+             f"{f['requests']:,} requests · batch {f['batch']}")
     rows = _section(f, "experts", COMPOSITION_ROWS)
     return _figure_table(title, [rows])
 

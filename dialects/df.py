@@ -366,7 +366,9 @@ class Parallel:
         """The plan from the settings given (strings for the splits and `pad`, a number for
         `imbalance`); raises `ParallelError`. A split left out follows `attention`: `data`
         attention gives every socket its own sequences, so the dense layers run data-parallel and
-        the experts expert-parallel; `tensor` attention leaves both `tensor`."""
+        the experts expert-parallel; `tensor` attention leaves both `tensor`. With `data` attention
+        a `tensor` split of either is refused: it would need the tokens of every socket gathered
+        before the layer and scattered back after it, collectives no pass emits."""
         for key, value in given.items():
             if key not in PARALLEL_SETTINGS:
                 raise ParallelError(key, f"`parallel` has no setting `{key}`; settings are "
@@ -390,9 +392,12 @@ class Parallel:
             for key in ("experts", "dense"):
                 if getattr(plan, key) == "tensor":
                     raise ParallelError(key, f"`attention = data` gives each socket its own sequences, so "
-                                        f"`{key} = tensor` would need every socket's tokens: use "
+                                        f"`{key} = tensor` would need every socket's tokens: an all-gather of "
+                                        "them before each such layer and a reduce-scatter back after it, which "
+                                        "dfdsl does not model (docs/timing-model.md, Limits); use "
                                         + ("`experts = expert` or `experts = data`" if key == "experts"
-                                           else "`dense = data`") + ", or `attention = tensor`")
+                                           else "`dense = data` (each socket then reads the dense weights and the "
+                                                "LM head whole)") + ", or `attention = tensor`")
         return plan
 
     @staticmethod

@@ -51,9 +51,23 @@ MAX_SOCKETS = 1024
 """The largest socket count a hint considers (the largest a run may ask for)."""
 
 
+def count_runs(counts: Sequence[int]) -> list[tuple[int, int]]:
+    """Increasing counts as runs of consecutive ones, (first, last): [1, 2, 3, 8] -> [(1, 3), (8, 8)]."""
+    runs: list[tuple[int, int]] = []
+    for n in counts:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
+
+
 def counts_text(counts: Sequence[int], unit: str = "socket") -> str:
-    """`1, 2 or 4 sockets`, `1 socket`."""
-    words = [str(n) for n in counts]
+    """`1, 2 or 4 sockets`, `1 socket`; three or more consecutive counts as a range, both ends
+    included: `5-8, 16 or 24 sockets`."""
+    words: list[str] = []
+    for first, last in count_runs(counts):
+        words += [f"{first}-{last}"] if last - first >= 2 else [str(n) for n in range(first, last + 1)]
     listed = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
     return f"{listed} {unit}{'' if list(counts) == [1] else 's'}"
 

@@ -391,7 +391,7 @@ class Profile:
     """The sockets the batch is split over (data-parallel attention): a step at batch B is the
     program's at ceil(B / batch_shards) sequences."""
     pipeline: timing.Pipeline | None = None
-    """The program's pipeline stages, if it has them (the array model refuses such a program)."""
+    """The program's pipeline stages, if it has them."""
 
 
 def pipeline_of(module: ModuleOp, hw: Hardware) -> timing.Pipeline | None:
@@ -416,10 +416,17 @@ def pipeline_of(module: ModuleOp, hw: Hardware) -> timing.Pipeline | None:
         returned=affine(returned))
 
 
-def _check_micro_batches(pipeline: timing.Pipeline | None, batch: int) -> None:
+def micro_batch_error(pipeline: timing.Pipeline | None, batch: int) -> LoweringError | None:
+    """The error of a pipelined run whose batch does not split into its micro-batches, else None."""
     if pipeline is not None and batch % pipeline.micro_batches:
-        raise LoweringError(f"a batch of {batch} does not split into {pipeline.micro_batches} equal micro-batches: "
-                            "give a micro_batches that divides the batch")
+        return LoweringError(f"a batch of {batch} does not split into {pipeline.micro_batches} equal micro-batches: "
+                             "give a micro_batches that divides the batch")
+    return None
+
+
+def _check_micro_batches(pipeline: timing.Pipeline | None, batch: int) -> None:
+    if (error := micro_batch_error(pipeline, batch)) is not None:
+        raise error
 
 
 def _rdu_hardware(hardware: Hardware | GpuHardware | str | Path) -> Hardware:

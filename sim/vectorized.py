@@ -9,7 +9,9 @@ intervals is, for each line, its sum over the contexts where it is the largest: 
 integers, bounded by the line's crossings with the others (ties go to the first line, as `max`
 gives them), summed in closed form. So a point costs the same whatever its number of tokens, and
 numpy evaluates thousands of points per operation. An `auto` all-reduce whose message grows with
-the context changes algorithm at one context; the run is cut there first.
+the context changes algorithm at one context; the run is cut there first. A pipelined program's
+step, a maximum over its stages of sums of such intervals, is summed the same way on segments of
+the run between its lines' crossings (`pipeline_run`).
 
 `sim/timing.py` stays the reference (and the interpreters the source of traces): tests compare
 the two at random points of both targets.
@@ -27,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dfdsl.dialects.cost import experts_read
-from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError
+from dfdsl.hardware import GpuHardware, Hardware
 from dfdsl.sim import timing
 from dfdsl.sim.interpreter import Profile
 from dfdsl.sim.timing import CATEGORIES, Affine, IterationWork, KernelCall
@@ -385,13 +387,11 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
 # -- a run ------------------------------------------------------------------------------------
 
 
-def sum_of_max(lines: Sequence[Line], first: Array, last: Array) -> dict[str, Array]:
-    """For each category, the sum over the integer contexts `first`..`last` of the largest line
-    where it is of that category. A line is the largest where it beats each line before it and
-    ties or beats each line after it: an interval of contexts, ended by the crossings."""
-    # A line that is zero everywhere adds nothing where it is the largest (every line is >= 0).
-    lines = [line for line in lines if line.at0.any() or line.slope.any()]
-    sums = {line.category: np.zeros_like(first) for line in lines}
+def max_ranges(lines: Sequence[Line], first: Array, last: Array) -> list[tuple[Array, Array]]:
+    """For each line, the integer contexts (lo, hi) of `first`..`last` where it is the largest
+    (empty where hi < lo). A line is the largest where it beats each line before it and ties or
+    beats each line after it: an interval of contexts, ended by the crossings."""
+    ranges = []
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for j, line in enumerate(lines):
             lo, hi = first.copy(), last.copy()
@@ -406,8 +406,25 @@ def sum_of_max(lines: Sequence[Line], first: Array, last: Array) -> dict[str, Ar
                 hi = np.where(gap1 < 0, np.minimum(hi, np.ceil(crossing) - 1 if strict else np.floor(crossing)), hi)
                 never = (gap1 == 0) & ((gap0 <= 0) if strict else (gap0 < 0))
                 hi = np.where(never, -np.inf, hi)
-            n = hi - lo + 1
-            sums[line.category] += np.where(n > 0, n * line.at0 + line.slope * (lo + hi) * n / 2, 0.0)
+            ranges.append((lo, hi))
+    return ranges
+
+
+def line_sum(at0: Array, slope: Array, lo: Array, hi: Array) -> Array:
+    """The sum of `at0 + slope * c` over the integer contexts lo..hi (0 where hi < lo)."""
+    n = hi - lo + 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(n > 0, n * at0 + slope * (lo + hi) * n / 2, 0.0)
+
+
+def sum_of_max(lines: Sequence[Line], first: Array, last: Array) -> dict[str, Array]:
+    """For each category, the sum over the integer contexts `first`..`last` of the largest line
+    where it is of that category (`max_ranges`)."""
+    # A line that is zero everywhere adds nothing where it is the largest (every line is >= 0).
+    lines = [line for line in lines if line.at0.any() or line.slope.any()]
+    sums = {line.category: np.zeros_like(first) for line in lines}
+    for line, (lo, hi) in zip(lines, max_ranges(lines, first, last)):
+        sums[line.category] += line_sum(line.at0, line.slope, lo, hi)
     return sums
 
 
@@ -450,6 +467,99 @@ def run(calls: Sequence[KernelCall], hv: HardwareValues, points: Points, lines_o
                     {"read_bytes": hbm + ddr, "hbm_read_bytes": hbm, "ddr_read_bytes": ddr, "flops": flops})
 
 
+# -- a pipeline -------------------------------------------------------------------------------
+
+
+def _crossings(lines: Sequence[Line]) -> list[Array]:
+    """The contexts where two of `lines` cross (not finite where they are parallel)."""
+    out = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, line in enumerate(lines):
+            for other in lines[i + 1:]:
+                out.append(-(line.at0 - other.at0) / (line.slope - other.slope))
+    return out
+
+
+def _column(value: Array | float) -> Array | float:
+    """A value per point as a column (points x 1), to meet arrays of points x segments; a number as is."""
+    return np.asarray(value, np.float64)[:, None] if np.ndim(value) else value
+
+
+def _largest(lines: Sequence[Line], mid: Array) -> tuple[Array, Array]:
+    """The largest of `lines` at `mid` (points x segments): its at0 and slope there."""
+    shape = mid.shape
+    at0 = np.stack([np.broadcast_to(np.asarray(line.at0, np.float64)[:, None], shape) for line in lines])
+    slope = np.stack([np.broadcast_to(np.asarray(line.slope, np.float64)[:, None], shape) for line in lines])
+    best = np.argmax(at0 + slope * mid, axis=0)[None]
+    return np.take_along_axis(at0, best, 0)[0], np.take_along_axis(slope, best, 0)[0]
+
+
+def pipeline_run(calls: Sequence[KernelCall], pipeline: timing.Pipeline, hv: HardwareValues, points: Points,
+                 lines_of: CallLiner) -> ArrayRun:
+    """`timing.run` of a pipelined program (each step `timing.pipeline_step`'s) at every point, whose
+    batch must split into the pipeline's micro-batches.
+
+    The cycle L is the calls at a micro-batch's b sequences (`run` at b), the sends' and the
+    returned tokens' link times (lines in c) and the host. The period T = max(L, M x each stage's
+    time, M x each message's bytes / bandwidth) is a maximum over sums of maxima, so the run is cut
+    where any two lines of a call's interval cross and where a call's pieces end: between two cuts
+    each call's interval is one line (the largest at the segment's middle), so each stage's time
+    and L are lines there, and `max_ranges` sums T - L (`pipeline_wait`) over the segment in closed
+    form. Bytes and FLOPs are M times one micro-batch's."""
+    m = pipeline.micro_batches
+    at = attrs.evolve(points, batch=points.batch // m)
+    steps = points.tokens.astype(np.float64)
+    cycle = run(calls, hv, at, lines_of)
+    breakdown = {c: seconds * steps for c, seconds in cycle.breakdown_s.items()}
+    bandwidth, latency = hv("internode.bandwidth_bytes_per_s"), hv("internode.latency_s")
+    sends = [_line(message, at.batch) for message in (*pipeline.messages, pipeline.returned)]
+    link = Line("internode", points.zeros() + sum(latency + b0 / bandwidth for b0, _ in sends),
+                points.zeros() + sum(b1 / bandwidth for _, b1 in sends))
+    first, last = points.context.astype(np.float64), at.last_context.astype(np.float64)
+    breakdown["internode"] += line_sum(link.at0, link.slope, first, last)
+
+    timed = {call: lines_of(call, hv, at) for call in dict.fromkeys(calls)}
+    cuts = [piece.last for lines in timed.values() for piece in lines.pieces]
+    cuts += [x for lines in timed.values() for piece in lines.pieces
+             for interval in (piece.first_interval, piece.later_interval) for x in _crossings(interval)]
+    # A cut outside every point's run (or where two lines never cross) makes only empty segments.
+    stacked = np.stack([x for x in cuts if np.any((x >= first) & (x < last))] or [last], axis=1)
+    ends = np.sort(np.clip(np.floor(np.where(np.isfinite(stacked), stacked, last[:, None])), first[:, None] - 1,
+                           last[:, None]), axis=1)
+    ends = np.concatenate([ends, last[:, None]], axis=1)
+    starts = np.concatenate([first[:, None], ends[:, :-1] + 1], axis=1)
+    mid = (starts + ends) / 2
+    stage0 = np.zeros((pipeline.stages, *mid.shape))
+    stage1 = np.zeros((pipeline.stages, *mid.shape))
+    for (call, stage), repeats in Counter(zip(calls, pipeline.call_stages, strict=True)).items():
+        lines = timed[call]
+        at0 = np.zeros(mid.shape) + _column(lines.launch_sync_s + lines.fill_drain_s)
+        slope = np.zeros(mid.shape)
+        for piece in lines.pieces:
+            inside = (piece.first[:, None] <= mid) & (mid <= piece.last[:, None])
+            a0, a1 = _largest(piece.first_interval, mid)
+            if call.trips > 1:
+                l0, l1 = _largest(piece.later_interval, mid)
+                a0, a1 = a0 + (call.trips - 1) * l0, a1 + (call.trips - 1) * l1
+            at0 += np.where(inside, a0, 0.0)
+            slope += np.where(inside, a1, 0.0)
+        stage0[stage] += repeats * at0
+        stage1[stage] += repeats * slope
+    host = _column(hv("assumptions.host_per_token_s"))
+    cycle_line = Line("cycle", stage0.sum(axis=0) + link.at0[:, None] + host, stage1.sum(axis=0) + link.slope[:, None])
+    per_byte = m / _column(bandwidth)
+    bounds = [cycle_line, *(Line("wait", m * a0, m * a1) for a0, a1 in zip(stage0, stage1)),
+              *(Line("wait", np.zeros(mid.shape) + per_byte * b0[:, None], np.zeros(mid.shape) + per_byte * b1[:, None])
+                for b0, b1 in sends)]
+    wait = np.zeros(mid.shape)
+    for line, (lo, hi) in list(zip(bounds, max_ranges(bounds, starts, ends)))[1:]:
+        # Where a stage or a message bounds the period (the cycle wins ties), it waits T - L > 0.
+        wait += np.maximum(line_sum(line.at0 - cycle_line.at0, line.slope - cycle_line.slope, lo, hi), 0.0)
+    breakdown["pipeline_wait"] = wait.sum(axis=1)
+    means = {c: v / steps for c, v in breakdown.items()}
+    return ArrayRun(sum(means.values(), points.zeros()), means, {k: m * v for k, v in cycle.means.items()})
+
+
 @attrs.frozen
 class ArrayResult:
     """`SimResult`'s figures for many points of one program, as arrays (no timeline: the
@@ -484,22 +594,16 @@ class ArrayResult:
         return self.batch * self.tokens_per_s_per_user
 
 
-class PipelineNotVectorizedError(TargetMismatchError):
-    """The array model was asked to time a pipelined program (E022)."""
-
-
 def simulate(profile: Profile, hv: HardwareValues, points: Points, lines_of: CallLiner) -> ArrayResult:
     """`simulate` (or `simulate_gpu`) at every point, from the program's profile; with the batch
-    split over the sockets, each point's steps are the program's at its busiest socket's sequences.
-    A pipelined program is refused: its step is a maximum over stages and micro-batches that the
-    closed form here does not cover (`dfdsl run` times it)."""
-    if profile.pipeline is not None:
-        raise PipelineNotVectorizedError(
-            f"{profile.model} runs on {profile.pipeline.stages} pipeline stages, and the array model behind "
-            "sweeps and sensitivities does not time pipelined programs: time each point with `dfdsl run --pipeline`")
+    split over the sockets, each point's steps are the program's at its busiest socket's sequences;
+    with pipeline stages, `pipeline_run`'s (each point's batch splits into the micro-batches)."""
     local = attrs.evolve(points, batch=-(-points.batch // profile.batch_shards))
-    result = run(profile.calls, hv, local, lines_of)
+    pipeline = profile.pipeline
+    result = run(profile.calls, hv, local, lines_of) if pipeline is None else \
+        pipeline_run(profile.calls, pipeline, hv, local, lines_of)
+    stages = 1 if pipeline is None else pipeline.stages
     return ArrayResult(sockets=profile.sockets, kernel_calls_per_token=len(profile.calls), batch=points.batch,
                        context=points.context, tokens=points.tokens, **timing.per_token(result, profile.sockets),
-                       aggregate_hbm_bytes_per_s=profile.sockets * hv("hbm.bandwidth_bytes_per_s"),
-                       aggregate_ddr_bytes_per_s=profile.sockets * hv("ddr.bandwidth_bytes_per_s"))
+                       aggregate_hbm_bytes_per_s=stages * profile.sockets * hv("hbm.bandwidth_bytes_per_s"),
+                       aggregate_ddr_bytes_per_s=stages * profile.sockets * hv("ddr.bandwidth_bytes_per_s"))

@@ -174,3 +174,68 @@ def test_init_lays_out_a_folder_once_and_leaves_what_is_there(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert main(["init", str(tmp_path / "file")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+GPU_TINY = """import std.llama
+model tiny : llama {
+  dtype = bf16; vocab = 128; hidden = 64; layers = 2
+  heads = 8; kv_heads = 8; head_dim = 8; ffn = 128
+}
+run decode { batch = 1; context = 64; tokens = 2; target = dgx_h100(sockets = 8) }
+"""
+
+
+def _hardware_commands(tmp_path: Path) -> dict[str, list[str]]:
+    """Each command that takes `--hardware`, with the other arguments it needs, on a tiny GPU model."""
+    model = tmp_path / "tiny.dfl"
+    model.write_text(GPU_TINY, encoding="utf-8")
+    measured = tmp_path / "measured.csv"
+    measured.write_text(f"model,target,ms_per_token,source\n{model},dgx_h100,1.0,test\n", encoding="utf-8")
+    return {
+        "run": ["run", str(model)],
+        "lower": ["lower", str(model)],
+        "compare": ["compare", str(model)],
+        "sweep": ["sweep", str(model), "--batch", "1,2"],
+        "sensitivity": ["sensitivity", str(model), "--params", "hbm_bandwidth"],
+        "validate": ["validate"],
+        "calibrate": ["calibrate", str(measured), "-o", str(tmp_path / "fitted.toml"), "--fit", "launch_cost"],
+    }
+
+
+def test_every_command_with_hardware_names_the_bundled_machines_when_it_knows_none(tmp_path, capsys):
+    from dfdsl.cli import build_parser
+
+    commands = _hardware_commands(tmp_path)
+    _, subcommands = build_parser()
+    assert {name for name, p in subcommands.items()
+            if any("--hardware" in a.option_strings for a in p._actions)} == set(commands)
+    for name, argv in commands.items():
+        assert main([*argv, "--hardware", "dgx-h1000"]) == 2, name
+        err = capsys.readouterr().err
+        assert "dgx-h1000: no such hardware file, and no bundled machine of that name" in err, (name, err)
+        assert "(dgx-a100, dgx-h100, dgx-h100-nccl, dgx-h200, sn40l; `-` or `_` alike) [E023]" in err, name
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["run", "lower", "compare", "sweep", "sensitivity"])
+def test_every_command_takes_a_bundled_machine_by_either_spelling(tmp_path, capsys, command):
+    argv = _hardware_commands(tmp_path)[command]
+    printed = []
+    for spelling in ("dgx-h100", "dgx_h100"):
+        assert main([*argv, "--hardware", spelling]) == 0, spelling
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1] and printed[0]
+
+
+def test_a_bundled_file_name_that_is_not_a_file_says_how_to_name_the_machine(tmp_path, capsys):
+    argv = _hardware_commands(tmp_path)["run"]
+    assert main([*argv, "--hardware", "dgx_h100.toml"]) == 2
+    assert "for the bundled one, give its name alone: dgx-h100 [E023]" in capsys.readouterr().err
+
+
+def test_a_machine_of_another_kind_than_the_target_is_refused_before_compiling(tmp_path, capsys):
+    argv = _hardware_commands(tmp_path)["run"]
+    assert main([*argv, "--hardware", "sn40l"]) == 2
+    err = capsys.readouterr().err
+    assert ("the hardware file sn40l.toml (bundled) is an rdu machine and the run's target dgx-h100 is not: "
+            "give a target of its kind as well (sn40l) [E022]") in err

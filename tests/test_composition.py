@@ -284,6 +284,15 @@ def test_compare_targets_json_is_a_list_of_reports(tmp_path, capsys):
     assert reports[0]["switch_ratio"] == 1.0 and set(reports[1]["request_latency_ms_by_batch"]) == {"1", "8"}
 
 
+@pytest.mark.parametrize(("target", "machine"), [("sn40l", "2 sockets of sn40l"), ("dgx-h100", "8 GPUs of dgx-h100")])
+def test_a_composition_title_names_its_machine_as_every_report_does(tmp_path, capsys, target, machine):
+    path = write(tmp_path, TINY.replace("heads = 4; kv_heads = 2", "heads = 8; kv_heads = 8")
+                 .replace("vocab = 100", "vocab = 128"))
+    assert main(["run", str(path), "--target", target]) == 0
+    title = capsys.readouterr().out.splitlines()[0]
+    assert title.startswith(f"pair: 5 experts on {machine} · 20 requests · batch 2"), title
+
+
 def test_run_with_experts_on_a_plain_model_is_an_error(capsys):
     assert main(["run", str(EXAMPLES / "llama2_7b.dfl"), "--experts", "3"]) == 2
     assert "the file has no `compose` block" in capsys.readouterr().err

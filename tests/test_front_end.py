@@ -333,7 +333,9 @@ def test_the_parallel_block_chooses_each_split_and_the_left_out_ones_follow_atte
     [
         ("parallel { attention = expert }", "E016", 24, "`attention` is split `expert`, which it cannot be"),
         ("parallel { experts = data; dense = tensor; attention = data }", "E016", 36,
-         "`attention = data` gives each socket its own sequences, so `dense = tensor`"),
+         "`attention = data` gives each socket its own sequences, so `dense = tensor` would need every socket's "
+         "tokens: an all-gather of them before each such layer and a reduce-scatter back after it, which dfdsl "
+         "does not model"),
         ("parallel { atention = data }", "E016", 12, "`parallel` has no setting `atention`"),
         ("parallel { imbalance = 0.5 }", "E019", 24, "`imbalance` is 0.5"),
         ("parallel { dense = 2 }", "E005", 20, "`dense` takes tensor or data"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 
@@ -14,7 +15,6 @@ from dfdsl.hardware import load_hardware
 from dfdsl.lowering.pipeline_stages import choose_cuts
 from dfdsl.sim import timing, vectorized
 from dfdsl.sim.timing import Affine, IterationWork, KernelCall
-from dfdsl.sim.vectorized import PipelineNotVectorizedError
 
 ROOT = Path(__file__).parent.parent
 LLAMA_8B = str(ROOT / "examples" / "llama3_1_8b.dfl")
@@ -165,8 +165,34 @@ def test_a_bad_pipeline_in_the_file_is_located(tmp_path, capsys):
     assert f"{bad}:{line}:" in err and "has 32 layers" in err and "[E016]" in err
 
 
-def test_the_array_model_refuses_a_pipelined_program():
-    model = load_model(Path(LLAMA_8B), {"pipeline": 2})
-    points = vectorized.Points(np.array([1, 2]), np.array([4096, 4096]), np.array([128, 128]))
-    with pytest.raises(PipelineNotVectorizedError, match="does not time pipelined programs"):
-        Compiler().evaluate(model, CompileOptions(), 8, points)
+def test_the_driver_evaluates_pipelined_points_as_simulate_does():
+    """Sweeps and sensitivities time a pipelined program with the array model: every figure at each
+    point is `simulate`'s (the interpreter, step by step), and a batch that does not split into
+    the micro-batches fails its point as `simulate` fails."""
+    model = load_model(Path(LLAMA_8B), {"pipeline": 2, "micro_batches": 2, "batch": 2})
+    batch, context, tokens = np.array([2, 8, 64, 3]), np.array([4096, 100, 30_000, 4096]), np.array([128, 1, 7, 5])
+    compiler = Compiler()
+    evaluation = compiler.evaluate(model, CompileOptions(), 8, vectorized.Points(batch, context, tokens))
+    for p in range(3):
+        settings = attrs.evolve(model.settings, batch=int(batch[p]), context=int(context[p]), tokens=int(tokens[p]))
+        want = compiler.simulate(model, settings, CompileOptions()).report.figures
+        for key in ("ms_per_token", "bytes_per_token", "flops_per_token", "peak_fraction", "kv_bytes"):
+            assert evaluation.figures[key][p] == pytest.approx(want[key], rel=1e-9), key
+        for category, ms in want["breakdown_ms"].items():
+            assert evaluation.figures[f"{category}_ms"][p] == pytest.approx(ms, rel=1e-9, abs=1e-9 * want["ms_per_token"])
+    assert evaluation.figures["pipeline_wait_ms"][2] > 0  # batch 64: the stages, not the round trip, set the pace
+    assert evaluation.errors[:3] == [None] * 3
+    assert "does not split into 2 equal micro-batches" in str(evaluation.errors[3])
+
+
+def test_a_sweep_of_a_pipelined_file_writes_its_points(tmp_path, capsys):
+    piped = tmp_path / "piped.dfl"
+    piped.write_text(Path(LLAMA_8B).read_text().replace("run decode {", "run decode { pipeline = 2;"))
+    out = tmp_path / "sweep.csv"
+    assert main(["sweep", str(piped), "--batch", "1,4", "--tokens", "16", "-o", str(out), "-q"]) == 0
+    rows = out.read_text().splitlines()
+    assert len(rows) == 3 and "internode_ms" in rows[0] and "pipeline_wait_ms" in rows[0]
+    assert main(["run", str(piped), "--batch", "4", "--tokens", "16", "--json"]) == 0
+    ms = __import__("json").loads(capsys.readouterr().out)["ms_per_token"]
+    header = rows[0].split(",")
+    assert float(rows[2].split(",")[header.index("ms_per_token")]) == pytest.approx(ms, rel=1e-9)

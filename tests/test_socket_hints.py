@@ -4,6 +4,7 @@ placement that works, with what a token then costs."""
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from dfdsl.dialects import df
 from dfdsl.hardware import load_hardware
 from dfdsl.lowering.pipeline import LoweringOptions, run_passes
 from dfdsl.lowering.place_memory import CapacityError, place_class
-from dfdsl.lowering.shard_tensor_parallel import ShardingError
+from dfdsl.lowering.shard_tensor_parallel import ShardingError, counts_text
 from dfdsl.lowering.socket_hints import advise
 from dfdsl.targets import target_for
 
@@ -101,6 +102,56 @@ def test_when_no_socket_count_holds_the_kv_cache_the_message_offers_ddr_with_its
     assert "[E021]" in err and "no socket count works" in err
     assert "its socket must hold 962.1 GB there (962.1 GB of KV cache, 256 bytes of inputs" in err
     assert "With `kv_cache -> ddr` in the file's `place` block it runs on" in err and "ms per token" in err
+
+
+def counts_said(text: str) -> list[int]:
+    """The counts a message lists (`use 2-4, 8 or 12 sockets` -> [2, 3, 4, 8, 12]): ranges include
+    both ends."""
+    listed = re.search(r"(?:use|over) ([0-9, or-]+?) sockets?\b", text)
+    assert listed is not None, text
+    counts: list[int] = []
+    for word in re.split(r", | or ", listed.group(1)):
+        first, _, last = word.partition("-")
+        counts += range(int(first), int(last or first) + 1)
+    return counts
+
+
+@given(st.sets(st.integers(1, 200), min_size=1))
+def test_a_list_of_counts_reads_back_as_the_counts_ranges_included(counts):
+    ordered = sorted(counts)
+    text = counts_text(ordered)
+    assert counts_said(f"use {text}") == ordered
+    # Only three or more consecutive counts make a range; a range is never written out.
+    assert all(b - a >= 2 for a, b in (map(int, r.split("-")) for r in re.findall(r"\d+-\d+", text)))
+    assert not any(f"{n}, {n + 1}, {n + 2}" in text or f"{n}, {n + 1} or {n + 2}" in text for n in ordered)
+
+
+TINY_DFL = """\
+import std.llama
+model tiny : llama {
+  dtype = bf16; vocab = 96; hidden = 48; layers = 2
+  heads = 12; kv_heads = 4; head_dim = 8; ffn = 96
+}
+place { weights -> hbm; kv_cache -> hbm }
+run decode { batch = 16; context = 4000; tokens = 2; target = sn40l(sockets = 1) }
+"""
+
+
+def test_a_padded_hint_says_its_counts_as_ranges_and_each_count_it_says_compiles(tmp_path, capsys):
+    """With padding on, 2 to 4 sockets all work: the message says `2-4`, and exactly the counts it
+    says compile."""
+    path = tmp_path / "tiny.dfl"
+    path.write_text(TINY_DFL)
+    hardware = str(_hardware(tmp_path, 9_000_000))
+    assert cli_main(["run", str(path), "--hardware", hardware]) == 2
+    err = capsys.readouterr().err
+    assert "[E021]" in err and "use 2-4, 8 or 12 sockets" in err
+    said = counts_said(err)
+    for sockets in range(1, 17):
+        compiled = cli_main(["run", str(path), "--hardware", hardware, "--sockets", str(sockets)]) == 0
+        capsys.readouterr()
+        assert compiled == (sockets in said), sockets
+    CHECKED[0] += len(said)
 
 
 # Tiny models and a machine with little memory, so that capacity binds as it does for real models:

@@ -138,6 +138,50 @@ def test_random_calls_at_random_points_match_the_reference(kind, algorithm):
                 assert close(got.mean(figure)[p], want.mean(figure)), figure
 
 
+PIPELINE_SWEPT = (*SWEPT["rdu"], "internode.bandwidth_bytes_per_s", "internode.latency_s")
+
+
+@pytest.mark.parametrize("algorithm", [*timing.ALGORITHMS, "auto"])
+def test_random_pipelined_calls_at_random_points_match_the_reference(algorithm):
+    """A pipelined step's period, max(round trip, M x slowest stage, M x largest send), summed in
+    closed form over each point's run, is the reference's step by step: every figure to 1e-9 of
+    itself, the pipeline's wait to 1e-9 of the step (it is a difference of two near sums)."""
+    rng = np.random.default_rng(zlib.crc32(f"pipeline {algorithm}".encode()))
+    base: Any = attrs.evolve(RDU, assumptions=attrs.evolve(RDU.assumptions, allreduce_algorithm=algorithm))
+    waited = 0
+    for _ in range(8):
+        calls = random_calls(rng, False) + random_calls(rng, False)
+        stages = int(rng.integers(2, 5))
+        call_stages = tuple(sorted(int(s) for s in rng.integers(0, stages, len(calls))))
+        micro = int(rng.choice([1, 2, 4, 8]))
+        messages = tuple(_affine(rng, 1e5, 4e5, 50) for _ in range(stages - 1))
+        pipeline = timing.Pipeline(stages, micro, call_stages, messages, _affine(rng, 10, 4, 0))
+        n = 12
+        points = Points(micro * rng.integers(1, 64, n), rng.integers(1, 200_000, n), rng.integers(1, 60, n))
+        swept = {}
+        for path in PIPELINE_SWEPT:
+            value = float(HardwareValues(base)(path))
+            factor = np.exp(rng.uniform(np.log(0.25), np.log(4.0), n))
+            swept[path] = np.round(value * factor) if path == "chip.pcus" else value * factor
+        got = vectorized.pipeline_run(calls, pipeline, HardwareValues(base, swept), points, vectorized.rdu_call_lines)
+        for p in range(n):
+            hw = base
+            for path, values in swept.items():
+                hw = with_value(hw, path, values[p])
+            want = timing.run(calls, hw, int(points.batch[p]), int(points.context[p]), int(points.tokens[p]),
+                              pipeline=pipeline)
+            assert close(got.step_s[p], want.step_s)
+            for category, seconds in want.breakdown_s.items():
+                if category == "pipeline_wait":
+                    assert abs(got.breakdown_s[category][p] - seconds) <= TOLERANCE * want.step_s
+                else:
+                    assert close(got.breakdown_s[category][p], seconds), category
+            for figure in ("read_bytes", "hbm_read_bytes", "ddr_read_bytes", "flops"):
+                assert close(got.mean(figure)[p], want.mean(figure)), figure
+            waited += want.breakdown_s["pipeline_wait"] > 0
+    assert waited  # some points wait for a stage or a send, not only for the round trip
+
+
 def test_an_auto_all_reduce_changes_algorithm_inside_a_run():
     # A message growing with the context: one-shot at the start of the run, two-shot at its end.
     reduce = AllReduce(Affine(0, 0, 64), 16)

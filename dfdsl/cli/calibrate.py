@@ -11,7 +11,8 @@ from pathlib import Path
 from dfdsl import calibrate
 from dfdsl.cli.output import UsageError, distinct_outputs, emit, write_output
 from dfdsl.driver import CompileOptions, Compiler
-from dfdsl.hardware import bundled_targets, hardware_text, target_name
+from dfdsl.cli.options import hardware_help
+from dfdsl.hardware import hardware_text
 
 
 def add_parser(sub) -> None:
@@ -26,8 +27,8 @@ def add_parser(sub) -> None:
                     "(required), then target, sockets, batch, context, tokens (empty: the model file's "
                     "setting); see docs/calibrate.md.")
     p.add_argument("file", metavar="MEASURED.csv", help="the measured points, one per line after a header")
-    p.add_argument("--hardware", metavar="BASE.toml", required=True,
-                   help="the hardware file (or bundled target name) whose values the fit starts from")
+    p.add_argument("--hardware", metavar="BASE.toml|NAME", required=True,
+                   help=hardware_help("the machine whose values the fit starts from"))
     p.add_argument("-o", "--output", metavar="FITTED.toml", required=True,
                    help="where to write the fitted hardware file (whole or not at all)")
     p.add_argument("--fit", metavar="P[=LO:HI],...", required=True,
@@ -54,8 +55,6 @@ def main(args: argparse.Namespace) -> int:
     path = Path(args.file)
     measurements = calibrate.read_measurements(path)
     hardware = args.hardware
-    if "/" not in hardware and not hardware.endswith(".toml") and target_name(hardware) in bundled_targets():
-        hardware = target_name(hardware)  # dgx-h100 as --target spells it
     base_text, base_name, bundled = hardware_text(hardware)
     compiler = Compiler()
     try:

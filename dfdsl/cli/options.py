@@ -15,6 +15,12 @@ def target_names() -> str:
     return ", ".join(display_name(name) for name in bundled_targets())
 
 
+def hardware_help(use: str) -> str:
+    """The help of a `--hardware` option: what the machine is for (`use`), and how to name one."""
+    return (f"{use}: a hardware TOML file's path, or a bundled machine's name ({target_names()}; "
+            "dgx-h100 or dgx_h100 alike)")
+
+
 def add_run_settings(p: argparse.ArgumentParser, *, sockets: bool = True) -> None:
     g = p.add_argument_group("run settings (override the file's `run` block)")
     g.add_argument("--batch", type=int, metavar="B", help="sequences decoded together")
@@ -58,7 +64,7 @@ def add_lowering_options(p: argparse.ArgumentParser, *, fusion: bool = True) -> 
         g.add_argument("--no-kernel-looping", action="store_true",
                        help="keep one kernel call per layer instead of one looped call per run of layers "
                             "(kernel looping is on wherever the target can loop kernels)")
-    g.add_argument("--hardware", metavar="FILE", help="a hardware TOML file to use instead of the target's")
+    g.add_argument("--hardware", metavar="FILE|NAME", help=hardware_help("the machine to use instead of the target's"))
 
 
 def overrides(args: argparse.Namespace) -> dict[str, RunValue]:

@@ -8,6 +8,7 @@ import json
 import attrs
 
 from dfdsl import compare_view
+from dfdsl.cli.options import hardware_help
 from dfdsl.cli.output import emit
 from dfdsl.validate import (
     SOCKETS,
@@ -40,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print the checks, the configurations and the skipped ones as one JSON object")
     parser.add_argument("-o", "--output", metavar="OUT", help="write here instead of standard output")
-    parser.add_argument("--hardware", metavar="FILE",
-                        help="a hardware TOML file to validate instead of the bundled sn40l one")
+    parser.add_argument("--hardware", metavar="FILE|NAME",
+                        help=hardware_help("the machine to validate instead of the bundled sn40l"))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -542,18 +542,38 @@ def check_target(who: str, target: str, kind: str) -> None:
                                   f"{machines}")
 
 
+def bundled_name(text: str) -> str | None:
+    """The bundled machine a `--hardware` (or `--target`) value names, by either spelling:
+    `dgx-h100` (a target's name) and `dgx_h100` (its file's) are `dgx_h100`. None for a value that
+    names none: a path, or anything with `/` in it or ending in `.toml`."""
+    if "/" in text or text.endswith(".toml"):
+        return None
+    name = target_name(text)
+    return name if name in bundled_targets() else None
+
+
+def bundled_list() -> str:
+    """The bundled machines as a user types them, for messages."""
+    return ", ".join(display_name(name) for name in bundled_targets())
+
+
 def hardware_text(name_or_path: str | Path) -> tuple[str, str, bool]:
-    """The text of a bundled target by name (`sn40l`) or of a target file by path, the name its
-    errors give it, and whether it is bundled."""
+    """The text of a bundled machine by name, either spelling (`dgx-h100`, `dgx_h100`), or of a
+    hardware file by path; the name its errors give it; and whether it is bundled. The one
+    resolver of every command's `--hardware` and of every pass's `hardware` option."""
     text_path = str(name_or_path)
-    bundled = resources.files("dfdsl.hardware") / f"{text_path}.toml"
-    if "/" not in text_path and not text_path.endswith(".toml") and bundled.is_file():
-        return bundled.read_text(encoding="utf-8"), f"{text_path}.toml (bundled)", True
+    name = bundled_name(text_path)
+    if name is not None:
+        text = (resources.files("dfdsl.hardware") / f"{name}.toml").read_text(encoding="utf-8")
+        return text, f"{name}.toml (bundled)", True
     path = Path(name_or_path)
     if not path.exists():
+        stem = target_name(path.name.removesuffix(".toml"))
+        guess = (f"; for the bundled one, give its name alone: {display_name(stem)}"
+                 if stem in bundled_targets() else "")
         raise HardwareError(
-            f"{text_path}: no such hardware file, and no bundled target of that name "
-            f"(bundled: {', '.join(bundled_targets())})"
+            f"{text_path}: no such hardware file, and no bundled machine of that name: give a hardware "
+            f"file's path or a bundled machine ({bundled_list()}; `-` or `_` alike){guess}"
         )
     try:
         text = files.read_text(path, MAX_HARDWARE_BYTES)
