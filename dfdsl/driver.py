@@ -39,6 +39,7 @@ from dfdsl.composition import Composition
 from dfdsl.diagnostics import DfslError, Diagnostic
 from dfdsl.dialects import df, target_ops
 from dfdsl.elaborate import RunValue, check_draft, check_run_settings, composition_of, elaborate
+from dfdsl.errors import Coded
 from dfdsl.footprint import Footprint, footprint
 from dfdsl.hardware import (
     GpuHardware,
@@ -59,7 +60,7 @@ from dfdsl.lowering.pipeline import LoweringOptions, PassCallback, run_passes
 from dfdsl.lowering.place_memory import TIER_ORDER, CapacityError, Placement, place_class
 from dfdsl.lowering.shard_tensor_parallel import ShardingError, counts_text
 from dfdsl.lowering.socket_hints import advise
-from dfdsl.model import ResolvedModel
+from dfdsl.model import ResolvedModel, RunSettings
 from dfdsl.report import Report, RequestFigures, composition_figures, decode_figures, make_report
 from dfdsl.sim import composition as composition_sim
 from dfdsl.sim import request, vectorized
@@ -85,30 +86,9 @@ class CompileOptions:
     hardware: str = ""
     """A hardware file (or bundled target name) to use instead of the model's target."""
 
-
-@attrs.frozen
-class RunSettings:
-    """Where a compiled model runs: the run's sizes and its sockets (tensor-parallel degree); for
-    a request its prompt (and prefill chunk), for speculative decoding its draft tokens per round
-    and their acceptance (None: the model decodes alone)."""
-
-    batch: int
-    context: int
-    tokens: int
-    sockets: int
-    prompt: int = 0
-    chunk: int = 0
-    draft_tokens: int = 4
-    acceptance: float | None = None
-    pipeline: int = 1
-    """Pipeline stages, each on `sockets` sockets (1: none)."""
-    micro_batches: int = 1
-
-    @property
-    def decode_steps(self) -> int:
-        """The decode steps timed: `tokens`; in a request the prefill samples the first output
-        token, so one fewer (but at least one, for the time per output token)."""
-        return max(self.tokens - 1, 1) if self.prompt else self.tokens
+    def loops_kernels(self, target: Target) -> bool:
+        """Whether kernels are looped on `target`: as asked, or the target's default."""
+        return target.loops_kernels if self.kernel_looping is None else self.kernel_looping
 
 
 BUNDLED = "<bundled>"
@@ -194,10 +174,8 @@ class Model:
 
     @property
     def settings(self) -> RunSettings:
-        run = self.resolved.run
-        return RunSettings(run.batch, run.context, run.tokens, run.sockets, run.prompt, run.chunk,
-                           run.draft_tokens, run.acceptance if self.resolved.draft else None,
-                           run.pipeline, run.micro_batches)
+        """The run the file's `run` block (and the overrides) give: `RunConfig` without its target."""
+        return self.resolved.run.settings(speculative=bool(self.resolved.draft))
 
     def prefill_module(self) -> ModuleOp:
         """The `df` module of the model's prefill pass (never changed, as `module`)."""
@@ -257,11 +235,9 @@ def load_model(path: Path, overrides: Mapping[str, RunValue] | None = None, hard
     return model
 
 
-class SourceMismatchError(DiagnosticException):
+class SourceMismatchError(Coded, DiagnosticException, code="E027"):
     """A worker read a shipped model otherwise than its client: their dfdsl versions differ, so
     the cluster given (`--scheduler`) cannot run this sweep."""
-
-    code = "E027"
 
 
 def _models_folder() -> Path:
@@ -303,7 +279,7 @@ def load_source(source: ModelSource) -> Model:
 
 
 def lowering_options(model: Model, settings: RunSettings, options: CompileOptions) -> LoweringOptions:
-    looping = model.target.loops_kernels if options.kernel_looping is None else options.kernel_looping
+    looping = options.loops_kernels(model.target)
     return LoweringOptions(sockets=settings.sockets, fusion=options.fusion, kernel_looping=looping,
                            min_calls=options.min_calls, target=model.target_name, hardware=options.hardware,
                            pipeline=settings.pipeline, micro_batches=settings.micro_batches)
@@ -465,7 +441,7 @@ class Compiler:
                                 batch=result.sequences_per_socket, prompt=settings.prompt, chunk=settings.chunk)
                 for m in (model, draft) if m is not None
             )
-        looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
+        looping = options.loops_kernels(target)
         report = make_report(result, model.footprint, hw,
                              fusion=target.fusion_label(options.fusion), kernel_looping=looping,
                              request=RequestFigures(settings.prompt, settings.tokens, prefill, speculation))
@@ -577,7 +553,7 @@ class Compiler:
         such point) and timed by the array model at all of them (`sim/vectorized.py`)."""
         swept = dict(swept or {})
         target = model.target
-        looping = target.loops_kernels if options.kernel_looping is None else options.kernel_looping
+        looping = options.loops_kernels(target)
         evaluation = Evaluation(model.resolved.name, model.hardware.name, looping, len(points.batch))
         # The model's pipeline comes along: the array model times its stages.
         staged = {"pipeline": model.settings.pipeline, "micro_batches": model.settings.micro_batches}

@@ -39,7 +39,7 @@ from dfdsl.dialects import df, shapes
 from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, TensorShape
 from dfdsl.diagnostics import Collector, DfslError, did_you_mean
 from dfdsl.loader import Program, load
-from dfdsl.model import LayerCall, ResolvedDecl, ResolvedLayer, ResolvedModel, ResolvedOp, RunConfig, Step
+from dfdsl.model import LayerCall, ResolvedDecl, ResolvedLayer, ResolvedModel, ResolvedOp, RunConfig, RunSettings, Step
 
 MAX_LAYER_CALLS = 4096
 """Layer instances in one model, after unrolling (E017): 10x the deepest real model."""
@@ -67,13 +67,17 @@ DEFAULT_PLACEMENT = {"weights": "hbm", "kv_cache": "hbm", "activations": "sram",
 DECL_CLASS = {decl.KEYWORD: decl.PLACEMENT_CLASS for decl in df.DECLS}
 RunValue = int | float | str
 """A run setting's value: an integer, the acceptance (a fraction) or the target's name."""
-DEFAULT_RUN: dict[str, RunValue] = {"batch": 1, "context": 4096, "tokens": 128, "sockets": 8, "target": "sn40l",
-                                  "prompt": 0, "chunk": 0, "draft_tokens": 4, "pipeline": 1, "micro_batches": 1}
-"""Each run setting's value when neither the file nor the command line gives one (`acceptance`
-has none: a run with a draft must state it)."""
+DEFAULT_RUN: dict[str, RunValue] = {
+    "batch": 1, "context": 4096, "tokens": 128, "sockets": 8, "target": "sn40l",
+    **{f.name: f.default for f in attrs.fields(RunSettings) if f.default not in (attrs.NOTHING, None)},
+}
+"""Each run setting's value when neither the file nor the command line gives one: the sizes and
+the machine here, the others `RunSettings`' defaults (`acceptance` has none: a run with a draft
+must state it)."""
 RUN_SETTING_NAMES = ("batch", "context", "tokens", "sockets", "target", "prompt", "chunk", "draft_tokens",
                      "acceptance", "pipeline", "micro_batches")
-"""Every setting a `run` block may give."""
+"""Every setting a `run` block may give (the fields of `RunConfig`), in the order docs/language.md
+lists them."""
 SPECULATION_SETTINGS = ("draft_tokens", "acceptance")
 """The run settings that only a file with a `draft` may give."""
 COMPOSITION_CLASSES = ("router", "experts")
@@ -787,11 +791,9 @@ class Elaborator:
         where = runs[0].span if runs else draft
         self.check_speculation(values, from_file | set(self.overrides), spans, draft is not None, where)
         acceptance = values.get("acceptance")
-        return RunConfig(int(values["batch"]), int(values["context"]), int(values["tokens"]),
-                         int(values["sockets"]), str(values["target"]), prompt=int(values["prompt"]),
-                         chunk=int(values["chunk"]), draft_tokens=int(values["draft_tokens"]),
-                         acceptance=None if acceptance is None else float(acceptance),
-                         pipeline=int(values["pipeline"]), micro_batches=int(values["micro_batches"]))
+        counts = {name: int(values[name]) for name in RUN_LIMITS}
+        return RunConfig(**counts, acceptance=None if acceptance is None else float(acceptance),
+                         target=str(values["target"]))
 
     def check_pipeline(self, values: dict[str, RunValue], spans: dict[str, ast.Span], has_draft: bool) -> None:
         """A pipeline's stages are at most the model's layers; its micro-batches split the batch

@@ -13,33 +13,55 @@ E028 an output cannot be written (a full disk, a read-only file), E029 the Dask 
 reached, E030 a program dfdsl runs (Graphviz's `dot`) is missing or fails, E031 out of memory.
 Its message names what was tried (the file, the address, the program) and how long dfdsl waited
 when it did; its `fix` says what to do.
+
+Every class of both gives its code where it is declared (`class CapacityError(LoweringError,
+code="E021")`, `Coded`), and the code must be one of the catalogue's (`ERROR_CODES`).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from xdsl.dialects.builtin import FileLineColLoc, ModuleOp, StringAttr, SymbolRefAttr
 from xdsl.ir import Operation
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
+from dfdsl.diagnostics import ERROR_CODES
 
-class LoweringError(DiagnosticException):
+
+class Coded:
+    """An error of the catalogue (docs/errors.md): its `code`, given as the class is declared
+    (`class X(Base, code="E0NN")`); a class that gives none keeps its base's."""
+
+    code: ClassVar[str]
+
+    def __init_subclass__(cls, code: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code:
+            if code not in ERROR_CODES:
+                raise ValueError(f"{cls.__name__}: {code} is not in the catalogue of errors (ERROR_CODES)")
+            cls.code = code
+
+
+class LoweringError(Coded, DiagnosticException, code="E024"):
     """A pass or simulator cannot do what it is asked with this module; `code` says why."""
 
-    code: ClassVar[str] = "E024"
+
+class HintedError(LoweringError):
+    """A pass's error whose message is the `problem` and then what to do (`hint`): the problem is
+    kept apart, so that the driver can give it a hint of its own (the socket counts that work)."""
+
+    def __init__(self, problem: str, hint: str = ""):
+        super().__init__(f"{problem}; {hint}" if hint else problem)
+        self.problem = problem
 
 
-class HardwareFileError(LoweringError):
+class HardwareFileError(LoweringError, code="E023"):
     """The hardware file a pass was given is missing or wrong."""
 
-    code: ClassVar[str] = "E023"
 
-
-class VerificationError(LoweringError):
+class VerificationError(LoweringError, code="E025"):
     """The module breaks a rule of the `df`, `rdu` or `nv` dialect."""
-
-    code: ClassVar[str] = "E025"
 
 
 def verify(module: ModuleOp) -> None:
@@ -69,36 +91,26 @@ def describe(op: Operation) -> str:
     return text
 
 
-class EnvironmentFailure(Exception):
+class EnvironmentFailure(Coded, Exception):
     """Something outside dfdsl and its input failed; the command line prints the message, the
     code and `help: <fix>`, and exits with status 2."""
-
-    code: ClassVar[str]
 
     def __init__(self, message: str, fix: str):
         super().__init__(message)
         self.fix = fix
 
 
-class OutputFailure(EnvironmentFailure):
+class OutputFailure(EnvironmentFailure, code="E028"):
     """An output (a file, a device, standard output) cannot be written."""
 
-    code: ClassVar[str] = "E028"
 
-
-class SchedulerUnreachable(EnvironmentFailure):
+class SchedulerUnreachable(EnvironmentFailure, code="E029"):
     """The Dask scheduler given with `--scheduler` did not answer."""
 
-    code: ClassVar[str] = "E029"
 
-
-class ProgramFailure(EnvironmentFailure):
+class ProgramFailure(EnvironmentFailure, code="E030"):
     """A program dfdsl runs (Graphviz's `dot`) is not installed, failed, or did not finish."""
 
-    code: ClassVar[str] = "E030"
 
-
-class OutOfMemory(EnvironmentFailure):
+class OutOfMemory(EnvironmentFailure, code="E031"):
     """The machine (or the process's limit) ran out of memory."""
-
-    code: ClassVar[str] = "E031"

@@ -58,25 +58,46 @@ Step = ResolvedDecl | ResolvedOp | LayerCall
 
 
 @attrs.frozen
-class RunConfig:
-    """The run of a `.dfl` file: a decode of `tokens` steps from `context` cached tokens, or with a
-    `prompt` a whole request (its prefill, in passes of `chunk` tokens if given, then `tokens`
-    output tokens; `context` is then the prompt). With a draft model, `draft_tokens` drafted per
-    step and their `acceptance` rate."""
+class RunSettings:
+    """Where a model runs: a decode of `tokens` steps from `context` cached tokens at `batch`
+    sequences on `sockets` sockets (the tensor-parallel degree), or with a `prompt` a whole request
+    (its prefill, in passes of `chunk` tokens if given, then `tokens` output tokens; `context` is
+    then the prompt). With a draft model, `draft_tokens` drafted per round and their `acceptance`
+    rate (None: the model decodes alone). The driver compiles and simulates a model under these;
+    a file's `run` block gives them (`RunConfig`)."""
 
     batch: int
     context: int
     tokens: int
     sockets: int
-    target: str
     prompt: int = 0
     chunk: int = 0
-    draft_tokens: int = 0
+    draft_tokens: int = 4
     acceptance: float | None = None
     pipeline: int = 1
-    """Pipeline stages, each on `sockets` sockets: the run uses pipeline x sockets sockets."""
+    """Pipeline stages, each on `sockets` sockets: the run uses pipeline x sockets sockets (1: none)."""
     micro_batches: int = 1
     """Equal parts of the batch that flow through the pipeline stages one after another."""
+
+    @property
+    def decode_steps(self) -> int:
+        """The decode steps timed: `tokens`; in a request the prefill samples the first output
+        token, so one fewer (but at least one, for the time per output token)."""
+        return max(self.tokens - 1, 1) if self.prompt else self.tokens
+
+
+@attrs.frozen
+class RunConfig(RunSettings):
+    """The run of a `.dfl` file: its settings and the machine it names (`target`)."""
+
+    target: str = attrs.field(kw_only=True)
+
+    def settings(self, speculative: bool) -> RunSettings:
+        """The settings alone (`acceptance` None unless the run decodes `speculative`ly)."""
+        values = {f.name: getattr(self, f.name) for f in attrs.fields(RunSettings)}
+        if not speculative:
+            values["acceptance"] = None
+        return RunSettings(**values)
 
 
 @attrs.frozen

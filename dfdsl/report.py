@@ -272,20 +272,7 @@ def render_composition(report: Report) -> str:
     f = report.figures
     title = (f"{f['model']}: {f['experts']} experts on {machine_label(f['sockets'], f['unit'], f['target'])} · "
              f"{f['requests']:,} requests · batch {f['batch']}")
-    rows = [
-        ("experts resident in HBM", f"{f['experts_resident']} of {f['experts']}"),
-        ("HBM hit rate", f"{f['hit_rate']:.1%}  ({f['misses']:,} misses, {f['evictions']:,} evictions)"),
-        ("switch (one expert's copy)", f"{f['switch_ms']:.2f} ms"),
-        ("request latency (mean)", f"{f['request_latency_ms']:,.1f} ms"),
-        ("  router (its group's prefill)", f"{f['router_ms']:.2f} ms"),
-        ("  switch (mean over requests)", f"{f['mean_switch_ms']:.2f} ms"),
-        ("  prefill", f"{f['prefill_ms']:.2f} ms"),
-        ("  decode", f"{f['decode_ms']:.2f} ms"),
-        ("  waiting for the group's earlier requests", f"{max(f['request_latency_ms'] - f['router_ms'] - f['mean_switch_ms'] - f['prefill_ms'] - f['decode_ms'], 0.0):.2f} ms"),
-        ("experts per node (at tensor-parallel latency)", f"{f['experts_per_node']:,}"),
-        ("nodes (serving this stream; at tensor-parallel latency)", f"{f['nodes']}; {f['nodes_at_tp_latency']}"),
-        ("expert decode, ms per token", f"{f['ms_per_token']:.3f}"),
-    ]
+    rows = _section(f, "experts", COMPOSITION_ROWS)
     return _figure_table(title, [rows])
 
 
@@ -348,8 +335,8 @@ def render_table(report: Report) -> str:
     breakdown = [(f"  {category.replace('_', '/')}", f"{f['breakdown_ms'][category]:.3f} ms  "
                   f"{f['breakdown_ms'][category] / total:6.1%}")
                  for category in table_categories("pipeline_stages" in f)]
-    return _figure_table(title, [rows, _request_rows(f), _speculation_rows(f), _pipeline_rows(f), breakdown],
-                         width=120)
+    sections = [_section(f, when, section) for when, section in OPTIONAL_SECTIONS]
+    return _figure_table(title, [rows, *sections, breakdown], width=120)
 
 
 def format_calls(calls: float) -> str:
@@ -357,36 +344,65 @@ def format_calls(calls: float) -> str:
     return str(calls) if isinstance(calls, int) else f"{calls:.2f}"
 
 
-def _request_rows(f: dict) -> list[tuple[str, str]]:
-    if "prompt" not in f:
+Rows = tuple[tuple[str, str], ...]
+"""A section of a table as data: each row's label and value, format strings (`str.format_map`)
+over the report's figures and the words `_words` makes of them."""
+
+REQUEST_ROWS: Rows = (
+    ("time to first token", "{ttft_ms:,.1f} ms  ({prompt:,} prompt tokens, {passes})"),
+    ("time per output token", "{tpot_ms:.3f} ms"),
+    ("request latency ({tokens} tokens)", "{request_latency_ms:,.1f} ms"),
+    ("prefill tokens/s", "{prefill_tokens_per_s:,.0f}"),
+    ("prefill: fraction of peak compute", "{prefill_compute_fraction:.1%}"),
+)
+SPECULATION_ROWS: Rows = (
+    ("speculative decoding", "{draft_tokens} draft tokens per step, acceptance {acceptance:g}"),
+    ("tokens per target step", "{tokens_per_target_step:.2f}"),
+    ("draft share of decode time", "{draft_time_fraction:.1%}"),
+    ("ms per token without the draft", "{plain_ms_per_token:.3f}"),
+)
+PIPELINE_ROWS: Rows = (
+    ("pipeline", "{pipeline_stages} stages × {sockets} sockets = {total_sockets} sockets, "
+                 "{micro_batches} micro-batch{micro_batches_plural}"),
+    ("pipeline bubble (stages idle)", "{bubble_fraction:.1%}"),
+    ("inter-node transfers per token", "{internode_ms:.3f} ms"),
+)
+OPTIONAL_SECTIONS: tuple[tuple[str, Rows], ...] = (
+    ("prompt", REQUEST_ROWS), ("draft_tokens", SPECULATION_ROWS), ("pipeline_stages", PIPELINE_ROWS),
+)
+"""The sections a decode's table adds when its report has the figure named first."""
+COMPOSITION_ROWS: Rows = (
+    ("experts resident in HBM", "{experts_resident} of {experts}"),
+    ("HBM hit rate", "{hit_rate:.1%}  ({misses:,} misses, {evictions:,} evictions)"),
+    ("switch (one expert's copy)", "{switch_ms:.2f} ms"),
+    ("request latency (mean)", "{request_latency_ms:,.1f} ms"),
+    ("  router (its group's prefill)", "{router_ms:.2f} ms"),
+    ("  switch (mean over requests)", "{mean_switch_ms:.2f} ms"),
+    ("  prefill", "{prefill_ms:.2f} ms"),
+    ("  decode", "{decode_ms:.2f} ms"),
+    ("  waiting for the group's earlier requests", "{waiting_ms:.2f} ms"),
+    ("experts per node (at tensor-parallel latency)", "{experts_per_node:,}"),
+    ("nodes (serving this stream; at tensor-parallel latency)", "{nodes}; {nodes_at_tp_latency}"),
+    ("expert decode, ms per token", "{ms_per_token:.3f}"),
+)
+
+
+def _words(f: dict) -> dict[str, Any]:
+    """What the rows print that is not a figure of the report, made of the figures it has."""
+    words: dict[str, Any] = {}
+    if "prefill_passes" in f:
+        words["passes"] = f"{f['prefill_passes']} passes" if f["prefill_passes"] > 1 else "one pass"
+    if "micro_batches" in f:
+        words["micro_batches_plural"] = "es" if f["micro_batches"] > 1 else ""
+    if "router_ms" in f:
+        waiting = f["request_latency_ms"] - f["router_ms"] - f["mean_switch_ms"] - f["prefill_ms"] - f["decode_ms"]
+        words["waiting_ms"] = max(waiting, 0.0)
+    return words
+
+
+def _section(f: dict, when: str, rows: Rows) -> list[tuple[str, str]]:
+    """The rows filled in with the report's figures; none when the report has no figure `when`."""
+    if when not in f:
         return []
-    passes = f"{f['prefill_passes']} passes" if f["prefill_passes"] > 1 else "one pass"
-    return [
-        ("time to first token", f"{f['ttft_ms']:,.1f} ms  ({f['prompt']:,} prompt tokens, {passes})"),
-        ("time per output token", f"{f['tpot_ms']:.3f} ms"),
-        (f"request latency ({f['tokens']} tokens)", f"{f['request_latency_ms']:,.1f} ms"),
-        ("prefill tokens/s", f"{f['prefill_tokens_per_s']:,.0f}"),
-        ("prefill: fraction of peak compute", f"{f['prefill_compute_fraction']:.1%}"),
-    ]
-
-
-def _pipeline_rows(f: dict) -> list[tuple[str, str]]:
-    if "pipeline_stages" not in f:
-        return []
-    return [
-        ("pipeline", f"{f['pipeline_stages']} stages × {f['sockets']} sockets = {f['total_sockets']} sockets, "
-                     f"{f['micro_batches']} micro-batch{'es' if f['micro_batches'] > 1 else ''}"),
-        ("pipeline bubble (stages idle)", f"{f['bubble_fraction']:.1%}"),
-        ("inter-node transfers per token", f"{f['internode_ms']:.3f} ms"),
-    ]
-
-
-def _speculation_rows(f: dict) -> list[tuple[str, str]]:
-    if "draft_tokens" not in f:
-        return []
-    return [
-        ("speculative decoding", f"{f['draft_tokens']} draft tokens per step, acceptance {f['acceptance']:g}"),
-        ("tokens per target step", f"{f['tokens_per_target_step']:.2f}"),
-        ("draft share of decode time", f"{f['draft_time_fraction']:.1%}"),
-        ("ms per token without the draft", f"{f['plain_ms_per_token']:.3f}"),
-    ]
+    values = {**f, **_words(f)}
+    return [(label.format_map(values), value.format_map(values)) for label, value in rows]

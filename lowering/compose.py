@@ -20,10 +20,8 @@ REGION = "experts"
 """The region's symbol."""
 
 
-class CompositionError(LoweringError):
+class CompositionError(LoweringError, code="E021"):
     """The router and the KV caches leave no HBM for even one expert."""
-
-    code = "E021"
 
 
 def region_slots(free_bytes: int, slot_bytes: int, wanted: int | None, experts: int, where: str,

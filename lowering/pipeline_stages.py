@@ -29,11 +29,9 @@ from dfdsl.errors import LoweringError
 from dfdsl.lowering.stages import Stage, StagedPass
 
 
-class PipelineSplitError(LoweringError):
+class PipelineSplitError(LoweringError, code="E020"):
     """A graph cannot be split into the pipeline stages asked for: the model does not divide
     over the stages, as over sockets (E020)."""
-
-    code = "E020"
 
 
 def streamed_weight_bytes(module: ModuleOp, launch: df.LaunchOp) -> int:

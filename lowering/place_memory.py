@@ -33,7 +33,7 @@ from xdsl.traits import SymbolTable
 
 from dfdsl.dialects import df
 from dfdsl.dialects.shapes import DTYPE_BYTES
-from dfdsl.errors import HardwareFileError, LoweringError, describe
+from dfdsl.errors import HardwareFileError, HintedError, LoweringError, describe
 from dfdsl.hardware import GpuHardware, Hardware, HardwareError, load_hardware
 from dfdsl.lowering.stages import NO_TIER_FIX, Stage, StagedPass, untiered
 
@@ -47,15 +47,9 @@ GB = 10**9
 _LAYER_INDEX = re.compile(r"(?<=\.)(\d+|\{\d+\.\.\d+\})(?=\.)")
 
 
-class CapacityError(LoweringError):
+class CapacityError(HintedError, code="E021"):
     """The tensors do not fit the sockets' memories, even after spilling what may spill:
     `problem` says what each socket must hold, and the message adds what to do (`hint`)."""
-
-    code = "E021"
-
-    def __init__(self, problem: str, hint: str = ""):
-        super().__init__(f"{problem}; {hint}" if hint else problem)
-        self.problem = problem
 
 
 def group_name(tensor_name: str) -> str:

@@ -38,19 +38,13 @@ from xdsl.rewriter import InsertPoint
 
 from dfdsl.dialects import df, shapes
 from dfdsl.dialects.shapes import Shape
-from dfdsl.errors import LoweringError
+from dfdsl.errors import HintedError
 from dfdsl.lowering.stages import Stage, StagedPass
 
 
-class ShardingError(LoweringError):
+class ShardingError(HintedError, code="E020"):
     """The model does not divide over the sockets (heads, KV heads, FFN width, vocabulary):
     `problem` says which split fails, and the message adds what to do (`hint`)."""
-
-    code = "E020"
-
-    def __init__(self, problem: str, hint: str = ""):
-        super().__init__(f"{problem}; {hint}" if hint else problem)
-        self.problem = problem
 
 
 MAX_SOCKETS = 1024

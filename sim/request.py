@@ -125,14 +125,7 @@ class Round:
 
     def per_token(self, tokens: float) -> timing.Step:
         """The round's time, bytes and FLOPs shared among the `tokens` it yields."""
-        steps = (*self.drafts, self.verify)
-        return timing.Step(
-            breakdown_s={c: sum(s.breakdown_s[c] for s in steps) / tokens for c in timing.CATEGORIES},
-            read_bytes=sum(s.read_bytes for s in steps) / tokens,
-            hbm_read_bytes=sum(s.hbm_read_bytes for s in steps) / tokens,
-            ddr_read_bytes=sum(s.ddr_read_bytes for s in steps) / tokens,
-            flops=sum(s.flops for s in steps) / tokens,
-        )
+        return timing.run_of((*self.drafts, self.verify)).total.shared(tokens)
 
 
 @attrs.frozen

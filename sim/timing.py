@@ -14,7 +14,7 @@ take the function that times one call, so the GPU interpreter runs its launches 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import attrs
@@ -427,6 +427,12 @@ class Step:
     def total_s(self) -> float:
         return sum(self.breakdown_s.values())
 
+    def shared(self, among: float) -> Step:
+        """Every figure of the step divided by `among` (a step's share of each of its tokens)."""
+        return Step({c: seconds / among for c, seconds in self.breakdown_s.items()}, self.read_bytes / among,
+                     self.hbm_read_bytes / among, self.ddr_read_bytes / among, self.flops / among,
+                     self.stage_busy_s / among)
+
 
 CallTimer = Callable[[KernelCall, Any, int, int], CallTiming]
 """How a target times one call at a batch and context on its hardware: `call_timing` for the
@@ -483,7 +489,7 @@ def run(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, con
         time_call: CallTimer = call_timing, pipeline: Pipeline | None = None) -> Run:
     """Steps at contexts `context`, `context + 1`, ..., `context + tokens - 1`, one at a time: the
     reference the array model (`sim/vectorized.py`) is checked against. With a `pipeline`, each
-    step is `pipeline_step`'s."""
+    step is `pipeline_step`'s. The steps are made as `run_of` adds them up, so memory stays flat."""
     counted = Counter(calls)
 
     def one(at: int) -> Step:
@@ -491,20 +497,7 @@ def run(calls: Sequence[KernelCall], hw: Hardware | GpuHardware, batch: int, con
             return _step(counted, hw, batch, at, time_call)
         return pipeline_step(calls, pipeline, hw, batch, at, time_call)
 
-    first = last = one(context)
-    breakdown = dict(first.breakdown_s)
-    hbm, ddr, flops, total_s = first.hbm_read_bytes, first.ddr_read_bytes, first.flops, first.total_s
-    busy = first.stage_busy_s
-    for t in range(1, tokens):
-        last = one(context + t)
-        for category, seconds in last.breakdown_s.items():
-            breakdown[category] += seconds
-        hbm += last.hbm_read_bytes
-        ddr += last.ddr_read_bytes
-        flops += last.flops
-        total_s += last.total_s
-        busy += last.stage_busy_s
-    return Run(tokens, Step(breakdown, hbm + ddr, hbm, ddr, flops, busy), first, last, total_s)
+    return run_of(one(context + t) for t in range(tokens))
 
 
 @attrs.frozen
@@ -586,18 +579,28 @@ def bubble_fraction(run: Run, stages: int) -> float:
     return 1.0 - run.total.stage_busy_s / (stages * run.total_s)
 
 
-def run_of(steps: Sequence[Step]) -> Run:
-    """The run of the given steps (at least one), in order."""
+def run_of(steps: Iterable[Step]) -> Run:
+    """The run of the given steps (at least one), in order: every figure of `Step` summed, the
+    first and the last step kept. The steps may come one at a time (a generator): none is kept
+    but those two."""
     breakdown = dict.fromkeys(CATEGORIES, 0.0)
-    hbm = ddr = flops = total_s = 0.0
-    for s in steps:
-        for category, seconds in s.breakdown_s.items():
+    hbm = ddr = flops = total_s = busy = 0.0
+    count = 0
+    first = last = None
+    for last in steps:
+        if first is None:
+            first = last
+        count += 1
+        for category, seconds in last.breakdown_s.items():
             breakdown[category] += seconds
-        hbm += s.hbm_read_bytes
-        ddr += s.ddr_read_bytes
-        flops += s.flops
-        total_s += s.total_s
-    return Run(len(steps), Step(breakdown, hbm + ddr, hbm, ddr, flops), steps[0], steps[-1], total_s)
+        hbm += last.hbm_read_bytes
+        ddr += last.ddr_read_bytes
+        flops += last.flops
+        total_s += last.total_s
+        busy += last.stage_busy_s
+    if first is None or last is None:
+        raise ValueError("a run has at least one step")
+    return Run(count, Step(breakdown, hbm + ddr, hbm, ddr, flops, busy), first, last, total_s)
 
 
 def per_token(run: Any, sockets: int) -> dict[str, Any]:

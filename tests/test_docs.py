@@ -7,12 +7,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import attrs
 import pytest
 
 from dfdsl import elaborate, loader, parser
 from dfdsl.diagnostics import ERROR_CODES, DfslError
 from dfdsl.dialects.shapes import DTYPE_BYTES, OPERATOR_ATTRS, RULES
 from dfdsl.elaborate import check_file
+from dfdsl.errors import LoweringError, OutOfMemory
+from dfdsl.hardware import TargetMismatchError
+from dfdsl.lowering.place_memory import CapacityError
+from dfdsl.lowering.shard_tensor_parallel import ShardingError
+from dfdsl.model import RunConfig
 
 ROOT = Path(__file__).parent.parent
 ERRORS_MD = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
@@ -85,6 +91,16 @@ def test_every_code_has_a_section_with_its_title():
     assert list(ERROR_SECTIONS) == list(ERROR_CODES)
     for code, (heading, _) in ERROR_SECTIONS.items():
         assert heading == f"{code}: {ERROR_CODES[code]}"
+
+
+def test_an_error_class_names_a_code_of_the_catalogue():
+    """Exception classes give their code as they are declared; one not in the catalogue is refused."""
+    assert (CapacityError.code, ShardingError.code, TargetMismatchError.code, OutOfMemory.code) == (
+        "E021", "E020", "E022", "E031")
+    assert issubclass(CapacityError, LoweringError) and LoweringError.code == "E024"
+    assert str(CapacityError("too big", "use more sockets")) == "too big; use more sockets"
+    with pytest.raises(ValueError, match="E099"):
+        type("Unknown", (LoweringError,), {}, code="E099")
 
 
 @pytest.mark.parametrize(("code", "index", "source"), DFL_EXAMPLES,
@@ -291,6 +307,7 @@ def test_limits_table_states_the_constants_of_the_code():
 def test_run_table_states_the_defaults_of_the_code():
     rows = {row[0].strip("`"): row for row in table_rows(LANGUAGE_SECTIONS["`run`"])}
     assert list(rows) == list(elaborate.RUN_SETTING_NAMES)
+    assert sorted(rows) == sorted(f.name for f in attrs.fields(RunConfig))
     for setting in elaborate.RUN_SETTING_NAMES:
         default = elaborate.DEFAULT_RUN.get(setting, "none")
         assert rows[setting][2].strip("`") == str(default)

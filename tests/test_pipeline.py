@@ -60,6 +60,26 @@ def test_bubble_and_step_against_a_hand_computed_case():
     assert timing.bubble_fraction(run, 2) == pytest.approx(1 - 2 * (t0 + t1) / (2 * 2 * t1), rel=1e-12)
 
 
+def test_a_run_is_the_sum_of_its_steps_whichever_way_it_is_built():
+    """`run` makes its steps one at a time and `run_of` adds up steps already made: the same
+    accumulator, so the same Run for the same steps, a pipeline's busy time included."""
+    hw = load_hardware("sn40l")
+    calls = [_call("a", 1_440_000_000), _call("b", 2_880_000_000)]
+    pipeline = timing.Pipeline(stages=2, micro_batches=2, call_stages=(0, 1),
+                               messages=(Affine(per_batch=8192),), returned=Affine(per_batch=4))
+    for staged in (None, pipeline):
+        whole = timing.run(calls, hw, 2, 100, 3, pipeline=staged)
+        steps = [timing.step(calls, hw, 2, c) if staged is None else timing.pipeline_step(calls, staged, hw, 2, c)
+                 for c in (100, 101, 102)]
+        assert timing.run_of(steps) == whole
+        assert timing.run_of(iter(steps)) == whole
+        assert (whole.tokens, whole.first, whole.last) == (3, steps[0], steps[-1])
+    busy = timing.run_of(steps).total.stage_busy_s
+    assert busy > 0 and busy == sum(s.stage_busy_s for s in steps)
+    with pytest.raises(ValueError):
+        timing.run_of([])
+
+
 def test_balanced_stages_idle_only_for_the_links_and_host_unless_micro_batches_cover_them():
     """N equal stages of time t and M = N micro-batches: the cycle L = N t + N links + host exceeds
     M t, so the stages idle the links' and host's share, 1 - N t / L; with M = 2N they never idle."""

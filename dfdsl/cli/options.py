@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 
 from dfdsl.driver import CompileOptions
-from dfdsl.elaborate import RunValue
+from dfdsl.elaborate import RUN_SETTING_NAMES, RunValue
 from dfdsl.hardware import bundled_targets, display_name, target_name
 from dfdsl.lowering.pipeline import FUSION_MODES
-
-RUN_SETTINGS = ("batch", "context", "tokens", "sockets", "target", "prompt", "chunk", "draft_tokens", "acceptance",
-                "pipeline", "micro_batches")
 
 
 def target_names() -> str:
@@ -72,7 +69,7 @@ def add_lowering_options(p: argparse.ArgumentParser, *, fusion: bool = True) -> 
 
 def overrides(args: argparse.Namespace) -> dict[str, RunValue]:
     """The run settings given on the command line, by name."""
-    values = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k, None) is not None}
+    values = {k: getattr(args, k) for k in RUN_SETTING_NAMES if getattr(args, k, None) is not None}
     if "target" in values:
         values["target"] = target_name(str(values["target"]))
     parallel = [getattr(args, "parallel", None) or "", "pad=off" if getattr(args, "no_pad", False) else ""]

@@ -46,11 +46,9 @@ class HardwareError(ValueError):
     missing, mistyped, outside its range, or contradicts another."""
 
 
-class TargetMismatchError(LoweringError):
+class TargetMismatchError(LoweringError, code="E022"):
     """What was asked cannot exist on this kind of machine (kernel looping on a GPU, an RDU
     lowering for a GPU, more GPUs than a node)."""
-
-    code = "E022"
 
 
 @attrs.frozen
