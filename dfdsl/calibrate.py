@@ -291,8 +291,10 @@ class Parameter:
 
 def fittable_names(hw: Hardware | GpuHardware) -> list[str]:
     """What `--fit` accepts on this machine: the short names, then each fittable number's own name."""
-    own = [name for name, path in hardware_numbers(hw).items() if "." not in name and not range_of(name).integer]
-    return [*(n for n in SHORT_NAMES if _short_path(hw, n)), *own]
+    short = [n for n in SHORT_NAMES if _short_path(hw, n)]
+    own = [name for name, path in hardware_numbers(hw).items()
+           if "." not in name and not range_of(name).integer and name not in short]
+    return [*short, *own]
 
 
 def _short_path(hw: Hardware | GpuHardware, name: str) -> str | None:

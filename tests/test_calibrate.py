@@ -17,7 +17,7 @@ from dfdsl.cli import main
 from dfdsl.diagnostics import DfslError
 from dfdsl.driver import CompileOptions, Compiler, load_model
 from dfdsl.errors import ProgramFailure
-from dfdsl.hardware import bundled_kind, bundled_targets, hardware_text, load_hardware
+from dfdsl.hardware import bundled_kind, bundled_targets, hardware_text, load_hardware, target_name
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
@@ -407,3 +407,9 @@ def test_the_documented_json_keys_are_the_report_s():
                                    hardware="h", output="o", when="w")
     keys = {*report, *report["parameters"][0], *report["points"][0]}
     assert all(f"`{key}`" in doc for key in keys), [k for k in keys if f"`{k}`" not in doc]
+
+
+@pytest.mark.parametrize("machine", ["sn40l", "dgx-a100", "dgx-h100"])
+def test_the_fittable_names_are_each_named_once(machine):
+    names = calibrate.fittable_names(load_hardware(target_name(machine)))
+    assert len(names) == len(set(names)) and "stream_efficiency" in names
