@@ -413,3 +413,15 @@ def test_the_documented_json_keys_are_the_report_s():
 def test_the_fittable_names_are_each_named_once(machine):
     names = calibrate.fittable_names(load_hardware(target_name(machine)))
     assert len(names) == len(set(names)) and "stream_efficiency" in names
+
+
+def test_a_report_that_cannot_be_written_leaves_no_fitted_file_and_a_written_one_has_both(tmp_path, capsys):
+    csv = tmp_path / "m.csv"
+    csv.write_text(HEADER + f"{EXAMPLES / 'llama3_1_8b.dfl'},sn40l,8,1,4096,16,1.5,x\n")
+    out = tmp_path / "fitted.toml"
+    args = ["calibrate", str(csv), "--hardware", "sn40l", "-o", str(out), "--fit", "launch_cost", "--json"]
+    assert main([*args, "--report", str(tmp_path / "missing" / "r.json")]) == 2
+    assert "[E028]" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["output"] == str(out) and "fitted by dfdsl calibrate" in out.read_text()
