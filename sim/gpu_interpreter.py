@@ -11,16 +11,19 @@ where a kernel's HBM stream depends on what it is (`kernel_kind`), as its softwa
 kernels do:
 
     gemm       gemm_ramp + bytes / (gemm_efficiency * N / (N + gemm_half_efficiency_columns) * bandwidth)
-    attention  max(attention_floor, attention_ramp + bytes / (attention_efficiency * bandwidth))
+    attention  max(attention_floor, attention_ramp + bytes / (attention_efficiency * bandwidth)
+                                    + attention_wave * waves)
     experts    experts_ramp + bytes / (experts_efficiency * bandwidth)
     stream     stream_ramp + bytes / (stream_efficiency * bandwidth)    (norms, rotary, activations, ...)
 
-with N the GEMM's output columns per GPU. An `nv.all_reduce` costs launch_sync plus its
-implementation's time (`all_reduce_time_s`: NCCL's ring or tree, or the runtime's one-shot or
-two-shot kernel). Without CUDA graphs every launch is issued by the host, so a call takes at least
-`host_launch_s`. A step adds the host's time per token. `simulate_gpu` interprets the program once
-and re-evaluates the same launches at every context of the run, and returns the same `SimResult`
-as the SN40L interpreter, so the same report describes both.
+with N the GEMM's output columns per GPU, and `waves` the CTAs of a decode attention kernel split
+as XQA splits it (`attention_waves`): B x H x c / attention_block_tokens CTAs over the SMs, at
+most attention_max_waves, for B sequences of H KV heads at context c. An `nv.all_reduce` costs
+launch_sync plus its implementation's time (`all_reduce_time_s`: NCCL's ring or tree, or the
+runtime's one-shot or two-shot kernel). Without CUDA graphs every launch is issued by the host,
+so a call takes at least `host_launch_s`. A step adds the host's time per token. `simulate_gpu`
+interprets the program once and re-evaluates the same launches at every context of the run, and
+returns the same `SimResult` as the SN40L interpreter, so the same report describes both.
 """
 
 from __future__ import annotations
@@ -97,14 +100,25 @@ def gemm_columns(kernel: nv.KernelOp) -> int:
     return columns
 
 
+def attention_heads(kernel: nv.KernelOp) -> int:
+    """An attention kernel's KV heads per sequence: the heads of its first KV cache input, a
+    buffer `[B, S, heads..., head_dim]` (1 for a cache of one head or latent, `[B, S, D]`)."""
+    for operand in kernel.function_type.inputs.data:
+        dims = operand.dims if isinstance(operand, nv.BufferType) else ()
+        if len(dims) >= 3 and dims[1] == "S":
+            return math.prod(d for d in dims[2:-1] if isinstance(d, int))
+    return 0
+
+
 def kernel_launch(kernel: nv.KernelOp) -> timing.KernelCall:
     """One launch of `kernel` as the timing skeleton sees it: one iteration, no spatial pipeline
     (depth 0), the whole GPU (`pcus` is an SN40L notion and unused here), its kind and, for a
-    GEMM, its output columns."""
+    GEMM, its output columns, for attention, its KV heads."""
     kind = kernel_kind(kernel)
     return timing.KernelCall(kernel=kernel.sym_name.data, trips=1, depth_stages=0, pcus=0,
                              work=operator_work(kernel), kind=kind,
-                             columns=gemm_columns(kernel) if kind == "gemm" else 0)
+                             columns=gemm_columns(kernel) if kind == "gemm" else 0,
+                             heads=attention_heads(kernel) if kind == "attention" else 0)
 
 
 def nccl_call(op: nv.CollectiveBase) -> timing.KernelCall:
@@ -122,8 +136,19 @@ def stream_time_s(num_bytes: float, bandwidth_bytes_per_s: float, hw: GpuHardwar
     return a.stream_ramp_s + timing.stream_time_s(num_bytes, bandwidth_bytes_per_s, a.stream_efficiency)
 
 
-def hbm_time_s(call: timing.KernelCall, num_bytes: float, hw: GpuHardware) -> float:
-    """A kernel's HBM stream by its kind: the measured shape of its software's kernels."""
+def attention_waves(call: timing.KernelCall, hw: GpuHardware, batch: int, context: int) -> float:
+    """The waves of CTAs a decode attention kernel runs in, as XQA (TensorRT-LLM's decode
+    attention) splits it: one CTA per sequence, KV head and `attention_block_tokens` of context
+    (its multi-block mode, which fills the SMs that one CTA per sequence and head leaves idle),
+    while the CTAs are at most `attention_max_waves` times the SMs (past that, the blocks grow)."""
+    s = hw.software
+    ctas = batch * call.heads * context / s.attention_block_tokens
+    return min(ctas / hw.chip.sms, s.attention_max_waves)
+
+
+def hbm_time_s(call: timing.KernelCall, num_bytes: float, hw: GpuHardware, batch: int, context: int) -> float:
+    """A kernel's HBM stream by its kind at `batch` sequences of `context` tokens: the measured
+    shape of its software's kernels."""
     if num_bytes <= 0:
         return 0.0
     s, bandwidth = hw.software, hw.hbm.bandwidth_bytes_per_s
@@ -131,7 +156,8 @@ def hbm_time_s(call: timing.KernelCall, num_bytes: float, hw: GpuHardware) -> fl
         efficiency = s.gemm_efficiency * call.columns / (call.columns + s.gemm_half_efficiency_columns)
         return s.gemm_ramp_s + num_bytes / (efficiency * bandwidth)
     if call.kind == "attention":
-        return max(s.attention_floor_s, s.attention_ramp_s + num_bytes / (s.attention_efficiency * bandwidth))
+        stream = s.attention_ramp_s + num_bytes / (s.attention_efficiency * bandwidth)
+        return max(s.attention_floor_s, stream + s.attention_wave_s * attention_waves(call, hw, batch, context))
     if call.kind == "experts":
         return s.experts_ramp_s + num_bytes / (s.experts_efficiency * bandwidth)
     return stream_time_s(num_bytes, bandwidth, hw)
@@ -179,7 +205,7 @@ def resource_times(call: timing.KernelCall, hw: GpuHardware, batch: int, context
     """Seconds the launch's body keeps each resource busy, by timeline track."""
     t = timing.traffic(call.work, batch, context)
     return {
-        "HBM stream": hbm_time_s(call, t.hbm_read_bytes + t.hbm_write_bytes, hw),
+        "HBM stream": hbm_time_s(call, t.hbm_read_bytes + t.hbm_write_bytes, hw, batch, context),
         "DDR stream": stream_time_s(t.ddr_read_bytes + t.ddr_write_bytes, hw.ddr.bandwidth_bytes_per_s, hw),
         "SMs": timing.compute_time_s(t.flops, hw.chip.peak_flops_per_s, hw.assumptions.compute_efficiency, 1.0),
         "NVLink": nccl_time_s(call, hw, batch, context),

@@ -155,6 +155,9 @@ class KernelCall:
     """What a GPU kernel does, for its cost (`gpu_interpreter.KERNEL_KINDS`); "" on the SN40L."""
     columns: int = 0
     """A GPU GEMM's output columns per GPU (its shape-dependent efficiency); 0 for other kernels."""
+    heads: int = 0
+    """A GPU attention kernel's KV heads per GPU and sequence (how its software splits it over the
+    SMs); 0 for other kernels."""
 
 
 @attrs.frozen

@@ -289,9 +289,27 @@ def _gpu_stream(moved: tuple[Array, Array], bandwidth: Array | float, hv: Hardwa
     return Line("stream", at0, moved[1] / (efficiency * bandwidth))
 
 
-def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, points: Points) -> list[Line]:
+def _attention_waves_per_context(call: KernelCall, hv: HardwareValues, points: Points) -> Array:
+    """`gpu_interpreter.attention_waves` below its cap, per token of context: B x H /
+    (attention_block_tokens x SMs) at each point (0 for a kernel that is not attention)."""
+    if call.kind != "attention":
+        return points.zeros()
+    return points.batch * call.heads / hv("software.attention_block_tokens") / hv("chip.sms") + points.zeros()
+
+
+def _attention_switch(call: KernelCall, hv: HardwareValues, points: Points) -> Array:
+    """The first context at which an attention kernel's split reaches `attention_max_waves` (it
+    grows with the context until then, and stays there after): +inf where it never does."""
+    per_c = _attention_waves_per_context(call, hv, points)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(per_c > 0, np.ceil(hv("software.attention_max_waves") / per_c), np.inf)
+
+
+def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, points: Points,
+             capped: NDArray[np.bool_]) -> list[Line]:
     """`gpu_interpreter.hbm_time_s` over arrays: the lines whose largest is a kernel's HBM stream
-    (an attention kernel's floor is a line of its own, where it moves any bytes)."""
+    (an attention kernel's floor is a line of its own, where it moves any bytes; its waves are a
+    line in c, or where `capped` their most, `_attention_switch`)."""
     bandwidth = hv("hbm.bandwidth_bytes_per_s")
     if call.kind == "gemm":
         share = call.columns / (call.columns + hv("software.gemm_half_efficiency_columns"))
@@ -299,6 +317,10 @@ def _gpu_hbm(call: KernelCall, moved: tuple[Array, Array], hv: HardwareValues, p
     if call.kind == "attention":
         stream = _gpu_stream(moved, bandwidth, hv, hv("software.attention_ramp_s"), hv("software.attention_efficiency"))
         any_bytes = (moved[0] > 0) | (moved[1] > 0)
+        wave = hv("software.attention_wave_s")
+        waves0 = np.where(any_bytes & capped, wave * hv("software.attention_max_waves"), 0.0)
+        waves1 = np.where(any_bytes & ~capped, wave * _attention_waves_per_context(call, hv, points), 0.0)
+        stream = Line("stream", stream.at0 + waves0, stream.slope + waves1)
         return [stream, _const("stream", np.where(any_bytes, hv("software.attention_floor_s"), 0.0), points)]
     if call.kind == "experts":
         return [_gpu_stream(moved, bandwidth, hv, hv("software.experts_ramp_s"), hv("software.experts_efficiency"))]
@@ -360,11 +382,12 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
     """`gpu_interpreter.launch_timing` over arrays: launch/sync, then one body, the largest of the
     HBM and DDR streams, the SMs and NVLink (in that order, as the interpreter compares them),
     and without CUDA graphs the host's bound last. A `custom` all-reduce whose message grows with
-    the context changes kernel at one context; the run is cut there first."""
+    the context changes kernel at one context, and an attention kernel's split reaches its most
+    waves at one context; the run is cut there first."""
     hw = hv.hardware
     assert isinstance(hw, GpuHardware)
     t = traffic(call.work, points.batch)
-    hbm = _gpu_hbm(call, t.moved("hbm"), hv, points)
+    attention_switch = _attention_switch(call, hv, points)
     ddr = _gpu_stream(t.moved("ddr"), hv("ddr.bandwidth_bytes_per_s"), hv)
     sms = _scaled("compute", t.flops, hv("assumptions.compute_efficiency") * hv("chip.peak_flops_per_s"))
     reduces = [_gpu_all_reduce(r, hv, points) for r in call.work.all_reduces]
@@ -373,7 +396,8 @@ def gpu_call_lines(call: KernelCall, hv: HardwareValues, points: Points) -> Call
     if not hw.software.cuda_graphs:
         host = [_const("sync", np.maximum(0.0, hv("software.host_launch_s") - launch_sync), points)]
     pieces = []
-    for first, last in _cut(points, [r.switch for r in reduces]):
+    for first, last in _cut(points, [r.switch for r in reduces] + [attention_switch]):
+        hbm = _gpu_hbm(call, t.moved("hbm"), hv, points, first >= attention_switch)
         nccl = _const("collective", 0.0, points)
         for r in reduces:
             before = first < r.switch

@@ -122,15 +122,44 @@ def test_one_gemv_kernel_by_hand():
     assert narrow.total_s > gemm.total_s
 
 
+def _attention_s(kv_bytes_per_token: float, heads: int, batch: int, context: int) -> float:
+    work = timing.IterationWork(hbm_read=timing.Affine(0, 0, kv_bytes_per_token))
+    call = timing.KernelCall("attention", 1, 0, 0, work, kind="attention", heads=heads)
+    return launch_timing(call, HW, batch, context).total_s
+
+
 def test_attention_has_a_floor_then_streams_its_cache():
     s = HW.software
+    assert _attention_s(1e3, 1, 1, 1000) == pytest.approx(2e-6 + s.attention_floor_s)
+    # Without heads (a call built by hand), no split: the stream alone.
+    assert _attention_s(5e5, 0, 1, 1000) == pytest.approx(2e-6 + s.attention_ramp_s + 500e6 / (s.attention_efficiency * 3.35e12))
 
-    def attention(kv_bytes: float) -> float:
-        work = timing.IterationWork(hbm_read=timing.Affine(0, 0, kv_bytes))
-        return launch_timing(timing.KernelCall("attention", 1, 0, 0, work, kind="attention"), HW, 1, 1).total_s
 
-    assert attention(1e6) == pytest.approx(2e-6 + s.attention_floor_s)
-    assert attention(500e6) == pytest.approx(2e-6 + s.attention_ramp_s + 500e6 / (s.attention_efficiency * 3.35e12))
+def test_attention_pays_per_wave_of_xqas_split_by_hand():
+    # Llama 3.1 70B at TP8, batch 8, context 4,096: 1 KV head of 128 per GPU, 4 KB of K and V per
+    # token and sequence (head_dim 128, bf16). XQA's split: 8 x 1 x 4,096 / 128 = 256 CTAs over
+    # 132 SMs, 1.94 waves; 32 sequences of 8 heads would be 64 waves: held to 8.
+    s = HW.software
+    kv = 8 * 4096 * 512.0
+    waves = 8 * 4096 / 128 / 132
+    want = s.attention_ramp_s + kv / (s.attention_efficiency * 3.35e12) + s.attention_wave_s * waves
+    assert _attention_s(512, 1, 8, 4096) == pytest.approx(2e-6 + max(s.attention_floor_s, want))
+    big = 32 * 8 * 4096 * 512.0
+    want = s.attention_ramp_s + big / (s.attention_efficiency * 3.35e12) + s.attention_wave_s * 8
+    assert _attention_s(8 * 512, 8, 32, 4096) == pytest.approx(2e-6 + want)
+
+
+@pytest.mark.parametrize(("sockets", "heads"), [(1, 8), (2, 4), (8, 1)])
+def test_an_attention_launch_knows_its_kv_heads_per_gpu(sockets, heads):
+    from dfdsl.elaborate import check_file
+    from dfdsl.irgen import generate
+    from dfdsl.hardware import bundled_targets
+
+    module = generate(check_file(EXAMPLES / "llama3_1_8b.dfl", {"target": "dgx_h100", "tokens": 1},
+                                 targets=bundled_targets()))
+    calls = simulate_gpu(_lowered(module, sockets), HW).calls
+    assert {c.heads for c in calls if c.kind == "attention"} == {heads}
+    assert {c.heads for c in calls if c.kind != "attention"} == {0}
 
 
 def _all_reduce_s(hw: GpuHardware, gpus: int, message: int) -> float:

@@ -84,8 +84,9 @@ def random_calls(rng, gpu: bool) -> list[KernelCall]:
         trips = 1 if gpu else int(rng.choice([1, 1, 32]))
         kind = str(rng.choice(["gemm", "attention", "experts", "stream", ""])) if gpu else ""
         columns = int(rng.integers(1, 20_000)) if kind == "gemm" else 0
+        heads = int(rng.choice([0, 1, 2, 8, 64])) if kind == "attention" else 0
         calls += [KernelCall(f"k{i}", trips, 0 if gpu else int(rng.integers(1, 9)),
-                             0 if gpu else int(rng.integers(1, 936)), work, kind, columns)] * int(rng.integers(1, 3))
+                             0 if gpu else int(rng.integers(1, 936)), work, kind, columns, heads)] * int(rng.integers(1, 3))
     return calls
 
 
@@ -97,7 +98,8 @@ SWEPT = {
     "gpu": ("hbm.bandwidth_bytes_per_s", "assumptions.stream_ramp_s", "assumptions.nccl_step_latency_s",
             "assumptions.nccl_bus_bandwidth_bytes_per_s", "chip.peak_flops_per_s", "assumptions.launch_sync_s",
             "software.gemm_ramp_s", "software.gemm_half_efficiency_columns", "software.attention_floor_s",
-            "software.attention_efficiency", "software.experts_ramp_s", "software.custom_allreduce_latency_s",
+            "software.attention_efficiency", "software.attention_wave_s", "software.attention_block_tokens",
+            "software.attention_max_waves", "chip.sms", "software.experts_ramp_s", "software.custom_allreduce_latency_s",
             "software.custom_allreduce_twoshot_latency_s", "software.custom_allreduce_bandwidth_bytes_per_s",
             "software.host_launch_s"),
 }
@@ -124,7 +126,7 @@ def test_random_calls_at_random_points_match_the_reference(kind, algorithm):
         for path in SWEPT[kind]:
             value = float(HardwareValues(base)(path))
             factor = np.exp(rng.uniform(np.log(0.25), np.log(4.0), n))
-            swept[path] = np.round(value * factor) if path == "chip.pcus" else value * factor
+            swept[path] = np.round(value * factor) if path in ("chip.pcus", "chip.sms") else value * factor
         got = vectorized.run(calls, HardwareValues(base, swept), points, lines_of)
         for p in range(n):
             hw = base
@@ -198,6 +200,17 @@ def test_an_auto_all_reduce_changes_algorithm_inside_a_run():
     for category, seconds in want.breakdown_s.items():
         assert close(got.breakdown_s[category][0], seconds), category
     assert len(vectorized.rdu_call_lines(call, HardwareValues(RDU), points).pieces) > 1
+
+
+def test_an_attention_split_reaches_its_most_waves_inside_a_run():
+    # 32 sequences of 2 KV heads: XQA's split grows with the context to 8 waves of 132 SMs at
+    # 8 x 128 x 132 / 64 = 2,112 tokens, then stays there.
+    call = KernelCall("attention", 1, 0, 0, IterationWork(hbm_read=Affine(0, 0, 1024)), "attention", heads=2)
+    points = Points(np.array([32]), np.array([2100]), np.array([30]))
+    got = vectorized.run([call], HardwareValues(GPU), points, vectorized.gpu_call_lines)
+    want = timing.run([call], GPU, 32, 2100, 30, launch_timing)
+    assert close(got.step_s[0], want.step_s)
+    assert len(vectorized.gpu_call_lines(call, HardwareValues(GPU), points).pieces) == 2
 
 
 @pytest.mark.parametrize("target", ["sn40l", "dgx_h100", "dgx_h100_nccl", "dgx_a100", "dgx_h200"])

@@ -227,6 +227,12 @@ class GpuSoftware:
     attention_ramp_s: float
     attention_efficiency: float
     attention_floor_s: float
+    attention_wave_s: float
+    """Decode attention's cost per wave of CTAs (one CTA per SM) its context split makes."""
+    attention_block_tokens: float
+    """The tokens of one sequence and KV head that one CTA of the split takes."""
+    attention_max_waves: float
+    """The most CTAs the split makes, in waves of one CTA per SM."""
     experts_ramp_s: float
     experts_efficiency: float
     custom_allreduce_latency_s: float
@@ -291,6 +297,8 @@ TOKENS = Range(1, 1e7, " tokens")
 """A number of tokens (a prefill's half-efficiency size): up to ten million."""
 COLUMNS = Range(1, 1e7, " columns")
 """A GEMM's output columns (its half-efficiency width): up to ten million."""
+WAVES = Range(1e-3, 1e6, " waves")
+"""Waves of thread blocks over a GPU's SMs (one block per SM each)."""
 
 
 def range_of(name: str) -> Range:
@@ -306,6 +314,8 @@ def range_of(name: str) -> Range:
         return TOKENS
     if name.endswith("_columns"):
         return COLUMNS
+    if name.endswith("_waves"):
+        return WAVES
     raise KeyError(f"no range for the hardware key {name!r}")
 
 
