@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 from dfdsl import files
 from dfdsl.ast import Span
 from dfdsl.diagnostics import Diagnostic, DfslError
+from dfdsl.elaborate import RUN_LIMITS
 from dfdsl.driver import POINT_ERRORS, CompileOptions, Compiler, Model, RunSettings, load_model
 from dfdsl.errors import ProgramFailure
 from dfdsl.hardware import (
@@ -195,8 +196,13 @@ def _number(text: str, span: Span, column: str, kind: type) -> Any:
         value = kind(text)
     except ValueError:
         raise _error(span, f"{column} `{text}` is not a number", f"write {wanted}") from None
-    if not (math.isfinite(value) and value > 0):
+    if not math.isfinite(value):
+        raise _error(span, f"{column} = {text} is not a finite number", f"write {wanted}")
+    if value <= 0:
         raise _error(span, f"{column} = {text} is not positive", f"write {wanted}")
+    low, high = RUN_LIMITS.get(column, (1, math.inf))
+    if kind is int and not low <= value <= high:
+        raise _error(span, f"{column} = {text} is out of range", f"write a whole number from {max(low, 1):,} to {high:,}")
     return value
 
 
@@ -285,8 +291,10 @@ class Parameter:
 
 def fittable_names(hw: Hardware | GpuHardware) -> list[str]:
     """What `--fit` accepts on this machine: the short names, then each fittable number's own name."""
-    own = [name for name, path in hardware_numbers(hw).items() if "." not in name and not range_of(name).integer]
-    return [*(n for n in SHORT_NAMES if _short_path(hw, n)), *own]
+    short = [n for n in SHORT_NAMES if _short_path(hw, n)]
+    own = [name for name, path in hardware_numbers(hw).items()
+           if "." not in name and not range_of(name).integer and name not in short]
+    return [*short, *own]
 
 
 def _short_path(hw: Hardware | GpuHardware, name: str) -> str | None:

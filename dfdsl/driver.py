@@ -386,8 +386,10 @@ class Compiler:
         advice = advise(module, model.hardware)
         unit = model.hardware.unit
         if advice.counts:
+            staged = (f" (counted as if one stage held the whole model; over {settings.pipeline} pipeline stages "
+                      "each holds only its layers, so fewer may do)" if settings.pipeline > 1 else "")
             return (f"use {counts_text(advice.counts, unit)}: with those, every split divides and every "
-                    f"{unit} holds its tensors")
+                    f"{unit} holds its tensors{staged}")
         why = (f"no {unit} count works: the splits divide over {counts_text(advice.shardable, unit)}, and at "
                "none of them do the tensors fit as placed")
         if advice.placement is None:

@@ -38,6 +38,7 @@ from dfdsl.composition import (
 from dfdsl.dialects import df, shapes
 from dfdsl.dialects.shapes import DTYPE_BYTES, TIERS, TensorShape
 from dfdsl.diagnostics import Collector, DfslError, did_you_mean
+from dfdsl.hardware import display_name, target_name
 from dfdsl.loader import Program, load
 from dfdsl.model import LayerCall, ResolvedDecl, ResolvedLayer, ResolvedModel, ResolvedOp, RunConfig, RunSettings, Step
 
@@ -747,6 +748,16 @@ class Elaborator:
             self.errors.error(code, err.message + where, None if err.key in from_cli else spans.get(err.key))
             return df.Parallel()
 
+    def unknown_cli_target(self, name: str) -> None:
+        """E016 for a `--target` the targets do not name (the file's own target is checked where it is written)."""
+        names = [display_name(t) for t in sorted(self.targets or ())]
+        spelled, _, count = display_name(name).partition(":")
+        if count and target_name(spelled) in (self.targets or ()):
+            hint = f"--target takes a name alone: write --target {spelled} --sockets {count}"
+        else:
+            hint = did_you_mean(display_name(name), names) or "targets are " + ", ".join(names)
+        self.errors.error("E016", f"--target {display_name(name)}: unknown target (on the command line)", None, hint)
+
     def elaborate_run(self, items: tuple[ast.Item, ...], scope: _Scope, draft: ast.Span | None) -> RunConfig:
         """The run settings; `draft` is where the file's draft model is named (None: it has none)."""
         runs = [i for i in items if isinstance(i, ast.Run)]
@@ -782,8 +793,7 @@ class Elaborator:
         from_file = set(spans)
         values.update({k: v for k, v in self.overrides.items() if v is not None and k != "parallel"})
         if self.targets is not None and values["target"] not in self.targets:
-            self.errors.error("E016", f"unknown target `{values['target']}`", spans.get("target"),
-                              "targets are " + ", ".join(sorted(self.targets)))
+            self.unknown_cli_target(str(values["target"]))
         for key, message in _run_limit_errors(values, from_cli=self.overrides):
             self.errors.error("E019", message, None if key in self.overrides else spans.get(key))
         self.check_request(values, from_file, spans)

@@ -17,7 +17,7 @@ from dfdsl.cli import main
 from dfdsl.diagnostics import DfslError
 from dfdsl.driver import CompileOptions, Compiler, load_model
 from dfdsl.errors import ProgramFailure
-from dfdsl.hardware import bundled_kind, bundled_targets, hardware_text, load_hardware
+from dfdsl.hardware import bundled_kind, bundled_targets, hardware_text, load_hardware, target_name
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
@@ -152,6 +152,10 @@ def test_a_kept_trailing_comment_follows_the_fitted_note():
     ("llama3_1_8b.dfl,sn40l,8,1,4096,,fast,x", "3:33", "ms_per_token `fast` is not a number"),
     ("llama3_1_8b.dfl,sn40l,8,1,4096,,-1,x", "3:33", "ms_per_token = -1 is not positive"),
     ("llama3_1_8b.dfl,sn40l,eight,1,4096,,1.0,x", "3:23", "sockets `eight` is not a number"),
+    ("llama3_1_8b.dfl,sn40l,8,1,4096,,1e400,x", "3:33", "ms_per_token = 1e400 is not a finite number"),
+    ("llama3_1_8b.dfl,sn40l,8,1,4096,99999999999999999999,1.0,x", "3:32",
+     "tokens = 99999999999999999999 is out of range"),
+    ("llama3_1_8b.dfl,sn40l,2000,1,4096,,1.0,x", "3:23", "sockets = 2000 is out of range"),
     ("llama3_1_8b.dfl,sn40l,8,1,4096,,1.0", "3:36", "this row has 7 fields; the header (line 2) names 8"),
     ('llama3_1_8b.dfl,sn40l,8,1,4096,,1.0,"unended', "3:37", "this quoted field has no closing"),
     ("nope.dfl,sn40l,8,1,4096,,1.0,x", "3:1", "no model file `nope.dfl`"),
@@ -403,3 +407,21 @@ def test_the_documented_json_keys_are_the_report_s():
                                    hardware="h", output="o", when="w")
     keys = {*report, *report["parameters"][0], *report["points"][0]}
     assert all(f"`{key}`" in doc for key in keys), [k for k in keys if f"`{k}`" not in doc]
+
+
+@pytest.mark.parametrize("machine", ["sn40l", "dgx-a100", "dgx-h100"])
+def test_the_fittable_names_are_each_named_once(machine):
+    names = calibrate.fittable_names(load_hardware(target_name(machine)))
+    assert len(names) == len(set(names)) and "stream_efficiency" in names
+
+
+def test_a_report_that_cannot_be_written_leaves_no_fitted_file_and_a_written_one_has_both(tmp_path, capsys):
+    csv = tmp_path / "m.csv"
+    csv.write_text(HEADER + f"{EXAMPLES / 'llama3_1_8b.dfl'},sn40l,8,1,4096,16,1.5,x\n")
+    out = tmp_path / "fitted.toml"
+    args = ["calibrate", str(csv), "--hardware", "sn40l", "-o", str(out), "--fit", "launch_cost", "--json"]
+    assert main([*args, "--report", str(tmp_path / "missing" / "r.json")]) == 2
+    assert "[E028]" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["output"] == str(out) and "fitted by dfdsl calibrate" in out.read_text()

@@ -239,3 +239,15 @@ def test_a_machine_of_another_kind_than_the_target_is_refused_before_compiling(t
     err = capsys.readouterr().err
     assert ("the hardware file sn40l.toml (bundled) is an rdu machine and the run's target dgx-h100 is not: "
             "give a target of its kind as well (sn40l) [E022]") in err
+
+
+@pytest.mark.parametrize(("target", "hint"), [
+    ("sn40l:8", "help: --target takes a name alone: write --target sn40l --sockets 8"),
+    ("dgx-h10", "did you mean `dgx-h100`?"),
+    ("nope", "targets are dgx-a100, dgx-h100, dgx-h100-nccl, dgx-h200, sn40l"),
+])
+def test_an_unknown_target_on_the_command_line_is_not_blamed_on_the_file(target, hint, capsys):
+    assert main(["run", MODEL, "--target", target]) == 2
+    err = capsys.readouterr().err
+    assert f"--target {target}: unknown target (on the command line) [E016]" in err and hint in err
+    assert "llama3_1_8b.dfl:11" not in err and "Traceback" not in err

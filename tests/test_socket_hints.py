@@ -203,3 +203,18 @@ def test_the_counts_offered_are_every_count_that_compiles(tmp_path):
 def _report_checked():
     yield
     print(f"\nsocket-count suggestions checked by compiling them: {CHECKED[0]}")
+
+
+def test_a_pipelined_run_says_its_counts_are_for_one_stage_and_each_count_it_says_compiles(tmp_path, capsys):
+    """The counts are worked out as if one stage held the whole model: each still compiles over
+    two stages (a stage holds less), and the message says fewer may do."""
+    path = tmp_path / "tiny.dfl"
+    path.write_text(TINY_DFL)
+    hardware = str(_hardware(tmp_path, 6_000_000))
+    assert cli_main(["run", str(path), "--hardware", hardware, "--pipeline", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "[E021]" in err and "counted as if one stage held the whole model" in err
+    assert "over 2 pipeline stages each holds only its layers, so fewer may do" in err
+    for sockets in counts_said(err):
+        assert cli_main(["run", str(path), "--hardware", hardware, "--pipeline", "2", "--sockets", str(sockets)]) == 0
+        capsys.readouterr()

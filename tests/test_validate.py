@@ -13,7 +13,7 @@ import attrs
 import pytest
 
 from dfdsl import validate
-from dfdsl.cli import run_command
+from dfdsl.cli import main, run_command
 from dfdsl.cli import validate as validate_command
 from dfdsl.report import Report
 from dfdsl.sim import timing
@@ -200,3 +200,11 @@ def test_the_composition_claims_read_samba_coe_on_three_machines():
                                                                              a100["experts_per_node"]))
     # PCIe Gen4 is half of Gen5: the A100's switch is the slower.
     assert a100["switch_ms"] > h100["switch_ms"] > sn40l["switch_ms"]
+
+
+@pytest.mark.parametrize("machine", ["dgx-h100", "dgx_a100"])
+def test_validate_refuses_a_gpu_machine_at_once_and_says_what_to_give(machine, capsys):
+    assert main(["validate", "--hardware", machine]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dfdsl: error: --hardware {machine} is a gpu machine, and validate checks the published "
+                          "SN40L figures: give an rdu machine") and "[E022]" in err and "Traceback" not in err

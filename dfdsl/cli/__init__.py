@@ -85,7 +85,7 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         return 2
     except DiagnosticException as err:
         where = getattr(args, "file", None)
-        sys.stderr.write(f"{where + ': ' if where else ''}error: {err} [{_code_of(err)}]\n")
+        sys.stderr.write(f"{where or 'dfdsl'}: error: {err} [{_code_of(err)}]\n")
         return 2
     except EnvironmentFailure as err:
         return _environment(err)

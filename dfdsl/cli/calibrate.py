@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from dfdsl import calibrate
-from dfdsl.cli.output import UsageError, distinct_outputs, emit, write_output
+from dfdsl.cli.output import UsageError, distinct_outputs, emit, output_stream, write_output
 from dfdsl.driver import CompileOptions, Compiler
 from dfdsl.cli.options import hardware_help
 from dfdsl.hardware import hardware_text
@@ -82,10 +82,15 @@ def main(args: argparse.Namespace) -> int:
     when = calibrate.now()
     inputs = [path] + ([] if bundled else [Path(args.hardware)])
     text = calibrate.fitted_toml(base_text, base_name, values, path.name, when)
-    write_output(Path(args.output), text, inputs)
     names = {"measured": str(path), "hardware": base_name, "output": args.output}
-    if args.json:
-        emit(json.dumps(calibrate.report_json(result, when=when, **names), indent=2), args.report, inputs)
-    else:
-        emit(calibrate.render_report(result, **names), args.report, inputs)
+    report = (json.dumps(calibrate.report_json(result, when=when, **names), indent=2) if args.json
+              else calibrate.render_report(result, **names))
+    if args.report in (None, "-"):
+        write_output(Path(args.output), text, inputs)
+        emit(report, None, inputs)
+        return 0
+    # Both files or neither: each is renamed into place only when both are written.
+    with output_stream(Path(args.report), inputs) as report_file, output_stream(Path(args.output), inputs) as fitted:
+        report_file.write(report if report.endswith("\n") else report + "\n")
+        fitted.write(text)
     return 0

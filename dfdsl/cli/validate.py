@@ -10,6 +10,7 @@ import attrs
 from dfdsl import compare_view
 from dfdsl.cli.options import hardware_help
 from dfdsl.cli.output import emit
+from dfdsl.hardware import TargetMismatchError, load_hardware
 from dfdsl.validate import (
     SOCKETS,
     calibrate,
@@ -47,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """`dfdsl validate`: exit code 1 when a calibrated published figure is outside its tolerance."""
+    if args.hardware and (kind := load_hardware(args.hardware).kind) != "rdu":
+        raise TargetMismatchError(f"--hardware {args.hardware} is a {kind} machine, and validate checks the "
+                                  "published SN40L figures: give an rdu machine (sn40l, or a hardware file "
+                                  "of that kind)")
     calibrations, skipped = calibrate(dense_examples(), SOCKETS, args.hardware or "")
     speculative = speculative_runs(hardware_file=args.hardware or "")
     compositions = composition_runs()
