@@ -46,7 +46,7 @@ from xdsl.interpreter import Interpreter, impl, register_impls
 from dfdsl.dialects import nv
 from dfdsl.lowering.stages import Stage
 from dfdsl.sim import timing
-from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, load_hardware
+from dfdsl.hardware import GpuHardware, Hardware, TargetMismatchError, display_name, load_hardware
 from dfdsl.sim.interpreter import (
     Buffer,
     CallLog,
@@ -385,7 +385,7 @@ def _gpus(program: nv.ProgramOp, hw: GpuHardware) -> int:
     gpus = program.count("gpus")
     if gpus > hw.node.gpus:
         raise TargetMismatchError(
-            f"{hw.name} has {hw.node.gpus} GPUs per node and the program runs on {gpus}: tensor "
+            f"{display_name(hw.name)} has {hw.node.gpus} GPUs per node and the program runs on {gpus}: tensor "
             f"parallelism across nodes is not modelled; use at most {hw.node.gpus} (--sockets counts GPUs here)"
         )
     return gpus

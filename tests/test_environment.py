@@ -88,6 +88,13 @@ def test_a_full_device_is_e028_with_what_to_do(tiny):
                               "help: free some space on that disk, or write elsewhere with -o\n")
 
 
+def test_the_fix_names_the_option_that_chose_the_file(tiny):
+    """A trace that cannot be written says to move the trace (`--trace`), not the output (`-o`)."""
+    outcome = run_cli(["run", str(tiny), "--tokens", "1", "--trace", "/dev/full"], seconds=60)
+    assert outcome.code == 2
+    assert outcome.stderr.endswith("help: free some space on that disk, or write elsewhere with --trace\n")
+
+
 def test_standard_output_on_a_full_disk_is_e028_and_nothing_more(tiny):
     """Not an internal error, and not a second error when Python flushes at exit (status 120)."""
     with open("/dev/full", "w") as full:

@@ -324,7 +324,7 @@ def test_the_gpu_interpreter_refuses_other_hardware_and_more_gpus_than_a_node():
     module = _lowered(tiny_llama(layers=1), 2)
     with pytest.raises(NotAGpuError, match='kind = "gpu"'):
         simulate_gpu(module, "sn40l")
-    with pytest.raises(DiagnosticException, match="8 GPUs per node"):
+    with pytest.raises(DiagnosticException, match="dgx-h100 has 8 GPUs per node"):
         run_model(EXAMPLES / "llama3_1_70b.dfl", {"target": "dgx_h100", "sockets": 16})
 
 

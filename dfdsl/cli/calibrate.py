@@ -90,7 +90,8 @@ def main(args: argparse.Namespace) -> int:
         emit(report, None, inputs)
         return 0
     # Both files or neither: each is renamed into place only when both are written.
-    with output_stream(Path(args.report), inputs) as report_file, output_stream(Path(args.output), inputs) as fitted:
+    with (output_stream(Path(args.report), inputs, option="--report") as report_file,
+          output_stream(Path(args.output), inputs) as fitted):
         report_file.write(report if report.endswith("\n") else report + "\n")
         fitted.write(text)
     return 0

@@ -83,7 +83,7 @@ def _compare_targets(args: argparse.Namespace, path: Path, values: dict[str, Run
             png = compare_view.plot_targets(outcomes, path.stem)
         except ValueError as err:
             raise UsageError(str(err)) from None
-        write_output(Path(args.plot), png, [path])
+        write_output(Path(args.plot), png, [path], option="--plot")
     return 0
 
 
@@ -109,7 +109,7 @@ def _compare_composition(args: argparse.Namespace, path: Path, values: dict[str,
             png = compare_view.plot_experts(curves, f"{model.composition.name}: request latency against experts")
         except ValueError as err:
             raise UsageError(str(err)) from None
-        write_output(Path(args.plot), png, [path])
+        write_output(Path(args.plot), png, [path], option="--plot")
     return 0
 
 

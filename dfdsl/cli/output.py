@@ -32,13 +32,14 @@ class UsageError(Exception):
     """A command-line mistake; printed as `dfdsl: error: ... [E027]` with exit code 2."""
 
 
-def _failure(where: str, err: OSError) -> OutputFailure:
+def _failure(where: str, err: OSError, option: str = "-o") -> OutputFailure:
+    """E028 for a failed write, its fix naming the option that chose the file (`-o`, `--report`, ...)."""
     fix = {
-        errno.ENOSPC: "free some space on that disk, or write elsewhere with -o",
-        errno.EDQUOT: "free some of your disk quota, or write elsewhere with -o",
-        errno.EACCES: "write where you may (-o in a folder of yours), or change the permissions",
-        errno.EROFS: "the file system is mounted read-only: write elsewhere with -o",
-    }.get(err.errno or 0, "check the path, or write elsewhere with -o")
+        errno.ENOSPC: f"free some space on that disk, or write elsewhere with {option}",
+        errno.EDQUOT: f"free some of your disk quota, or write elsewhere with {option}",
+        errno.EACCES: f"write where you may ({option} in a folder of yours), or change the permissions",
+        errno.EROFS: f"the file system is mounted read-only: write elsewhere with {option}",
+    }.get(err.errno or 0, f"check the path, or write elsewhere with {option}")
     return OutputFailure(f"cannot write {where}: {err.strerror or err}", fix)
 
 
@@ -55,9 +56,10 @@ def distinct_outputs(outputs: Mapping[str, str | None]) -> None:
         seen[real] = option
 
 
-def write_output(path: Path, data: str | bytes, inputs: Sequence[Path] = ()) -> None:
-    """Write `data` to `path`, whole or not at all (see the module's docstring); never an input."""
-    with output_stream(path, inputs, binary=isinstance(data, bytes)) as f:
+def write_output(path: Path, data: str | bytes, inputs: Sequence[Path] = (), option: str = "-o") -> None:
+    """Write `data` to `path`, whole or not at all (see the module's docstring); never an input.
+    `option` is the command-line option that named `path`, for the fix an error gives."""
+    with output_stream(path, inputs, binary=isinstance(data, bytes), option=option) as f:
         f.write(data)
 
 
@@ -91,7 +93,7 @@ def _drop_stdout() -> None:
 
 
 @contextmanager
-def output_stream(path: Path, inputs: Sequence[Path] = (), binary: bool = False) -> Iterator[Any]:
+def output_stream(path: Path, inputs: Sequence[Path] = (), binary: bool = False, option: str = "-o") -> Iterator[Any]:
     """A stream to `path`, written as `write_output` writes (through symbolic links, never an input,
     a device or named pipe directly, a read-only file refused, failures E028), through a temporary
     file renamed over `path` only when the block ends without an exception: a failed or interrupted
@@ -99,7 +101,7 @@ def output_stream(path: Path, inputs: Sequence[Path] = (), binary: bool = False)
     target = Path(path)
     for source in inputs:
         if target.exists() and source.exists() and target.resolve() == Path(source).resolve():
-            raise UsageError(f"refusing to overwrite the input file {source}; choose another -o")
+            raise UsageError(f"refusing to overwrite the input file {source}; choose another {option}")
     real = Path(os.path.realpath(target))
     try:
         info: os.stat_result | None = os.stat(real)
@@ -111,12 +113,12 @@ def output_stream(path: Path, inputs: Sequence[Path] = (), binary: bool = False)
             with open(real, "wb") if binary else open(real, "w", encoding="utf-8", newline="") as direct:
                 yield direct
         except OSError as err:
-            raise _failure(str(target), err) from None
+            raise _failure(str(target), err, option) from None
         return
     if info is not None and stat.S_ISREG(info.st_mode) and (
             not info.st_mode & 0o222 or not os.access(real, os.W_OK)):
         raise OutputFailure(f"cannot write {target}: the file is read-only",
-                            "make it writable (chmod u+w) if it may be replaced, or write elsewhere with -o")
+                            f"make it writable (chmod u+w) if it may be replaced, or write elsewhere with {option}")
     tmp = real.with_name(f".{real.name}.{os.getpid()}.tmp")
     try:
         with (open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8", newline="")) as f:
@@ -125,7 +127,7 @@ def output_stream(path: Path, inputs: Sequence[Path] = (), binary: bool = False)
             os.chmod(tmp, stat.S_IMODE(info.st_mode))
         os.replace(tmp, real)
     except OSError as err:
-        raise _failure(str(target), err) from None
+        raise _failure(str(target), err, option) from None
     finally:
         tmp.unlink(missing_ok=True)
 

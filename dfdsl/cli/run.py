@@ -42,7 +42,8 @@ def main(args: argparse.Namespace) -> int:
         values["experts"] = args.experts
     report = run_model(path, values, compile_options(args))
     if args.trace:
-        write_output(Path(args.trace), trace_json(report.timeline, model=report["model"]), [path])
+        write_output(Path(args.trace), trace_json(report.timeline, model=report["model"]), [path],
+                     option="--trace")
     if args.json:
         emit(json.dumps(report.figures, indent=2), args.output, [path])
     else:

@@ -64,5 +64,6 @@ def main(args: argparse.Namespace) -> int:
     else:
         emit(sensitivity.render_table(results, title), args.output_file, [path])
     if args.plot:
-        write_output(Path(args.plot), sensitivity.tornado_png(results, title, low, high), [path])
+        write_output(Path(args.plot), sensitivity.tornado_png(results, title, low, high), [path],
+                     option="--plot")
     return 0

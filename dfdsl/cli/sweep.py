@@ -161,7 +161,7 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(pareto.render())
     if drawing is not None:
         try:
-            write_output(Path(args.plot), drawing.png(path.stem), [path])
+            write_output(Path(args.plot), drawing.png(path.stem), [path], option="--plot")
         except sweep.SweepError as err:
             raise UsageError(str(err)) from None
     if not args.quiet:
